@@ -1,0 +1,83 @@
+"""Limits and the clock: one place for every size cap, and time that tests can pin."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Protocol
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds on everything we download or read, so a hostile server cannot feed endless data."""
+
+    # Notary v1 (notary: const.go MaxTimestampSize = 1 MiB, MaxDownloadSize = 100 MiB)
+    timestamp_bytes: int = 1 * MiB
+    root_bytes: int = 2 * MiB
+    metadata_bytes: int = 100 * MiB
+    max_root_rotations: int = 1024
+    max_delegations: int = 10_000
+    # Notation (notation-go registry/repository.go: manifest 4 MiB, envelope blob 32 MiB)
+    signature_manifest_bytes: int = 4 * MiB
+    envelope_bytes: int = 32 * MiB
+    referrers_index_bytes: int = 16 * MiB
+    manifest_bytes: int = 4 * MiB
+    max_signature_attempts: int = 50
+    # Plugins (plugin-extensibility spec: each channel capped at 64 MiB)
+    plugin_output_bytes: int = 64 * MiB
+    plugin_timeout_seconds: float = 60.0
+    # HTTP
+    http_timeout_seconds: float = 30.0
+    retry_attempts: int = 5
+    retry_max_wait_seconds: float = 30.0
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Clock(Protocol):
+    def now(self) -> _dt.datetime:
+        """Current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> _dt.datetime:
+        return _dt.datetime.now(_dt.UTC)
+
+
+@dataclass(frozen=True)
+class FixedClock:
+    """A pinned instant (``--at``); public fixtures have expired, so tests evaluate them at a fixed time."""
+
+    instant: _dt.datetime
+
+    def now(self) -> _dt.datetime:
+        return self.instant
+
+
+def parse_rfc3339(value: str) -> _dt.datetime:
+    """Parse an RFC 3339 instant (``Z`` or offset, any fraction) into aware UTC."""
+    from .errors import UsageError
+
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Go writes nanoseconds; Python keeps microseconds, which is enough for expiry comparisons.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        frac = ""
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            frac += rest[i]
+            i += 1
+        text = f"{head}.{frac[:6].ljust(6, '0')}{rest[i:]}"
+    try:
+        parsed = _dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"not an RFC 3339 time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise UsageError(f"RFC 3339 time needs a zone (Z or ±hh:mm): {value!r}")
+    return parsed.astimezone(_dt.UTC)
