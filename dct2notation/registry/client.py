@@ -1,0 +1,675 @@
+"""OCI distribution client on httpx, in a sync and an async flavour that share every request and decision.
+
+Each registry operation is written once, as a generator that yields :class:`Call` objects and receives
+:class:`Reply` objects (the shape of ``httpx.Auth.auth_flow``). :class:`RegistryClient` and
+:class:`AsyncRegistryClient` only drive those generators: they send, read the body under a size cap, and retry.
+A retry restarts the whole operation, so an interrupted blob upload starts again from its POST and a
+read-modify-write of a referrers index re-reads the index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import importlib
+import ssl
+import threading
+from collections import Counter
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from ..errors import AuthError, Dct2NotationError, InputError, NotFoundError, RemoteError
+from ..notation.manifest import parse_index, referrers_index, referrers_tag
+from ..oci import MANIFEST_ACCEPT, OCI_INDEX, Descriptor, sha256_digest
+from .options import RegistryOptions
+
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+INITIAL_BACKOFF_SECONDS = 0.2
+MAX_PAGES = 1000  # a Link loop on a broken registry must end
+MAX_INDEX_WRITE_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class Call:
+    request: httpx.Request
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: httpx.Headers
+    content: bytes
+    url: httpx.URL
+
+
+Op = Generator[Call, Reply, T]
+
+
+class RetryableError(RemoteError):
+    """5xx, 429 or a dropped connection: the operation is started again after a pause."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class RetryStats:
+    """Retries taken, by reason; reports print it so operators see a flaky registry."""
+
+    by_reason: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_reason.values())
+
+    def add(self, reason: str) -> None:
+        with self._lock:
+            self.by_reason[reason] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "by_reason": dict(sorted(self.by_reason.items()))}
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def next_link(headers: httpx.Headers, base: httpx.URL) -> httpx.URL | None:
+    """The ``rel="next"`` target of a ``Link`` header, resolved against the request URL."""
+    for part in headers.get_list("link", split_commas=True):
+        target, _, params = part.partition(";")
+        target = target.strip()
+        if target.startswith("<") and target.endswith(">") and 'rel="next"' in params.replace(" ", ""):
+            return base.join(target[1:-1])
+    return None
+
+
+def _error_detail(reply: Reply) -> str:
+    """The registry's error code/message (OCI error JSON), else the start of the body."""
+    try:
+        import json
+
+        errors = json.loads(reply.content).get("errors") or []
+        if errors and isinstance(errors[0], dict):
+            return f"{errors[0].get('code', '')} {errors[0].get('message', '')}".strip()
+    except (ValueError, AttributeError):
+        pass
+    return reply.content[:200].decode("utf-8", "replace").strip()
+
+
+class RegistryCore:
+    """Builds requests and interprets replies for one registry host. No I/O happens here."""
+
+    def __init__(self, host: str, options: RegistryOptions) -> None:
+        self.host = host
+        self.options = options
+        self.limits = options.limits
+        self.base = httpx.URL(f"{options.scheme(host)}://{host}")
+        self.stats = RetryStats()
+
+    # --- request building -------------------------------------------------------------------------
+    def url(self, path: str) -> httpx.URL:
+        return self.base.join(path)
+
+    def call(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        max_bytes: int | None = None,
+    ) -> Call:
+        target = url if isinstance(url, httpx.URL) else self.url(url)
+        request = httpx.Request(method, target, headers=headers, content=content)
+        return Call(request, self.limits.manifest_bytes if max_bytes is None else max_bytes)
+
+    def fail(self, reply: Reply, what: str) -> Dct2NotationError:
+        """The one-line error for an unexpected status."""
+        detail = _error_detail(reply)
+        where = f"{self.host}: {what}"
+        if reply.status == 401:
+            return AuthError(f"{where}: authentication required or credentials refused (401) {detail}".strip())
+        if reply.status == 403:
+            return AuthError(f"{where}: access denied (403) {detail}".strip())
+        if reply.status == 404:
+            return NotFoundError(f"{where}: not found (404) {detail}".strip())
+        if 400 <= reply.status < 500:
+            return InputError(f"{where}: refused ({reply.status}) {detail}".strip())
+        return RemoteError(f"{where}: unexpected status {reply.status} {detail}".strip())
+
+    # --- operations (generators; see module docstring) -------------------------------------------------
+    def op_ping(self) -> Op[None]:
+        reply = yield self.call("GET", "/v2/", max_bytes=64 * 1024)
+        if reply.status != 200:
+            raise self.fail(reply, "GET /v2/")
+
+    def op_blob_exists(self, repo: str, digest: str) -> Op[bool]:
+        reply = yield self.call("HEAD", f"/v2/{repo}/blobs/{digest}", max_bytes=0)
+        if reply.status == 200:
+            return True
+        if reply.status == 404:
+            return False
+        raise self.fail(reply, f"HEAD blob {repo}@{digest}")
+
+    def op_push_blob(self, repo: str, data: bytes, media_type: str = "application/octet-stream") -> Op[Descriptor]:
+        digest = sha256_digest(data)
+        desc = Descriptor(media_type, digest, len(data))
+        if (yield from self.op_blob_exists(repo, digest)):
+            return desc
+        # A single-request (POST ?digest=) upload is accepted by distribution 2.8 but stores nothing: POST then PUT.
+        reply = yield self.call("POST", f"/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"}, max_bytes=65536)
+        if reply.status != 202 or "location" not in reply.headers:
+            raise self.fail(reply, f"start blob upload to {repo}")
+        # httpx's params= would replace the Location's own query (distribution's _state): merge instead, and
+        # resolve a relative Location against the URL that answered.
+        location = reply.url.join(reply.headers["location"]).copy_merge_params({"digest": digest})
+        reply = yield self.call(
+            "PUT", location, headers={"Content-Type": "application/octet-stream"}, content=data, max_bytes=65536
+        )
+        if reply.status not in (201, 204):
+            raise self.fail(reply, f"finish blob upload {digest} to {repo}")
+        return desc
+
+    def op_get_blob(self, repo: str, digest: str, max_bytes: int) -> Op[bytes]:
+        reply = yield self.call("GET", f"/v2/{repo}/blobs/{digest}", max_bytes=max_bytes)
+        if reply.status != 200:
+            raise self.fail(reply, f"GET blob {repo}@{digest}")
+        if sha256_digest(reply.content) != digest:
+            raise RemoteError(f"{self.host}: blob {repo}@{digest}: content does not match its digest")
+        return reply.content
+
+    def op_head_manifest(self, repo: str, reference: str) -> Op[Descriptor | None]:
+        reply = yield self.call(
+            "HEAD", f"/v2/{repo}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT}, max_bytes=0
+        )
+        if reply.status == 404:
+            return None
+        if reply.status != 200:
+            raise self.fail(reply, f"HEAD manifest {repo}:{reference}")
+        digest = reply.headers.get("docker-content-digest")
+        size = reply.headers.get("content-length")
+        media_type = reply.headers.get("content-type", "").split(";")[0].strip()
+        if not digest or size is None or not size.isdigit() or not media_type:
+            # Some registries omit headers on HEAD: fall back to GET and compute.
+            raw, media_type = yield from self.op_get_manifest(repo, reference)
+            return Descriptor(media_type, sha256_digest(raw), len(raw))
+        if reference.startswith("sha256:") and digest != reference:
+            raise RemoteError(f"{self.host}: manifest {repo}@{reference}: registry answered digest {digest}")
+        return Descriptor(media_type, digest, int(size))
+
+    def op_get_manifest(self, repo: str, reference: str, max_bytes: int | None = None) -> Op[tuple[bytes, str]]:
+        reply = yield self.call(
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            headers={"Accept": MANIFEST_ACCEPT},
+            max_bytes=max_bytes,
+        )
+        if reply.status != 200:
+            raise self.fail(
+                reply,
+                f"GET manifest {repo}:{reference}" if ":" not in reference else f"GET manifest {repo}@{reference}",
+            )
+        if reference.startswith("sha256:") and sha256_digest(reply.content) != reference:
+            raise RemoteError(f"{self.host}: manifest {repo}@{reference}: content does not match its digest")
+        media_type = reply.headers.get("content-type", "").split(";")[0].strip()
+        return reply.content, media_type
+
+    def op_find_manifest(self, repo: str, reference: str, max_bytes: int | None = None) -> Op[bytes | None]:
+        """GET a manifest, None when it does not exist."""
+        reply = yield self.call(
+            "GET", f"/v2/{repo}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT}, max_bytes=max_bytes
+        )
+        if reply.status == 404:
+            return None
+        if reply.status != 200:
+            raise self.fail(reply, f"GET manifest {repo}:{reference}")
+        return reply.content
+
+    def op_put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> Op[httpx.Headers]:
+        reply = yield self.call(
+            "PUT", f"/v2/{repo}/manifests/{reference}", headers={"Content-Type": media_type}, content=raw
+        )
+        if reply.status not in (200, 201):
+            raise self.fail(reply, f"PUT manifest {repo}:{reference}")
+        return reply.headers
+
+    def op_delete_manifest(self, repo: str, digest: str) -> Op[bool]:
+        """Delete by digest; False where the registry does not allow deletes (405/400) or it is already gone."""
+        reply = yield self.call("DELETE", f"/v2/{repo}/manifests/{digest}", max_bytes=65536)
+        if reply.status in (200, 202):
+            return True
+        if reply.status in (400, 404, 405):
+            return False
+        raise self.fail(reply, f"DELETE manifest {repo}@{digest}")
+
+    def op_list_tags(self, repo: str, page_size: int | None = None) -> Op[list[str]]:
+        import json
+
+        url = self.url(f"/v2/{repo}/tags/list")
+        if page_size:
+            url = url.copy_merge_params({"n": str(page_size)})
+        tags: list[str] = []
+        for _ in range(MAX_PAGES):
+            reply = yield self.call("GET", url)
+            if reply.status != 200:
+                raise self.fail(reply, f"list tags of {repo}")
+            try:
+                page = json.loads(reply.content).get("tags") or []
+            except (ValueError, AttributeError) as exc:
+                raise RemoteError(f"{self.host}: tags of {repo}: not a tag list") from exc
+            tags.extend(t for t in page if isinstance(t, str))
+            link = next_link(reply.headers, reply.url)
+            if link is None:
+                return tags
+            url = link
+        raise RemoteError(f"{self.host}: tags of {repo}: more than {MAX_PAGES} pages")
+
+    def op_referrers(self, repo: str, digest: str, artifact_type: str | None = None) -> Op[list[Descriptor] | None]:
+        """The Referrers API; None when the registry does not have it (404), as Notation and oras detect it."""
+        url = self.url(f"/v2/{repo}/referrers/{digest}")
+        if artifact_type:
+            url = url.copy_merge_params({"artifactType": artifact_type})
+        found: list[Descriptor] = []
+        for page_no in range(MAX_PAGES):
+            reply = yield self.call(
+                "GET", url, headers={"Accept": OCI_INDEX}, max_bytes=self.limits.referrers_index_bytes
+            )
+            if reply.status == 404 and page_no == 0:
+                return None
+            if reply.status != 200:
+                raise self.fail(reply, f"GET referrers of {repo}@{digest}")
+            try:
+                page = parse_index(
+                    reply.content, where=f"{self.host}: referrers of {repo}@{digest}", limits=self.limits
+                )
+            except InputError:
+                if page_no == 0:
+                    # A 200 that is not an index (e.g. an HTML page from a proxy) means no API, not corruption.
+                    return None
+                raise
+            if artifact_type and "artifacttype" not in reply.headers.get("oci-filters-applied", "").lower():
+                page = [d for d in page if d.artifact_type == artifact_type]
+            found.extend(page)
+            link = next_link(reply.headers, reply.url)
+            if link is None:
+                return found
+            url = link
+        raise RemoteError(f"{self.host}: referrers of {repo}@{digest}: more than {MAX_PAGES} pages")
+
+    def op_tag_index(self, repo: str, subject_digest: str) -> Op[tuple[list[Descriptor], str | None]]:
+        """Referrers from the ``sha256-<hex>`` tag: (entries, digest of the index or None)."""
+        raw = yield from self.op_find_manifest(repo, referrers_tag(subject_digest), self.limits.referrers_index_bytes)
+        if raw is None:
+            return [], None
+        try:
+            entries = parse_index(raw, where="referrers index", limits=self.limits)
+        except InputError:
+            # distribution-spec: if the tag is not a valid index, assume there are no referrers.
+            return [], None
+        return entries, sha256_digest(raw)
+
+    def op_add_to_tag_index(self, repo: str, subject_digest: str, entry: Descriptor) -> Op[bool]:
+        """Read-modify-write the tag index once; True when our entry is in the index after the write.
+
+        Callers hold the per-subject lock and repeat until True: another process may have written the tag between
+        our read and write (the lost update other tools suffer from), which the re-read catches.
+        """
+        tag = referrers_tag(subject_digest)
+        entries, old_digest = yield from self.op_tag_index(repo, subject_digest)
+        if all(e.digest != entry.digest for e in entries):
+            raw = referrers_index([*entries, entry])
+            yield from self.op_put_manifest(repo, tag, raw, OCI_INDEX)
+            new_digest = sha256_digest(raw)
+            if old_digest is not None and old_digest != new_digest:
+                # Orphaned indexes pile up otherwise (oras' referrers GC); deletes may be disabled: tolerated.
+                yield from self.op_delete_manifest(repo, old_digest)
+        after, _ = yield from self.op_tag_index(repo, subject_digest)
+        return any(e.digest == entry.digest for e in after)
+
+    def op_remove_from_tag_index(self, repo: str, subject_digest: str, manifest_digest: str) -> Op[None]:
+        tag = referrers_tag(subject_digest)
+        entries, old_digest = yield from self.op_tag_index(repo, subject_digest)
+        kept = [e for e in entries if e.digest != manifest_digest]
+        if len(kept) == len(entries):
+            return
+        raw = referrers_index(kept)
+        yield from self.op_put_manifest(repo, tag, raw, OCI_INDEX)
+        if old_digest is not None and old_digest != sha256_digest(raw):
+            yield from self.op_delete_manifest(repo, old_digest)
+
+    # --- shared by both drivers ----------------------------------------------------------------------
+    def classify(self, call: Call, response: httpx.Response) -> None:
+        """Raise RetryableError for statuses worth retrying (after the auth flow has had its turn)."""
+        if response.status_code in RETRY_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise RetryableError(
+                f"{self.host}: {call.request.method} {call.request.url.path}: HTTP {response.status_code}",
+                retry_after,
+            )
+
+    def transport_error(self, call: Call, exc: httpx.TransportError) -> RetryableError:
+        # Connection-level failures (reset, refused, timeout, truncated reply) are worth another try.
+        return RetryableError(f"{self.host}: {call.request.method} {call.request.url.path}: {type(exc).__name__}")
+
+    def too_big(self, call: Call) -> RemoteError:
+        return RemoteError(
+            f"{self.host}: {call.request.method} {call.request.url.path}: reply exceeds the {call.max_bytes}-byte limit"
+        )
+
+    def retry_kwargs(self) -> dict[str, Any]:
+        backoff = wait_exponential_jitter(initial=INITIAL_BACKOFF_SECONDS, max=self.limits.retry_max_wait_seconds)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, RetryableError) and exc.retry_after is not None:
+                return min(exc.retry_after, self.limits.retry_max_wait_seconds)
+            return float(backoff(state))
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self.stats.add(str(exc).rsplit(": ", 1)[-1] if exc else "unknown")
+
+        return {
+            "stop": stop_after_attempt(max(1, self.limits.retry_attempts)),
+            "wait": wait,
+            "retry": retry_if_exception_type(RetryableError),
+            "before_sleep": before_sleep,
+            "reraise": True,
+        }
+
+    def exhausted(self, exc: RetryableError) -> RemoteError:
+        return RemoteError(f"{exc} (gave up after {self.limits.retry_attempts} attempts)")
+
+
+def _ssl_verify(options: RegistryOptions) -> ssl.SSLContext | bool:
+    if options.ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(options.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"--ca-file {options.ca_file}: cannot load CA certificates ({exc})") from exc
+
+
+def registry_auth(host: str, options: RegistryOptions) -> httpx.Auth | None:
+    """The challenge-driven auth for ``host``: explicit credentials, else docker config.json (helpers included)."""
+    try:
+        _auth = importlib.import_module("dct2notation.auth")
+    except ImportError:  # the shared auth module has not landed: anonymous access only
+        return None
+    factory: Any = getattr(_auth, "registry_auth", None)
+    return factory(host, options) if factory is not None else None
+
+
+# Per-subject locks: concurrent pushes in one process must not interleave read-modify-writes of one index.
+_THREAD_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def subject_lock(host: str, repo: str, subject_digest: str) -> threading.Lock:
+    with _THREAD_LOCKS_GUARD:
+        return _THREAD_LOCKS.setdefault((host, repo, subject_digest), threading.Lock())
+
+
+_ASYNC_LOCKS: dict[tuple[int, str, str, str], asyncio.Lock] = {}
+
+
+class RegistryClient:
+    """Blocking driver of :class:`RegistryCore` operations."""
+
+    def __init__(
+        self,
+        host: str,
+        options: RegistryOptions | None = None,
+        *,
+        auth: httpx.Auth | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.core = RegistryCore(host, options or RegistryOptions())
+        opts = self.core.options
+        self._auth = auth
+        self._http = httpx.Client(
+            verify=_ssl_verify(opts),
+            timeout=opts.limits.http_timeout_seconds,
+            transport=transport,
+            follow_redirects=True,
+        )
+
+    @property
+    def stats(self) -> RetryStats:
+        return self.core.stats
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, call: Call) -> Reply:
+        try:
+            response = self._http.send(call.request, auth=self._auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+            try:
+                self.core.classify(call, response)
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > call.max_bytes and call.request.method != "HEAD":
+                        raise self.core.too_big(call)
+            finally:
+                response.close()
+        except httpx.TransportError as exc:
+            raise self.core.transport_error(call, exc) from exc
+        return Reply(response.status_code, response.headers, bytes(body), response.url)
+
+    def run(self, factory: Callable[[], Op[T]]) -> T:
+        try:
+            for attempt in Retrying(**self.core.retry_kwargs()):
+                with attempt:
+                    return self._drive(factory())
+        except RetryableError as exc:
+            raise self.core.exhausted(exc) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _drive(self, op: Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(self._send(call))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            op.close()
+
+    # Convenience wrappers: one line each so the sync API reads like the async one.
+    def ping(self) -> None:
+        self.run(self.core.op_ping)
+
+    def push_blob(self, repo: str, data: bytes, media_type: str = "application/octet-stream") -> Descriptor:
+        return self.run(lambda: self.core.op_push_blob(repo, data, media_type))
+
+    def get_blob(self, repo: str, digest: str, max_bytes: int) -> bytes:
+        return self.run(lambda: self.core.op_get_blob(repo, digest, max_bytes))
+
+    def head_manifest(self, repo: str, reference: str) -> Descriptor | None:
+        return self.run(lambda: self.core.op_head_manifest(repo, reference))
+
+    def get_manifest(self, repo: str, reference: str, max_bytes: int | None = None) -> tuple[bytes, str]:
+        return self.run(lambda: self.core.op_get_manifest(repo, reference, max_bytes))
+
+    def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> httpx.Headers:
+        return self.run(lambda: self.core.op_put_manifest(repo, reference, raw, media_type))
+
+    def delete_manifest(self, repo: str, digest: str) -> bool:
+        return self.run(lambda: self.core.op_delete_manifest(repo, digest))
+
+    def list_tags(self, repo: str, page_size: int | None = None) -> list[str]:
+        return self.run(lambda: self.core.op_list_tags(repo, page_size))
+
+    def referrers(self, repo: str, digest: str, artifact_type: str | None = None) -> list[Descriptor] | None:
+        return self.run(lambda: self.core.op_referrers(repo, digest, artifact_type))
+
+    def tag_index(self, repo: str, subject_digest: str) -> list[Descriptor]:
+        return self.run(lambda: self.core.op_tag_index(repo, subject_digest))[0]
+
+    def add_referrer_by_tag(self, repo: str, subject_digest: str, entry: Descriptor) -> None:
+        with subject_lock(self.core.host, repo, subject_digest):
+            for _ in range(MAX_INDEX_WRITE_ATTEMPTS):
+                if self.run(lambda: self.core.op_add_to_tag_index(repo, subject_digest, entry)):
+                    return
+        raise RemoteError(
+            f"{self.core.host}: referrers index {repo}:{referrers_tag(subject_digest)} kept losing our entry "
+            f"{entry.digest} to concurrent writers ({MAX_INDEX_WRITE_ATTEMPTS} attempts)"
+        )
+
+    def remove_referrer_by_tag(self, repo: str, subject_digest: str, manifest_digest: str) -> None:
+        with subject_lock(self.core.host, repo, subject_digest):
+            self.run(lambda: self.core.op_remove_from_tag_index(repo, subject_digest, manifest_digest))
+
+
+class AsyncRegistryClient:
+    """Asynchronous driver of the same operations, for the batch signer."""
+
+    def __init__(
+        self,
+        host: str,
+        options: RegistryOptions | None = None,
+        *,
+        auth: httpx.Auth | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        self.core = RegistryCore(host, options or RegistryOptions())
+        opts = self.core.options
+        self._auth = auth
+        self._http = httpx.AsyncClient(
+            verify=_ssl_verify(opts),
+            timeout=opts.limits.http_timeout_seconds,
+            transport=transport,
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    @property
+    def stats(self) -> RetryStats:
+        return self.core.stats
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncRegistryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send(self, call: Call) -> Reply:
+        try:
+            response = await self._http.send(call.request, auth=self._auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+            try:
+                self.core.classify(call, response)
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > call.max_bytes and call.request.method != "HEAD":
+                        raise self.core.too_big(call)
+            finally:
+                await response.aclose()
+        except httpx.TransportError as exc:
+            raise self.core.transport_error(call, exc) from exc
+        return Reply(response.status_code, response.headers, bytes(body), response.url)
+
+    async def run(self, factory: Callable[[], Op[T]]) -> T:
+        try:
+            async for attempt in AsyncRetrying(**self.core.retry_kwargs()):
+                with attempt:
+                    return await self._drive(factory())
+        except RetryableError as exc:
+            raise self.core.exhausted(exc) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _drive(self, op: Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(await self._send(call))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            op.close()
+
+    async def ping(self) -> None:
+        await self.run(self.core.op_ping)
+
+    async def push_blob(self, repo: str, data: bytes, media_type: str = "application/octet-stream") -> Descriptor:
+        return await self.run(lambda: self.core.op_push_blob(repo, data, media_type))
+
+    async def get_blob(self, repo: str, digest: str, max_bytes: int) -> bytes:
+        return await self.run(lambda: self.core.op_get_blob(repo, digest, max_bytes))
+
+    async def head_manifest(self, repo: str, reference: str) -> Descriptor | None:
+        return await self.run(lambda: self.core.op_head_manifest(repo, reference))
+
+    async def get_manifest(self, repo: str, reference: str, max_bytes: int | None = None) -> tuple[bytes, str]:
+        return await self.run(lambda: self.core.op_get_manifest(repo, reference, max_bytes))
+
+    async def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> httpx.Headers:
+        return await self.run(lambda: self.core.op_put_manifest(repo, reference, raw, media_type))
+
+    async def delete_manifest(self, repo: str, digest: str) -> bool:
+        return await self.run(lambda: self.core.op_delete_manifest(repo, digest))
+
+    async def list_tags(self, repo: str, page_size: int | None = None) -> list[str]:
+        return await self.run(lambda: self.core.op_list_tags(repo, page_size))
+
+    async def referrers(self, repo: str, digest: str, artifact_type: str | None = None) -> list[Descriptor] | None:
+        return await self.run(lambda: self.core.op_referrers(repo, digest, artifact_type))
+
+    async def tag_index(self, repo: str, subject_digest: str) -> list[Descriptor]:
+        return (await self.run(lambda: self.core.op_tag_index(repo, subject_digest)))[0]
+
+    def _lock(self, repo: str, subject_digest: str) -> asyncio.Lock:
+        # Module-wide per event loop, so two clients for one registry in one process still take turns.
+        key = (id(asyncio.get_running_loop()), self.core.host, repo, subject_digest)
+        return _ASYNC_LOCKS.setdefault(key, asyncio.Lock())
+
+    async def add_referrer_by_tag(self, repo: str, subject_digest: str, entry: Descriptor) -> None:
+        async with self._lock(repo, subject_digest):
+            for _ in range(MAX_INDEX_WRITE_ATTEMPTS):
+                if await self.run(lambda: self.core.op_add_to_tag_index(repo, subject_digest, entry)):
+                    return
+        raise RemoteError(
+            f"{self.core.host}: referrers index {repo}:{referrers_tag(subject_digest)} kept losing our entry "
+            f"{entry.digest} to concurrent writers ({MAX_INDEX_WRITE_ATTEMPTS} attempts)"
+        )

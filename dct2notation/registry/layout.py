@@ -1,0 +1,310 @@
+"""OCI image layout on disk (``oci-layout``, ``index.json``, ``blobs/sha256``) holding Notation signatures.
+
+Signatures are stored the way Notation's own OCI-layout test data holds them: the signature manifest is listed
+untagged in ``index.json`` (Notation 1.x finds it as a predecessor of the subject) and the referrers index is
+tagged ``sha256-<hex>`` through ``org.opencontainers.image.ref.name``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from ..config import DEFAULT_LIMITS, Limits
+from ..errors import InputError, NotFoundError
+from ..notation.manifest import (
+    ManifestForm,
+    parse_index,
+    parse_signature_manifest,
+    referrers_index,
+    referrers_tag,
+    signature_manifest,
+)
+from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Descriptor, go_json, sha256_digest
+from .reference import Reference, validate_digest
+from .store import unique_signatures
+
+REF_NAME = "org.opencontainers.image.ref.name"
+LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+class OCILayout:
+    """Read and write one layout directory. Writes are atomic (temp file + rename) and serialised."""
+
+    def __init__(self, root: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.root = root
+        self.limits = limits
+
+    # --- structure ----------------------------------------------------------------------------------
+    def init(self) -> None:
+        """Create the layout if absent; refuse a directory that holds something else."""
+        marker = self.root / "oci-layout"
+        if marker.exists():
+            self._check_marker()
+            return
+        if self.root.exists() and any(self.root.iterdir()):
+            raise InputError(f"{self.root}: not an OCI image layout (no oci-layout file) and not empty")
+        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        self._write_atomic(marker, LAYOUT_FILE)
+        self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+
+    def _check_marker(self) -> None:
+        marker = self.root / "oci-layout"
+        try:
+            version = json.loads(marker.read_bytes()).get("imageLayoutVersion")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise InputError(f"{marker}: not a readable oci-layout file ({exc})") from exc
+        if version != "1.0.0":
+            raise InputError(f"{marker}: imageLayoutVersion {version!r} is not supported (expected 1.0.0)")
+
+    def require(self) -> None:
+        if not (self.root / "oci-layout").is_file():
+            raise NotFoundError(f"{self.root}: not an OCI image layout (no oci-layout file)")
+        self._check_marker()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """One writer at a time: a thread lock within the process, flock on the directory across processes."""
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault(self.root.resolve(), threading.Lock())
+        with lock:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    # --- index.json -----------------------------------------------------------------------------------
+    def read_index(self) -> dict[str, Any]:
+        path = self.root / "index.json"
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+        if len(raw) > self.limits.referrers_index_bytes:
+            raise InputError(f"{path}: {len(raw)} bytes exceeds the {self.limits.referrers_index_bytes}-byte limit")
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise InputError(f"{path}: not JSON ({exc})") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
+            raise InputError(f"{path}: manifests: missing or not a list")
+        return doc
+
+    def manifests(self) -> list[Descriptor]:
+        doc = self.read_index()
+        return [
+            Descriptor.from_dict(m, where=f"{self.root}/index.json: manifests[{i}]")
+            for i, m in enumerate(doc["manifests"])
+        ]
+
+    def _write_index(self, doc: dict[str, Any]) -> None:
+        # Keep the document's own fields and order; oras writes compact JSON.
+        self._write_atomic(self.root / "index.json", go_json(doc))
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    # --- blobs ----------------------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        validate_digest(digest)
+        alg, _, hexpart = digest.partition(":")
+        return self.root / "blobs" / alg / hexpart
+
+    def put_blob(self, data: bytes) -> str:
+        digest = sha256_digest(data)
+        path = self.blob_path(digest)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._write_atomic(path, data)
+        return digest
+
+    def get_blob(self, digest: str, max_bytes: int) -> bytes:
+        path = self.blob_path(digest)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.root}: blob {digest} not found") from exc
+        if size > max_bytes:
+            raise InputError(f"{path}: {size} bytes exceeds the {max_bytes}-byte limit")
+        data = path.read_bytes()
+        if sha256_digest(data) != digest:
+            raise InputError(f"{path}: content does not match its digest")
+        return data
+
+    # --- references -----------------------------------------------------------------------------------
+    def resolve(self, ref: str) -> Descriptor:
+        """A tag (``ref.name`` annotation) or a digest, as a plain descriptor."""
+        for desc in self.manifests():
+            if (desc.annotations or {}).get(REF_NAME) == ref or desc.digest == ref:
+                return Descriptor(desc.media_type, desc.digest, desc.size)
+        if ref.startswith("sha256:") and self.blob_path(ref).is_file():
+            raw = self.get_blob(ref, self.limits.manifest_bytes)
+            try:
+                media_type = json.loads(raw).get("mediaType") or OCI_MANIFEST
+            except (ValueError, AttributeError) as exc:
+                raise InputError(f"{self.root}: blob {ref} is not a manifest") from exc
+            return Descriptor(media_type, ref, len(raw))
+        raise NotFoundError(f"{self.root}: {ref} not found in index.json")
+
+    def add_manifest(self, desc: Descriptor) -> None:
+        """List a manifest untagged (call under ``locked``)."""
+        doc = self.read_index()
+        if not any(m.get("digest") == desc.digest for m in doc["manifests"]):
+            doc["manifests"].append(desc.to_dict())
+            self._write_index(doc)
+
+    def tagged(self, tag: str) -> Descriptor | None:
+        for desc in self.manifests():
+            if (desc.annotations or {}).get(REF_NAME) == tag:
+                return desc
+        return None
+
+    def tag(self, desc: Descriptor, tag: str) -> str | None:
+        """Point ``tag`` at ``desc``; returns the digest the tag pointed at before (call under ``locked``)."""
+        doc = self.read_index()
+        entry = Descriptor(desc.media_type, desc.digest, desc.size, annotations={REF_NAME: tag}).to_dict()
+        previous: str | None = None
+        for i, m in enumerate(doc["manifests"]):
+            if isinstance(m, dict) and (m.get("annotations") or {}).get(REF_NAME) == tag:
+                previous = m.get("digest")
+                doc["manifests"][i] = entry
+                break
+        else:
+            doc["manifests"].append(entry)
+        self._write_index(doc)
+        return previous
+
+    def referrers_from_tag(self, subject_digest: str) -> list[Descriptor]:
+        desc = self.tagged(referrers_tag(subject_digest))
+        if desc is None:
+            return []
+        raw = self.get_blob(desc.digest, self.limits.referrers_index_bytes)
+        try:
+            return parse_index(raw, where=f"{self.root}: referrers index {desc.digest}", limits=self.limits)
+        except InputError:
+            return []  # distribution-spec: a tag that is not an index means no referrers
+
+    def referrers_from_graph(self, subject_digest: str) -> list[Descriptor]:
+        """Signature manifests listed in index.json whose subject is the digest (how Notation 1.x finds them)."""
+        found: list[Descriptor] = []
+        for desc in self.manifests():
+            if desc.media_type != OCI_MANIFEST or desc.size > self.limits.signature_manifest_bytes:
+                continue
+            try:
+                raw = self.get_blob(desc.digest, self.limits.signature_manifest_bytes)
+                manifest = parse_signature_manifest(raw, limits=self.limits)
+            except (InputError, NotFoundError):
+                continue  # ordinary images and foreign artifacts
+            if manifest.subject.digest == subject_digest:
+                found.append(manifest.descriptor())
+        return found
+
+
+class OCILayoutStore:
+    """:class:`SignatureStore` over an OCI layout directory; ``repo`` arguments are ignored (one layout, one repo)."""
+
+    def __init__(self, root: Path, limits: Limits = DEFAULT_LIMITS, *, create: bool = False) -> None:
+        self.layout = OCILayout(root, limits)
+        self.limits = limits
+        if create:
+            self.layout.init()
+        else:
+            self.layout.require()
+
+    def close(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def resolve(self, reference: Reference) -> Descriptor:
+        return self.layout.resolve(reference.reference)
+
+    def get_manifest(self, repo: str, digest: str) -> bytes:
+        return self.layout.get_blob(digest, self.limits.signature_manifest_bytes)
+
+    def get_blob(self, repo: str, digest: str) -> bytes:
+        return self.layout.get_blob(digest, self.limits.envelope_bytes)
+
+    def list_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
+        return unique_signatures(
+            self.layout.referrers_from_tag(subject_digest) + self.layout.referrers_from_graph(subject_digest)
+        )
+
+    def push_signature(
+        self,
+        repo: str,
+        subject: Descriptor,
+        envelope: bytes,
+        cert_chain: Sequence[x509.Certificate],
+        signing_time: dt.datetime,
+        form: ManifestForm = "legacy",
+        *,
+        envelope_media_type: str = COSE_MEDIA_TYPE,
+    ) -> Descriptor:
+        layout = self.layout
+        envelope_desc = Descriptor(envelope_media_type, layout.put_blob(envelope), len(envelope))
+        layout.put_blob(EMPTY_JSON)
+        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form)
+        manifest = parse_signature_manifest(raw)
+        layout.put_blob(raw)
+        entry = manifest.descriptor()
+        tag = referrers_tag(subject.digest)
+        with layout.locked():
+            layout.add_manifest(Descriptor(OCI_MANIFEST, manifest.digest, len(raw)))
+            entries = layout.referrers_from_tag(subject.digest)
+            if all(e.digest != entry.digest for e in entries):
+                index_raw = referrers_index([*entries, entry])
+                layout.put_blob(index_raw)
+                previous = layout.tag(Descriptor(OCI_INDEX, sha256_digest(index_raw), len(index_raw)), tag)
+                still_listed = {m.digest for m in layout.manifests()}
+                if previous and previous not in still_listed:
+                    # The old index is unreachable now; leaving it would be the orphan users complain about.
+                    layout.blob_path(previous).unlink(missing_ok=True)
+        return entry
+
+    async def aresolve(self, reference: Reference) -> Descriptor:
+        return await asyncio.to_thread(self.resolve, reference)
+
+    async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
+        return await asyncio.to_thread(self.list_signatures, repo, subject_digest)
+
+    async def apush_signature(
+        self,
+        repo: str,
+        subject: Descriptor,
+        envelope: bytes,
+        cert_chain: Sequence[x509.Certificate],
+        signing_time: dt.datetime,
+        form: ManifestForm = "legacy",
+        *,
+        envelope_media_type: str = COSE_MEDIA_TYPE,
+    ) -> Descriptor:
+        return await asyncio.to_thread(
+            self.push_signature,
+            repo,
+            subject,
+            envelope,
+            cert_chain,
+            signing_time,
+            form,
+            envelope_media_type=envelope_media_type,
+        )

@@ -1,0 +1,223 @@
+"""Where signatures live: a registry (Referrers API or tag schema) or an OCI image layout, behind one protocol."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import httpx
+from cryptography import x509
+
+from ..config import Limits
+from ..errors import NotFoundError
+from ..notation.manifest import (
+    ManifestForm,
+    SignatureManifest,
+    is_signature,
+    parse_signature_manifest,
+    signature_manifest,
+)
+from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, NOTATION_SIGNATURE, OCI_MANIFEST, Descriptor
+from .client import AsyncRegistryClient, RegistryClient, RetryStats, registry_auth
+from .options import RegistryOptions
+from .reference import Reference
+
+
+@runtime_checkable
+class SignatureStore(Protocol):
+    """What signing, listing and verification need from storage (docs/CONTRACTS.md)."""
+
+    limits: Limits
+
+    def resolve(self, reference: Reference) -> Descriptor: ...
+
+    def get_manifest(self, repo: str, digest: str) -> bytes: ...
+
+    def get_blob(self, repo: str, digest: str) -> bytes: ...
+
+    def list_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]: ...
+
+    def push_signature(
+        self,
+        repo: str,
+        subject: Descriptor,
+        envelope: bytes,
+        cert_chain: Sequence[x509.Certificate],
+        signing_time: dt.datetime,
+        form: ManifestForm = "legacy",
+        *,
+        envelope_media_type: str = COSE_MEDIA_TYPE,
+    ) -> Descriptor: ...
+
+    async def aresolve(self, reference: Reference) -> Descriptor: ...
+
+    async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]: ...
+
+    async def apush_signature(
+        self,
+        repo: str,
+        subject: Descriptor,
+        envelope: bytes,
+        cert_chain: Sequence[x509.Certificate],
+        signing_time: dt.datetime,
+        form: ManifestForm = "legacy",
+        *,
+        envelope_media_type: str = COSE_MEDIA_TYPE,
+    ) -> Descriptor: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoredSignature:
+    """One signature found for a subject: its manifest and the envelope bytes."""
+
+    manifest: SignatureManifest
+    envelope: bytes
+
+
+def unique_signatures(descriptors: Sequence[Descriptor]) -> list[Descriptor]:
+    """Notation signatures only, first occurrence of each digest (an index written by two tools may repeat one)."""
+    seen: set[str] = set()
+    out: list[Descriptor] = []
+    for desc in descriptors:
+        if is_signature(desc) and desc.digest not in seen:
+            seen.add(desc.digest)
+            out.append(desc)
+    return out
+
+
+def fetch_signatures(store: SignatureStore, repo: str, subject_digest: str) -> list[StoredSignature]:
+    """Every signature of the subject with its envelope, bounded by ``Limits.max_signature_attempts``."""
+    found: list[StoredSignature] = []
+    for desc in store.list_signatures(repo, subject_digest)[: store.limits.max_signature_attempts]:
+        raw = store.get_manifest(repo, desc.digest)
+        manifest = parse_signature_manifest(raw, where=f"signature manifest {desc.digest}", limits=store.limits)
+        if manifest.subject.digest != subject_digest:
+            continue  # a referrer listed under the wrong subject proves nothing about this one
+        envelope = store.get_blob(repo, manifest.envelope.digest)
+        found.append(StoredSignature(manifest, envelope))
+    return found
+
+
+class RegistryStore:
+    """Signatures in a registry. ``a*`` methods are the async variants used by the batch signer."""
+
+    def __init__(
+        self,
+        host: str,
+        options: RegistryOptions | None = None,
+        *,
+        auth: httpx.Auth | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.host = host
+        self.options = options or RegistryOptions()
+        self.limits = self.options.limits
+        self._auth = auth if auth is not None else registry_auth(host, self.options)
+        self.client = RegistryClient(host, self.options, auth=self._auth, transport=transport)
+        self._async_transport = async_transport
+        self._async: AsyncRegistryClient | None = None
+
+    @property
+    def stats(self) -> RetryStats:
+        """Retries of both flavours (they share one counter)."""
+        return self.client.stats
+
+    def _aclient(self) -> AsyncRegistryClient:
+        if self._async is None:
+            self._async = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=self._async_transport)
+            self._async.core.stats = self.client.core.stats
+        return self._async
+
+    def close(self) -> None:
+        self.client.close()
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+
+    # --- sync ----------------------------------------------------------------------------------------
+    def resolve(self, reference: Reference) -> Descriptor:
+        desc = self.client.head_manifest(reference.repository, reference.reference)
+        if desc is None:
+            raise NotFoundError(f"{reference}: manifest not found")
+        return desc
+
+    def get_manifest(self, repo: str, digest: str) -> bytes:
+        return self.client.get_manifest(repo, digest, self.limits.signature_manifest_bytes)[0]
+
+    def get_blob(self, repo: str, digest: str) -> bytes:
+        return self.client.get_blob(repo, digest, self.limits.envelope_bytes)
+
+    def list_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
+        listed = self.client.referrers(repo, subject_digest, NOTATION_SIGNATURE)
+        if listed is None:
+            listed = self.client.tag_index(repo, subject_digest)
+        return unique_signatures(listed)
+
+    def push_signature(
+        self,
+        repo: str,
+        subject: Descriptor,
+        envelope: bytes,
+        cert_chain: Sequence[x509.Certificate],
+        signing_time: dt.datetime,
+        form: ManifestForm = "legacy",
+        *,
+        envelope_media_type: str = COSE_MEDIA_TYPE,
+    ) -> Descriptor:
+        envelope_desc = self.client.push_blob(repo, envelope, envelope_media_type)
+        self.client.push_blob(repo, EMPTY_JSON)
+        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form)
+        manifest = parse_signature_manifest(raw)
+        headers = self.client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
+        if self._needs_tag_index(headers):
+            self.client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
+        return manifest.descriptor()
+
+    def _needs_tag_index(self, headers: httpx.Headers) -> bool:
+        # A registry that processed the subject says so with OCI-Subject; otherwise the client keeps the index.
+        mode = self.options.referrers
+        return mode == "tag" or (mode == "auto" and "oci-subject" not in headers)
+
+    # --- async ---------------------------------------------------------------------------------------
+    async def aresolve(self, reference: Reference) -> Descriptor:
+        desc = await self._aclient().head_manifest(reference.repository, reference.reference)
+        if desc is None:
+            raise NotFoundError(f"{reference}: manifest not found")
+        return desc
+
+    async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
+        client = self._aclient()
+        listed = await client.referrers(repo, subject_digest, NOTATION_SIGNATURE)
+        if listed is None:
+            listed = await client.tag_index(repo, subject_digest)
+        return unique_signatures(listed)
+
+    async def apush_signature(
+        self,
+        repo: str,
+        subject: Descriptor,
+        envelope: bytes,
+        cert_chain: Sequence[x509.Certificate],
+        signing_time: dt.datetime,
+        form: ManifestForm = "legacy",
+        *,
+        envelope_media_type: str = COSE_MEDIA_TYPE,
+    ) -> Descriptor:
+        client = self._aclient()
+        envelope_desc = await client.push_blob(repo, envelope, envelope_media_type)
+        await client.push_blob(repo, EMPTY_JSON)
+        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form)
+        manifest = parse_signature_manifest(raw)
+        headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
+        if self._needs_tag_index(headers):
+            await client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
+        return manifest.descriptor()
