@@ -387,7 +387,9 @@ class RegistryCore:
         )
 
     def retry_kwargs(self) -> dict[str, Any]:
-        backoff = wait_exponential_jitter(initial=INITIAL_BACKOFF_SECONDS, max=self.limits.retry_max_wait_seconds)
+        backoff = wait_exponential_jitter(
+            multiplier=INITIAL_BACKOFF_SECONDS, jitter=INITIAL_BACKOFF_SECONDS, max=self.limits.retry_max_wait_seconds
+        )
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
