@@ -1,0 +1,154 @@
+"""Notary Project certificate requirements (signature specification "Certificate Requirements").
+
+Notation does not build paths: the envelope carries an ordered chain leaf → root, and notation-core-go
+``ValidateCodeSigningCertChain`` checks that order, the issuer links and the extension profile. We do the same
+with ``cryptography``'s ``verify_directly_issued_by`` for the links. ``cryptography.x509.verification`` was not used
+because its path validation also enforces validity periods and web-PKI leaf rules (SAN, no self-signed leaf as
+anchor), which conflict with Notation: expiry and authentic-timestamp are separate, level-controlled checks and
+``cert generate-test`` leaves are self-signed non-CA certificates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..errors import SigningKeyError
+from ..keys.base import key_spec_of
+
+
+class CertificateRequirementError(SigningKeyError):
+    """A certificate chain breaks a Notary Project certificate requirement; the message names cert and rule."""
+
+
+_FORBIDDEN_LEAF_EKUS = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+}
+
+
+def describe(cert: x509.Certificate) -> str:
+    return f'certificate "{cert.subject.rfc4514_string()}"'
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, Exception):  # InvalidSignature and unsupported-key errors alike
+        return False
+    return True
+
+
+def _ext(cert: x509.Certificate, ext_type: type[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType] | None:
+    try:
+        return cert.extensions.get_extension_for_class(ext_type)
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _fail(cert: x509.Certificate, rule: str) -> CertificateRequirementError:
+    return CertificateRequirementError(f"{describe(cert)}: {rule}")
+
+
+def check_leaf(cert: x509.Certificate) -> None:
+    """Code-signing leaf profile."""
+    bc = _ext(cert, x509.BasicConstraints)
+    if bc is not None and isinstance(bc.value, x509.BasicConstraints) and bc.value.ca:
+        raise _fail(cert, "a signing (leaf) certificate must not be a CA (basicConstraints cA=true)")
+    ku = _ext(cert, x509.KeyUsage)
+    if ku is None or not isinstance(ku.value, x509.KeyUsage):
+        raise _fail(cert, "keyUsage extension is required on the signing certificate")
+    if not ku.critical:
+        raise _fail(cert, "keyUsage extension must be critical")
+    usage = ku.value
+    if not usage.digital_signature:
+        raise _fail(cert, "keyUsage must include digitalSignature")
+    forbidden = [
+        name
+        for name, on in (
+            ("keyEncipherment", usage.key_encipherment),
+            ("dataEncipherment", usage.data_encipherment),
+            ("keyAgreement", usage.key_agreement),
+            ("keyCertSign", usage.key_cert_sign),
+            ("cRLSign", usage.crl_sign),
+            ("encipherOnly", usage.key_agreement and usage.encipher_only),
+            ("decipherOnly", usage.key_agreement and usage.decipher_only),
+        )
+        if on
+    ]
+    if forbidden:
+        raise _fail(cert, f"keyUsage must not include {', '.join(forbidden)}")
+    eku = _ext(cert, x509.ExtendedKeyUsage)
+    if eku is not None and isinstance(eku.value, x509.ExtendedKeyUsage):
+        bad = [name for oid, name in _FORBIDDEN_LEAF_EKUS.items() if oid in eku.value]
+        if bad:
+            raise _fail(cert, f"extendedKeyUsage must not include {', '.join(bad)}")
+    key_spec_of(cert.public_key(), where=describe(cert))
+
+
+def check_ca(cert: x509.Certificate, *, intermediates_below: int) -> None:
+    bc = _ext(cert, x509.BasicConstraints)
+    if bc is None or not isinstance(bc.value, x509.BasicConstraints):
+        raise _fail(cert, "basicConstraints extension is required on a CA certificate")
+    if not bc.critical:
+        raise _fail(cert, "basicConstraints extension must be critical on a CA certificate")
+    if not bc.value.ca:
+        raise _fail(cert, "issues another certificate but basicConstraints cA is false")
+    if bc.value.path_length is not None and intermediates_below > bc.value.path_length:
+        raise _fail(cert, f"pathLenConstraint {bc.value.path_length} exceeded")
+    ku = _ext(cert, x509.KeyUsage)
+    if ku is None or not isinstance(ku.value, x509.KeyUsage):
+        raise _fail(cert, "keyUsage extension is required on a CA certificate")
+    if not ku.critical:
+        raise _fail(cert, "keyUsage extension must be critical on a CA certificate")
+    if not ku.value.key_cert_sign:
+        raise _fail(cert, "keyUsage must include keyCertSign on a CA certificate")
+
+
+def check_validity(chain: Sequence[x509.Certificate], at: dt.datetime) -> None:
+    """Every certificate valid at ``at`` (signing time at sign time; now when no timestamp vouches for a time)."""
+    for cert in chain:
+        if at < cert.not_valid_before_utc:
+            raise _fail(cert, f"not valid before {cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}")
+        if at > cert.not_valid_after_utc:
+            raise _fail(cert, f"expired at {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+
+
+def validate_code_signing_chain(chain: Sequence[x509.Certificate], *, at: dt.datetime | None = None) -> None:
+    """Order, links and extension profile of a signing chain (leaf first, ending in a self-signed root)."""
+    if not chain:
+        raise CertificateRequirementError("certificate chain is empty")
+    for cert in chain:
+        if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
+            raise _fail(cert, "SHA-1 signatures are not allowed")
+    if len(chain) == 1:
+        if not is_self_signed(chain[0]):
+            raise _fail(chain[0], "a single-certificate chain must be self-signed")
+        check_leaf(chain[0])
+    else:
+        check_leaf(chain[0])
+        for index, cert in enumerate(chain):
+            last = index == len(chain) - 1
+            if not last and is_self_signed(cert):
+                raise _fail(cert, "only the last certificate of the chain may be self-signed")
+            if last and not is_self_signed(cert):
+                raise _fail(cert, "the chain must end with a self-signed root certificate")
+            if index > 0:
+                check_ca(cert, intermediates_below=index - 1)
+            if not last:
+                issuer = chain[index + 1]
+                try:
+                    cert.verify_directly_issued_by(issuer)
+                except Exception as exc:  # name mismatch, bad signature or unsupported key all mean "not issued by"
+                    raise _fail(cert, f"is not issued by the next certificate {describe(issuer)} ({exc})") from exc
+    if at is not None:
+        check_validity(chain, at)
