@@ -135,6 +135,9 @@ class RegistryCore:
         self.limits = options.limits
         self.base = httpx.URL(f"{options.scheme(host)}://{host}")
         self.stats = RetryStats()
+        # Blobs known to be in a repository: concurrent re-uploads of one blob (the shared empty config) make
+        # distribution rewrite its link file under a manifest PUT that is checking it.
+        self.present: set[tuple[str, str]] = set()
 
     # --- request building -------------------------------------------------------------------------
     def url(self, path: str) -> httpx.URL:
@@ -259,6 +262,10 @@ class RegistryCore:
         reply = yield self.call(
             "PUT", f"/v2/{repo}/manifests/{reference}", headers={"Content-Type": media_type}, content=raw
         )
+        if reply.status == 400 and b"DIGEST_INVALID" in reply.content and reference == sha256_digest(raw):
+            # We computed the digest from these very bytes, so the registry is wrong: distribution 2.8 says this
+            # while another request rewrites a referenced blob's link file (non-atomic). It passes on a retry.
+            raise RetryableError(f"{self.host}: PUT manifest {repo}@{reference}: transient DIGEST_INVALID")
         if reply.status not in (200, 201):
             raise self.fail(reply, f"PUT manifest {repo}:{reference}")
         return reply.headers
@@ -519,7 +526,14 @@ class RegistryClient:
         self.run(self.core.op_ping)
 
     def push_blob(self, repo: str, data: bytes, media_type: str = "application/octet-stream") -> Descriptor:
-        return self.run(lambda: self.core.op_push_blob(repo, data, media_type))
+        desc = Descriptor(media_type, sha256_digest(data), len(data))
+        key = (repo, desc.digest)
+        if key not in self.core.present:
+            with subject_lock(self.core.host, repo, desc.digest):
+                if key not in self.core.present:
+                    self.run(lambda: self.core.op_push_blob(repo, data, media_type))
+                    self.core.present.add(key)
+        return desc
 
     def get_blob(self, repo: str, digest: str, max_bytes: int) -> bytes:
         return self.run(lambda: self.core.op_get_blob(repo, digest, max_bytes))
@@ -635,7 +649,14 @@ class AsyncRegistryClient:
         await self.run(self.core.op_ping)
 
     async def push_blob(self, repo: str, data: bytes, media_type: str = "application/octet-stream") -> Descriptor:
-        return await self.run(lambda: self.core.op_push_blob(repo, data, media_type))
+        desc = Descriptor(media_type, sha256_digest(data), len(data))
+        key = (repo, desc.digest)
+        if key not in self.core.present:
+            async with self._lock(repo, desc.digest):
+                if key not in self.core.present:
+                    await self.run(lambda: self.core.op_push_blob(repo, data, media_type))
+                    self.core.present.add(key)
+        return desc
 
     async def get_blob(self, repo: str, digest: str, max_bytes: int) -> bytes:
         return await self.run(lambda: self.core.op_get_blob(repo, digest, max_bytes))

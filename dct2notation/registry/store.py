@@ -133,6 +133,7 @@ class RegistryStore:
         if self._async is None:
             self._async = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=self._async_transport)
             self._async.core.stats = self.client.core.stats
+            self._async.core.present = self.client.core.present
         return self._async
 
     def close(self) -> None:
