@@ -1,9 +1,323 @@
-"""Commands of this area are registered here (see cli/__init__.py)."""
+"""``sign``, ``ls``, ``inspect`` and ``verify``: options in, library calls, output out."""
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from ..config import DEFAULT_LIMITS, SystemClock
+from ..errors import UsageError
+from ..keys.base import SigningKey
+from ..notation.manifest import FORMS, ManifestForm
+from ..registry.options import Basic, RegistryOptions
+from ..registry.target import Target, open_target
+from ..report import print_json, stderr_console
+
+_DURATION = re.compile(r"(\d+)(h|m|s)")
+
+InsecureOpt = Annotated[
+    list[str],
+    typer.Option("--insecure-registry", help="HOST[:PORT] reached over plain HTTP (repeatable)."),
+]
+CaFileOpt = Annotated[Path | None, typer.Option("--ca-file", help="PEM CA bundle for the registry's TLS.")]
+UserOpt = Annotated[str | None, typer.Option("--username", "-u", help="Registry user name.")]
+PasswordStdinOpt = Annotated[bool, typer.Option("--password-stdin", help="Read the registry password from stdin.")]
+LayoutOpt = Annotated[
+    Path | None, typer.Option("--oci-layout", help="Use this OCI image layout instead of a registry.")
+]
+ForceTagOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-referrers-tag",
+        help="Always maintain the sha256-<hex> referrers index (Notation 1.x), even where the Referrers API exists.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+MetadataOpt = Annotated[
+    list[str], typer.Option("--user-metadata", "-m", help="KEY=VALUE added to (or required in) the payload.")
+]
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """Go-style durations as Notation's ``--expiry`` takes them: ``24h``, ``1h30m``, ``90s``."""
+    if not text or _DURATION.sub("", text) != "":
+        raise UsageError(f"--expiry: {text!r} is not a duration such as 24h, 30m or 1h30m")
+    seconds = sum(int(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in _DURATION.findall(text))
+    if seconds <= 0:
+        raise UsageError(f"--expiry: {text!r} must be positive")
+    return dt.timedelta(seconds=seconds)
+
+
+def parse_user_metadata(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--user-metadata: {item!r} is not KEY=VALUE")
+        if key in out:
+            raise UsageError(f"--user-metadata: key {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def registry_options(
+    insecure: list[str],
+    ca_file: Path | None,
+    username: str | None,
+    password_stdin: bool,
+    force_referrers_tag: bool = False,
+) -> RegistryOptions:
+    credentials: Basic | None = None
+    if password_stdin and not username:
+        raise UsageError("--password-stdin needs --username")
+    if username:
+        if not password_stdin:
+            raise UsageError("--username needs --password-stdin (passwords are never taken as arguments)")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: no password on stdin")
+        credentials = Basic(username, password)
+    if ca_file is not None and not ca_file.is_file():
+        raise UsageError(f"--ca-file {ca_file}: no such file")
+    return RegistryOptions(
+        insecure_registries=frozenset(insecure),
+        ca_file=ca_file,
+        credentials=credentials,
+        referrers="tag" if force_referrers_tag else "auto",
+        limits=DEFAULT_LIMITS,
+    )
+
+
+def _form(value: str) -> ManifestForm:
+    if value not in FORMS:
+        raise UsageError(f"--signature-manifest: {value!r} is not one of {', '.join(FORMS)}")
+    return value
+
+
+def _load_key(spec: str, config_dir: Path | None) -> SigningKey:
+    from ..keys.resolve import load_signing_key
+    from ..keys.signingkeys import notation_config_dir
+
+    return load_signing_key(spec, notation_config_dir(config_dir), DEFAULT_LIMITS)
+
+
+def _timestamper(url: str | None, root_cert: Path | None) -> Any:
+    if url is None and root_cert is None:
+        return None
+    if url is None or root_cert is None:
+        raise UsageError("--timestamp-url and --timestamp-root-cert go together")
+    try:
+        timestamp = importlib.import_module("dct2notation.notation.timestamp")
+    except ImportError as exc:
+        raise UsageError("--timestamp-url: timestamping is not available in this build") from exc
+    return timestamp.HttpTimestamper(url, root_cert, limits=DEFAULT_LIMITS, clock=SystemClock())
+
+
+def _report_retries(target: Target) -> dict[str, Any] | None:
+    stats = getattr(target.store, "stats", None)
+    return None if stats is None else dict(stats.to_dict())
+
+
+def sign(
+    target: Annotated[str, typer.Argument(help="REF@sha256:… to sign, or a plan file for batch signing.")],
+    key: Annotated[
+        str | None, typer.Option("--key", "-k", help="signingkeys.json name, key.pem:chain.pem or plugin:NAME:KEYID.")
+    ] = None,
+    user_metadata: MetadataOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    signature_manifest: Annotated[
+        str, typer.Option("--signature-manifest", help="legacy (Notation 1.x) or artifact.")
+    ] = "legacy",
+    oci_layout: LayoutOpt = None,
+    expiry: Annotated[str | None, typer.Option("--expiry", "-e", help="Signature lifetime, e.g. 8760h.")] = None,
+    timestamp_url: Annotated[str | None, typer.Option("--timestamp-url", help="RFC 3161 TSA URL.")] = None,
+    timestamp_root_cert: Annotated[
+        Path | None, typer.Option("--timestamp-root-cert", help="TSA root certificate.")
+    ] = None,
+    insecure_registry: InsecureOpt = [],  # noqa: B006
+    ca_file: CaFileOpt = None,
+    username: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    force_referrers_tag: ForceTagOpt = False,
+    config_dir: Annotated[
+        Path | None, typer.Option("--config-dir", help="Notation config dir (signingkeys.json).")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Plan signing: parallel signatures.")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="Plan signing: i/N.")] = None,
+    journal: Annotated[Path | None, typer.Option("--journal", help="Plan signing: journal file.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan signing: check, sign nothing.")] = False,
+    rate_limit: Annotated[float | None, typer.Option("--rate-limit", help="Plan signing: requests per second.")] = None,
+) -> None:
+    """Sign an artifact by digest (or every job of a plan) and store the signature next to it."""
+    form = _form(signature_manifest)
+    options = registry_options(insecure_registry, ca_file, username, password_stdin, force_referrers_tag)
+    if Path(target).is_file():
+        migrate_cli = importlib.import_module("dct2notation.cli.migrate")
+        sign_plan = getattr(migrate_cli, "sign_plan", None)
+        if sign_plan is None:
+            raise UsageError("batch signing from a plan is not available")
+        result = sign_plan(
+            plan=Path(target),
+            key=key,
+            config_dir=config_dir,
+            form=form,
+            oci_layout=oci_layout,
+            registry_options=options,
+            concurrency=concurrency,
+            shard=shard,
+            journal=journal,
+            dry_run=dry_run,
+            rate_limit=rate_limit,
+            timestamper=_timestamper(timestamp_url, timestamp_root_cert),
+        )
+        if isinstance(result, int) and result:
+            raise typer.Exit(result)
+        return
+    if key is None:
+        raise UsageError("sign: --key is required")
+    from ..registry.signing import sign_artifact
+
+    lifetime = parse_duration(expiry) if expiry is not None else None
+    metadata = parse_user_metadata(user_metadata)
+    stamper = _timestamper(timestamp_url, timestamp_root_cert)
+    signing_key = _load_key(key, config_dir)
+    handle = open_target(target, options=options, oci_layout=oci_layout, create=True)
+    try:
+        result = sign_artifact(
+            handle,
+            signing_key,
+            clock=SystemClock(),
+            form=form,
+            user_metadata=metadata,
+            expiry=lifetime,
+            timestamper=stamper,
+        )
+        doc = result.to_dict()
+        doc["retries"] = _report_retries(handle)
+        print_json(doc)
+    finally:
+        handle.close()
+
+
+def ls(
+    reference: Annotated[str, typer.Argument(help="REF (tag or digest) whose signatures to list.")],
+    json_out: JsonOpt = False,
+    oci_layout: LayoutOpt = None,
+    insecure_registry: InsecureOpt = [],  # noqa: B006
+    ca_file: CaFileOpt = None,
+    username: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+) -> None:
+    """List the Notation signatures attached to an artifact."""
+    from ..registry.inspection import list_attached, resolve_subject
+
+    options = registry_options(insecure_registry, ca_file, username, password_stdin)
+    handle = open_target(reference, options=options, oci_layout=oci_layout)
+    try:
+        subject = resolve_subject(handle)
+        summaries = list_attached(handle, subject)
+    finally:
+        handle.close()
+    if json_out:
+        print_json(
+            {
+                "reference": str(handle.reference.with_digest(subject.digest)),
+                "subject": subject.to_dict(),
+                "signatures": [s.to_dict() for s in summaries],
+            }
+        )
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{handle.reference.with_digest(subject.digest)}: {len(summaries)} signature(s)")
+    for column in ("DIGEST", "FORM", "ENVELOPE", "SIGNED", "CERT SHA256"):
+        table.add_column(column)
+    for s in summaries:
+        table.add_row(s.digest, s.form, s.envelope_media_type, s.signing_time or "-", ", ".join(s.thumbprints))
+    stderr_console.print(table)
+
+
+def inspect(
+    reference: Annotated[str, typer.Argument(help="REF (tag or digest) whose signatures to inspect.")],
+    json_out: JsonOpt = False,
+    oci_layout: LayoutOpt = None,
+    insecure_registry: InsecureOpt = [],  # noqa: B006
+    ca_file: CaFileOpt = None,
+    username: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+) -> None:
+    """Show each signature's envelope, certificate chain and annotations."""
+    from ..registry.inspection import inspect_attached, resolve_subject
+
+    options = registry_options(insecure_registry, ca_file, username, password_stdin)
+    handle = open_target(reference, options=options, oci_layout=oci_layout)
+    try:
+        subject = resolve_subject(handle)
+        details = inspect_attached(handle, subject)
+    finally:
+        handle.close()
+    doc = {
+        "reference": str(handle.reference.with_digest(subject.digest)),
+        "subject": subject.to_dict(),
+        "signatures": details,
+    }
+    if json_out:
+        print_json(doc)
+        return
+    stderr_console.print(f"[bold]{doc['reference']}[/bold]: {len(details)} signature(s)")
+    for entry in details:
+        stderr_console.print(f"└── {entry['digest']} ({entry['form']}, {entry['mediaType']})")
+        for key in ("signatureAlgorithm", "signingTime", "expiry", "signingAgent", "timestamped", "error"):
+            if entry.get(key) is not None:
+                stderr_console.print(f"    {key}: {entry[key]}")
+        for name, value in entry.get("userMetadata", {}).items():
+            stderr_console.print(f"    metadata {name}: {value}")
+        for cert in entry.get("certificates", []):
+            stderr_console.print(
+                f"    cert {cert['subject']} sha256:{cert['sha256Thumbprint']} until {cert['notAfter']}"
+            )
+
+
+def verify(
+    reference: Annotated[str, typer.Argument(help="REF to verify (a digest is resolved and reported).")],
+    policy: Annotated[Path, typer.Option("--policy", help="trustpolicy.json")],
+    truststore: Annotated[
+        Path, typer.Option("--truststore", help="Trust store root (x509/{ca,signingAuthority,tsa}).")
+    ],
+    user_metadata: MetadataOpt = [],  # noqa: B006
+    json_out: JsonOpt = False,
+    oci_layout: LayoutOpt = None,
+    insecure_registry: InsecureOpt = [],  # noqa: B006
+    ca_file: CaFileOpt = None,
+    username: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+) -> None:
+    """Verify an artifact's signatures against a trust policy (exit 1 when no signature passes)."""
+    from ..registry.verification import verify_target
+
+    options = registry_options(insecure_registry, ca_file, username, password_stdin)
+    metadata = parse_user_metadata(user_metadata)
+    handle = open_target(reference, options=options, oci_layout=oci_layout)
+    try:
+        report = verify_target(handle, policy=policy, truststore=truststore, user_metadata=metadata)
+    finally:
+        handle.close()
+    if json_out:
+        print_json(report.to_dict())
+    elif report.ok:
+        stderr_console.print(f"Successfully verified signature for {report.reference}")
+    if not report.ok:
+        report.raise_failure()
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    app.command("sign")(sign)
+    app.command("ls")(ls)
+    app.command("inspect")(inspect)
+    app.command("verify")(verify)

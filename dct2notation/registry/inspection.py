@@ -1,0 +1,128 @@
+"""What is attached to an artifact: the ``ls`` summary and the ``inspect`` details."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from ..errors import Dct2NotationError, NotFoundError
+from ..notation.envelope import parse_envelope
+from ..notation.manifest import format_created, parse_signature_manifest
+from ..oci import COSE_MEDIA_TYPE, CREATED_ANNOTATION, THUMBPRINT_ANNOTATION, Descriptor
+from .store import fetch_signatures
+from .target import Target
+
+
+@dataclass(frozen=True)
+class SignatureSummary:
+    digest: str
+    artifact_type: str | None
+    form: str
+    envelope_media_type: str
+    signing_time: str | None
+    thumbprints: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "artifactType": self.artifact_type,
+            "form": self.form,
+            "envelopeMediaType": self.envelope_media_type,
+            "signingTime": self.signing_time,
+            "thumbprints": self.thumbprints,
+        }
+
+
+def resolve_subject(target: Target) -> Descriptor:
+    return target.store.resolve(target.reference)
+
+
+def _thumbprints(annotations: dict[str, str]) -> list[str]:
+    try:
+        value = json.loads(annotations.get(THUMBPRINT_ANNOTATION, "[]"))
+    except ValueError:
+        return []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def list_attached(target: Target, subject: Descriptor) -> list[SignatureSummary]:
+    """One line per signature manifest, from the manifests themselves (index entries may be stale)."""
+    out: list[SignatureSummary] = []
+    for desc in target.store.list_signatures(target.repo, subject.digest):
+        manifest = parse_signature_manifest(
+            target.store.get_manifest(target.repo, desc.digest), where=f"signature manifest {desc.digest}"
+        )
+        out.append(
+            SignatureSummary(
+                digest=desc.digest,
+                artifact_type=desc.artifact_type,
+                form=manifest.form,
+                envelope_media_type=manifest.envelope.media_type,
+                signing_time=manifest.annotations.get(CREATED_ANNOTATION),
+                thumbprints=_thumbprints(manifest.annotations),
+            )
+        )
+    return out
+
+
+def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "serialNumber": format(cert.serial_number, "x"),
+        "notBefore": format_created(cert.not_valid_before_utc),
+        "notAfter": format_created(cert.not_valid_after_utc),
+        "sha256Thumbprint": cert.fingerprint(hashes.SHA256()).hex(),
+    }
+
+
+def inspect_attached(target: Target, subject: Descriptor) -> list[dict[str, Any]]:
+    """Envelope details, certificate chain and manifest annotations of every signature."""
+    details: list[dict[str, Any]] = []
+    for stored in fetch_signatures(target.store, target.repo, subject.digest):
+        manifest = stored.manifest
+        entry: dict[str, Any] = {
+            "digest": manifest.digest,
+            "form": manifest.form,
+            "mediaType": manifest.envelope.media_type,
+            "envelopeDigest": manifest.envelope.digest,
+            "envelopeSize": manifest.envelope.size,
+            "annotations": dict(manifest.annotations),
+        }
+        if manifest.envelope.media_type != COSE_MEDIA_TYPE:
+            entry["error"] = f"envelope media type {manifest.envelope.media_type} is not inspected (COSE only)"
+            details.append(entry)
+            continue
+        try:
+            env = parse_envelope(stored.envelope, target.store.limits)
+        except Dct2NotationError as exc:
+            entry["error"] = str(exc)
+            details.append(entry)
+            continue
+        entry.update(
+            {
+                "signatureAlgorithm": env.algorithm.name,
+                "signingScheme": env.signing_scheme,
+                "signingTime": format_created(env.signing_time) if env.signing_time else None,
+                "authenticSigningTime": (
+                    format_created(env.authentic_signing_time) if env.authentic_signing_time else None
+                ),
+                "expiry": format_created(env.expiry) if env.expiry else None,
+                "signingAgent": env.signing_agent,
+                "timestamped": env.timestamp_token is not None,
+                "signedArtifact": env.target_artifact.to_dict(),
+                "userMetadata": env.user_metadata,
+                "certificates": [describe_certificate(c) for c in env.cert_chain],
+            }
+        )
+        details.append(entry)
+    return details
+
+
+def require_signatures(target: Target, subject: Descriptor) -> None:
+    if not target.store.list_signatures(target.repo, subject.digest):
+        raise NotFoundError(f"{target.reference}: no signatures found")

@@ -1,0 +1,92 @@
+"""``verify REF``: find the signatures through the store and hand them to the Notation verifier."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Clock, SystemClock
+from ..errors import NotationVerificationError
+from ..oci import Descriptor
+from .store import fetch_signatures
+from .target import Target
+
+
+@dataclass
+class VerifyReport:
+    reference: str
+    subject: Descriptor
+    ok: bool
+    signature_digest: str | None
+    failed_check: str | None
+    reason: str
+    signatures: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "subject": self.subject.to_dict(),
+            "verified": self.ok,
+            "signature": self.signature_digest,
+            "failedCheck": self.failed_check,
+            "reason": self.reason,
+            "signatures": self.signatures,
+        }
+
+    def raise_failure(self) -> None:
+        raise NotationVerificationError(self.failed_check or "verification", f"{self.reference}: {self.reason}")
+
+
+def verify_target(
+    target: Target,
+    *,
+    policy: Path,
+    truststore: Path,
+    user_metadata: dict[str, str] | None = None,
+    clock: Clock | None = None,
+) -> VerifyReport:
+    """Verify every signature until one passes (Notation's rule), reporting the check that failed otherwise."""
+    policy_mod = importlib.import_module("dct2notation.notation.policy")
+    truststore_mod = importlib.import_module("dct2notation.notation.truststore")
+    verify_mod = importlib.import_module("dct2notation.notation.verify")
+    document = policy_mod.TrustPolicyDocument.load(policy)
+    store = truststore_mod.TrustStore(truststore)
+    subject = target.store.resolve(target.reference)
+    reference = str(target.reference.with_digest(subject.digest))
+    stored = fetch_signatures(target.store, target.repo, subject.digest)
+    if not stored:
+        return VerifyReport(
+            reference, subject, False, None, "signature", "no signature is associated with the artifact"
+        )
+    results: list[dict[str, Any]] = []
+    passed: str | None = None
+    first_failure: tuple[str | None, str] | None = None
+    for sig in stored:
+        result = verify_mod.verify_envelope(
+            sig.envelope,
+            subject=subject,
+            reference=reference,
+            policy=document,
+            truststore=store,
+            clock=clock or SystemClock(),
+            user_metadata=user_metadata or None,
+        )
+        results.append(
+            {
+                "digest": sig.manifest.digest,
+                "verified": bool(result.ok),
+                "failedCheck": result.failed_check,
+                "reason": result.reason,
+            }
+        )
+        if result.ok:
+            passed = sig.manifest.digest
+            break
+        if first_failure is None:
+            first_failure = (result.failed_check, result.reason)
+    if passed is not None:
+        return VerifyReport(reference, subject, True, passed, None, "verified", results)
+    check, reason = first_failure or (None, "no signature passed")
+    return VerifyReport(reference, subject, False, None, check, reason, results)

@@ -1,0 +1,212 @@
+"""sign → ls → inspect (→ verify) through the CLI against the real registry, an OCI layout and the referrers API."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from dct2notation.cli import main
+from dct2notation.keys.testcert import generate_test_key
+from dct2notation.notation.manifest import referrers_tag
+from dct2notation.oci import EMPTY_JSON, NOTATION_SIGNATURE, OCI_MANIFEST, go_json, sha256_digest
+from dct2notation.registry.client import RegistryClient
+from dct2notation.registry.layout import OCILayout
+from dct2notation.registry.options import RegistryOptions
+from tests.support.referrers_registry import ReferrersRegistry
+from tests.support.servers import Registry
+
+_ids = itertools.count()
+IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
+
+
+def image_manifest(label: str) -> bytes:
+    return go_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": IMAGE_CONFIG, "digest": sha256_digest(EMPTY_JSON), "size": 2},
+            "layers": [],
+            "annotations": {"label": label},
+        }
+    )
+
+
+def push_image(host: str, repo: str, tag: str = "v1") -> str:
+    with RegistryClient(host, RegistryOptions(insecure_registries=frozenset({host}))) as client:
+        client.push_blob(repo, EMPTY_JSON)
+        raw = image_manifest(repo)
+        client.put_manifest(repo, tag, raw, OCI_MANIFEST)
+    return sha256_digest(raw)
+
+
+@pytest.fixture(scope="module")
+def notation_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = tmp_path_factory.mktemp("notation")
+    generate_test_key("tester", config, key_type="ec-p256", make_default=True)
+    return config
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cert_thumbprint(config: Path) -> str:
+    cert = x509.load_pem_x509_certificate((config / "localkeys" / "tester.crt").read_bytes())
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def round_trip(capsys: pytest.CaptureFixture[str], ref: str, notation_dir: Path, *extra: str) -> dict[str, object]:
+    code, out, err = run(
+        capsys, "sign", ref, "--key", "tester", "--config-dir", str(notation_dir), "-m", "team=platform", *extra
+    )
+    assert code == 0, err
+    signed = json.loads(out)
+    assert signed["signature"]["artifactType"] == NOTATION_SIGNATURE
+    assert signed["thumbprints"] == [cert_thumbprint(notation_dir)]
+
+    code, out, err = run(capsys, "ls", ref, "--json", *extra)
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [s["digest"] for s in listed["signatures"]] == [signed["signature"]["digest"]]
+    assert listed["signatures"][0]["thumbprints"] == [cert_thumbprint(notation_dir)]
+    assert listed["signatures"][0]["signingTime"] == signed["signingTime"]
+    assert listed["signatures"][0]["form"] == signed["signature"]["form"]
+
+    code, out, err = run(capsys, "inspect", ref, "--json", *extra)
+    assert code == 0, err
+    inspected = json.loads(out)["signatures"]
+    assert len(inspected) == 1
+    assert inspected[0]["signatureAlgorithm"] == "ES256"
+    assert inspected[0]["userMetadata"] == {"team": "platform"}
+    assert inspected[0]["signedArtifact"]["digest"] == signed["subject"]["digest"]
+    assert inspected[0]["certificates"][0]["sha256Thumbprint"] == cert_thumbprint(notation_dir)
+    assert "CN=tester" in inspected[0]["certificates"][0]["subject"]
+    return signed
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("form", ["legacy", "artifact"])
+def test_registry_round_trip(
+    capsys: pytest.CaptureFixture[str], registry: Registry, notation_dir: Path, form: str
+) -> None:
+    repo = f"cli/r{next(_ids)}"
+    digest = push_image(registry.host, repo)
+    ref = f"{registry.host}/{repo}@{digest}"
+    code, out, err = run(
+        capsys,
+        "sign",
+        ref,
+        "--key",
+        "tester",
+        "--config-dir",
+        str(notation_dir),
+        "-m",
+        "team=platform",
+        "--signature-manifest",
+        form,
+        "--insecure-registry",
+        registry.host,
+    )
+    assert code == 0, err
+    signed = json.loads(out)
+    assert signed["signature"]["form"] == form
+    assert signed["retries"] == {"total": 0, "by_reason": {}}
+    with RegistryClient(registry.host, RegistryOptions(insecure_registries=frozenset({registry.host}))) as client:
+        tags = client.list_tags(repo)
+        assert sorted(tags) == sorted(["v1", referrers_tag(digest)])
+        entries = client.tag_index(repo, digest)
+    assert [e.digest for e in entries] == [signed["signature"]["digest"]]
+    code, out, err = run(capsys, "ls", f"{registry.host}/{repo}:v1", "--json", "--insecure-registry", registry.host)
+    assert code == 0, err
+    assert [s["form"] for s in json.loads(out)["signatures"]] == [form]
+
+
+@pytest.mark.servers
+def test_registry_sign_ls_inspect(capsys: pytest.CaptureFixture[str], registry: Registry, notation_dir: Path) -> None:
+    repo = f"cli/r{next(_ids)}"
+    digest = push_image(registry.host, repo)
+    round_trip(capsys, f"{registry.host}/{repo}@{digest}", notation_dir, "--insecure-registry", registry.host)
+
+
+def test_referrers_api_round_trip(capsys: pytest.CaptureFixture[str], notation_dir: Path) -> None:
+    server = ReferrersRegistry().start()
+    try:
+        digest = push_image(server.host, "api/app")
+        round_trip(capsys, f"{server.host}/api/app@{digest}", notation_dir, "--insecure-registry", server.host)
+        assert server.tags("api/app") == ["v1"]  # no fallback index where the API exists
+    finally:
+        server.stop()
+
+
+def test_oci_layout_round_trip(capsys: pytest.CaptureFixture[str], notation_dir: Path, tmp_path: Path) -> None:
+    layout = OCILayout(tmp_path / "layout")
+    layout.init()
+    layout.put_blob(EMPTY_JSON)
+    raw = image_manifest("layout")
+    layout.put_blob(raw)
+    from dct2notation.oci import Descriptor
+
+    with layout.locked():
+        layout.tag(Descriptor(OCI_MANIFEST, sha256_digest(raw), len(raw)), "v1")
+    signed = round_trip(capsys, f"app@{sha256_digest(raw)}", notation_dir, "--oci-layout", str(tmp_path / "layout"))
+    code, out, err = run(capsys, "ls", "v1", "--json", "--oci-layout", str(tmp_path / "layout"))
+    assert code == 0, err
+    assert [s["digest"] for s in json.loads(out)["signatures"]] == [signed["signature"]["digest"]]  # type: ignore[index]
+
+
+@pytest.mark.servers
+def test_sign_refuses_tag(capsys: pytest.CaptureFixture[str], registry: Registry, notation_dir: Path) -> None:
+    code, out, err = run(
+        capsys,
+        "sign",
+        f"{registry.host}/x/y:v1",
+        "--key",
+        "tester",
+        "--config-dir",
+        str(notation_dir),
+        "--insecure-registry",
+        registry.host,
+    )
+    assert code == 2
+    assert out == ""
+    assert err.startswith("dct2notation: error: sign: ") and "is a tag reference" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sign", "r.example/a@sha256:" + "0" * 64, "--key", "k", "-m", "novalue"], "is not KEY=VALUE"),
+        (["sign", "r.example/a@sha256:" + "0" * 64, "--key", "k", "--expiry", "soon"], "is not a duration"),
+        (["sign", "r.example/a@sha256:" + "0" * 64, "--key", "k", "--signature-manifest", "v3"], "is not one of"),
+        (["sign", "r.example/a@sha256:" + "0" * 64, "--key", "k", "--password-stdin"], "needs --username"),
+        (["sign", "r.example/a@sha256:" + "0" * 64, "--key", "k", "--timestamp-url", "http://t"], "go together"),
+        (["sign", "r.example/a@sha256:" + "0" * 64], "--key is required"),
+        (["ls", "r.example/a@sha256:abc"], "is not a digest"),
+        (["ls", "Bad Name"], "invalid"),
+    ],
+)
+def test_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_plan_file_without_batch_signer(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import dct2notation.cli.migrate as migrate_cli
+
+    if hasattr(migrate_cli, "sign_plan"):
+        pytest.skip("the batch signer has landed; its own tests cover plans")
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")
+    code, _, err = run(capsys, "sign", str(plan))
+    assert code == 2
+    assert "batch signing from a plan is not available" in err
