@@ -1,0 +1,76 @@
+"""Notation trust store: ``{root}/x509/{ca|signingAuthority|tsa}/NAME/*`` (notation-go ``verifier/truststore``).
+
+As in notation-go, every entry of a named store is read whatever its extension, and a subdirectory or symlink in a
+store is an error rather than something to skip silently: a store that does not hold what the operator thinks it
+holds must not quietly change who is trusted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+from ..errors import ConfigError
+from .certs import is_self_signed
+from .policy import STORE_NAME, STORE_TYPES
+
+
+def _load_file(path: Path) -> list[x509.Certificate]:
+    data = path.read_bytes()
+    if b"-----BEGIN" in data:
+        try:
+            return x509.load_pem_x509_certificates(data)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: not a PEM certificate file ({exc})") from exc
+    try:
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a PEM or DER certificate ({exc})") from exc
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    return bc.ca
+
+
+class TrustStore:
+    def __init__(self, root_dir: Path | str) -> None:
+        self.root = Path(root_dir)
+        self._cache: dict[tuple[str, str], list[x509.Certificate]] = {}
+
+    def store_dir(self, store_type: str, name: str) -> Path:
+        return self.root / "x509" / store_type / name
+
+    def certificates(self, store_type: str, name: str) -> list[x509.Certificate]:
+        """The certificates of one named store; every failure names the store and the file."""
+        key = (store_type, name)
+        if key in self._cache:
+            return self._cache[key]
+        if store_type not in STORE_TYPES:
+            raise ConfigError(f'trust store type "{store_type}" is not one of {", ".join(STORE_TYPES)}')
+        if not STORE_NAME.match(name):
+            raise ConfigError(f'trust store name "{name}" is not valid ([a-zA-Z0-9_.-]+)')
+        directory = self.store_dir(store_type, name)
+        if directory.is_symlink() or not directory.is_dir():
+            raise ConfigError(f'the trust store "{name}" of type "{store_type}" does not exist ({directory})')
+        certs: list[x509.Certificate] = []
+        for entry in sorted(directory.iterdir()):
+            if entry.is_symlink():
+                raise ConfigError(f"{entry}: trust store entries must be regular files, not symlinks")
+            if entry.is_dir():
+                raise ConfigError(f"{entry}: trust store {store_type}:{name} must not contain directories")
+            for cert in _load_file(entry):
+                if store_type == "tsa":
+                    if not is_self_signed(cert):
+                        raise ConfigError(f"{entry}: a tsa trust store holds root (self-signed) certificates only")
+                elif not (_is_ca(cert) or is_self_signed(cert)):
+                    raise ConfigError(f"{entry}: trust store certificates must be CA or self-signed certificates")
+                certs.append(cert)
+        if not certs:
+            raise ConfigError(f'the trust store "{name}" of type "{store_type}" has no certificates ({directory})')
+        self._cache[key] = certs
+        return certs
