@@ -164,3 +164,22 @@ def test_retry_after_and_link_parsing() -> None:
     assert next_link(headers, base) == httpx.URL("http://r/v2/a/tags/list?n=2&last=b")
     assert next_link(httpx.Headers({}), base) is None
     assert sha256_digest(b"") != ""
+
+
+@pytest.mark.servers
+def test_custom_ca_and_tls_errors(registry: Registry, tmp_path: Path) -> None:
+    from dct2notation.errors import UsageError
+    from tests.support.servers import make_tls
+
+    tls = make_tls(tmp_path / "tls")
+    proxy = FaultProxy(registry.url, every=0, tls=tls).start()
+    try:
+        with RegistryClient(proxy.host, RegistryOptions(ca_file=tls.ca_cert)) as client:
+            client.ping()
+            assert client.push_blob("tls/repo", b"hello").digest == sha256_digest(b"hello")
+        with RegistryClient(proxy.host) as client, pytest.raises(UsageError, match=r"not trusted \(use --ca-file\)"):
+            client.ping()
+    finally:
+        proxy.stop()
+    with RegistryClient(registry.host) as client, pytest.raises(UsageError, match="needs --insecure-registry HOST"):
+        client.ping()

@@ -30,7 +30,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from ..errors import AuthError, Dct2NotationError, InputError, NotFoundError, RemoteError
+from ..errors import AuthError, Dct2NotationError, InputError, NotFoundError, RemoteError, UsageError
 from ..notation.manifest import parse_index, referrers_index, referrers_tag
 from ..oci import MANIFEST_ACCEPT, OCI_INDEX, Descriptor, sha256_digest
 from .options import RegistryOptions
@@ -384,9 +384,21 @@ class RegistryCore:
                 retry_after,
             )
 
-    def transport_error(self, call: Call, exc: httpx.TransportError) -> RetryableError:
+    def transport_error(self, call: Call, exc: httpx.TransportError) -> Dct2NotationError:
+        where = f"{self.host}: {call.request.method} {call.request.url.path}"
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ssl.SSLError):
+                # A TLS failure repeats identically on retry: say what to do instead.
+                hint = (
+                    "the certificate is not trusted (use --ca-file)"
+                    if isinstance(cause, ssl.SSLCertVerificationError)
+                    else "TLS handshake failed (a plain-HTTP registry needs --insecure-registry HOST)"
+                )
+                return UsageError(f"{where}: {hint}: {cause.reason or type(cause).__name__}")
+            cause = cause.__cause__ or cause.__context__
         # Connection-level failures (reset, refused, timeout, truncated reply) are worth another try.
-        return RetryableError(f"{self.host}: {call.request.method} {call.request.url.path}: {type(exc).__name__}")
+        return RetryableError(f"{where}: {type(exc).__name__}")
 
     def too_big(self, call: Call) -> RemoteError:
         return RemoteError(

@@ -8,11 +8,13 @@ Every ``every``-th request (up to ``max_faults``) gets the next fault of ``kinds
 * ``drop-after``: forwarded (the registry applies it) and then the connection is closed with no reply: the
   case that turns a naive retry into a duplicate write.
 
-Counts of requests and injected faults are kept for assertions.
+Counts of requests and injected faults are kept for assertions. With ``tls`` it serves HTTPS (a throwaway CA from
+``make_tls``), which is how the ``--ca-file`` path meets a real registry behind it.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+
+from tests.support.servers import TLSFiles
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
@@ -50,6 +54,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         # Host is forwarded unchanged so the registry builds upload Locations that point back at the proxy.
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
+        if self.server.tls:
+            # As a TLS terminator says, so distribution's absolute upload Locations use https.
+            headers.append(("X-Forwarded-Proto", "https"))
         upstream = self.server.upstream.request(
             self.command, self.server.upstream_url + self.path, headers=headers, content=body
         )
@@ -71,8 +78,21 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream_url: str, every: int, kinds: Sequence[str], max_faults: int, retry_after: int) -> None:
+    def __init__(
+        self,
+        upstream_url: str,
+        every: int,
+        kinds: Sequence[str],
+        max_faults: int,
+        retry_after: int,
+        tls: TLSFiles | None,
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.tls = tls is not None
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert, tls.key)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
         self.upstream_url = upstream_url.rstrip("/")
         self.upstream = httpx.Client(timeout=30)
         self.every = every
@@ -103,8 +123,9 @@ class FaultProxy:
         kinds: Sequence[str] = ("503", "429", "drop", "drop-after"),
         max_faults: int = 1000,
         retry_after: int = 1,
+        tls: TLSFiles | None = None,
     ) -> None:
-        self._server = _Server(upstream_url, every, kinds, max_faults, retry_after)
+        self._server = _Server(upstream_url, every, kinds, max_faults, retry_after, tls)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
