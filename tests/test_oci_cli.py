@@ -210,3 +210,33 @@ def test_plan_file_without_batch_signer(capsys: pytest.CaptureFixture[str], tmp_
     code, _, err = run(capsys, "sign", str(plan))
     assert code == 2
     assert "batch signing from a plan is not available" in err
+
+
+@pytest.mark.servers
+def test_sign_through_faults_reports_retries(
+    capsys: pytest.CaptureFixture[str], registry: Registry, notation_dir: Path
+) -> None:
+    from tests.support.fault_proxy import FaultProxy
+
+    repo = f"cli/r{next(_ids)}"
+    digest = push_image(registry.host, repo)
+    proxy = FaultProxy(registry.url, every=3, kinds=("503", "drop-after", "429", "drop"), retry_after=1).start()
+    try:
+        code, out, err = run(
+            capsys,
+            "sign",
+            f"{proxy.host}/{repo}@{digest}",
+            "--key",
+            "tester",
+            "--config-dir",
+            str(notation_dir),
+            "--insecure-registry",
+            proxy.host,
+        )
+    finally:
+        proxy.stop()
+    assert code == 0, err
+    signed = json.loads(out)
+    assert signed["retries"]["total"] == sum(proxy.faults.values()) > 0
+    with RegistryClient(registry.host, RegistryOptions(insecure_registries=frozenset({registry.host}))) as client:
+        assert [e.digest for e in client.tag_index(repo, digest)] == [signed["signature"]["digest"]]
