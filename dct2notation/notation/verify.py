@@ -1,0 +1,357 @@
+"""Notation-compatible verification of one envelope, and of an artifact's set of envelopes.
+
+Check order and semantics follow notation-go ``verifier``: integrity → authenticity (trust store + trusted
+identities) → authenticTimestamp → expiry → revocation, each with the action its trust-policy level and overrides
+give it. An enforced failure stops verification; a logged one is recorded and verification goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+
+from ..config import DEFAULT_LIMITS, Clock, Limits
+from ..errors import ConfigError, Dct2NotationError, InputError
+from ..oci import Descriptor
+from .certs import CertificateRequirementError, validate_code_signing_chain
+from .envelope import SCHEME_SIGNING_AUTHORITY, SCHEME_X509, Envelope, parse_envelope
+from .policy import TrustPolicyDocument, TrustPolicyStatement, is_subset_dn
+from .truststore import TrustStore
+
+_SHORT_NAMES = {
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.COMMON_NAME: "CN",
+    NameOID.SERIAL_NUMBER: "SERIALNUMBER",
+    NameOID.STREET_ADDRESS: "STREET",
+    NameOID.POSTAL_CODE: "POSTALCODE",
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    action: str  # enforce | log | skip
+    ok: bool | None  # None: not evaluated (skipped)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    ok: bool
+    failed_check: str | None
+    reason: str
+    checks: list[CheckResult] = field(default_factory=list)
+    statement: str | None = None
+    envelope: Envelope | None = None
+
+    @property
+    def user_metadata(self) -> dict[str, str]:
+        return self.envelope.user_metadata if self.envelope else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verified": self.ok,
+            "failedCheck": self.failed_check,
+            "reason": self.reason,
+            "trustPolicyStatement": self.statement,
+            "checks": [{"name": c.name, "action": c.action, "ok": c.ok, "reason": c.reason} for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class VerificationOutcome:
+    ok: bool
+    results: list[VerificationResult]
+    passed_index: int | None
+
+    @property
+    def failed_check(self) -> str | None:
+        return None if self.ok or not self.results else self.results[0].failed_check
+
+    @property
+    def reason(self) -> str:
+        if self.ok:
+            return "verified"
+        return self.results[0].reason if self.results else "no signature is associated with the artifact"
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def subject_map(cert: x509.Certificate) -> dict[str, str]:
+    """A certificate subject as the attribute map trusted identities are matched against."""
+    out: dict[str, str] = {}
+    for attr in cert.subject:
+        name = _SHORT_NAMES.get(attr.oid, attr.oid.dotted_string)
+        value = attr.value if isinstance(attr.value, str) else attr.value.decode(errors="replace")
+        out.setdefault(name, value)
+    return out
+
+
+def _fmt(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_integrity(env: Envelope) -> None:
+    if not env.signature_valid():
+        raise _Failed("the signature does not verify with the signing certificate's key (payload or header altered)")
+    try:
+        validate_code_signing_chain(env.cert_chain)
+    except CertificateRequirementError as exc:
+        raise _Failed(f"certificate chain is invalid: {exc}") from exc
+
+
+def _check_authenticity(env: Envelope, statement: TrustPolicyStatement, truststore: TrustStore) -> None:
+    store_type = "signingAuthority" if env.signing_scheme == SCHEME_SIGNING_AUTHORITY else "ca"
+    names = statement.stores(store_type)
+    if not names:
+        raise _Failed(f'trust policy statement "{statement.name}" has no "{store_type}" trust store for this scheme')
+    trusted: set[bytes] = set()
+    for name in names:
+        try:
+            trusted.update(c.public_bytes(Encoding.DER) for c in truststore.certificates(store_type, name))
+        except ConfigError as exc:
+            raise _Failed(str(exc)) from exc
+    if not any(c.public_bytes(Encoding.DER) in trusted for c in env.cert_chain):
+        raise _Failed(
+            "signature is not produced by a trusted signer: no certificate of the chain is in trust store(s) "
+            + ", ".join(f"{store_type}:{n}" for n in names)
+        )
+    if statement.trusted_identities == ("*",):
+        return
+    leaf = subject_map(env.cert_chain[0])
+    if not any(is_subset_dn(dn, leaf) for dn in statement.x509_subjects):
+        raise _Failed(
+            f'signing certificate subject "{env.cert_chain[0].subject.rfc4514_string()}" does not match the X.509 '
+            f'trusted identities of trust policy statement "{statement.name}"'
+        )
+
+
+def _within_validity(chain: list[x509.Certificate], when: dt.datetime, what: str) -> None:
+    for cert in chain:
+        if when < cert.not_valid_before_utc:
+            raise _Failed(
+                f'{what} {_fmt(when)} is before certificate "{cert.subject.rfc4514_string()}" becomes valid '
+                f"({_fmt(cert.not_valid_before_utc)})"
+            )
+        if when > cert.not_valid_after_utc:
+            raise _Failed(
+                f'{what} {_fmt(when)} is after certificate "{cert.subject.rfc4514_string()}" expired '
+                f"({_fmt(cert.not_valid_after_utc)})"
+            )
+
+
+def _check_authentic_timestamp(
+    env: Envelope, statement: TrustPolicyStatement, truststore: TrustStore, now: dt.datetime
+) -> str:
+    if env.signing_scheme == SCHEME_SIGNING_AUTHORITY:
+        assert env.authentic_signing_time is not None
+        _within_validity(env.cert_chain, env.authentic_signing_time, "authentic signing time")
+        return "authentic signing time is within the certificate chain's validity"
+    tsa_names = statement.stores("tsa")
+    use_timestamp = bool(tsa_names)
+    if use_timestamp and statement.verify_timestamp == "afterCertExpiry":
+        use_timestamp = any(now > c.not_valid_after_utc for c in env.cert_chain)
+    if not use_timestamp:
+        _within_validity(env.cert_chain, now, "current time")
+        return "current time is within the certificate chain's validity"
+    if env.timestamp_token is None:
+        raise _Failed("a tsa trust store is configured but the signature has no timestamp countersignature")
+    roots: list[x509.Certificate] = []
+    for name in tsa_names:
+        try:
+            roots.extend(truststore.certificates("tsa", name))
+        except ConfigError as exc:
+            raise _Failed(str(exc)) from exc
+    timestamp = importlib.import_module("dct2notation.notation.timestamp")
+    try:
+        info = timestamp.verify_timestamp_token(env.timestamp_token, env.signature, roots, env.algorithm.hash_name)
+    except Dct2NotationError as exc:
+        raise _Failed(f"timestamp countersignature does not verify: {exc}") from exc
+    not_before: dt.datetime = info.not_before
+    not_after: dt.datetime = info.not_after
+    for cert in env.cert_chain:
+        if not_before < cert.not_valid_before_utc or not_after > cert.not_valid_after_utc:
+            raise _Failed(
+                f"timestamp {_fmt(info.gen_time)} (accuracy {_fmt(not_before)}..{_fmt(not_after)}) is not within the "
+                f'validity of certificate "{cert.subject.rfc4514_string()}" '
+                f"({_fmt(cert.not_valid_before_utc)}..{_fmt(cert.not_valid_after_utc)})"
+            )
+    return f"timestamp {_fmt(info.gen_time)} verified against the tsa trust store"
+
+
+def _check_expiry(env: Envelope, now: dt.datetime) -> None:
+    if env.expiry is not None and now >= env.expiry:
+        raise _Failed(f"signature expired at {_fmt(env.expiry)}")
+
+
+def _check_revocation(env: Envelope) -> str:
+    # No OCSP/CRL client yet: a chain that names revocation endpoints cannot be shown unrevoked, so under "enforce"
+    # that is a failure rather than a silent pass; chains without endpoints are non-revocable, as in Notation.
+    for cert in env.cert_chain:
+        endpoints = []
+        try:
+            cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+            endpoints.append("CRL")
+        except x509.ExtensionNotFound:
+            pass
+        try:
+            aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+            if any(d.access_method == AuthorityInformationAccessOID.OCSP for d in aia):
+                endpoints.append("OCSP")
+        except x509.ExtensionNotFound:
+            pass
+        if endpoints:
+            raise _Failed(
+                f'certificate "{cert.subject.rfc4514_string()}" has {"/".join(endpoints)} endpoints but online '
+                'revocation checking is not supported; set override "revocation" to "log" or "skip"'
+            )
+    return "no certificate in the chain has revocation endpoints"
+
+
+def _select(policy: TrustPolicyDocument | TrustPolicyStatement, reference: str) -> TrustPolicyStatement:
+    if isinstance(policy, TrustPolicyStatement):
+        return policy
+    return policy.statement_for(reference)
+
+
+def verify_envelope(
+    raw: bytes,
+    *,
+    subject: Descriptor,
+    reference: str,
+    policy: TrustPolicyDocument | TrustPolicyStatement,
+    truststore: TrustStore,
+    clock: Clock,
+    user_metadata: Mapping[str, str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> VerificationResult:
+    """Verify one envelope over ``subject`` under the statement that governs ``reference``.
+
+    Configuration errors (no applicable statement) raise; every verification failure is a result naming the check.
+    """
+    statement = _select(policy, reference)
+    if statement.level == "skip":
+        return VerificationResult(
+            True,
+            None,
+            f'trust policy statement "{statement.name}" is configured to skip signature verification',
+            [CheckResult(c, "skip", None) for c in ("integrity", "authenticity", "authenticTimestamp", "expiry")],
+            statement.name,
+        )
+    now = clock.now()
+    checks: list[CheckResult] = []
+
+    def fail(check: str, reason: str, env: Envelope | None = None) -> VerificationResult:
+        return VerificationResult(False, check, reason, checks, statement.name, env)
+
+    try:
+        env = parse_envelope(raw, limits)
+    except InputError as exc:
+        checks.append(CheckResult("integrity", "enforce", False, str(exc)))
+        return fail("integrity", f"malformed signature envelope: {exc}")
+
+    steps: list[tuple[str, Any]] = [
+        ("integrity", lambda: _check_integrity(env)),
+        ("authenticity", lambda: _check_authenticity(env, statement, truststore)),
+        ("authenticTimestamp", lambda: _check_authentic_timestamp(env, statement, truststore, now)),
+        ("expiry", lambda: _check_expiry(env, now)),
+        ("revocation", lambda: _check_revocation(env)),
+    ]
+    for name, run in steps:
+        action = statement.action(name)
+        if action == "skip":
+            checks.append(CheckResult(name, "skip", None))
+            continue
+        try:
+            note = run()
+        except _Failed as exc:
+            checks.append(CheckResult(name, action, False, exc.reason))
+            if action == "enforce":
+                return fail(name, exc.reason, env)
+            continue
+        checks.append(CheckResult(name, action, True, note if isinstance(note, str) else ""))
+
+    target = env.target_artifact
+    if (target.digest, target.size, target.media_type) != (subject.digest, subject.size, subject.media_type):
+        reason = (
+            f"the signature is for {target.media_type} {target.digest} ({target.size} bytes), not for the artifact "
+            f"{subject.media_type} {subject.digest} ({subject.size} bytes)"
+        )
+        checks.append(CheckResult("targetArtifact", "enforce", False, reason))
+        return fail("targetArtifact", reason, env)
+    checks.append(CheckResult("targetArtifact", "enforce", True))
+
+    if user_metadata:
+        present = env.user_metadata
+        missing = [f"{k}={v}" for k, v in user_metadata.items() if present.get(k) != v]
+        if missing:
+            reason = f"the signature's user metadata does not contain {', '.join(missing)}"
+            checks.append(CheckResult("userMetadata", "enforce", False, reason))
+            return fail("userMetadata", reason, env)
+        checks.append(CheckResult("userMetadata", "enforce", True))
+    return VerificationResult(True, None, "verified", checks, statement.name, env)
+
+
+def verify_artifact(
+    reference: str,
+    subject: Descriptor,
+    envelopes: Iterable[bytes],
+    *,
+    policy: TrustPolicyDocument | TrustPolicyStatement,
+    truststore: TrustStore,
+    clock: Clock,
+    user_metadata: Mapping[str, str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> VerificationOutcome:
+    """Try envelopes in order until one passes, at most ``limits.max_signature_attempts`` of them."""
+    results: list[VerificationResult] = []
+    for index, raw in enumerate(envelopes):
+        if index >= limits.max_signature_attempts:
+            results.append(
+                VerificationResult(
+                    False,
+                    "signature",
+                    f"gave up after {limits.max_signature_attempts} signatures (max_signature_attempts)",
+                )
+            )
+            break
+        result = verify_envelope(
+            raw,
+            subject=subject,
+            reference=reference,
+            policy=policy,
+            truststore=truststore,
+            clock=clock,
+            user_metadata=user_metadata,
+            limits=limits,
+        )
+        results.append(result)
+        if result.ok:
+            return VerificationOutcome(True, results, index)
+    return VerificationOutcome(False, results, None)
+
+
+__all__ = [
+    "CheckResult",
+    "SCHEME_X509",
+    "VerificationOutcome",
+    "VerificationResult",
+    "subject_map",
+    "verify_artifact",
+    "verify_envelope",
+]
