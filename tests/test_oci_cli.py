@@ -88,7 +88,32 @@ def round_trip(capsys: pytest.CaptureFixture[str], ref: str, notation_dir: Path,
     assert inspected[0]["signedArtifact"]["digest"] == signed["subject"]["digest"]
     assert inspected[0]["certificates"][0]["sha256Thumbprint"] == cert_thumbprint(notation_dir)
     assert "CN=tester" in inspected[0]["certificates"][0]["subject"]
+
+    verify_args = ["--policy", str(write_policy(notation_dir)), "--truststore", str(notation_dir / "truststore")]
+    code, out, err = run(capsys, "verify", ref, *verify_args, "-m", "team=platform", "--json", *extra)
+    assert code == 0, err
+    verified = json.loads(out)
+    assert verified["verified"] is True
+    assert verified["signature"] == signed["signature"]["digest"]
+
+    code, out, err = run(capsys, "verify", ref, *verify_args, "-m", "team=other", *extra)
+    assert code == 1
+    assert err.startswith("dct2notation: error: ") and "team" in err
+    assert err.count("\n") == 1
     return signed
+
+
+def write_policy(config: Path, store: str = "tester") -> Path:
+    path = config / f"trustpolicy-{store}.json"
+    statement = {
+        "name": "all",
+        "registryScopes": ["*"],
+        "signatureVerification": {"level": "strict"},
+        "trustStores": [f"ca:{store}"],
+        "trustedIdentities": ["*"],
+    }
+    path.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    return path
 
 
 @pytest.mark.servers
@@ -240,3 +265,51 @@ def test_sign_through_faults_reports_retries(
     assert signed["retries"]["total"] == sum(proxy.faults.values()) > 0
     with RegistryClient(registry.host, RegistryOptions(insecure_registries=frozenset({registry.host}))) as client:
         assert [e.digest for e in client.tag_index(repo, digest)] == [signed["signature"]["digest"]]
+
+
+@pytest.mark.servers
+def test_verify_fails_with_untrusted_certificate(
+    capsys: pytest.CaptureFixture[str], registry: Registry, notation_dir: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    generate_test_key("stranger", other, key_type="ec-p256")
+    repo = f"cli/r{next(_ids)}"
+    digest = push_image(registry.host, repo)
+    ref = f"{registry.host}/{repo}@{digest}"
+    flags = ["--insecure-registry", registry.host]
+    assert run(capsys, "sign", ref, "--key", "tester", "--config-dir", str(notation_dir), *flags)[0] == 0
+    code, out, err = run(
+        capsys,
+        "verify",
+        ref,
+        "--policy",
+        str(write_policy(other, "stranger")),
+        "--truststore",
+        str(other / "truststore"),
+        "--json",
+        *flags,
+    )
+    assert code == 1
+    report = json.loads(out)
+    assert report["verified"] is False
+    assert report["failedCheck"] == "authenticity"
+    assert err.startswith("dct2notation: error: authenticity: ")
+
+
+@pytest.mark.servers
+def test_verify_without_signatures(capsys: pytest.CaptureFixture[str], registry: Registry, notation_dir: Path) -> None:
+    repo = f"cli/r{next(_ids)}"
+    push_image(registry.host, repo)
+    code, _, err = run(
+        capsys,
+        "verify",
+        f"{registry.host}/{repo}:v1",
+        "--policy",
+        str(write_policy(notation_dir)),
+        "--truststore",
+        str(notation_dir / "truststore"),
+        "--insecure-registry",
+        registry.host,
+    )
+    assert code == 1
+    assert "no signature is associated with the artifact" in err

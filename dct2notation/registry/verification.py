@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import Clock, SystemClock
 from ..errors import NotationVerificationError
+from ..notation.policy import TrustPolicyDocument
+from ..notation.truststore import TrustStore
+from ..notation.verify import verify_envelope
 from ..oci import Descriptor
 from .store import fetch_signatures
 from .target import Target
@@ -48,11 +50,8 @@ def verify_target(
     clock: Clock | None = None,
 ) -> VerifyReport:
     """Verify every signature until one passes (Notation's rule), reporting the check that failed otherwise."""
-    policy_mod = importlib.import_module("dct2notation.notation.policy")
-    truststore_mod = importlib.import_module("dct2notation.notation.truststore")
-    verify_mod = importlib.import_module("dct2notation.notation.verify")
-    document = policy_mod.TrustPolicyDocument.load(policy)
-    store = truststore_mod.TrustStore(truststore)
+    document = TrustPolicyDocument.load(policy)
+    store = TrustStore(truststore)
     subject = target.store.resolve(target.reference)
     reference = str(target.reference.with_digest(subject.digest))
     stored = fetch_signatures(target.store, target.repo, subject.digest)
@@ -64,7 +63,7 @@ def verify_target(
     passed: str | None = None
     first_failure: tuple[str | None, str] | None = None
     for sig in stored:
-        result = verify_mod.verify_envelope(
+        result = verify_envelope(
             sig.envelope,
             subject=subject,
             reference=reference,
@@ -72,6 +71,7 @@ def verify_target(
             truststore=store,
             clock=clock or SystemClock(),
             user_metadata=user_metadata or None,
+            limits=target.store.limits,
         )
         results.append(
             {
