@@ -313,3 +313,28 @@ def test_verify_without_signatures(capsys: pytest.CaptureFixture[str], registry:
     )
     assert code == 1
     assert "no signature is associated with the artifact" in err
+
+
+def test_ls_and_inspect_real_notation_layout(capsys: pytest.CaptureFixture[str], shared_fixtures: Path) -> None:
+    layout = str(shared_fixtures / "notation" / "oci-layout-e2e-valid-signature")
+    code, out, err = run(capsys, "ls", "v1", "--json", "--oci-layout", layout)
+    assert code == 0, err
+    listed = json.loads(out)
+    assert listed["subject"]["digest"] == "sha256:b8479de3f88fb259a0a9ea82a5b2a052a1ef3c4ebbcfc61482d5ae4c831f8af9"
+    assert listed["signatures"] == [
+        {
+            "digest": "sha256:90ceaff260d657d797c408ac73564a9c7bb9d86055877c2a811f0e63b8c6524f",
+            "artifactType": NOTATION_SIGNATURE,
+            "form": "legacy",
+            "envelopeMediaType": "application/jose+json",
+            "signingTime": "2023-06-27T05:30:33Z",
+            "thumbprints": ["e38aea13f2b051f7183cca64a51ee676f4d4456f41d9fecf15eb367efc7343b9"],
+        }
+    ]
+    code, out, err = run(capsys, "inspect", "v1", "--json", "--oci-layout", layout)
+    assert code == 0, err
+    (entry,) = json.loads(out)["signatures"]
+    assert entry["error"] == "envelope media type application/jose+json is not inspected (COSE only)"
+    code, _, err = run(capsys, "ls", "v9", "--oci-layout", layout)
+    assert code == 2
+    assert "v9 not found in index.json" in err
