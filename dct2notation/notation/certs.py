@@ -149,6 +149,6 @@ def validate_code_signing_chain(chain: Sequence[x509.Certificate], *, at: dt.dat
                 try:
                     cert.verify_directly_issued_by(issuer)
                 except Exception as exc:  # name mismatch, bad signature or unsupported key all mean "not issued by"
-                    raise _fail(cert, f"is not issued by the next certificate {describe(issuer)} ({exc})") from exc
+                    raise _fail(cert, f"is not issued by the next {describe(issuer)} ({exc})") from exc
     if at is not None:
         check_validity(chain, at)
