@@ -376,9 +376,9 @@ class TrustPolicyDocument:
                     )
                 if scope in scope_owner:
                     raise ConfigError(
-                        f'registry scope "{scope}" is present in multiple oci trust policy statements '
-                        f'("{scope_owner[scope]}" and "{st.name}"), one registry scope value can only be associated '
-                        "with one statement"
+                        f'registry scope "{scope}" is present in multiple oci trust policy statements, one registry '
+                        f'scope value can only be associated with one statement ("{scope_owner[scope]}" and '
+                        f'"{st.name}")'
                     )
                 scope_owner[scope] = st.name
         globals_ = [st.name for st in statements if st.global_policy]
