@@ -210,3 +210,17 @@ def test_layout_errors(tmp_path: Path) -> None:
     (tmp_path / "ok" / "index.json").write_text("{")
     with pytest.raises(InputError, match="index.json: not JSON"):
         store.list_signatures("x", "sha256:" + "0" * 64)
+
+
+@pytest.mark.servers
+def test_async_store_survives_a_second_event_loop(shared_fixtures: Path, store: RegistryStore) -> None:
+    cose = shared_fixtures / "notation" / "cose"
+    envelope = (cose / "ng_internal_cose_signature.sig").read_bytes()
+    _, subject, chain, signing_time = fixture_inputs(cose)
+    repo = unique_repo("loops")
+    first = asyncio.run(store.apush_signature(repo, subject, envelope, chain, signing_time))
+    second = asyncio.run(store.apush_signature(repo, subject, envelope, chain, signing_time, "artifact"))
+    assert [d.digest for d in asyncio.run(store.alist_signatures(repo, subject.digest))] == [
+        first.digest,
+        second.digest,
+    ]

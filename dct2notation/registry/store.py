@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ class RegistryStore:
         self.client = RegistryClient(host, self.options, auth=self._auth, transport=transport)
         self._async_transport = async_transport
         self._async: AsyncRegistryClient | None = None
+        self._async_loop: int | None = None
 
     @property
     def stats(self) -> RetryStats:
@@ -130,6 +132,11 @@ class RegistryStore:
         return self.client.stats
 
     def _aclient(self) -> AsyncRegistryClient:
+        # An httpx.AsyncClient belongs to the loop that first used it; a new asyncio.run() needs a new one.
+        loop = id(asyncio.get_running_loop())
+        if self._async is not None and self._async_loop != loop:
+            self._async = None
+        self._async_loop = loop
         if self._async is None:
             self._async = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=self._async_transport)
             self._async.core.stats = self.client.core.stats
