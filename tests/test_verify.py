@@ -338,7 +338,7 @@ def test_expired_certificate_and_override(tmp_path: Path) -> None:
     pki = make_chain()
     store = store_with(tmp_path, "corp", pki.root)
     raw = signed(pki)
-    late = FixedClock(NOW + dt.timedelta(days=400))
+    late = FixedClock(NOW + dt.timedelta(days=3700))
     strict = verify_envelope(
         raw, subject=TARGET, reference=REF, policy=policy(["ca:corp"]), truststore=store, clock=late
     )

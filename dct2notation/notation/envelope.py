@@ -188,9 +188,12 @@ def sign_envelope(
         algorithm, signing_time=signing_time, expiry=None if expiry is None else expiry.replace(microsecond=0)
     )
     signature = key.sign(sig_structure(protected_raw, payload))
+    # Notation names the plugin after the agent ("<agent> <plugin>/<version>", notation-go signer/plugin.go).
+    suffix = getattr(key, "signing_agent_suffix", None)
+    agent = f"{signing_agent} {suffix}" if isinstance(suffix, str) and suffix else signing_agent
     unprotected: dict[Any, Any] = {
         LABEL_X5CHAIN: [c.public_bytes(Encoding.DER) for c in chain],
-        SIGNING_AGENT: signing_agent,
+        SIGNING_AGENT: agent,
     }
     if timestamper is not None:
         unprotected[TIMESTAMP_SIGNATURE] = timestamper.timestamp(

@@ -67,7 +67,7 @@ def issue(
     *,
     ca: bool,
     not_before: dt.datetime = NOW - dt.timedelta(days=1),
-    not_after: dt.datetime = NOW + dt.timedelta(days=365),
+    not_after: dt.datetime = NOW + dt.timedelta(days=3650),
     eku: list[x509.ObjectIdentifier] | None = None,
     encipher: bool = False,
     ku_critical: bool = True,
@@ -121,8 +121,8 @@ def make_chain(key_type: str = "ec-p256", *, cn: str = "signer", org: str = "Not
     inter_key = new_key("ec-p256")
     leaf_key = new_key(key_type)
     root_name, inter_name = name(f"{cn} root", org), name(f"{cn} intermediate", org)
-    root = issue(root_name, root_key, root_name, root_key, ca=True, not_after=NOW + dt.timedelta(days=3650))
-    inter = issue(inter_name, inter_key, root_name, root_key, ca=True, not_after=NOW + dt.timedelta(days=1000))
+    root = issue(root_name, root_key, root_name, root_key, ca=True, not_after=NOW + dt.timedelta(days=5000))
+    inter = issue(inter_name, inter_key, root_name, root_key, ca=True, not_after=NOW + dt.timedelta(days=4000))
     leaf = issue(name(cn, org), leaf_key, inter_name, inter_key, ca=False, **leaf_args)  # type: ignore[arg-type]
     return Chain(leaf_key, [leaf, inter, root])
 

@@ -1,0 +1,203 @@
+"""Signing through a real Notation plugin process, and every way a KMS plugin can fail."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from dct2notation.cli import main
+from dct2notation.config import FixedClock, Limits
+from dct2notation.errors import SigningKeyError
+from dct2notation.keys.plugin import PluginKey
+from dct2notation.keys.resolve import load_signing_key
+from dct2notation.notation.envelope import sign_envelope
+from dct2notation.notation.policy import TrustPolicyDocument
+from dct2notation.notation.truststore import TrustStore
+from dct2notation.notation.verify import verify_envelope
+from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, Descriptor, go_json, sha256_digest
+from dct2notation.registry.layout import OCILayout
+from tests.support import cose_decoder
+from tests.support.plugin_pki import NOW, install_plugin, make_chain, set_mode, trust
+
+CLOCK = FixedClock(NOW)
+TARGET = Descriptor(OCI_MANIFEST, "sha256:" + "12" * 32, 321)
+POLICY = TrustPolicyDocument.from_dict(
+    {
+        "version": "1.0",
+        "trustPolicies": [
+            {
+                "name": "kms",
+                "registryScopes": ["*"],
+                "signatureVerification": {"level": "strict"},
+                "trustStores": ["ca:kms"],
+                "trustedIdentities": ["x509.subject: C=US, ST=WA, O=Notary, CN=kms signer"],
+            }
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize("key_type", ["ec-p256", "rsa-3072"])
+def test_plugin_signs_and_envelope_verifies(tmp_path: Path, key_type: str) -> None:
+    pki = make_chain(key_type, cn="kms signer")
+    install_plugin(tmp_path, pki)
+    key = load_signing_key("plugin:testkms:kms-key-1", tmp_path)
+    signed = sign_envelope(TARGET, key, clock=CLOCK)
+    d = cose_decoder.decode(signed.raw)
+    assert d.verify()
+    assert d.alg_name == {"ec-p256": "ES256", "rsa-3072": "PS384"}[key_type]
+    assert d.unprotected["io.cncf.notary.signingAgent"] == "dct2notation/0.1.0 testkms/1.2.3"
+    assert d.chain == pki.chain
+    assert d.payload["targetArtifact"]["digest"] == TARGET.digest
+    result = verify_envelope(
+        signed.raw,
+        subject=TARGET,
+        reference="r.example/app@" + TARGET.digest,
+        policy=POLICY,
+        truststore=TrustStore(trust(tmp_path, "kms", pki.root)),
+        clock=CLOCK,
+    )
+    assert (result.ok, result.reason) == (True, "verified")
+
+
+def test_plugin_key_from_signingkeys_json(tmp_path: Path) -> None:
+    pki = make_chain("ec-p384", cn="kms signer")
+    install_plugin(tmp_path, pki)
+    (tmp_path / "signingkeys.json").write_text(
+        json.dumps(
+            {
+                "default": "kms",
+                "keys": [{"name": "kms", "id": "kms-key-1", "pluginName": "testkms", "pluginConfig": {"region": "x"}}],
+            }
+        )
+    )
+    key = load_signing_key(None, tmp_path)
+    assert isinstance(key, PluginKey)
+    assert (key.name, key.key_id, key.plugin_config, key.key_spec()) == ("kms", "kms-key-1", {"region": "x"}, "EC-384")
+    assert cose_decoder.decode(sign_envelope(TARGET, key, clock=CLOCK).raw).verify()
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        (
+            "denied",
+            'plugin "testkms" generate-signature: failed with exit code 1: ACCESS_DENIED: caller may not use key',
+        ),
+        ("garbage", 'plugin "testkms" generate-signature: response is not valid JSON'),
+        ("wrongkey", "generate-signature: answered for keyId 'other-key', asked 'kms-key-1'"),
+        ("badsig", "generate-signature: signature does not verify against the returned signing certificate"),
+    ],
+)
+def test_plugin_failures_are_one_line(tmp_path: Path, mode: str, message: str) -> None:
+    plugin_dir = install_plugin(tmp_path, make_chain())
+    set_mode(plugin_dir, mode)
+    key = load_signing_key("plugin:testkms:kms-key-1", tmp_path)
+    with pytest.raises(SigningKeyError) as info:
+        sign_envelope(TARGET, key, clock=CLOCK)
+    assert message in str(info.value)
+
+
+def test_plugin_hang_times_out(tmp_path: Path) -> None:
+    plugin_dir = install_plugin(tmp_path, make_chain())
+    set_mode(plugin_dir, "hang")
+    key = PluginKey(
+        "k",
+        plugin_name="testkms",
+        key_id="kms-key-1",
+        config_dir=tmp_path,
+        limits=Limits(plugin_timeout_seconds=0.5),
+    )
+    with pytest.raises(SigningKeyError, match='plugin "testkms" get-plugin-metadata: timed out after 0.5s'):
+        key.key_spec()
+
+
+def test_plugin_describe_key_for_unknown_key(tmp_path: Path) -> None:
+    install_plugin(tmp_path, make_chain())
+    key = load_signing_key("plugin:testkms:nope", tmp_path)
+    with pytest.raises(
+        SigningKeyError, match="describe-key: failed with exit code 1: VALIDATION_ERROR: unknown key nope"
+    ):
+        key.key_spec()
+
+
+def test_plugin_output_cap(tmp_path: Path) -> None:
+    install_plugin(tmp_path, make_chain())
+    key = PluginKey(
+        "k", plugin_name="testkms", key_id="kms-key-1", config_dir=tmp_path, limits=Limits(plugin_output_bytes=64)
+    )
+    with pytest.raises(SigningKeyError, match="get-plugin-metadata: output exceeds the 64-byte limit"):
+        key.key_spec()
+
+
+def test_plugin_missing_or_unusable(tmp_path: Path) -> None:
+    with pytest.raises(SigningKeyError, match='plugin "ghost": not installed'):
+        load_signing_key("plugin:ghost:k", tmp_path)
+    plugin_dir = install_plugin(tmp_path, make_chain())
+    exe = plugin_dir / "notation-testkms"
+    os.chmod(exe, 0o644)
+    with pytest.raises(SigningKeyError, match="is not executable"):
+        load_signing_key("plugin:testkms:kms-key-1", tmp_path)
+    exe.rename(plugin_dir / "real")
+    exe.symlink_to(plugin_dir / "real")
+    with pytest.raises(SigningKeyError, match="is a symlink, plugins must be regular files"):
+        load_signing_key("plugin:testkms:kms-key-1", tmp_path)
+
+
+def _layout(tmp_path: Path) -> tuple[Path, str]:
+    layout = OCILayout(tmp_path / "layout")
+    layout.init()
+    layout.put_blob(EMPTY_JSON)
+    raw = go_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256_digest(EMPTY_JSON),
+                "size": 2,
+            },
+            "layers": [],
+        }
+    )
+    layout.put_blob(raw)
+    with layout.locked():
+        layout.tag(Descriptor(OCI_MANIFEST, sha256_digest(raw), len(raw)), "v1")
+    return tmp_path / "layout", sha256_digest(raw)
+
+
+@pytest.mark.parametrize("mode", ["denied", "garbage", "wrongkey", "badsig", "missing"])
+def test_plugin_failures_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path, mode: str) -> None:
+    config = tmp_path / "notation"
+    if mode != "missing":
+        set_mode(install_plugin(config, make_chain()), mode)
+    layout, digest = _layout(tmp_path)
+    code = main(
+        [
+            "sign",
+            f"app@{digest}",
+            "--oci-layout",
+            str(layout),
+            "--key",
+            "plugin:testkms:kms-key-1",
+            "--config-dir",
+            str(config),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err.startswith('dct2notation: error: plugin "testkms"') and err.count("\n") == 1
+
+
+def test_plugin_signs_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "notation"
+    install_plugin(config, make_chain(cn="kms signer"))
+    layout, digest = _layout(tmp_path)
+    argv = ["sign", f"app@{digest}", "--oci-layout", str(layout), "--key", "plugin:testkms:kms-key-1"]
+    code = main([*argv, "--config-dir", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["signature"]["digest"].startswith("sha256:")
