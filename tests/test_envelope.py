@@ -21,6 +21,7 @@ from dct2notation.notation.envelope import (
     encode_envelope,
     encode_protected,
     parse_envelope,
+    sig_structure,
     sign_envelope,
 )
 from dct2notation.oci import OCI_MANIFEST, Descriptor
@@ -301,3 +302,20 @@ def test_parse_rejects_untagged_and_oversized(shared_fixtures: Path) -> None:
     with pytest.raises(EnvelopeError, match="payload: not JSON"):
         protected, unprotected, _, sig = _parts(shared_fixtures)
         parse_envelope(_encode(protected, unprotected, b"not json", sig))
+
+
+@pytest.mark.parametrize("size", [0, 23, 24, 255, 256, 65535, 65536])
+def test_hand_assembled_cbor_equals_cbor2(size: int) -> None:
+    protected, payload = b"p" * (size % 300 + 1), b"x" * size
+    assert sig_structure(protected, payload) == cbor2.dumps(["Signature1", protected, b"", payload])
+    unprotected = {33: [b"c" * size], "io.cncf.notary.signingAgent": "a"}
+    assert encode_envelope(protected, unprotected, payload, b"s" * 64) == cbor2.dumps(
+        cbor2.CBORTag(18, [protected, unprotected, payload, b"s" * 64]), canonical=True
+    )
+
+
+def test_signed_bytes_equal_a_deterministic_reencoding() -> None:
+    pki = make_chain("rsa-2048")
+    raw = sign_envelope(TARGET, LocalKey("k", pki.leaf_key, pki.chain), clock=CLOCK, expiry=NOW + dt.timedelta(1)).raw
+    outer = cbor2.loads(raw)
+    assert cbor2.dumps(outer, canonical=True) == raw

@@ -123,8 +123,35 @@ def check_validity(chain: Sequence[x509.Certificate], at: dt.datetime) -> None:
             raise _fail(cert, f"expired at {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
 
 
+# Chains already found structurally valid. Checking links costs a public-key verification per certificate, which
+# would otherwise dominate signing a batch of thousands of envelopes with one key (certificates compare by DER).
+# Keyed by object identity (hashing a certificate means hashing its DER); the value pins the objects so an id cannot
+# be reused while its entry exists.
+_STRUCTURE_OK: dict[tuple[int, ...], tuple[x509.Certificate, ...]] = {}
+_STRUCTURE_OK_BY_DER: dict[tuple[x509.Certificate, ...], None] = {}
+_STRUCTURE_CACHE_SIZE = 1024
+
+
 def validate_code_signing_chain(chain: Sequence[x509.Certificate], *, at: dt.datetime | None = None) -> None:
-    """Order, links and extension profile of a signing chain (leaf first, ending in a self-signed root)."""
+    """Order, links and extension profile of a signing chain (leaf first, ending in a self-signed root); with
+    ``at``, also that every certificate is valid at that instant."""
+    key = tuple(map(id, chain))
+    if key not in _STRUCTURE_OK:
+        certs = tuple(chain)
+        # Freshly parsed envelopes bring new objects for the same certificates: fall back to comparing by DER.
+        if certs not in _STRUCTURE_OK_BY_DER:
+            _validate_structure(chain)
+            if len(_STRUCTURE_OK_BY_DER) >= _STRUCTURE_CACHE_SIZE:
+                _STRUCTURE_OK_BY_DER.clear()
+            _STRUCTURE_OK_BY_DER[certs] = None
+        if len(_STRUCTURE_OK) >= _STRUCTURE_CACHE_SIZE:
+            _STRUCTURE_OK.clear()
+        _STRUCTURE_OK[key] = certs
+    if at is not None:
+        check_validity(chain, at)
+
+
+def _validate_structure(chain: Sequence[x509.Certificate]) -> None:
     if not chain:
         raise CertificateRequirementError("certificate chain is empty")
     for cert in chain:
@@ -150,5 +177,3 @@ def validate_code_signing_chain(chain: Sequence[x509.Certificate], *, at: dt.dat
                     cert.verify_directly_issued_by(issuer)
                 except Exception as exc:  # name mismatch, bad signature or unsupported key all mean "not issued by"
                     raise _fail(cert, f"is not issued by the next {describe(issuer)} ({exc})") from exc
-    if at is not None:
-        check_validity(chain, at)

@@ -8,6 +8,7 @@ CBOR tag 1 times, an x5chain array in the unprotected header, and the size caps 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -130,17 +131,54 @@ def encode_protected(
     return bytes(cbor2.dumps(header, canonical=True))
 
 
+def _bstr(data: bytes) -> bytes:
+    """CBOR byte string (major type 2) with its shortest-form length, as any deterministic encoder writes it."""
+    n = len(data)
+    if n < 24:
+        head = bytes([0x40 | n])
+    elif n < 0x100:
+        head = bytes([0x58, n])
+    elif n < 0x10000:
+        head = b"\x59" + n.to_bytes(2, "big")
+    elif n < 0x100000000:
+        head = b"\x5a" + n.to_bytes(4, "big")
+    else:
+        head = b"\x5b" + n.to_bytes(8, "big")
+    return head + data
+
+
+# Sig_structure = ["Signature1", protected, external_aad = h'', payload]: array(4), the context string, ...
+_SIG1_PREFIX = b"\x84" + bytes(cbor2.dumps("Signature1"))
+
+
 def sig_structure(protected_raw: bytes, payload: bytes) -> bytes:
-    """RFC 9052 Sig_structure for COSE_Sign1 with empty external AAD (the ToBeSigned bytes)."""
-    return bytes(cbor2.dumps(["Signature1", protected_raw, b"", payload]))
+    """RFC 9052 Sig_structure for COSE_Sign1 with empty external AAD (the ToBeSigned bytes).
+
+    Assembled by hand because it is on the hot path of batch signing; tests compare it with cbor2's encoding."""
+    return _SIG1_PREFIX + _bstr(protected_raw) + b"\x40" + _bstr(payload)
 
 
 def encode_envelope(protected_raw: bytes, unprotected: Mapping[Any, Any], payload: bytes, signature: bytes) -> bytes:
-    return bytes(
-        cbor2.dumps(
-            cbor2.CBORTag(COSE_SIGN1_TAG, [protected_raw, dict(unprotected), payload, signature]), canonical=True
-        )
+    """COSE_Sign1_Tagged in deterministic encoding (tag 18 = 0xd2, array of 4 = 0x84)."""
+    return _assemble(protected_raw, bytes(cbor2.dumps(dict(unprotected), canonical=True)), payload, signature)
+
+
+def _assemble(protected_raw: bytes, unprotected_raw: bytes, payload: bytes, signature: bytes) -> bytes:
+    return b"\xd2\x84" + _bstr(protected_raw) + unprotected_raw + _bstr(payload) + _bstr(signature)
+
+
+@functools.lru_cache(maxsize=256)
+def _protected_cached(cose_id: int, signing_time: int, expiry: int | None) -> bytes:
+    return encode_protected(
+        ALGORITHMS_BY_COSE_ID[cose_id],
+        signing_time=dt.datetime.fromtimestamp(signing_time, dt.UTC),
+        expiry=None if expiry is None else dt.datetime.fromtimestamp(expiry, dt.UTC),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _unprotected_cached(chain_der: tuple[bytes, ...], agent: str) -> bytes:
+    return bytes(cbor2.dumps({LABEL_X5CHAIN: list(chain_der), SIGNING_AGENT: agent}, canonical=True))
 
 
 def build_payload(target: Descriptor, user_metadata: Mapping[str, str] | None = None) -> bytes:
@@ -159,6 +197,23 @@ def build_payload(target: Descriptor, user_metadata: Mapping[str, str] | None = 
     return go_json({"targetArtifact": descriptor})
 
 
+# Keyed by object identity like the chain-structure cache in certs.py; the value pins the certificates.
+_CHAIN_FACTS: dict[tuple[int, ...], tuple[str, tuple[bytes, ...], tuple[x509.Certificate, ...]]] = {}
+
+
+def _chain_facts(chain: list[x509.Certificate]) -> tuple[str, tuple[bytes, ...]]:
+    """Leaf key spec and DER encodings, memoised per chain: a batch signs thousands of envelopes with one chain."""
+    key = tuple(map(id, chain))
+    facts = _CHAIN_FACTS.get(key)
+    if facts is None:
+        spec = key_spec_of(chain[0].public_key(), where="signing certificate")
+        facts = (spec, tuple(c.public_bytes(Encoding.DER) for c in chain), tuple(chain))
+        if len(_CHAIN_FACTS) >= 1024:
+            _CHAIN_FACTS.clear()
+        _CHAIN_FACTS[key] = facts
+    return facts[0], facts[1]
+
+
 def sign_envelope(
     target: Descriptor,
     key: SigningKey,
@@ -175,7 +230,7 @@ def sign_envelope(
     if not chain:
         raise SigningKeyError(f"key {key.name!r}: no certificate chain")
     validate_code_signing_chain(chain, at=signing_time)
-    leaf_spec = key_spec_of(chain[0].public_key(), where=f"key {key.name!r} signing certificate")
+    leaf_spec, chain_der = _chain_facts(chain)
     if leaf_spec != key.key_spec():
         raise SigningKeyError(
             f"key {key.name!r}: key spec {key.key_spec()} does not match its certificate ({leaf_spec})"
@@ -184,22 +239,23 @@ def sign_envelope(
         raise InputError("expiry must be after the signing time")
     algorithm = algorithm_for(leaf_spec)
     payload = build_payload(target, user_metadata)
-    protected_raw = encode_protected(
-        algorithm, signing_time=signing_time, expiry=None if expiry is None else expiry.replace(microsecond=0)
+    protected_raw = _protected_cached(
+        algorithm.cose_id, int(signing_time.timestamp()), None if expiry is None else int(expiry.timestamp())
     )
     signature = key.sign(sig_structure(protected_raw, payload))
     # Notation names the plugin after the agent ("<agent> <plugin>/<version>", notation-go signer/plugin.go).
     suffix = getattr(key, "signing_agent_suffix", None)
     agent = f"{signing_agent} {suffix}" if isinstance(suffix, str) and suffix else signing_agent
-    unprotected: dict[Any, Any] = {
-        LABEL_X5CHAIN: [c.public_bytes(Encoding.DER) for c in chain],
-        SIGNING_AGENT: agent,
-    }
-    if timestamper is not None:
-        unprotected[TIMESTAMP_SIGNATURE] = timestamper.timestamp(
-            signature, hash_algorithm=algorithm.hash_name, signing_chain=list(chain)
+    if timestamper is None:
+        unprotected_raw = _unprotected_cached(chain_der, agent)
+    else:
+        token = timestamper.timestamp(signature, hash_algorithm=algorithm.hash_name, signing_chain=list(chain))
+        unprotected_raw = bytes(
+            cbor2.dumps(
+                {LABEL_X5CHAIN: list(chain_der), SIGNING_AGENT: agent, TIMESTAMP_SIGNATURE: token}, canonical=True
+            )
         )
-    raw = encode_envelope(protected_raw, unprotected, payload, signature)
+    raw = _assemble(protected_raw, unprotected_raw, payload, signature)
     return SignedEnvelope(raw=raw, signing_time=signing_time, cert_chain=list(chain), payload=payload)
 
 
