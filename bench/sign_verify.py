@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
+from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
 from dct2notation.config import FixedClock  # noqa: E402
 from dct2notation.keys.local import LocalKey  # noqa: E402
@@ -51,14 +52,11 @@ def bench(key_type: str, seconds: float, store_root: Path) -> dict[str, float]:
     cert = make_test_certificate(f"bench-{key_type}", key, now=NOW - dt.timedelta(hours=1), days=30)
     store_dir = store_root / "x509" / "ca" / key_type
     store_dir.mkdir(parents=True)
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     (store_dir / "cert.pem").write_bytes(cert.public_bytes(Encoding.PEM))
     signing_key = LocalKey(key_type, key, [cert])
     clock = FixedClock(NOW)
     signed = sign_envelope(TARGET, signing_key, clock=clock)
     tbs = parse_envelope(signed.raw).to_be_signed()
-    digest = {256: hashes.SHA256(), 384: hashes.SHA384()}.get(getattr(key, "key_size", 0), hashes.SHA256())
     if isinstance(key, rsa.RSAPrivateKey):
         digest = {2048: hashes.SHA256(), 3072: hashes.SHA384()}[key.key_size]
         pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
