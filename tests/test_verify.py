@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from dct2notation.config import FixedClock, Limits
 from dct2notation.errors import ConfigError
+from dct2notation.keys.base import ALGORITHMS
 from dct2notation.keys.local import LocalKey
-from dct2notation.notation.envelope import encode_envelope, parse_envelope, sign_envelope
+from dct2notation.notation.envelope import (
+    build_payload,
+    encode_envelope,
+    encode_protected,
+    parse_envelope,
+    sig_structure,
+    sign_envelope,
+)
 from dct2notation.notation.policy import TrustPolicyDocument
 from dct2notation.notation.truststore import TrustStore
 from dct2notation.notation.verify import VerificationResult, verify_artifact, verify_envelope
@@ -450,6 +459,13 @@ def test_skip_level_and_scope_selection(tmp_path: Path) -> None:
     )
     skipped = verify_envelope(b"garbage", subject=TARGET, reference=REF, policy=doc, truststore=store, clock=CLOCK)
     assert (skipped.ok, skipped.statement) == (True, "skip-it")
+    assert [(c.name, c.action) for c in skipped.checks] == [
+        ("integrity", "skip"),
+        ("authenticity", "skip"),
+        ("authenticTimestamp", "skip"),
+        ("expiry", "skip"),
+        ("revocation", "skip"),
+    ]
     other_ref = "registry.example/team/other@" + TARGET.digest
     result = verify_envelope(
         signed(pki), subject=TARGET, reference=other_ref, policy=doc, truststore=store, clock=CLOCK
@@ -499,3 +515,43 @@ def test_trust_store_rejects_subdirectories_and_symlinks(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="tsa trust store holds root"):
         TrustStore(root).certificates("tsa", "ts")
     assert TrustStore(root).certificates("ca", "corp") == [pki.root]
+
+
+def test_unknown_critical_header_fails_closed(tmp_path: Path) -> None:
+    pki = make_chain()
+    key = LocalKey("k", pki.leaf_key, pki.chain)
+    protected = encode_protected(
+        ALGORITHMS["EC-256"],
+        signing_time=NOW,
+        extended_attributes={"io.cncf.notary.verificationPlugin": "acme"},
+        critical_extended=("io.cncf.notary.verificationPlugin",),
+    )
+    payload = build_payload(TARGET)
+    signature = key.sign(sig_structure(protected, payload))
+    raw = encode_envelope(protected, {33: [c.public_bytes(Encoding.DER) for c in pki.chain]}, payload, signature)
+    assert parse_envelope(raw).signature_valid()
+    store = store_with(tmp_path, "corp", pki.root)
+    result = verify_envelope(
+        raw, subject=TARGET, reference=REF, policy=policy(["ca:corp"]), truststore=store, clock=CLOCK
+    )
+    assert (result.failed_check, result.reason) == (
+        "integrity",
+        "critical protected header(s) 'io.cncf.notary.verificationPlugin' are not supported",
+    )
+
+
+def test_policy_file_names_in_a_config_dir(tmp_path: Path) -> None:
+    statement = {
+        "name": "v1",
+        "registryScopes": ["*"],
+        "signatureVerification": {"level": "audit"},
+        "trustStores": ["ca:x"],
+        "trustedIdentities": ["*"],
+    }
+    with pytest.raises(ConfigError, match="no trustpolicy.oci.json or trustpolicy.json"):
+        TrustPolicyDocument.load_from_config(tmp_path)
+    (tmp_path / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    assert TrustPolicyDocument.load_from_config(tmp_path).statements[0].name == "v1"
+    statement["name"] = "v2"
+    (tmp_path / "trustpolicy.oci.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    assert TrustPolicyDocument.load_from_config(tmp_path).statements[0].name == "v2"

@@ -335,6 +335,16 @@ class TrustPolicyDocument:
             raise ConfigError(f"{path}: {exc}") from exc
 
     @classmethod
+    def load_from_config(cls, config_dir: Path) -> TrustPolicyDocument:
+        """The OCI policy of a Notation config dir: ``trustpolicy.oci.json`` (Notation 2), else ``trustpolicy.json``
+        (the only name Notation 1.x reads)."""
+        for name in ("trustpolicy.oci.json", "trustpolicy.json"):
+            path = config_dir / name
+            if path.exists() or path.is_symlink():
+                return cls.load(path)
+        raise ConfigError(f"{config_dir}: no trustpolicy.oci.json or trustpolicy.json")
+
+    @classmethod
     def from_dict(cls, obj: Any, where: str = "", *, kind: Kind = "oci") -> TrustPolicyDocument:
         try:
             return cls._from_dict(obj, kind)

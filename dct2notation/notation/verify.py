@@ -21,8 +21,17 @@ from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..errors import ConfigError, Dct2NotationError, InputError
 from ..oci import Descriptor
 from .certs import CertificateRequirementError, validate_code_signing_chain
-from .envelope import SCHEME_SIGNING_AUTHORITY, SCHEME_X509, Envelope, parse_envelope
-from .policy import TrustPolicyDocument, TrustPolicyStatement, is_subset_dn
+from .envelope import (
+    AUTHENTIC_SIGNING_TIME,
+    EXPIRY,
+    LABEL_CRIT,
+    SCHEME_SIGNING_AUTHORITY,
+    SCHEME_X509,
+    SIGNING_SCHEME,
+    Envelope,
+    parse_envelope,
+)
+from .policy import CHECKS, TrustPolicyDocument, TrustPolicyStatement, is_subset_dn
 from .truststore import TrustStore
 
 _SHORT_NAMES = {
@@ -36,6 +45,9 @@ _SHORT_NAMES = {
     NameOID.STREET_ADDRESS: "STREET",
     NameOID.POSTAL_CODE: "POSTALCODE",
 }
+
+
+UNDERSTOOD_CRITICAL = frozenset({SIGNING_SCHEME, AUTHENTIC_SIGNING_TIME, EXPIRY})
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,12 @@ def _fmt(when: dt.datetime) -> str:
 
 
 def _check_integrity(env: Envelope) -> None:
+    # A critical header is one the verifier MUST understand (RFC 9052); extended attributes such as
+    # io.cncf.notary.verificationPlugin need a verification plugin, which we do not run, so they fail closed.
+    crit = env.protected.get(LABEL_CRIT, [])
+    unknown = [label for label in crit if label not in UNDERSTOOD_CRITICAL]
+    if unknown:
+        raise _Failed(f"critical protected header(s) {', '.join(map(repr, unknown))} are not supported")
     if not env.signature_valid():
         raise _Failed("the signature does not verify with the signing certificate's key (payload or header altered)")
     try:
@@ -250,7 +268,7 @@ def verify_envelope(
             True,
             None,
             f'trust policy statement "{statement.name}" is configured to skip signature verification',
-            [CheckResult(c, "skip", None) for c in ("integrity", "authenticity", "authenticTimestamp", "expiry")],
+            [CheckResult(c, "skip", None) for c in CHECKS],
             statement.name,
         )
     now = clock.now()
