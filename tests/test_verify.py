@@ -555,3 +555,48 @@ def test_policy_file_names_in_a_config_dir(tmp_path: Path) -> None:
     statement["name"] = "v2"
     (tmp_path / "trustpolicy.oci.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
     assert TrustPolicyDocument.load_from_config(tmp_path).statements[0].name == "v2"
+
+
+def test_signing_authority_scheme(tmp_path: Path) -> None:
+    pki = make_chain()
+    key = LocalKey("k", pki.leaf_key, pki.chain)
+    protected = cbor2.dumps(
+        {
+            1: ALGORITHMS["EC-256"].cose_id,
+            2: ["io.cncf.notary.signingScheme", "io.cncf.notary.authenticSigningTime"],
+            3: "application/vnd.cncf.notary.payload.v1+json",
+            "io.cncf.notary.signingScheme": "notary.x509.signingAuthority",
+            "io.cncf.notary.authenticSigningTime": cbor2.CBORTag(1, int(NOW.timestamp())),
+        },
+        canonical=True,
+    )
+    payload = build_payload(TARGET)
+    raw = encode_envelope(
+        protected,
+        {33: [c.public_bytes(Encoding.DER) for c in pki.chain]},
+        payload,
+        key.sign(sig_structure(protected, payload)),
+    )
+    env = parse_envelope(raw)
+    assert (env.signing_scheme, env.signing_time, env.authentic_signing_time) == (
+        "notary.x509.signingAuthority",
+        None,
+        NOW,
+    )
+    store = store_with(tmp_path, "sa", pki.root, kind="signingAuthority")
+    trust(tmp_path, "sa", pki.root)
+    ok = verify_envelope(
+        raw, subject=TARGET, reference=REF, policy=policy(["signingAuthority:sa"]), truststore=store, clock=CLOCK
+    )
+    assert (ok.ok, ok.reason) == (True, "verified")
+    wrong = verify_envelope(raw, subject=TARGET, reference=REF, policy=policy(["ca:sa"]), truststore=store, clock=CLOCK)
+    assert (wrong.failed_check, wrong.reason) == (
+        "authenticity",
+        'trust policy statement "test" has no "signingAuthority" trust store for this scheme',
+    )
+    # The authentic signing time, not the current time, must lie inside the chain's validity.
+    late = FixedClock(NOW + dt.timedelta(days=3700))
+    still = verify_envelope(
+        raw, subject=TARGET, reference=REF, policy=policy(["signingAuthority:sa"]), truststore=store, clock=late
+    )
+    assert still.ok
