@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,28 @@ def test_plugin_describe_key_for_unknown_key(tmp_path: Path) -> None:
     with pytest.raises(
         SigningKeyError, match="describe-key: failed with exit code 1: VALIDATION_ERROR: unknown key nope"
     ):
+        key.key_spec()
+
+
+def test_plugin_flooding_output_is_cut_off_without_waiting_for_the_timeout(tmp_path: Path) -> None:
+    set_mode(install_plugin(tmp_path, make_chain()), "flood")
+    key = PluginKey(
+        "k",
+        plugin_name="testkms",
+        key_id="kms-key-1",
+        config_dir=tmp_path,
+        limits=Limits(plugin_output_bytes=1024 * 1024, plugin_timeout_seconds=30),
+    )
+    started = time.monotonic()
+    with pytest.raises(SigningKeyError, match="get-plugin-metadata: output exceeds the 1048576-byte limit"):
+        key.key_spec()
+    assert time.monotonic() - started < 10
+
+
+def test_plugin_name_must_match_its_directory(tmp_path: Path) -> None:
+    install_plugin(tmp_path, make_chain(), plugin_name="otherkms")
+    key = load_signing_key("plugin:otherkms:kms-key-1", tmp_path)
+    with pytest.raises(SigningKeyError, match="plugin reports name 'testkms', installed as 'otherkms'"):
         key.key_spec()
 
 

@@ -32,15 +32,19 @@ def plugin_executable(config_dir: Path, plugin_name: str) -> Path:
     return config_dir / "plugins" / plugin_name / f"notation-{plugin_name}"
 
 
-def _read_capped(stream: IO[bytes], cap: int, sink: list[bytes], over: threading.Event) -> None:
+def _read_capped(
+    stream: IO[bytes], cap: int, sink: list[bytes], over: threading.Event, proc: subprocess.Popen[bytes]
+) -> None:
     total = 0
     while True:
-        chunk = stream.read(65536)
+        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
         if not chunk:
             return
         total += len(chunk)
         if total > cap:
+            # Kill at once: a plugin blocked on a full pipe would otherwise only end at the timeout.
             over.set()
+            proc.kill()
             return
         sink.append(chunk)
 
@@ -84,8 +88,8 @@ class PluginRunner:
         err: list[bytes] = []
         over = threading.Event()
         readers = [
-            threading.Thread(target=_read_capped, args=(proc.stdout, cap, out, over), daemon=True),
-            threading.Thread(target=_read_capped, args=(proc.stderr, cap, err, over), daemon=True),
+            threading.Thread(target=_read_capped, args=(proc.stdout, cap, out, over, proc), daemon=True),
+            threading.Thread(target=_read_capped, args=(proc.stderr, cap, err, over, proc), daemon=True),
         ]
         for reader in readers:
             reader.start()
@@ -97,6 +101,8 @@ class PluginRunner:
         try:
             proc.wait(timeout=self.limits.plugin_timeout_seconds)
         except subprocess.TimeoutExpired:
+            if over.is_set():
+                raise SigningKeyError(f"{where}: output exceeds the {cap}-byte limit") from None
             proc.kill()
             proc.wait()
             raise SigningKeyError(
@@ -173,6 +179,10 @@ class PluginKey:
                 raise SigningKeyError(f"{where}: plugin lacks the {CAPABILITY_RAW} capability")
             if not isinstance(meta.get("version", ""), str):
                 raise SigningKeyError(f"{where}: version must be a string")
+            if meta.get("name") != self.plugin_name:
+                raise SigningKeyError(
+                    f"{where}: plugin reports name {meta.get('name')!r}, installed as {self.plugin_name!r}"
+                )
             self._metadata = meta
         return self._metadata
 

@@ -168,6 +168,10 @@ with open(os.path.join(HERE, "chain.pem"), "rb") as fh:
     chain = x509.load_pem_x509_certificates(fh.read())
 if MODE == "hang":
     time.sleep(600)
+if MODE == "flood":
+    sys.stdout.write("x" * (8 * 1024 * 1024))
+    sys.stdout.flush()
+    time.sleep(600)
 if command == "get-plugin-metadata":
     print(json.dumps({"name": "testkms", "description": "test KMS", "version": "1.2.3", "url": "http://127.0.0.1",
                       "supportedContractVersions": ["1.0"], "capabilities": ["SIGNATURE_GENERATOR.RAW"]}))
