@@ -91,6 +91,13 @@ def test_plugin_key_from_signingkeys_json(tmp_path: Path) -> None:
         ("garbage", 'plugin "testkms" generate-signature: response is not valid JSON'),
         ("wrongkey", "generate-signature: answered for keyId 'other-key', asked 'kms-key-1'"),
         ("badsig", "generate-signature: signature does not verify against the returned signing certificate"),
+        ("oldcontract", "get-plugin-metadata: contract version 1.0 is not supported (['2.0'])"),
+        ("nocap", "get-plugin-metadata: plugin lacks the SIGNATURE_GENERATOR.RAW capability"),
+        ("badspec", "unsupported key spec 'RSA-1024'"),
+        ("specmismatch", "generate-signature: certificate key is EC-256 but describe-key said EC-384"),
+        ("badalg", "signingAlgorithm 'RSASSA-PSS-SHA-512' does not match key spec EC-256 (expected ECDSA-SHA-256)"),
+        ("badb64", "generate-signature: malformed signature or certificateChain"),
+        ("nochain", "generate-signature: certificateChain must be a non-empty array"),
     ],
 )
 def test_plugin_failures_are_one_line(tmp_path: Path, mode: str, message: str) -> None:

@@ -174,11 +174,14 @@ if MODE == "flood":
     time.sleep(600)
 if command == "get-plugin-metadata":
     print(json.dumps({"name": "testkms", "description": "test KMS", "version": "1.2.3", "url": "http://127.0.0.1",
-                      "supportedContractVersions": ["1.0"], "capabilities": ["SIGNATURE_GENERATOR.RAW"]}))
+                      "supportedContractVersions": ["2.0"] if MODE == "oldcontract" else ["1.0"],
+                      "capabilities": ["SIGNATURE_GENERATOR.ENVELOPE"] if MODE == "nocap"
+                      else ["SIGNATURE_GENERATOR.RAW"]}))
 elif command == "describe-key":
     if request.get("keyId") != KEY_ID:
         fail("VALIDATION_ERROR", "unknown key " + str(request.get("keyId")))
-    print(json.dumps({"keyId": KEY_ID, "keySpec": key_spec(key)}))
+    spec = {"badspec": "RSA-1024", "specmismatch": "EC-384"}.get(MODE, key_spec(key))
+    print(json.dumps({"keyId": KEY_ID, "keySpec": spec}))
 elif command == "generate-signature":
     if MODE == "denied":
         fail("ACCESS_DENIED", "caller may not use key kms-key-1")
@@ -198,9 +201,13 @@ elif command == "generate-signature":
     if MODE == "badsig":
         sig = bytes([sig[0] ^ 1]) + sig[1:]
     out_key = "other-key" if MODE == "wrongkey" else KEY_ID
-    print(json.dumps({"keyId": out_key, "signature": base64.b64encode(sig).decode(), "signingAlgorithm": alg,
-                      "certificateChain": [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
-                                           for c in chain]}))
+    if MODE == "badalg":
+        alg = "RSASSA-PSS-SHA-512"
+    encoded_sig = "%%%" if MODE == "badb64" else base64.b64encode(sig).decode()
+    ders = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
+    if MODE == "nochain":
+        ders = []
+    print(json.dumps({"keyId": out_key, "signature": encoded_sig, "signingAlgorithm": alg, "certificateChain": ders}))
 else:
     fail("VALIDATION_ERROR", "unsupported command " + command)
 """
