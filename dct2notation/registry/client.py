@@ -442,13 +442,19 @@ def _ssl_verify(options: RegistryOptions) -> ssl.SSLContext | bool:
 
 
 def registry_auth(host: str, options: RegistryOptions) -> httpx.Auth | None:
-    """The challenge-driven auth for ``host``: explicit credentials, else docker config.json (helpers included)."""
+    """The challenge-driven auth for ``host`` from the shared auth module (docs/CONTRACTS.md ``auth.py``)."""
     try:
-        _auth = importlib.import_module("dct2notation.auth")
+        shared = importlib.import_module("dct2notation.auth")
     except ImportError:  # the shared auth module has not landed: anonymous access only
         return None
-    factory: Any = getattr(_auth, "registry_auth", None)
-    return factory(host, options) if factory is not None else None
+    entry: Any = getattr(shared, "registry_auth", None)
+    if entry is None:
+        return None
+    creds = options.credentials
+    auth: httpx.Auth = entry(
+        host, username=creds.username if creds else None, password=creds.password if creds else None
+    )
+    return auth
 
 
 # Per-subject locks: concurrent pushes in one process must not interleave read-modify-writes of one index.
