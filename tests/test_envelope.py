@@ -252,6 +252,14 @@ def _mutations() -> list[tuple[str, str]]:
         ("detached payload", "detached payloads are not supported"),
         ("no signing time", "required for notary.x509"),
         ("crit lists an integer label", "label 1 must not be listed"),
+        ("x5chain item not bytes", r"x5chain\[0\]: must be a byte string"),
+        ("x5chain item not DER", r"x5chain\[0\]: not a DER certificate"),
+        ("signing agent not text", "io.cncf.notary.signingAgent: must be text"),
+        ("timestamp not bytes", "io.cncf.notary.timestampSignature: must be a byte string"),
+        ("timestamp with signing authority", "timestampSignature: only allowed with notary.x509"),
+        ("expiry not after signing time", "io.cncf.notary.expiry: must be after the signing time"),
+        ("empty signature", "signature: must be a non-empty byte string"),
+        ("unprotected not a map", "unprotected header: must be a map"),
     ]
 
 
@@ -283,8 +291,28 @@ def test_parse_rejects(shared_fixtures: Path, case: str, message: str) -> None:
         del protected["io.cncf.notary.signingTime"]
     elif case == "crit lists an integer label":
         protected[2] = ["io.cncf.notary.signingScheme", 1]
-    if payload_out is None:
-        raw = cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps(protected, canonical=True), unprotected, None, sig]))
+    elif case == "x5chain item not bytes":
+        unprotected[33] = ["pem?"]
+    elif case == "x5chain item not DER":
+        unprotected[33] = [b"junk"]
+    elif case == "signing agent not text":
+        unprotected["io.cncf.notary.signingAgent"] = 5
+    elif case == "timestamp not bytes":
+        unprotected["io.cncf.notary.timestampSignature"] = "token"
+    elif case == "timestamp with signing authority":
+        unprotected["io.cncf.notary.timestampSignature"] = b"token"
+        protected["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority"
+        protected["io.cncf.notary.authenticSigningTime"] = protected["io.cncf.notary.signingTime"]
+        protected[2] = ["io.cncf.notary.signingScheme", "io.cncf.notary.authenticSigningTime"]
+    elif case == "expiry not after signing time":
+        protected["io.cncf.notary.expiry"] = protected["io.cncf.notary.signingTime"]
+        protected[2] = ["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]
+    elif case == "empty signature":
+        sig = b""
+    elif case == "unprotected not a map":
+        unprotected = None  # type: ignore[assignment]
+    if payload_out is None or unprotected is None:
+        raw = cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps(protected, canonical=True), unprotected, payload_out, sig]))
     else:
         raw = _encode(protected, unprotected, payload_out, sig)
     with pytest.raises(EnvelopeError, match=message):
@@ -299,6 +327,18 @@ def test_parse_rejects_untagged_and_oversized(shared_fixtures: Path) -> None:
         parse_envelope(raw, Limits(envelope_bytes=1000))
     with pytest.raises(EnvelopeError, match="malformed CBOR"):
         parse_envelope(raw[:-10])
+    with pytest.raises(EnvelopeError, match="COSE_Sign1 must be an array of 4 items"):
+        parse_envelope(cbor2.dumps(cbor2.CBORTag(18, [b"a", {}, b"p"])))
+    with pytest.raises(EnvelopeError, match="protected header: must be a map"):
+        parse_envelope(cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps([1]), {}, b"p", b"s"])))
+    with pytest.raises(EnvelopeError, match="protected header: must be a non-empty byte string"):
+        parse_envelope(cbor2.dumps(cbor2.CBORTag(18, [b"", {}, b"p", b"s"])))
+    with pytest.raises(EnvelopeError, match="payload: missing targetArtifact"):
+        protected, unprotected, _, sig = _parts(shared_fixtures)
+        parse_envelope(_encode(protected, unprotected, b'{"artifact":{}}', sig))
+    with pytest.raises(EnvelopeError, match="payload targetArtifact: missing field digest"):
+        protected, unprotected, _, sig = _parts(shared_fixtures)
+        parse_envelope(_encode(protected, unprotected, b'{"targetArtifact":{"mediaType":"a","size":1}}', sig))
     with pytest.raises(EnvelopeError, match="payload: not JSON"):
         protected, unprotected, _, sig = _parts(shared_fixtures)
         parse_envelope(_encode(protected, unprotected, b"not json", sig))
