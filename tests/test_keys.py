@@ -19,6 +19,7 @@ from dct2notation.errors import ConfigError, SigningKeyError, UsageError
 from dct2notation.keys.local import LocalKey, load_local_key
 from dct2notation.keys.resolve import load_signing_key
 from dct2notation.keys.signingkeys import KeyEntry, SigningKeys, notation_config_dir
+from dct2notation.keys.testcert import generate_test_key
 from dct2notation.notation.envelope import sign_envelope
 from dct2notation.notation.policy import TrustPolicyDocument
 from dct2notation.notation.truststore import TrustStore
@@ -252,3 +253,30 @@ def test_disallowed_key_sizes_are_refused() -> None:
     p192 = ec.generate_private_key(ec.SECP192R1())
     with pytest.raises(SigningKeyError, match="EC curve secp192r1 is not allowed"):
         LocalKey("weak", p192, pki.chain)
+
+
+def test_generate_test_key_refusals(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="validity must be at least one day"):
+        generate_test_key("a", tmp_path, days=0)
+    store_cert = tmp_path / "truststore" / "x509" / "ca" / "b" / "b.crt"
+    store_cert.parent.mkdir(parents=True)
+    store_cert.write_text("left over")
+    with pytest.raises(ConfigError, match="trust store certificate already exists"):
+        generate_test_key("b", tmp_path)
+    assert not (tmp_path / "localkeys" / "b.key").exists()
+    result = generate_test_key("c", tmp_path, key_type="ec-p521", days=7)
+    assert result.certificate.not_valid_after_utc - result.certificate.not_valid_before_utc == dt.timedelta(days=7)
+    assert load_signing_key("c", tmp_path).key_spec() == "EC-521"
+
+
+def test_signingkeys_field_types(tmp_path: Path) -> None:
+    path = tmp_path / "signingkeys.json"
+    path.write_text(json.dumps({"keys": [{"name": "a", "keyPath": 5, "certPath": "c"}]}))
+    with pytest.raises(ConfigError, match=r"keys\[0\] \(a\): keyPath must be a string"):
+        SigningKeys.load(path)
+    path.write_text(json.dumps({"default": 1, "keys": []}))
+    with pytest.raises(ConfigError, match="default must be a string"):
+        SigningKeys.load(path)
+    path.write_text("[]")
+    with pytest.raises(ConfigError, match="not a JSON object"):
+        SigningKeys.load(path)

@@ -600,3 +600,18 @@ def test_signing_authority_scheme(tmp_path: Path) -> None:
         raw, subject=TARGET, reference=REF, policy=policy(["signingAuthority:sa"]), truststore=store, clock=late
     )
     assert still.ok
+
+
+def test_trust_store_names_and_empty_stores(tmp_path: Path) -> None:
+    store = TrustStore(tmp_path)
+    with pytest.raises(ConfigError, match='trust store type "kms" is not one of'):
+        store.certificates("kms", "x")
+    with pytest.raises(ConfigError, match='trust store name "a/b" is not valid'):
+        store.certificates("ca", "a/b")
+    (tmp_path / "x509" / "ca" / "empty").mkdir(parents=True)
+    with pytest.raises(ConfigError, match='the trust store "empty" of type "ca" has no certificates'):
+        store.certificates("ca", "empty")
+    pki = make_chain()
+    root = trust(tmp_path, "der", pki.root)
+    (root / "x509/ca/der/der-0.pem").write_bytes(pki.root.public_bytes(Encoding.DER))
+    assert TrustStore(root).certificates("ca", "der") == [pki.root]
