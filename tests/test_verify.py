@@ -615,3 +615,27 @@ def test_trust_store_names_and_empty_stores(tmp_path: Path) -> None:
     root = trust(tmp_path, "der", pki.root)
     (root / "x509/ca/der/der-0.pem").write_bytes(pki.root.public_bytes(Encoding.DER))
     assert TrustStore(root).certificates("ca", "der") == [pki.root]
+
+
+def test_every_signed_byte_matters(shared_fixtures: Path, tmp_path: Path) -> None:
+    raw, subject = internal(shared_fixtures)
+    store = pem_store(tmp_path, "alpine", shared_fixtures / "notation/cose/ng_internal_cose_signature.x5chain.pem")
+    env = parse_envelope(raw)
+    doc = policy(["ca:alpine"])
+    clock = FixedClock(dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    regions = [
+        (raw.index(env.protected_raw), len(env.protected_raw)),
+        (raw.index(env.payload_raw), len(env.payload_raw)),
+        (len(raw) - len(env.signature), len(env.signature)),
+    ]
+    for start, length in regions:
+        for offset in range(start, start + length):
+            result = verify_envelope(
+                _flip(raw, offset),
+                subject=subject,
+                reference="r.example/a@" + subject.digest,
+                policy=doc,
+                truststore=store,
+                clock=clock,
+            )
+            assert (result.ok, result.failed_check) == (False, "integrity"), offset
