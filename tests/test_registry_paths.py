@@ -183,3 +183,37 @@ def test_custom_ca_and_tls_errors(registry: Registry, tmp_path: Path) -> None:
         proxy.stop()
     with RegistryClient(registry.host) as client, pytest.raises(UsageError, match="needs --insecure-registry HOST"):
         client.ping()
+
+
+@pytest.mark.servers
+def test_reread_catches_an_entry_lost_to_another_writer(shared_fixtures: Path, registry: Registry) -> None:
+    """Another process (no shared lock) overwrites the index between our write and our re-read: we add it back.
+
+    The two writers' steps are interleaved by hand so the race happens every time.
+    """
+    cose = shared_fixtures / "notation" / "cose"
+    envelope = (cose / "ng_internal_cose_signature.sig").read_bytes()
+    _, subject, chain, signing_time = fixture_inputs(cose)
+    repo = f"race/r{next(_ids)}"
+    # Manifests only (referrers="api" skips the index): the index is then written by hand below.
+    store = RegistryStore(registry.host, plain(registry.host, referrers="api"))
+    entry_a = store.push_signature(repo, subject, envelope, chain, signing_time)
+    entry_b = store.push_signature(repo, subject, envelope, chain, signing_time + dt.timedelta(hours=1))
+    client, core = store.client, store.client.core
+    send = client._send  # one HTTP exchange, no retry: the steps below must stay in this exact order
+
+    writer_a = core.op_add_to_tag_index(repo, subject.digest, entry_a)
+    stale_read = send(next(writer_a))  # A reads the (still absent) index ...
+    writer_b = core.op_add_to_tag_index(repo, subject.digest, entry_b)
+    call = writer_b.send(send(next(writer_b)))  # B reads it too and gets its PUT
+    b_reread = writer_b.send(send(call))  # B writes [b]; its next step is the re-read
+    call = writer_a.send(stale_read)  # ... A writes [a] from its stale read, dropping b
+    with pytest.raises(StopIteration) as a_done:
+        writer_a.send(send(writer_a.send(send(call))))
+    assert a_done.value.value is True
+    with pytest.raises(StopIteration) as b_done:
+        writer_b.send(send(b_reread))  # B's re-read finds its entry gone
+    assert b_done.value.value is False
+
+    client.add_referrer_by_tag(repo, subject.digest, entry_b)  # the retry loop callers run
+    assert [e.digest for e in client.tag_index(repo, subject.digest)] == [entry_a.digest, entry_b.digest]
