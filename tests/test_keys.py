@@ -26,7 +26,7 @@ from dct2notation.notation.truststore import TrustStore
 from dct2notation.notation.verify import verify_envelope
 from dct2notation.oci import OCI_MANIFEST, Descriptor
 from tests.support import cose_decoder
-from tests.support.plugin_pki import make_chain
+from tests.support.plugin_pki import NOW, make_chain
 
 TARGET = Descriptor(OCI_MANIFEST, "sha256:" + "ef" * 32, 99)
 
@@ -220,6 +220,8 @@ def test_local_key_files(tmp_path: Path) -> None:
     key = load_signing_key(f"{key_path}:{cert_path}", tmp_path)
     assert key.key_spec() == "EC-384"
     assert key.certificate_chain() == pki.chain
+    decoded = cose_decoder.decode(sign_envelope(TARGET, key, clock=FixedClock(NOW)).raw)
+    assert (decoded.alg_name, decoded.chain, decoded.verify()) == ("ES384", pki.chain, True)
     with pytest.raises(SigningKeyError, match=f"{tmp_path}/absent.key: cannot read key file"):
         load_local_key(tmp_path / "absent.key", cert_path)
     with pytest.raises(SigningKeyError, match="not a PEM private key"):
