@@ -483,7 +483,8 @@ class RegistryClient:
     ) -> None:
         self.core = RegistryCore(host, options or RegistryOptions())
         opts = self.core.options
-        self._auth = auth
+        # No explicit auth: credentials from the options / docker config, as every registry command does.
+        self._auth = auth if auth is not None else registry_auth(host, self.core.options)
         self._http = httpx.Client(
             verify=_ssl_verify(opts),
             timeout=opts.limits.http_timeout_seconds,
@@ -606,7 +607,8 @@ class AsyncRegistryClient:
     ) -> None:
         self.core = RegistryCore(host, options or RegistryOptions())
         opts = self.core.options
-        self._auth = auth
+        # No explicit auth: credentials from the options / docker config, as every registry command does.
+        self._auth = auth if auth is not None else registry_auth(host, self.core.options)
         self._http = httpx.AsyncClient(
             verify=_ssl_verify(opts),
             timeout=opts.limits.http_timeout_seconds,
