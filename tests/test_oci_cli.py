@@ -214,6 +214,7 @@ def test_sign_refuses_tag(capsys: pytest.CaptureFixture[str], registry: Registry
         (["sign", "r.example/a@sha256:" + "0" * 64, "--key", "k", "--password-stdin"], "needs --username"),
         (["sign", "r.example/a@sha256:" + "0" * 64, "--key", "k", "--timestamp-url", "http://t"], "go together"),
         (["sign", "r.example/a@sha256:" + "0" * 64], "--key is required"),
+        (["sign", "r.example/a:v1", "--key", "no-such-key"], "is a tag reference; sign by digest"),
         (["ls", "r.example/a@sha256:abc"], "is not a digest"),
         (["ls", "Bad Name"], "invalid"),
     ],

@@ -16,6 +16,7 @@ from ..errors import UsageError
 from ..keys.base import SigningKey
 from ..notation.manifest import FORMS, ManifestForm
 from ..registry.options import Basic, RegistryOptions
+from ..registry.reference import require_digest
 from ..registry.target import Target, open_target
 from ..report import print_json, stderr_console
 
@@ -185,9 +186,10 @@ def sign(
     lifetime = parse_duration(expiry) if expiry is not None else None
     metadata = parse_user_metadata(user_metadata)
     stamper = _timestamper(timestamp_url, timestamp_root_cert)
-    signing_key = _load_key(key, config_dir)
     handle = open_target(target, options=options, oci_layout=oci_layout, create=True)
     try:
+        require_digest(handle.reference, command="sign")  # before any key or network work
+        signing_key = _load_key(key, config_dir)
         result = sign_artifact(
             handle,
             signing_key,
