@@ -1,0 +1,532 @@
+"""Verify a GUN's Notary v1 (TUF) metadata: signatures, thresholds, hash chain, expiry, rotation, delegations.
+
+Signature checks go through securesystemslib keys; the Notary-specific rules (key IDs, root certificates,
+prefix paths, base64 hashes over raw bytes) are ours because python-tuf cannot read Notary's format.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from securesystemslib.exceptions import UnverifiedSignatureError
+from securesystemslib.exceptions import VerificationError as SslibVerificationError
+from securesystemslib.signer import Signature, SSlibKey  # type: ignore[attr-defined]
+
+from ..config import Clock, Limits, parse_rfc3339
+from ..errors import Dct2NotationError, DCTVerificationError, NotFoundError
+
+BASE_ROLES = ("root", "targets", "snapshot", "timestamp")
+_KEYTYPES = frozenset({"ecdsa", "ecdsa-x509", "rsa", "rsa-x509", "ed25519"})
+
+
+class MetadataSource(Protocol):
+    def fetch(self, gun: str, name: str, *, max_bytes: int | None = None) -> bytes:
+        """Raw bytes of ``<name>.json`` for ``gun``; ``NotFoundError`` when absent."""
+        ...
+
+
+def canonical(obj: Any) -> bytes:
+    # docker/go canonical JSON == sorted keys, no whitespace, raw UTF-8; notary never emits floats.
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    id: str
+    canonical_id: str
+    keytype: str
+    certificate_pem: str | None
+    crypto: Any = field(repr=False, compare=False)
+    certificate: x509.Certificate | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    digest: str  # sha256:<hex>
+    size: int
+
+
+@dataclass(frozen=True)
+class Delegation:
+    role: str
+    threshold: int
+    paths: tuple[str, ...]
+    keys: tuple[PublicKey, ...]
+
+
+@dataclass
+class VerifiedRole:
+    name: str
+    version: int
+    expires: dt.datetime
+    targets: dict[str, Target]
+    delegations: list[Delegation]
+    paths: tuple[str, ...]
+
+
+@dataclass
+class VerifiedRepository:
+    gun: str
+    root_version: int
+    root_keys: list[str]
+    targets_keys: list[str]
+    # Breadth-first order from ``targets``: the order notary walks and docker lists signers in.
+    roles: dict[str, VerifiedRole]
+    delegations: list[Delegation]
+    versions: dict[str, int]
+    # Raw bytes of every file read (``root``, ``N.root``, ``targets/x`` …) so an archive writes what was verified.
+    files: dict[str, bytes]
+
+
+class _Fail:
+    """Builds ``DCTVerificationError`` for one GUN."""
+
+    def __init__(self, gun: str) -> None:
+        self.gun = gun
+
+    def __call__(self, role: str, reason: str) -> DCTVerificationError:
+        return DCTVerificationError(self.gun, role, reason)
+
+
+_KEY_CACHE: dict[tuple[str, str], PublicKey] = {}
+
+
+def _load_key(fail: _Fail, role: str, key_id: str, key: Any) -> PublicKey:
+    if not isinstance(key, dict) or not isinstance(key.get("keyval"), dict):
+        raise fail(role, f"key {key_id}: not a key object")
+    keytype = key.get("keytype")
+    public = key["keyval"].get("public")
+    if not isinstance(keytype, str) or not isinstance(public, str):
+        raise fail(role, f"key {key_id}: keytype/keyval.public missing")
+    cached = _KEY_CACHE.get((keytype, public))
+    if cached is not None and cached.id == key_id:
+        return cached
+    if keytype not in _KEYTYPES:
+        raise fail(role, f"key {key_id}: unknown key type {keytype!r}")
+    computed = hashlib.sha256(
+        canonical({"keytype": keytype, "keyval": {"private": None, "public": public}})
+    ).hexdigest()
+    if computed != key_id:
+        raise fail(role, f"key ID {key_id} does not match its key (computed {computed})")
+    try:
+        raw = base64.b64decode(public, validate=True)
+    except binascii.Error as exc:
+        raise fail(role, f"key {key_id}: public key is not base64") from exc
+    cert: x509.Certificate | None = None
+    pem: str | None = None
+    try:
+        if keytype.endswith("-x509"):
+            certs = x509.load_pem_x509_certificates(raw)
+            cert = certs[0]
+            pem = raw.decode("ascii")
+            crypto: Any = cert.public_key()
+        elif keytype == "ed25519":
+            crypto = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        else:
+            crypto = serialization.load_der_public_key(raw)
+    except ValueError as exc:
+        raise fail(role, f"key {key_id}: cannot parse {keytype} public key") from exc
+    wants_ec = keytype.startswith("ecdsa")
+    if wants_ec and not isinstance(crypto, ec.EllipticCurvePublicKey):
+        raise fail(role, f"key {key_id}: keytype {keytype} but not an EC key")
+    if keytype.startswith("rsa") and not isinstance(crypto, rsa.RSAPublicKey):
+        raise fail(role, f"key {key_id}: keytype {keytype} but not an RSA key")
+    if keytype.endswith("-x509"):
+        spki = crypto.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        bare = "ecdsa" if wants_ec else "rsa"
+        canonical_id = hashlib.sha256(
+            canonical({"keytype": bare, "keyval": {"private": None, "public": base64.b64encode(spki).decode()}})
+        ).hexdigest()
+    else:
+        canonical_id = key_id
+    loaded = PublicKey(key_id, canonical_id, keytype, pem, crypto, cert)
+    _KEY_CACHE[(keytype, public)] = loaded
+    return loaded
+
+
+def _sslib(key: PublicKey) -> SSlibKey | None:
+    """The securesystemslib key, or None where sslib's scheme would hash differently than notary does."""
+    crypto = key.crypto
+    if isinstance(crypto, ec.EllipticCurvePublicKey):
+        if crypto.curve.name != "secp256r1":
+            return None  # notary hashes every curve with SHA-256; sslib would pick SHA-384/512
+        return SSlibKey.from_crypto(crypto, keyid=key.id, scheme="ecdsa-sha2-nistp256")
+    if isinstance(crypto, rsa.RSAPublicKey):
+        return SSlibKey.from_crypto(crypto, keyid=key.id, scheme="rsassa-pss-sha256")
+    return SSlibKey.from_crypto(crypto, keyid=key.id, scheme="ed25519")
+
+
+_SSLIB_CACHE: dict[str, SSlibKey | None] = {}
+
+
+def _signature_valid(key: PublicKey, method: str, raw: bytes, payload: bytes) -> bool:
+    crypto = key.crypto
+    if isinstance(crypto, ec.EllipticCurvePublicKey):
+        if method != "ecdsa":
+            return False
+        half = (crypto.curve.key_size + 7) // 8
+        if len(raw) != 2 * half:
+            return False  # notary accepts only fixed-width r||s
+        der = encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+        if crypto.curve.name != "secp256r1":
+            try:
+                crypto.verify(der, payload, ec.ECDSA(hashes.SHA256()))
+                return True
+            except InvalidSignature:
+                return False
+        sig_bytes = der
+    elif isinstance(crypto, rsa.RSAPublicKey):
+        if method == "rsapkcs1v15":
+            try:
+                crypto.verify(raw, payload, padding.PKCS1v15(), hashes.SHA256())
+                return True
+            except InvalidSignature:
+                return False
+        if method not in ("rsapss", "pycrypto-pkcs#1 pss"):
+            return False
+        sig_bytes = raw
+    else:
+        if method != "eddsa":
+            return False
+        sig_bytes = raw
+    if key.id not in _SSLIB_CACHE:
+        _SSLIB_CACHE[key.id] = _sslib(key)
+    sslib = _SSLIB_CACHE[key.id]
+    if sslib is None:
+        return False
+    try:
+        sslib.verify_signature(Signature(key.id, sig_bytes.hex()), payload)
+    except (UnverifiedSignatureError, SslibVerificationError):
+        return False
+    return True
+
+
+def _check_threshold(
+    fail: _Fail, role: str, doc: dict[str, Any], keys: Mapping[str, PublicKey], threshold: int, what: str = ""
+) -> None:
+    signatures = doc.get("signatures")
+    if not isinstance(signatures, list):
+        raise fail(role, "signatures: expected a list")
+    payload = canonical(doc["signed"])
+    valid: set[str] = set()
+    bad = 0
+    for sig in signatures:
+        if not isinstance(sig, dict):
+            raise fail(role, "signatures: expected objects")
+        key = keys.get(sig.get("keyid", ""))
+        if key is None or key.id in valid:
+            continue
+        try:
+            raw = base64.b64decode(str(sig.get("sig", "")), validate=True)
+        except binascii.Error:
+            bad += 1
+            continue
+        if _signature_valid(key, str(sig.get("method", "")).lower(), raw, payload):
+            valid.add(key.id)
+        else:
+            bad += 1
+    if len(valid) < threshold:
+        reason = "bad signature" if bad else "threshold not met"
+        raise fail(role, f"{reason}: {len(valid)} valid of threshold {threshold}{what}")
+
+
+def _parse(fail: _Fail, role: str, raw: bytes, expected_type: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise fail(role, f"malformed JSON ({exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("signed"), dict):
+        raise fail(role, "malformed metadata: no 'signed' object")
+    signed = doc["signed"]
+    if signed.get("_type") != expected_type:
+        raise fail(role, f"_type is {signed.get('_type')!r}, expected {expected_type!r}")
+    if not isinstance(signed.get("version"), int) or isinstance(signed.get("version"), bool):
+        raise fail(role, "version: expected an integer")
+    return doc
+
+
+def _expires(fail: _Fail, role: str, signed: dict[str, Any], clock: Clock) -> dt.datetime:
+    text = signed.get("expires")
+    if not isinstance(text, str):
+        raise fail(role, "expires: missing")
+    try:
+        when = parse_rfc3339(text)
+    except Dct2NotationError as exc:
+        raise fail(role, f"expires: not an RFC 3339 time ({text!r})") from exc
+    now = clock.now()
+    if when <= now:
+        raise fail(role, f"expired at {text} (evaluated at {now.isoformat().replace('+00:00', 'Z')})")
+    return when
+
+
+def _check_meta(fail: _Fail, role: str, raw: bytes, meta: Any, parent: str) -> None:
+    if not isinstance(meta, dict):
+        raise fail(role, f"{parent} has no entry for {role}")
+    length = meta.get("length")
+    if length != len(raw):
+        raise fail(role, f"length {len(raw)} does not match {parent}'s {length}")
+    hashes_ = meta.get("hashes")
+    if not isinstance(hashes_, dict) or "sha256" not in hashes_:
+        raise fail(role, f"{parent} records no sha256 for {role}")
+    for alg, func in (("sha256", hashlib.sha256), ("sha512", hashlib.sha512)):
+        if alg in hashes_ and base64.b64encode(func(raw).digest()).decode() != hashes_[alg]:
+            raise fail(role, f"{alg} hash does not match {parent}")
+
+
+def _role_keys(fail: _Fail, role: str, all_keys: Mapping[str, Any], entry: Any) -> tuple[dict[str, PublicKey], int]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("keyids"), list):
+        raise fail(role, "role entry has no keyids")
+    threshold = entry.get("threshold")
+    if not isinstance(threshold, int) or threshold < 1:
+        raise fail(role, f"threshold {threshold!r} is not a positive integer")
+    keys: dict[str, PublicKey] = {}
+    for key_id in entry["keyids"]:
+        if key_id not in all_keys:
+            raise fail(role, f"key {key_id} listed but not defined")
+        keys[key_id] = _load_key(fail, role, key_id, all_keys[key_id])
+    return keys, threshold
+
+
+class _Fetcher:
+    def __init__(self, gun: str, source: MetadataSource, limits: Limits) -> None:
+        self.gun = gun
+        self.source = source
+        self.limits = limits
+        self.files: dict[str, bytes] = {}
+
+    def get(self, name: str, cap: int) -> bytes:
+        raw = self.source.fetch(self.gun, name, max_bytes=cap)
+        if len(raw) > cap:
+            raise DCTVerificationError(self.gun, name, f"file is {len(raw)} bytes, over the {cap}-byte limit")
+        self.files[name] = raw
+        return raw
+
+
+def _verify_root_doc(fail: _Fail, role: str, doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, PublicKey], int]:
+    signed = doc["signed"]
+    keys = signed.get("keys")
+    roles = signed.get("roles")
+    if not isinstance(keys, dict) or not isinstance(roles, dict):
+        raise fail(role, "root: keys/roles missing")
+    for base in BASE_ROLES:
+        if base not in roles:
+            raise fail(role, f"root: role {base} missing")
+    root_keys, threshold = _role_keys(fail, role, keys, roles["root"])
+    return signed, root_keys, threshold
+
+
+def _check_root_certs(fail: _Fail, gun: str, root_keys: Mapping[str, PublicKey], clock: Clock) -> None:
+    now = clock.now()
+    for key in root_keys.values():
+        cert = key.certificate
+        if cert is None:
+            raise fail("root", f"root key {key.id} is {key.keytype}, not an x509 certificate")
+        try:
+            basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+            if basic.ca:
+                raise fail("root", f"root certificate {key.id} is a CA certificate, not a leaf")
+        except x509.ExtensionNotFound:
+            pass
+        names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        cn = str(names[0].value) if names else ""
+        if not (cn == gun or (cn.endswith("*") and gun.startswith(cn[:-1]))):
+            raise fail("root", f"root certificate CN {cn!r} does not match GUN {gun!r}")
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise fail(
+                "root",
+                f"root certificate {key.id} is valid {cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}.."
+                f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}, not at {now:%Y-%m-%dT%H:%M:%SZ}",
+            )
+
+
+def _verify_root(fetch: _Fetcher, fail: _Fail, clock: Clock, trusted: Mapping[str, int]) -> dict[str, Any]:
+    """Trust the first root on first use, then walk ``N.root`` versions: each signed by old and new thresholds."""
+    cap = fetch.limits.root_bytes
+    latest_raw = fetch.get("root", cap)
+    latest = _parse(fail, "root", latest_raw, "Root")
+    latest_version: int = latest["signed"]["version"]
+    if latest_version < trusted.get("root", 0):
+        raise fail("root", f"version {latest_version} is lower than the trusted version {trusted['root']} (rollback)")
+    try:
+        first_raw = fetch.get("1.root", cap)
+    except NotFoundError:
+        first_raw = None
+    if first_raw is None or latest_version == 1:
+        fetch.files.pop("1.root", None)
+        signed, keys, threshold = _verify_root_doc(fail, "root", latest)
+        _check_threshold(fail, "root", latest, keys, threshold)
+    else:
+        current = _parse(fail, "1.root", first_raw, "Root")
+        signed, keys, threshold = _verify_root_doc(fail, "1.root", current)
+        _check_threshold(fail, "1.root", current, keys, threshold)
+        if latest_version - 1 > fetch.limits.max_root_rotations:
+            raise fail("root", f"{latest_version} root versions exceed the limit")
+        for version in range(2, latest_version + 1):
+            name = f"{version}.root"
+            if version == latest_version:
+                try:
+                    raw = fetch.get(name, cap)
+                except NotFoundError:
+                    raw = fetch.files[name] = latest_raw
+                if raw != latest_raw:
+                    raise fail(name, "differs from root.json of the same version")
+            else:
+                raw = fetch.get(name, cap)
+            doc = _parse(fail, name, raw, "Root")
+            if doc["signed"]["version"] != version:
+                raise fail(name, f"has version {doc['signed']['version']}")
+            _check_threshold(fail, name, doc, keys, threshold, " of the previous root")
+            signed, keys, threshold = _verify_root_doc(fail, name, doc)
+            _check_threshold(fail, name, doc, keys, threshold, " of its own keys")
+    _check_root_certs(fail, fetch.gun, keys, clock)
+    _expires(fail, "root", signed, clock)
+    signed["__keys"] = keys
+    return signed
+
+
+def _parse_targets(fail: _Fail, role: str, signed: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Target]:
+    entries = signed.get("targets")
+    if not isinstance(entries, dict):
+        raise fail(role, "targets: expected an object")
+    out: dict[str, Target] = {}
+    check_paths = role != "targets" and "" not in paths
+    for name, meta in entries.items():
+        if check_paths and not any(name.startswith(p) for p in paths):
+            raise fail(role, f"target {name!r} is outside the delegated paths {list(paths)}")
+        try:
+            digest = base64.b64decode(meta["hashes"]["sha256"], validate=True).hex()
+            length = meta["length"]
+        except (KeyError, TypeError, binascii.Error) as exc:
+            raise fail(role, f"target {name!r}: no valid sha256 hash / length") from exc
+        if not isinstance(length, int) or len(digest) != 64:
+            raise fail(role, f"target {name!r}: malformed length or sha256")
+        out[name] = Target(name, "sha256:" + digest, length)
+    return out
+
+
+def _parse_delegations(
+    fail: _Fail, role: str, signed: dict[str, Any], parent_paths: tuple[str, ...]
+) -> list[Delegation]:
+    block = signed.get("delegations") or {"keys": {}, "roles": []}
+    if not isinstance(block, dict) or not isinstance(block.get("roles", []), list):
+        raise fail(role, "delegations: expected keys/roles")
+    keys = block.get("keys") or {}
+    out: list[Delegation] = []
+    for entry in block.get("roles", []):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name.startswith(role + "/"):
+            raise fail(role, f"delegation {name!r} is not a child of {role}")
+        role_keys, threshold = _role_keys(fail, name, keys, entry)
+        paths = entry.get("paths") or []
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise fail(name, "paths: expected a list of strings")
+        # A child may only narrow its parent: keep paths that fall under one of the parent's prefixes.
+        allowed = tuple(p for p in paths if role == "targets" or any(p.startswith(q) for q in parent_paths))
+        out.append(Delegation(name, threshold, allowed, tuple(role_keys.values())))
+    return out
+
+
+def verify_repository(
+    gun: str,
+    source: MetadataSource,
+    clock: Clock,
+    limits: Limits,
+    trusted_versions: Mapping[str, int] | None = None,
+) -> VerifiedRepository:
+    """Fully verify ``gun`` from ``source``; ``trusted_versions`` (e.g. an archive's) guards against rollback."""
+    fail = _Fail(gun)
+    trusted = trusted_versions or {}
+    fetch = _Fetcher(gun, source, limits)
+    root = _verify_root(fetch, fail, clock, trusted)
+    root_all_keys: dict[str, PublicKey] = root.pop("__keys")
+    roles_block = root["roles"]
+    versions: dict[str, int] = {"root": root["version"]}
+
+    def load(role: str, raw: bytes, type_: str, keys_entry: Any) -> dict[str, Any]:
+        doc = _parse(fail, role, raw, type_)
+        keys, threshold = _role_keys(fail, role, root["keys"], keys_entry)
+        _check_threshold(fail, role, doc, keys, threshold)
+        version: int = doc["signed"]["version"]
+        if version < trusted.get(role, 0):
+            raise fail(role, f"version {version} is lower than the trusted version {trusted[role]} (rollback)")
+        versions[role] = version
+        return doc
+
+    ts = load("timestamp", fetch.get("timestamp", limits.timestamp_bytes), "Timestamp", roles_block["timestamp"])
+    _expires(fail, "timestamp", ts["signed"], clock)
+    snap_raw = fetch.get("snapshot", limits.metadata_bytes)
+    _check_meta(fail, "snapshot", snap_raw, (ts["signed"].get("meta") or {}).get("snapshot"), "timestamp")
+    snap = load("snapshot", snap_raw, "Snapshot", roles_block["snapshot"])
+    _expires(fail, "snapshot", snap["signed"], clock)
+    snap_meta = snap["signed"].get("meta")
+    if not isinstance(snap_meta, dict):
+        raise fail("snapshot", "meta: expected an object")
+    _check_meta(fail, "root", fetch.files["root"], snap_meta.get("root"), "snapshot")
+    targets_raw = fetch.get("targets", limits.metadata_bytes)
+    _check_meta(fail, "targets", targets_raw, snap_meta.get("targets"), "snapshot")
+    tdoc = load("targets", targets_raw, "Targets", roles_block["targets"])
+    expires = _expires(fail, "targets", tdoc["signed"], clock)
+    top = VerifiedRole(
+        "targets",
+        tdoc["signed"]["version"],
+        expires,
+        _parse_targets(fail, "targets", tdoc["signed"], ("",)),
+        _parse_delegations(fail, "targets", tdoc["signed"], ("",)),
+        ("",),
+    )
+    roles: dict[str, VerifiedRole] = {"targets": top}
+    delegations: list[Delegation] = []
+    queue: deque[Delegation] = deque(top.delegations)
+    while queue:
+        deleg = queue.popleft()
+        delegations.append(deleg)
+        if len(delegations) > limits.max_delegations:
+            raise fail(deleg.role, f"more than {limits.max_delegations} delegations")
+        if deleg.role not in snap_meta or deleg.role in roles:
+            continue  # notary skips delegations the snapshot does not list: nothing was published for them
+        raw = fetch.get(deleg.role, limits.metadata_bytes)
+        _check_meta(fail, deleg.role, raw, snap_meta[deleg.role], "snapshot")
+        doc = _parse(fail, deleg.role, raw, "Targets")
+        _check_threshold(fail, deleg.role, doc, {k.id: k for k in deleg.keys}, deleg.threshold)
+        version = doc["signed"]["version"]
+        if version < trusted.get(deleg.role, 0):
+            raise fail(
+                deleg.role, f"version {version} is lower than the trusted version {trusted[deleg.role]} (rollback)"
+            )
+        versions[deleg.role] = version
+        expires = _expires(fail, deleg.role, doc["signed"], clock)
+        verified = VerifiedRole(
+            deleg.role,
+            version,
+            expires,
+            _parse_targets(fail, deleg.role, doc["signed"], deleg.paths),
+            _parse_delegations(fail, deleg.role, doc["signed"], deleg.paths),
+            deleg.paths,
+        )
+        roles[deleg.role] = verified
+        queue.extend(verified.delegations)
+    targets_keys, _ = _role_keys(fail, "targets", root["keys"], roles_block["targets"])
+    return VerifiedRepository(
+        gun=gun,
+        root_version=root["version"],
+        root_keys=list(root_all_keys),
+        targets_keys=list(targets_keys),
+        roles=roles,
+        delegations=delegations,
+        versions=versions,
+        files=fetch.files,
+    )
