@@ -47,13 +47,18 @@ def repository_document(repo: VerifiedRepository) -> dict[str, Any]:
     """One ``repositories[]`` entry (docs/CONTRACTS.md) from a verified repository."""
     roles = repo.roles
     trusted: dict[str, dict[str, Any]] = {}
-    for role in RELEASED_ROLES:  # releases shadows targets; other delegations are not trusted for pull
-        verified = roles.get(role)
+    for released in RELEASED_ROLES:  # releases shadows targets; other delegations are not trusted for pull
+        verified = roles.get(released)
         if verified is None:
             continue
         for target in verified.targets.values():
             if target.name not in trusted:
-                trusted[target.name] = {"tag": target.name, "digest": target.digest, "size": target.size, "role": role}
+                trusted[target.name] = {
+                    "tag": target.name,
+                    "digest": target.digest,
+                    "size": target.size,
+                    "role": released,
+                }
     trusted_tags = [trusted[name] for name in sorted(trusted, key=natural_key)]
 
     # docker trust inspect: rows keyed by (tag, digest) from released roles; signers are the other roles
@@ -67,12 +72,12 @@ def repository_document(repo: VerifiedRepository) -> dict[str, Any]:
         if role.name in RELEASED_ROLES:
             continue
         for target in role.targets.values():
-            signers = rows.get((target.name, target.digest))
-            if signers is not None:
-                signers.append(_signer_name(role.name))
+            holders = rows.get((target.name, target.digest))
+            if holders is not None:
+                holders.append(_signer_name(role.name))
     signed_tags = [
-        {"tag": tag, "digest": digest, "signers": signers or [REPO_ADMIN]}
-        for (tag, digest), signers in sorted(rows.items(), key=lambda item: (natural_key(item[0][0]), item[0][1]))
+        {"tag": tag, "digest": digest, "signers": holders or [REPO_ADMIN]}
+        for (tag, digest), holders in sorted(rows.items(), key=lambda item: (natural_key(item[0][0]), item[0][1]))
     ]
 
     signer_keys: dict[str, set[str]] = {}
