@@ -1,0 +1,99 @@
+"""Archive a GUN's trust data: verify first, write into a temp dir, rename, ``ARCHIVE.json`` last."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..config import Clock, Limits
+from ..errors import InputError
+from .tuf import MetadataSource, verify_repository
+
+FORMAT = "dct2notation-archive/1"
+MANIFEST = "ARCHIVE.json"
+
+
+def write_archive(guns: Iterable[str], source: MetadataSource, output: Path, clock: Clock, limits: Limits) -> Path:
+    """Verify every GUN from ``source`` and write its raw bytes under ``output``; returns ``output``."""
+    gun_list = list(guns)
+    if output.exists() and any(output.iterdir()):
+        raise InputError(f"-o {output}: exists and is not empty; choose a new directory")
+    # Everything is verified before a byte is written, so a refused GUN leaves nothing behind.
+    verified = [verify_repository(gun, source, clock, limits) for gun in gun_list]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        files: list[dict[str, Any]] = []
+        for repo in verified:
+            for name in sorted(repo.files):
+                raw = repo.files[name]
+                relative = f"{repo.gun}/{name}.json"
+                target = staging / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(raw)
+                files.append({"path": relative, "sha256": hashlib.sha256(raw).hexdigest(), "length": len(raw)})
+        manifest = {"format": FORMAT, "guns": gun_list, "files": files}
+        # The manifest's presence is what marks the archive complete, so it is written after every file.
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if output.exists():
+            output.rmdir()
+        os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output
+
+
+def archive_versions(directory: Path) -> dict[str, dict[str, int]]:
+    """Role versions recorded in an archive, per GUN: the floor a later fetch must not go below."""
+    manifest = read_manifest(directory)
+    versions: dict[str, dict[str, int]] = {}
+    for entry in manifest["files"]:
+        path = str(entry["path"])
+        for gun in manifest["guns"]:
+            prefix = f"{gun}/"
+            if not path.startswith(prefix) or not path.endswith(".json"):
+                continue
+            name = path[len(prefix) : -len(".json")]
+            if name.split(".", 1)[0].isdigit():
+                continue
+            try:
+                doc = json.loads((directory / path).read_bytes())
+                version = int(doc["signed"]["version"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"{directory / path}: unreadable archived metadata") from exc
+            versions.setdefault(gun, {})[name] = version
+    return versions
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: missing (not an archive, or an incomplete one)") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable archive manifest ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InputError(f"{path}: format: expected {FORMAT!r}")
+    if not isinstance(data.get("guns"), list) or not isinstance(data.get("files"), list):
+        raise InputError(f"{path}: guns/files: expected lists")
+    return data
+
+
+def check_archive(directory: Path) -> None:
+    """Every file the manifest lists is present with its recorded length and sha256."""
+    for entry in read_manifest(directory)["files"]:
+        path = directory / str(entry.get("path"))
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: listed in {MANIFEST} but unreadable") from exc
+        if len(raw) != entry.get("length") or hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
+            raise InputError(f"{path}: does not match the length/sha256 in {MANIFEST}")
