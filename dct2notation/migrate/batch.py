@@ -1,0 +1,284 @@
+"""Run a plan's jobs: asyncio, bounded concurrency, a token bucket per registry, the journal, progress on stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+
+from ..config import Clock, SystemClock
+from ..errors import Dct2NotationError, RemoteError
+from ..keys.base import SigningKey
+from ..notation.envelope import Timestamper, sign_envelope
+from ..notation.manifest import ManifestForm, thumbprints
+from ..oci import EMPTY_JSON, THUMBPRINT_ANNOTATION, Descriptor
+from ..registry.reference import Reference, parse_reference
+from ..registry.store import SignatureStore
+from .journal import DONE, Journal
+from .plan import Job
+
+DEFAULT_CONCURRENCY = 16
+
+
+class TokenBucket:
+    """``rate`` requests/s with a burst of one second's worth; None = unlimited."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate or 1.0)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self, n: int = 1) -> None:
+        if self.rate is None:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= n:
+                    self.tokens -= n
+                    return
+                await asyncio.sleep((n - self.tokens) / self.rate)
+
+
+class TimedTimestamper:
+    """Counts TSA latency apart from registry time, so a slow TSA is visible in the summary."""
+
+    def __init__(self, inner: Timestamper) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+        self.calls = 0
+
+    def timestamp(self, signature: bytes, *, hash_algorithm: str, signing_chain: list[x509.Certificate]) -> bytes:
+        start = time.monotonic()
+        try:
+            return self.inner.timestamp(signature, hash_algorithm=hash_algorithm, signing_chain=signing_chain)
+        finally:
+            self.seconds += time.monotonic() - start
+            self.calls += 1
+
+
+@dataclass
+class BatchResult:
+    jobs: list[Job]
+    journal: Journal
+    elapsed: float
+    timestamp_seconds: float = 0.0
+    retries: dict[str, Any] = field(default_factory=dict)
+
+    def failures(self) -> list[dict[str, Any]]:
+        return [r for r in self.results() if r["state"] not in DONE]
+
+    def results(self) -> list[dict[str, Any]]:
+        out = []
+        for job in self.jobs:
+            entry = self.journal.get(job.key)
+            out.append(
+                {
+                    "repository": job.repository,
+                    "digest": job.digest,
+                    "identity": job.identity,
+                    "tags": list(job.tags),
+                    "state": entry.state if entry else "pending",
+                    "signature": entry.signature if entry else None,
+                    "attempts": entry.attempts if entry else 0,
+                    "error": entry.error if entry else None,
+                }
+            )
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        results = self.results()
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r["state"]] = counts.get(r["state"], 0) + 1
+        signed = counts.get("signed", 0)
+        return {
+            "jobs": len(results),
+            "counts": counts,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "signatures_per_second": round(signed / self.elapsed, 2) if self.elapsed > 0 else None,
+            "timestamp_seconds": round(self.timestamp_seconds, 3),
+            "retries": self.retries,
+            "results": results,
+            "failures": [r for r in results if r["state"] not in DONE],
+        }
+
+
+def _registry_of(job: Job) -> str:
+    return job.repository.partition("/")[0]
+
+
+def _reference(job: Job, layout: bool) -> Reference:
+    if layout:
+        return Reference("local", job.repository.rpartition("/")[2] or "layout", None, job.digest)
+    return parse_reference(job.reference).with_digest(job.digest)
+
+
+def existing_signature(descriptors: Sequence[Descriptor], thumbs: list[str]) -> Descriptor | None:
+    """A signature already made with the same certificate chain (what makes a rerun idempotent)."""
+    for desc in descriptors:
+        raw = (desc.annotations or {}).get(THUMBPRINT_ANNOTATION)
+        if raw is None:
+            continue
+        try:
+            listed = json.loads(raw)
+        except ValueError:
+            continue
+        if listed == thumbs:
+            return desc
+    return None
+
+
+class BatchSigner:
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        *,
+        stores: Callable[[str], SignatureStore],
+        keys: Mapping[str, SigningKey],
+        journal: Journal,
+        form: ManifestForm = "legacy",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_limit: float | None = None,
+        timestamper: Timestamper | None = None,
+        clock: Clock | None = None,
+        layout: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.jobs = list(jobs)
+        self.stores = stores
+        self.keys = keys
+        self.journal = journal
+        self.form = form
+        self.concurrency = max(1, concurrency)
+        self.rate_limit = rate_limit
+        self.timestamper = TimedTimestamper(timestamper) if timestamper is not None else None
+        self.clock = clock or SystemClock()
+        self.layout = layout
+        self.progress = progress
+        self._thumbs = {name: thumbprints(key.certificate_chain()) for name, key in keys.items()}
+
+    async def preflight(self) -> None:
+        """Before a long batch: every registry answers and lets us write (one empty-JSON blob per repository host)."""
+        first: dict[str, Job] = {}
+        for job in self.jobs:
+            first.setdefault(_registry_of(job), job)
+        for registry, job in first.items():
+            store = self.stores(registry)
+            try:
+                await store.aresolve(_reference(job, self.layout))
+                client = getattr(store, "client", None)
+                if client is not None:
+                    await asyncio.to_thread(client.push_blob, _reference(job, False).repository, EMPTY_JSON)
+            except Dct2NotationError as exc:
+                raise RemoteError(f"pre-flight {registry}: cannot read and write {job.repository}: {exc}") from exc
+
+    async def _one(self, job: Job, bucket: TokenBucket) -> None:
+        entry = self.journal.get(job.key)
+        if entry is not None and entry.state in DONE:
+            return
+        key = self.keys[job.identity]
+        store = self.stores(_registry_of(job))
+        ref = _reference(job, self.layout)
+        try:
+            await bucket.take(2)
+            subject = await store.aresolve(ref)
+            # Checked on every run, not only after a crash: a signature made outside this journal (an earlier
+            # shard layout, a manual sign) is reused too, never duplicated.
+            found = existing_signature(
+                await store.alist_signatures(ref.repository, job.digest), self._thumbs[job.identity]
+            )
+            if found is not None:
+                self.journal.done(job.key, "reused", found.digest)
+                return
+            self.journal.intent(job.key)
+            if self.timestamper is not None:
+                signed = await asyncio.to_thread(self._sign, job, subject, key)
+            else:
+                signed = self._sign(job, subject, key)
+            await bucket.take(4)
+            desc = await store.apush_signature(
+                ref.repository, subject, signed.raw, signed.cert_chain, signed.signing_time, self.form
+            )
+            self.journal.done(job.key, "signed", desc.digest)
+        except Dct2NotationError as exc:
+            self.journal.fail(job.key, exc.message)
+        except Exception as exc:  # noqa: BLE001 - one bad job must not stop thousands; its reason is journaled
+            self.journal.fail(job.key, f"{type(exc).__name__}: {exc}")
+
+    def _sign(self, job: Job, subject: Descriptor, key: SigningKey) -> Any:
+        return sign_envelope(
+            subject, key, clock=self.clock, user_metadata=job.annotations(), timestamper=self.timestamper
+        )
+
+    async def run(self) -> BatchResult:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from ..report import stderr_console
+
+        self.journal.add(j.key for j in self.jobs)
+        start = time.monotonic()
+        buckets: dict[str, TokenBucket] = {}
+        queue: asyncio.Queue[Job] = asyncio.Queue()
+        for job in self.jobs:
+            queue.put_nowait(job)
+        progress = Progress(
+            TextColumn("signing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.1f}/s errors {task.fields[errors]}"),
+            TimeRemainingColumn(),
+            console=stderr_console,
+            disable=not self.progress,
+            transient=False,
+        )
+        errors = 0
+
+        async def worker(task_id: Any) -> None:
+            nonlocal errors
+            while True:
+                try:
+                    job = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                registry = _registry_of(job)
+                bucket = buckets.setdefault(registry, TokenBucket(self.rate_limit))
+                await self._one(job, bucket)
+                entry = self.journal.get(job.key)
+                if entry is not None and entry.state == "failed":
+                    errors += 1
+                elapsed = max(time.monotonic() - start, 1e-6)
+                progress.update(task_id, advance=1, rate=progress.tasks[0].completed / elapsed, errors=errors)
+
+        with progress:
+            task_id = progress.add_task("sign", total=len(self.jobs), rate=0.0, errors=0)
+            try:
+                await asyncio.gather(*(worker(task_id) for _ in range(min(self.concurrency, len(self.jobs) or 1))))
+            finally:
+                seen: set[int] = set()
+                retries: dict[str, Any] = {}
+                for registry in buckets:
+                    store = self.stores(registry)
+                    if id(store) in seen:
+                        continue
+                    seen.add(id(store))
+                    stats = getattr(store, "stats", None)
+                    if stats is not None:
+                        retries[registry] = stats.to_dict()
+                    await store.aclose()
+        return BatchResult(
+            self.jobs,
+            self.journal,
+            time.monotonic() - start,
+            self.timestamper.seconds if self.timestamper else 0.0,
+            retries,
+        )

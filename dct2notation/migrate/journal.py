@@ -1,0 +1,92 @@
+"""The per-shard sqlite (WAL) journal: each job's state, so a rerun resumes and never signs twice.
+
+States: ``pending`` → ``pushing`` (intent recorded BEFORE the push) → ``signed`` | ``reused`` | ``failed``.
+A job left in ``pushing`` by a crash is reconciled on resume by listing the subject's signatures for the same
+certificate thumbprint, so a SIGKILL between push and journal write never leads to a duplicate.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+
+STATES = ("pending", "pushing", "signed", "reused", "failed")
+DONE = frozenset({"signed", "reused"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('pending','pushing','signed','reused','failed')),
+    signature TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    state: str
+    signature: str | None
+    attempts: int
+    error: str | None
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            # autocommit: every state change is durable on its own, which is what resume relies on.
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{path}: not a usable journal ({exc})") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def bind_plan(self, migration_id: str) -> None:
+        """A journal belongs to one migration: reusing it for another plan would mark foreign jobs done."""
+        row = self._db.execute("SELECT value FROM meta WHERE name='migration_id'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('migration_id', ?)", (migration_id,))
+        elif row[0] != migration_id:
+            raise InputError(f"{self.path}: journal belongs to migration {row[0]!r}, not {migration_id!r}")
+
+    def add(self, keys: Iterable[str]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO jobs(key, state) VALUES (?, 'pending')", ((k,) for k in keys))
+
+    def get(self, key: str) -> Entry | None:
+        row = self._db.execute("SELECT key, state, signature, attempts, error FROM jobs WHERE key=?", (key,)).fetchone()
+        return None if row is None else Entry(*row)
+
+    def entries(self) -> list[Entry]:
+        rows = self._db.execute("SELECT key, state, signature, attempts, error FROM jobs ORDER BY key").fetchall()
+        return [Entry(*r) for r in rows]
+
+    def intent(self, key: str) -> None:
+        self._db.execute("UPDATE jobs SET state='pushing', attempts=attempts+1, error=NULL WHERE key=?", (key,))
+
+    def done(self, key: str, state: str, signature: str) -> None:
+        if state not in DONE:
+            raise ValueError(state)
+        self._db.execute("UPDATE jobs SET state=?, signature=?, error=NULL WHERE key=?", (state, signature, key))
+
+    def fail(self, key: str, error: str) -> None:
+        self._db.execute("UPDATE jobs SET state='failed', error=? WHERE key=?", (error, key))
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for state, n in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+            out[state] = n
+        return out

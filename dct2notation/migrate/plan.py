@@ -1,0 +1,238 @@
+"""The migration plan: one job per (repository, digest, identity), built from a verified DCT inventory.
+
+The document is stable and documented in docs/plan.md. Sharding hashes the SUBJECT (repository, digest), never the
+identity, so every signature of one subject is written by one process (parallel tag-schema writers drop entries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..dct.inventory import Inventory
+from ..errors import InputError, UsageError
+
+FORMAT = "dct2notation-plan/1"
+ANNOTATION_PREFIX = "io.dct2notation.migration."
+KeyFor = Callable[[str, str], "str | None"]
+
+
+class UnmappedSignersError(InputError):
+    """Trusted DCT roles with no Notation key: listed all at once so one edit of signers.toml fixes them."""
+
+
+@dataclass(frozen=True)
+class Job:
+    repository: str  # registry host + repository path, e.g. ``127.0.0.1:5000/app``
+    digest: str
+    size: int
+    identity: str  # the Notation key spec that inherits the DCT signer's authority
+    gun: str
+    role: str
+    tags: tuple[str, ...]
+    migration_id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.repository}@{self.digest}#{self.identity}"
+
+    @property
+    def subject_key(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    def annotations(self) -> dict[str, str]:
+        """Provenance carried into the signed payload's user metadata."""
+        return {
+            ANNOTATION_PREFIX + "gun": self.gun,
+            ANNOTATION_PREFIX + "tags": ",".join(self.tags),
+            ANNOTATION_PREFIX + "role": self.role,
+            # Docker's TUF target hash is the manifest's sha256, kept under its TUF name for auditors.
+            ANNOTATION_PREFIX + "tuf-sha256": self.digest.removeprefix("sha256:"),
+            ANNOTATION_PREFIX + "id": self.migration_id,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "digest": self.digest,
+            "size": self.size,
+            "identity": self.identity,
+            "tags": list(self.tags),
+            "annotations": self.annotations(),
+        }
+
+
+@dataclass
+class Plan:
+    migration_id: str
+    jobs: list[Job]
+    preflight: dict[str, Any] | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "migration_id": self.migration_id,
+            "jobs": [j.to_dict() for j in self.jobs],
+        }
+        if self.preflight is not None:
+            out["preflight"] = self.preflight
+        if self.findings:
+            out["findings"] = self.findings
+        return out
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def shard_of(repository: str, digest: str, count: int) -> int:
+    """Stable across processes, hosts and Python versions (no ``hash()``: it is salted per process)."""
+    raw = hashlib.sha256(f"{repository}@{digest}".encode()).digest()
+    return int.from_bytes(raw[:8], "big") % count
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``i/N`` with 0 <= i < N (0-based, as ``JOB_COMPLETION_INDEX``)."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit():
+        raise UsageError(f"--shard {text!r}: expected i/N, e.g. 0/4")
+    i, n = int(index), int(count)
+    if n < 1 or i >= n:
+        raise UsageError(f"--shard {text!r}: index must be in 0..N-1 and N at least 1")
+    return i, n
+
+
+def select_shard(jobs: Iterable[Job], shard: tuple[int, int] | None) -> list[Job]:
+    if shard is None:
+        return list(jobs)
+    i, n = shard
+    return [j for j in jobs if shard_of(j.repository, j.digest, n) == i]
+
+
+def parse_registry_map(items: Iterable[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        gun_prefix, sep, registry_prefix = item.partition("=")
+        if not sep or not gun_prefix or not registry_prefix:
+            raise UsageError(f"--registry-map {item!r}: expected GUN_PREFIX=REGISTRY_PREFIX")
+        pairs.append((gun_prefix.rstrip("/"), registry_prefix.rstrip("/")))
+    # Longest prefix first, so a specific mapping wins over a general one.
+    return sorted(pairs, key=lambda p: len(p[0]), reverse=True)
+
+
+def map_repository(gun: str, registry_map: Iterable[tuple[str, str]]) -> str:
+    for gun_prefix, registry_prefix in registry_map:
+        if gun == gun_prefix or gun.startswith(gun_prefix + "/"):
+            return registry_prefix + gun[len(gun_prefix) :]
+    return gun
+
+
+def build_plan(
+    inventory: Inventory,
+    key_for: KeyFor,
+    *,
+    migration_id: str,
+    registry_map: Iterable[tuple[str, str]] = (),
+) -> Plan:
+    """Jobs for every trusted tag (docker pull semantics): a tag only in another delegation is never signed.
+
+    ``key_for(gun, role)`` gives the Notation key mapped to a DCT role, or None; every unmapped role is reported.
+    """
+    mapping = list(registry_map)
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+    unmapped: set[tuple[str, str]] = set()
+    for repo in inventory.repositories:
+        gun = str(repo["gun"])
+        repository = map_repository(gun, mapping)
+        for tag in repo.get("trusted_tags", []):
+            role = str(tag["role"])
+            identity = key_for(gun, role)
+            if identity is None:
+                unmapped.add((gun, role))
+                continue
+            slot = merged.setdefault(
+                (repository, str(tag["digest"]), identity),
+                {"size": int(tag["size"]), "gun": gun, "roles": set(), "tags": set()},
+            )
+            slot["roles"].add(role)
+            slot["tags"].add(str(tag["tag"]))
+    if unmapped:
+        listed = ", ".join(f"{gun} {role}" for gun, role in sorted(unmapped))
+        raise UnmappedSignersError(f"signers: no Notation key mapped for DCT signer(s): {listed}")
+    jobs = [
+        Job(
+            repository=repository,
+            digest=digest,
+            size=slot["size"],
+            identity=identity,
+            gun=slot["gun"],
+            role=",".join(sorted(slot["roles"])),
+            tags=tuple(sorted(slot["tags"])),
+            migration_id=migration_id,
+        )
+        for (repository, digest, identity), slot in sorted(merged.items())
+    ]
+    return Plan(migration_id, jobs)
+
+
+def _field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+    value = obj.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InputError(f"{where}: field {name!r} must be {kind.__name__}")
+    return value
+
+
+def plan_from_dict(doc: Any, where: str) -> Plan:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError(f"{where}: not a plan (expected format {FORMAT!r})")
+    migration_id = _field(doc, "migration_id", str, where)
+    raw_jobs = _field(doc, "jobs", list, where)
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    for n, raw in enumerate(raw_jobs):
+        at = f"{where}: jobs[{n}]"
+        if not isinstance(raw, dict):
+            raise InputError(f"{at}: must be an object")
+        digest = _field(raw, "digest", str, at)
+        if not digest.startswith("sha256:") or len(digest) != 71:
+            raise InputError(f"{at}: field 'digest' must be sha256:<64 hex>")
+        annotations = raw.get("annotations") or {}
+        if not isinstance(annotations, dict):
+            raise InputError(f"{at}: field 'annotations' must be an object")
+        tags = _field(raw, "tags", list, at)
+        job = Job(
+            repository=_field(raw, "repository", str, at),
+            digest=digest,
+            size=_field(raw, "size", int, at),
+            identity=_field(raw, "identity", str, at),
+            gun=str(annotations.get(ANNOTATION_PREFIX + "gun", "")),
+            role=str(annotations.get(ANNOTATION_PREFIX + "role", "")),
+            tags=tuple(str(t) for t in tags),
+            migration_id=migration_id,
+        )
+        if job.key in seen:
+            raise InputError(f"{at}: duplicate job {job.key}")
+        seen.add(job.key)
+        jobs.append(job)
+    plan = Plan(migration_id, jobs)
+    pre = doc.get("preflight")
+    plan.preflight = pre if isinstance(pre, dict) else None
+    return plan
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read plan ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise InputError(f"{path}: not JSON ({exc})") from exc
+    return plan_from_dict(doc, str(path))
