@@ -100,7 +100,6 @@ def inventory_command(
     floors = None
     if archive is not None:
         check_archive(archive)
-        floors = archive_versions(archive)
     if baseline is not None:
         check_archive(baseline)
         floors = archive_versions(baseline)

@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,11 +127,20 @@ def _load_notary_private_key(path: Path) -> tuple[str, Any]:
             "snapshot": "NOTARY_SNAPSHOT_PASSPHRASE",
         }.get(name, "NOTARY_DELEGATION_PASSPHRASE")
     ]
-    key = serialization.load_der_private_key(base64.b64decode(body), password=passphrase.encode())
+    # cryptography 48 refuses notary's PBES2 parameters; openssl decrypts them.
+    pem = "-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + body + "\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    done = subprocess.run(
+        ["openssl", "pkcs8", "-passin", f"pass:{passphrase}"],
+        input=pem.encode(),
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    key = serialization.load_pem_private_key(done.stdout, None)
     return name, key
 
 
-def _sign(key: Any, payload: bytes) -> tuple[str, bytes]:
+def sign_raw(key: Any, payload: bytes) -> tuple[str, bytes]:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         r, s = decode_dss_signature(key.sign(payload, ec.ECDSA(hashes.SHA256())))
         half = (key.curve.key_size + 7) // 8
@@ -215,7 +225,7 @@ class Resigner:
         payload = canonical(doc["signed"])
         sigs = []
         for key in keys if keys is not None else self.signing_keys(name):
-            method, raw = _sign(key, payload)
+            method, raw = sign_raw(key, payload)
             sigs.append({"keyid": self.key_id_for(name, key), "method": method, "sig": base64.b64encode(raw).decode()})
         doc["signatures"] = sigs
         self.raw[name] = self.encode(name)
