@@ -6,6 +6,7 @@ identity, so every signature of one subject is written by one process (parallel 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -236,3 +237,65 @@ def load_plan(path: Path) -> Plan:
     except ValueError as exc:
         raise InputError(f"{path}: not JSON ({exc})") from exc
     return plan_from_dict(doc, str(path))
+
+
+async def _check_job(job: Job, store: Any, layout: bool) -> list[dict[str, Any]]:
+    from ..errors import NotFoundError
+    from ..registry.reference import Reference, parse_reference
+
+    base = parse_reference(job.reference) if not layout else Reference("local", "layout", None, job.digest)
+    found: list[dict[str, Any]] = []
+    try:
+        desc = await store.aresolve(base.with_digest(job.digest))
+    except NotFoundError:
+        return [{"kind": "missing-manifest", "detail": f"{job.reference} is not in the registry; nothing to sign"}]
+    if desc.size != job.size:
+        found.append(
+            {"kind": "size-mismatch", "detail": f"registry size {desc.size} differs from TUF length {job.size}"}
+        )
+    for tag in job.tags:
+        try:
+            tagged = await store.aresolve(Reference(base.registry, base.repository, tag, None))
+        except NotFoundError:
+            found.append({"kind": "tag-missing", "tag": tag, "detail": f"tag {tag} no longer exists in the registry"})
+            continue
+        if tagged.digest != job.digest:
+            found.append(
+                {
+                    "kind": "tag-drift",
+                    "tag": tag,
+                    "registry_digest": tagged.digest,
+                    "detail": f"tag {tag} now points at {tagged.digest}; the trusted DCT digest is signed",
+                }
+            )
+    return found
+
+
+async def preflight(plan: Plan, stores: Callable[[str], Any], *, layout: bool = False, concurrency: int = 16) -> None:
+    """HEAD every subject and tag: missing manifests, size ≠ TUF length and tag drift, per job and in total.
+
+    A job whose manifest is gone is dropped from the plan (it cannot be signed); drift only warns, because the
+    trusted digest is what the migration signs.
+    """
+    gate = asyncio.Semaphore(concurrency)
+    subjects: dict[str, list[Job]] = {}
+    for job in plan.jobs:
+        subjects.setdefault(job.subject_key, []).append(job)
+
+    async def check(jobs: list[Job]) -> tuple[list[Job], list[dict[str, Any]]]:
+        async with gate:
+            return jobs, await _check_job(jobs[0], stores(jobs[0].repository.partition("/")[0]), layout)
+
+    results = await asyncio.gather(*(check(j) for j in subjects.values()))
+    totals: dict[str, int] = {}
+    findings: list[dict[str, Any]] = []
+    missing: set[str] = set()
+    for jobs, found in results:
+        for item in found:
+            totals[item["kind"]] = totals.get(item["kind"], 0) + 1
+            findings.append({"repository": jobs[0].repository, "digest": jobs[0].digest, **item})
+            if item["kind"] == "missing-manifest":
+                missing.add(jobs[0].subject_key)
+    plan.findings = findings
+    plan.jobs = [j for j in plan.jobs if j.subject_key not in missing]
+    plan.preflight = {"subjects": len(subjects), "jobs": len(plan.jobs), "findings": totals}
