@@ -1,4 +1,4 @@
-"""A Kubernetes Indexed Job that runs a plan's shards: ``JOB_COMPLETION_INDEX`` → ``--shard``, one journal directory per shard."""
+"""A Kubernetes Indexed Job running a plan's shards: ``JOB_COMPLETION_INDEX`` → ``--shard``, a journal per shard."""
 
 from __future__ import annotations
 
