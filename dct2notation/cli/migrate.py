@@ -1,9 +1,245 @@
-"""Commands of this area are registered here (see cli/__init__.py)."""
+"""Migration commands: ``plan``, and ``sign_plan`` for ``sign PLANFILE``. Logic lives in dct2notation.migrate."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from ..config import DEFAULT_LIMITS
+from ..errors import UsageError
+from ..keys.base import SigningKey
+from ..migrate.plan import KeyFor, Plan
+from ..registry.options import RegistryOptions
+from ..registry.store import SignatureStore
+from ..report import print_json, stderr_console
+
+
+def _signers_key_for(path: Path) -> KeyFor:
+    """``signers.toml`` through the policy area's loader; its unmapped signers are all reported by ``build_plan``."""
+    try:
+        signers = importlib.import_module("dct2notation.migrate.signers")
+    except ImportError as exc:
+        raise UsageError("--signers: signer mapping is not available in this build") from exc
+    mapping = signers.load_signers(path)
+
+    def key_for(gun: str, role: str) -> str | None:
+        found = mapping.key_for(gun, role)
+        if found is None or isinstance(found, str):
+            return found
+        return str(getattr(found, "spec", found))
+
+    return key_for
+
+
+def store_factory(registry_options: RegistryOptions, oci_layout: Path | None) -> Any:
+    """One store per registry host (connection pool and retry counters shared by all its jobs)."""
+    from ..registry.layout import OCILayoutStore
+    from ..registry.store import RegistryStore
+
+    cache: dict[str, SignatureStore] = {}
+
+    def stores(registry: str) -> SignatureStore:
+        name = "layout" if oci_layout is not None else registry
+        if name not in cache:
+            if oci_layout is not None:
+                cache[name] = OCILayoutStore(oci_layout, registry_options.limits)
+            else:
+                cache[name] = RegistryStore(registry, registry_options)
+        return cache[name]
+
+    return stores
+
+
+def render_plan_table(plan: Plan) -> None:
+    """What a reviewer reads before approving a migration: every job and every pre-flight finding."""
+    from rich.table import Table
+
+    table = Table(title=f"migration {plan.migration_id}: {len(plan.jobs)} signature(s)")
+    for column in ("repository", "digest", "tags", "DCT role", "Notation key"):
+        table.add_column(column)
+    for job in plan.jobs:
+        table.add_row(job.repository, job.digest[:19] + "…", ", ".join(job.tags), job.role, job.identity)
+    stderr_console.print(table)
+    if plan.findings:
+        findings = Table(title="pre-flight findings")
+        for column in ("repository", "digest", "finding", "detail"):
+            findings.add_column(column)
+        for item in plan.findings:
+            findings.add_row(item["repository"], item["digest"][:19] + "…", item["kind"], item["detail"])
+        stderr_console.print(findings)
+
+
+def make_plan(
+    inventory: Path,
+    key_for: KeyFor,
+    *,
+    registry_map: list[str] | None = None,
+    migration_id: str | None = None,
+    registry_options: RegistryOptions | None = None,
+    oci_layout: Path | None = None,
+    check: bool = True,
+) -> Plan:
+    from ..dct.inventory import load_inventory
+    from ..migrate.plan import build_plan, parse_registry_map, preflight
+
+    plan = build_plan(
+        load_inventory(inventory),
+        key_for,
+        migration_id=migration_id or str(uuid.uuid4()),
+        registry_map=parse_registry_map(registry_map or []),
+    )
+    if check:
+        stores = store_factory(registry_options or RegistryOptions(), oci_layout)
+
+        async def run() -> None:
+            try:
+                await preflight(plan, stores, layout=oci_layout is not None)
+            finally:
+                for registry in {j.repository.partition("/")[0] for j in plan.jobs} or {""}:
+                    await stores(registry).aclose()
+
+        asyncio.run(run())
+    return plan
+
+
+def sign_plan(
+    *,
+    plan: Path,
+    key: str | None = None,
+    config_dir: Path | None = None,
+    form: Any = "legacy",
+    oci_layout: Path | None = None,
+    registry_options: RegistryOptions | None = None,
+    concurrency: int | None = None,
+    shard: str | None = None,
+    journal: Path | None = None,
+    dry_run: bool = False,
+    rate_limit: float | None = None,
+    timestamper: Any = None,
+    progress: bool = True,
+) -> int:
+    """Sign every job of ``plan`` (of one shard, and of ``key`` when given); JSON summary on stdout; 1 if any failed."""
+    from ..keys.resolve import load_signing_key
+    from ..keys.signingkeys import notation_config_dir
+    from ..migrate.batch import DEFAULT_CONCURRENCY, BatchSigner
+    from ..migrate.journal import Journal
+    from ..migrate.plan import load_plan, parse_shard, select_shard
+
+    loaded = load_plan(plan)
+    selected = parse_shard(shard) if shard is not None else None
+    jobs = select_shard(loaded.jobs, selected)
+    if key is not None:
+        # A key holder runs only the jobs of the identity they hold; the other identities' owners run theirs.
+        jobs = [j for j in jobs if j.identity == key]
+    if concurrency is not None and concurrency < 1:
+        raise UsageError("--concurrency: must be at least 1")
+    if rate_limit is not None and rate_limit <= 0:
+        raise UsageError("--rate-limit: must be greater than 0")
+    if journal is None:
+        suffix = f".shard-{selected[0]}-of-{selected[1]}" if selected else ""
+        journal = plan.with_name(plan.name + suffix + ".journal.sqlite")
+    if dry_run:
+        render_plan_table(Plan(loaded.migration_id, jobs, findings=[]))
+        print_json({"migration_id": loaded.migration_id, "shard": shard, "jobs": [j.to_dict() for j in jobs]})
+        return 0
+    keys: dict[str, SigningKey] = {}
+    for identity in sorted({j.identity for j in jobs}):
+        # Loaded before any job: a missing key or a plugin without permission fails the batch at once.
+        keys[identity] = load_signing_key(identity, notation_config_dir(config_dir), DEFAULT_LIMITS)
+    book = Journal(journal)
+    try:
+        book.bind_plan(loaded.migration_id)
+        signer = BatchSigner(
+            jobs,
+            stores=store_factory(registry_options or RegistryOptions(), oci_layout),
+            keys=keys,
+            journal=book,
+            form=form,
+            concurrency=concurrency or DEFAULT_CONCURRENCY,
+            rate_limit=rate_limit,
+            timestamper=timestamper,
+            layout=oci_layout is not None,
+            progress=progress,
+        )
+
+        async def run() -> Any:
+            if jobs:
+                await signer.preflight()
+            return await signer.run()
+
+        result = asyncio.run(run())
+        summary = {"migration_id": loaded.migration_id, "shard": shard, "journal": str(journal), **result.summary()}
+        print_json(summary)
+        failures = summary["failures"]
+        if failures:
+            stderr_console.print(f"[red]{len(failures)} job(s) failed[/red] (rerun to resume):", highlight=False)
+            for item in failures:
+                stderr_console.print(
+                    f"  {item['repository']}@{item['digest']} [{item['identity']}]: {item['error']}", highlight=False
+                )
+            return 1
+        return 0
+    finally:
+        book.close()
+
+
+def plan_command(
+    inventory: Annotated[Path, typer.Argument(help="Inventory JSON (dct2notation inventory --json).")],
+    signers: Annotated[Path, typer.Option("--signers", help="signers.toml: DCT signer → Notation key.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan here.")] = None,
+    registry_map: Annotated[
+        list[str], typer.Option("--registry-map", help="GUN_PREFIX=REGISTRY_PREFIX (repeatable).")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    migration_id: Annotated[str | None, typer.Option("--migration-id", help="Default: a new UUID.")] = None,
+    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip HEADing manifests and tags.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the reviewer table; write nothing.")] = False,
+    emit_k8s_job: Annotated[
+        Path | None, typer.Option("--emit-k8s-job", help="Write a Kubernetes Indexed Job running the shards.")
+    ] = None,
+    shards: Annotated[int, typer.Option("--shards", help="Shards of the Kubernetes Job.")] = 4,
+    image: Annotated[str, typer.Option("--image", help="Container image of the Kubernetes Job.")] = "dct2notation",
+    insecure_registry: Annotated[
+        list[str], typer.Option("--insecure-registry", help="Plain HTTP host (repeatable).")
+    ] = [],  # noqa: B006
+    ca_file: Annotated[Path | None, typer.Option("--ca-file", help="Registry CA bundle.")] = None,
+    oci_layout: Annotated[Path | None, typer.Option("--oci-layout", help="Subjects are in this OCI layout.")] = None,
+) -> None:
+    """Make a signing plan from a DCT inventory: one job per (repository, digest, identity), with pre-flight."""
+    options = RegistryOptions(insecure_registries=frozenset(insecure_registry), ca_file=ca_file)
+    made = make_plan(
+        inventory,
+        _signers_key_for(signers),
+        registry_map=registry_map,
+        migration_id=migration_id,
+        registry_options=options,
+        oci_layout=oci_layout,
+        check=not no_preflight,
+    )
+    if dry_run:
+        render_plan_table(made)
+        print_json(made.to_dict())
+        return
+    if output is None:
+        raise UsageError("plan: give --output FILE (or --dry-run)")
+    made.save(output)
+    if emit_k8s_job is not None:
+        from ..migrate.k8s import dump_manifests, indexed_job
+
+        emit_k8s_job.write_text(
+            dump_manifests(
+                indexed_job(name="dct2notation-sign", image=image, shards=shards, plan_config_map="dct2notation-plan")
+            ),
+            encoding="utf-8",
+        )
+    summary = made.preflight or {"jobs": len(made.jobs)}
+    stderr_console.print(f"plan {output}: {len(made.jobs)} job(s); pre-flight {summary}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    app.command("plan")(plan_command)
