@@ -291,3 +291,126 @@ class Resigner:
         manifest = {"format": "dct2notation-archive/1", "guns": [gun], "files": entries}
         (directory / "ARCHIVE.json").write_text(json.dumps(manifest))
         return directory
+
+
+# --- docker/distribution token endpoint ---------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenEndpoint:
+    """A loopback token service issuing real ES256 JWTs in docker/distribution's format.
+
+    ``rootcertbundle`` (for the notary-server ``auth.options``) holds the signing certificate, which each token
+    carries in its ``x5c`` header. Basic credentials ``user``/``password`` get the actions asked for; anonymous
+    requests get 401 unless ``allow_anonymous`` is set. ``requests`` records (user, scope) per token issued.
+    """
+
+    def __init__(self, directory: Path, user: str, password: str, *, service: str = "notary-test") -> None:
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.user = user
+        self.password = password
+        self.service = service
+        self.issuer = "dct2notation-test-issuer"
+        self.allow_anonymous = False
+        self.requests: list[tuple[str | None, str]] = []
+        self.token_field = "token"
+        self.grant_nothing = False
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dct2notation token signer")])
+        now = dt.datetime.now(dt.UTC)
+        self._cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        self.rootcertbundle = directory / "token-root.pem"
+        self.rootcertbundle.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
+                return
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                scope = query.get("scope", [""])[0]
+                user = endpoint._basic_user(self.headers.get("Authorization"))
+                if user is None and not endpoint.allow_anonymous:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                endpoint.requests.append((user, scope))
+                body = json.dumps({endpoint.token_field: endpoint.issue(user or "", scope)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.realm = f"http://127.0.0.1:{self.port}/token"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _basic_user(self, header: str | None) -> str | None:
+        if not header or not header.startswith("Basic "):
+            return None
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return user if (user, password) == (self.user, self.password) else None
+
+    def auth_config(self) -> dict[str, object]:
+        """The notary-server ``auth`` section pointing at this endpoint."""
+        return {
+            "type": "token",
+            "options": {
+                "realm": self.realm,
+                "service": self.service,
+                "issuer": self.issuer,
+                "rootcertbundle": str(self.rootcertbundle),
+            },
+        }
+
+    def issue(self, subject: str, scope: str) -> str:
+        access = []
+        for item in [] if self.grant_nothing else scope.split():
+            parts = item.split(":")
+            if len(parts) >= 3:
+                access.append({"type": parts[0], "name": ":".join(parts[1:-1]), "actions": parts[-1].split(",")})
+        now = int(dt.datetime.now(dt.UTC).timestamp())
+        header = {
+            "typ": "JWT",
+            "alg": "ES256",
+            "x5c": [base64.b64encode(self._cert.public_bytes(serialization.Encoding.DER)).decode()],
+        }
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": hashlib.sha256(f"{now}{scope}{subject}".encode()).hexdigest()[:16] + str(len(self.requests)),
+            "access": access,
+        }
+        signing_input = f"{_b64url(canonical(header))}.{_b64url(canonical(claims))}"
+        _, raw = sign_raw(self._key, signing_input.encode())
+        return f"{signing_input}.{_b64url(raw)}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
