@@ -135,7 +135,7 @@ def docker_credentials(server: str, config_dir: Path | None = None) -> Credentia
     path = (config_dir or docker_config_dir()) / "config.json"
     config = _load_config(path)
     host = _host_of(server)
-    helpers = config.get("credHelpers") or {}
+    helpers = config.get("credHelpers", {})
     if not isinstance(helpers, dict):
         raise InputError(f"{path}: credHelpers: expected an object")
     for key, helper in helpers.items():
@@ -143,7 +143,7 @@ def docker_credentials(server: str, config_dir: Path | None = None) -> Credentia
             if not isinstance(helper, str):
                 raise InputError(f"{path}: credHelpers[{key!r}]: expected a helper name")
             return run_credential_helper(helper, key)
-    auths = config.get("auths") or {}
+    auths = config.get("auths", {})
     if not isinstance(auths, dict):
         raise InputError(f"{path}: auths: expected an object")
     store = config.get("credsStore")
