@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -177,11 +178,10 @@ def sign_plan(
         print_json(summary)
         failures = summary["failures"]
         if failures:
-            stderr_console.print(f"[red]{len(failures)} job(s) failed[/red] (rerun to resume):", highlight=False)
-            for item in failures:
-                stderr_console.print(
-                    f"  {item['repository']}@{item['digest']} [{item['identity']}]: {item['error']}", highlight=False
-                )
+            # Plain writes: rich would wrap a long reference over two lines and break grep-ability.
+            lines = [f"{len(failures)} job(s) failed (rerun to resume):"]
+            lines += [f"  {f['repository']}@{f['digest']} [{f['identity']}]: {f['error']}" for f in failures]
+            sys.stderr.write("\n".join(lines) + "\n")
             return 1
         return 0
     finally:

@@ -1,0 +1,262 @@
+"""Batch signing from a plan against the real docker-registry: signatures, reuse, journal, failures, faults."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from dct2notation.cli import main
+from dct2notation.cli.migrate import sign_plan
+from dct2notation.keys.testcert import generate_test_key
+from dct2notation.migrate.journal import Journal
+from dct2notation.migrate.plan import Job, Plan
+from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, THUMBPRINT_ANNOTATION, go_json, sha256_digest
+from dct2notation.registry.client import RegistryClient
+from dct2notation.registry.options import RegistryOptions
+from dct2notation.registry.store import RegistryStore, fetch_signatures
+from tests.support.fault_proxy import FaultProxy
+from tests.support.servers import Registry
+
+_ids = itertools.count()
+IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
+
+
+def unique_repo(prefix: str) -> str:
+    return f"batch/{prefix}{next(_ids)}"
+
+
+def image_manifest(label: str) -> bytes:
+    return go_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": IMAGE_CONFIG, "digest": sha256_digest(EMPTY_JSON), "size": 2},
+            "layers": [],
+            "annotations": {"label": label},
+        }
+    )
+
+
+def push_images(host: str, repo: str, count: int, tag_prefix: str = "v") -> list[tuple[str, int, str]]:
+    """``count`` distinct small image manifests, tagged; returns (tag, size, digest)."""
+    pushed = []
+    with RegistryClient(host, RegistryOptions(insecure_registries=frozenset({host}))) as client:
+        client.push_blob(repo, EMPTY_JSON)
+        for n in range(count):
+            raw = image_manifest(f"{repo}-{n}")
+            tag = f"{tag_prefix}{n}"
+            client.put_manifest(repo, tag, raw, OCI_MANIFEST)
+            pushed.append((tag, len(raw), sha256_digest(raw)))
+    return pushed
+
+
+def make_plan(host: str, repo: str, images: list[tuple[str, int, str]], identities: list[str], mid: str) -> Plan:
+    jobs = [
+        Job(f"{host}/{repo}", digest, size, identity, f"dct.example/{repo}", "targets/releases", (tag,), mid)
+        for tag, size, digest in images
+        for identity in identities
+    ]
+    return Plan(mid, jobs)
+
+
+def leaf_thumbprint(config: Path, name: str) -> str:
+    cert = x509.load_pem_x509_certificate((config / "localkeys" / f"{name}.crt").read_bytes())
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def signatures_by_subject(host: str, repo: str, digests: list[str]) -> dict[str, list[str]]:
+    """Every listed signature's leaf thumbprint, per subject, read back independently of the journal."""
+    store = RegistryStore(host, RegistryOptions(insecure_registries=frozenset({host})))
+    try:
+        out: dict[str, list[str]] = {}
+        for digest in digests:
+            out[digest] = [
+                json.loads((d.annotations or {})[THUMBPRINT_ANNOTATION])[0] for d in store.list_signatures(repo, digest)
+            ]
+        return out
+    finally:
+        store.close()
+
+
+def sign(directory: Path, config: Path, options: RegistryOptions, **extra: object) -> int:
+    """``sign_plan`` on ``directory/plan.json`` without a progress bar (pytest captures stderr)."""
+    return sign_plan(
+        plan=directory / "plan.json",
+        config_dir=config,
+        registry_options=options,
+        progress=False,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="module")
+def notation_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = tmp_path_factory.mktemp("notation")
+    generate_test_key("alpha", config, key_type="ec-p256", make_default=True)
+    generate_test_key("beta", config, key_type="ec-p256")
+    return config
+
+
+def test_batch_signs_each_job_once_then_reuses(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo("once")
+    images = push_images(registry.host, repo, 6)
+    plan = make_plan(registry.host, repo, images, ["alpha", "beta"], "m-once")
+    plan.save(tmp_path / "plan.json")
+    options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+
+    code = sign_plan(
+        plan=tmp_path / "plan.json", config_dir=notation_dir, registry_options=options, concurrency=4, progress=False
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert summary["counts"] == {"signed": 12}
+    assert summary["failures"] == []
+    listed = signatures_by_subject(registry.host, repo, [d for _, _, d in images])
+    want = sorted([leaf_thumbprint(notation_dir, "alpha"), leaf_thumbprint(notation_dir, "beta")])
+    assert {d: sorted(t) for d, t in listed.items()} == {d: want for _, _, d in images}
+
+    # Each job's reported signature digest is the one stored for its subject, and its envelope carries provenance.
+    store = RegistryStore(registry.host, options)
+    by_key = {(r["digest"], r["identity"]): r["signature"] for r in summary["results"]}
+    tag, _, digest = images[0]
+    stored = {s.manifest.digest: s for s in fetch_signatures(store, repo, digest)}
+    store.close()
+    assert set(stored) == {by_key[(digest, "alpha")], by_key[(digest, "beta")]}
+
+    # A fresh journal (lost volume): the registry's own signatures are found and reused, none is duplicated.
+    code = sign_plan(
+        plan=tmp_path / "plan.json",
+        config_dir=notation_dir,
+        registry_options=options,
+        journal=tmp_path / "other.sqlite",
+        progress=False,
+    )
+    again = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert again["counts"] == {"reused": 12}
+    assert {(r["digest"], r["identity"]): r["signature"] for r in again["results"]} == by_key
+    assert signatures_by_subject(registry.host, repo, [d for _, _, d in images]) == listed
+
+
+def test_rerun_with_the_same_journal_skips_done_jobs(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo("resume")
+    images = push_images(registry.host, repo, 3)
+    make_plan(registry.host, repo, images, ["alpha"], "m-resume").save(tmp_path / "plan.json")
+    options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+    assert sign(tmp_path, notation_dir, options) == 0
+    capsys.readouterr()
+    journal = Journal(tmp_path / "plan.json.journal.sqlite")
+    assert journal.counts()["signed"] == 3
+    assert {e.attempts for e in journal.entries()} == {1}
+    journal.close()
+    assert sign(tmp_path, notation_dir, options) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["counts"] == {"signed": 3}
+    assert [r["attempts"] for r in summary["results"]] == [1, 1, 1]
+
+
+def test_missing_subject_fails_that_job_with_exit_1_and_lists_it(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo("missing")
+    images = push_images(registry.host, repo, 2)
+    ghost = ("gone", 100, "sha256:" + "ab" * 32)
+    make_plan(registry.host, repo, [*images, ghost], ["alpha"], "m-missing").save(tmp_path / "plan.json")
+    options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+    code = sign(tmp_path, notation_dir, options)
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert code == 1
+    assert summary["counts"] == {"signed": 2, "failed": 1}
+    assert [(f["digest"], f["state"]) for f in summary["failures"]] == [(ghost[2], "failed")]
+    assert "manifest not found" in summary["failures"][0]["error"]
+    assert f"{registry.host}/{repo}@{ghost[2]}" in err
+
+
+def test_journal_of_another_migration_is_refused(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo("foreign")
+    images = push_images(registry.host, repo, 1)
+    make_plan(registry.host, repo, images, ["alpha"], "m-one").save(tmp_path / "plan.json")
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.bind_plan("m-other")
+    journal.close()
+    code = main(
+        [
+            "sign",
+            str(tmp_path / "plan.json"),
+            "--config-dir",
+            str(notation_dir),
+            "--insecure-registry",
+            registry.host,
+            "--journal",
+            str(tmp_path / "j.sqlite"),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "journal belongs to migration 'm-other', not 'm-one'" in err
+    assert "Traceback" not in err
+
+
+def test_unreachable_registry_fails_preflight_before_any_job(
+    notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.servers import free_port
+
+    host = f"127.0.0.1:{free_port()}"
+    make_plan(host, "nobody", [("v1", 10, "sha256:" + "cd" * 32)], ["alpha"], "m-down").save(tmp_path / "plan.json")
+    code = main(["sign", str(tmp_path / "plan.json"), "--config-dir", str(notation_dir), "--insecure-registry", host])
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert f"pre-flight {host}: cannot read and write {host}/nobody" in err
+    journal = Journal(tmp_path / "plan.json.journal.sqlite")
+    assert journal.entries() == []
+    journal.close()
+
+
+def test_fault_proxy_batch_completes_and_rerun_finishes_the_rest(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo("faults")
+    images = push_images(registry.host, repo, 30)
+    proxy = FaultProxy(registry.url, every=4, kinds=("503", "429", "drop", "drop-after"), retry_after=0).start()
+    try:
+        make_plan(proxy.host, repo, images, ["alpha"], "m-faults").save(tmp_path / "plan.json")
+        options = RegistryOptions(insecure_registries=frozenset({proxy.host}))
+        code = sign_plan(
+            plan=tmp_path / "plan.json",
+            config_dir=notation_dir,
+            registry_options=options,
+            concurrency=8,
+            progress=False,
+        )
+        first = json.loads(capsys.readouterr().out)
+        assert sum(proxy.faults.values()) > 0
+        # Whatever outlived the retry budget is listed per job; a rerun finishes exactly those.
+        failed = {f["digest"] for f in first["failures"]}
+        assert code == (1 if failed else 0)
+        assert all(f["error"] for f in first["failures"])
+        for _ in range(3):
+            if code == 0:
+                break
+            code = sign_plan(
+                plan=tmp_path / "plan.json", config_dir=notation_dir, registry_options=options, progress=False
+            )
+            capsys.readouterr()
+        assert code == 0
+    finally:
+        proxy.stop()
+    listed = signatures_by_subject(registry.host, repo, [d for _, _, d in images])
+    alpha = leaf_thumbprint(notation_dir, "alpha")
+    assert listed == {d: [alpha] for _, _, d in images}
