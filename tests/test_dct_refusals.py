@@ -289,7 +289,7 @@ def test_malformed_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, resi
 
 def test_oversized_timestamp(capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner) -> None:
     resigner.raw["timestamp"] = resigner.raw["timestamp"] + b" " * (1024 * 1024)
-    assert_refused(capsys, tmp_path, resigner, "timestamp", "over the 1048576-byte limit")
+    assert_refused(capsys, tmp_path, resigner, "timestamp", "file is larger than the 1048576-byte limit")
 
 
 def test_key_id_must_match_key(capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner) -> None:

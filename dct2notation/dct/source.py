@@ -119,12 +119,11 @@ class NotaryServerSource:
                 chunks: list[bytes] = []
                 total = 0
                 for chunk in response.iter_bytes():
-                    total += len(chunk)
+                    room = max_bytes + 1 - total
+                    chunks.append(chunk[:room])
+                    total += min(len(chunk), room)
                     if total > max_bytes:
-                        # Stop reading: the caller reports the oversized file against the GUN and role.
-                        chunks.append(chunk)
-                        break
-                    chunks.append(chunk)
+                        break  # one byte past the cap is enough for the caller to name the oversized role
                 return b"".join(chunks)
         except httpx.TransportError as exc:
             if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):

@@ -311,7 +311,7 @@ class _Fetcher:
     def get(self, name: str, cap: int) -> bytes:
         raw = self.source.fetch(self.gun, name, max_bytes=cap)
         if len(raw) > cap:
-            raise DCTVerificationError(self.gun, name, f"file is {len(raw)} bytes, over the {cap}-byte limit")
+            raise DCTVerificationError(self.gun, name, f"file is larger than the {cap}-byte limit")
         self.files[name] = raw
         return raw
 
