@@ -28,6 +28,10 @@ class Limits:
     # Plugins (plugin-extensibility spec: each channel capped at 64 MiB)
     plugin_output_bytes: int = 64 * MiB
     plugin_timeout_seconds: float = 60.0
+    # RFC 3161 TSA (tspclient-go http.go maxBodyLength = 1 MiB; a reply with its chain is usually < 10 KiB).
+    # The skew bound refuses a genTime this far ahead of our clock: a TSA clock that wrong cannot be trusted.
+    tsa_response_bytes: int = 1 * MiB
+    tsa_max_clock_skew_seconds: float = 300.0
     # HTTP
     http_timeout_seconds: float = 30.0
     retry_attempts: int = 5
