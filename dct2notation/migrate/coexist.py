@@ -1,0 +1,376 @@
+"""Coexistence check: per tag, DCT verdict x registry digest x Notation verdict -> one status, and the CI gate.
+
+Decision table (first matching row wins; ``R`` = the registry's current digest for the tag):
+
+=====================  =============================================================
+``dct-invalid``        the GUN's DCT metadata did not verify (every tag of that GUN)
+``manifest-missing``   DCT has the tag but the registry serves no manifest for it
+``dct-missing``        the registry has the tag but DCT does not (published after the freeze)
+``drift``              the DCT digest differs from ``R``
+``notation-missing``   no Notation signature is associated with ``R``
+``notation-invalid``   signatures exist on ``R`` but none verifies (``failed_check`` names why)
+``ok``                 DCT digest == ``R`` and a signature on ``R`` verifies
+=====================  =============================================================
+
+The Notation verdict on ``R`` is recorded for every status where ``R`` exists, so the ``--require`` gates
+(``requirement_met``) can ignore DCT when the operator asks for Notation only.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..config import Clock, Limits
+from ..errors import ConfigError, NotFoundError, UsageError
+from ..notation.policy import TrustPolicyDocument
+from ..notation.truststore import TrustStore
+from ..notation.verify import verify_artifact
+from ..oci import Descriptor
+from ..registry.layout import REF_NAME, OCILayoutStore
+from ..registry.reference import Reference
+from ..registry.store import SignatureStore, fetch_signatures
+
+Status = Literal[
+    "ok", "notation-missing", "notation-invalid", "drift", "dct-missing", "dct-invalid", "manifest-missing"
+]
+STATUSES: tuple[Status, ...] = (
+    "ok",
+    "notation-missing",
+    "notation-invalid",
+    "drift",
+    "dct-missing",
+    "dct-invalid",
+    "manifest-missing",
+)
+Require = Literal["both", "notation", "either"]
+REQUIRE_MODES: tuple[Require, ...] = ("both", "notation", "either")
+DctVerdict = Literal["valid", "missing", "invalid"]
+NotationVerdict = Literal["valid", "missing", "invalid", "not-checked"]
+
+
+@dataclass(frozen=True, slots=True)
+class NotationResult:
+    verdict: NotationVerdict
+    failed_check: str | None = None
+    reason: str = ""
+    signature: str | None = None  # digest of the signature manifest that verified
+
+
+NOT_CHECKED = NotationResult("not-checked")
+
+
+@dataclass(frozen=True, slots=True)
+class TagStatus:
+    """One row of the matrix. No timestamps here: two runs over the same state give identical rows."""
+
+    gun: str
+    repository: str
+    tag: str
+    status: Status
+    dct: DctVerdict
+    dct_digest: str | None
+    registry_digest: str | None
+    notation: NotationResult
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gun": self.gun,
+            "repository": self.repository,
+            "tag": self.tag,
+            "status": self.status,
+            "dct": self.dct,
+            "dct_digest": self.dct_digest,
+            "registry_digest": self.registry_digest,
+            "notation": self.notation.verdict,
+            "failed_check": self.notation.failed_check,
+            "signature": self.notation.signature,
+            "reason": self.reason,
+        }
+
+
+def decide(
+    *,
+    dct: DctVerdict,
+    dct_digest: str | None,
+    registry_digest: str | None,
+    notation: NotationResult,
+    dct_reason: str = "",
+) -> tuple[Status, str]:
+    """The decision table in the module docstring, with a one-line reason."""
+    if dct == "invalid":
+        return "dct-invalid", f"DCT metadata did not verify: {dct_reason}"
+    if registry_digest is None:
+        return "manifest-missing", f"DCT trusts {dct_digest} but the registry serves no manifest for the tag"
+    if dct == "missing":
+        return "dct-missing", "the registry has the tag but DCT does not sign it"
+    if dct_digest != registry_digest:
+        return "drift", f"DCT trusts {dct_digest} but the registry serves {registry_digest}"
+    if notation.verdict == "missing":
+        return "notation-missing", "no Notation signature is associated with the digest"
+    if notation.verdict == "invalid":
+        return "notation-invalid", f"{notation.failed_check}: {notation.reason}"
+    return "ok", "DCT and Notation both verify the registry's digest"
+
+
+def requirement_met(row: TagStatus, require: Require) -> bool:
+    """``--require``, always judged on the registry's CURRENT digest (what a pull would get).
+
+    both: DCT valid for that digest AND Notation valid on it (= status ``ok``);
+    notation: Notation valid on it, whatever DCT says; either: at least one of the two valid on it.
+    """
+    if row.registry_digest is None:
+        return False
+    notation_ok = row.notation.verdict == "valid"
+    dct_ok = row.dct == "valid" and row.dct_digest == row.registry_digest
+    if require == "both":
+        return notation_ok and dct_ok
+    if require == "notation":
+        return notation_ok
+    return notation_ok or dct_ok
+
+
+@dataclass
+class CheckResult:
+    """All rows, sorted by (repository, tag); ``to_dict`` is the ``--json`` document."""
+
+    rows: list[TagStatus]
+    require: Require
+    evaluated_at: str
+    verified_digests: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        for row in self.rows:
+            counts[row.status] += 1
+        return counts
+
+    @property
+    def unmet(self) -> list[TagStatus]:
+        return [row for row in self.rows if not requirement_met(row, self.require)]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if not self.unmet else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        unmet = {row.key for row in self.unmet}
+        return {
+            "format": CHECK_FORMAT,
+            "evaluated_at": self.evaluated_at,
+            "require": self.require,
+            "summary": {"total": len(self.rows), "unmet": len(unmet), "counts": self.counts},
+            "tags": [dict(row.to_dict(), requirement_met=row.key not in unmet) for row in self.rows],
+        }
+
+
+CHECK_FORMAT = "dct2notation-check/1"
+
+
+# --- inputs ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DctRepository:
+    """One GUN as the check sees it: its trusted tags (docker pull semantics), or why it did not verify."""
+
+    gun: str
+    trusted: Mapping[str, str] = field(default_factory=dict)  # tag -> digest
+    error: str | None = None
+
+
+def dct_repositories(inventory_repositories: Iterable[Mapping[str, Any]]) -> list[DctRepository]:
+    """From inventory documents (``Inventory.repositories``)."""
+    out = []
+    for repo in inventory_repositories:
+        trusted = {str(t["tag"]): str(t["digest"]) for t in repo.get("trusted_tags", [])}
+        out.append(DctRepository(str(repo["gun"]), trusted))
+    return out
+
+
+class RegistryView(Protocol):
+    """What the check reads from where images live."""
+
+    def list_tags(self, repository: str) -> list[str]: ...
+
+    def resolve(self, repository: str, tag: str) -> Descriptor | None: ...
+
+    def envelopes(self, repository: str, digest: str) -> list[tuple[str, bytes]]: ...
+
+
+class StoreView:
+    """A :class:`RegistryView` over a registry ``RegistryStore`` (one per host) or an ``OCILayoutStore``."""
+
+    def __init__(self, store_for: Callable[[str], SignatureStore], list_tags: Callable[[str], list[str]]) -> None:
+        self._store_for = store_for
+        self._list_tags = list_tags
+
+    def list_tags(self, repository: str) -> list[str]:
+        try:
+            return self._list_tags(repository)
+        except NotFoundError:
+            return []  # an unknown repository has no tags; DCT's tags then show as manifest-missing
+
+    def resolve(self, repository: str, tag: str) -> Descriptor | None:
+        host, _, repo = repository.partition("/")
+        try:
+            return self._store_for(repository).resolve(Reference(host, repo, tag))
+        except NotFoundError:
+            return None
+
+    def envelopes(self, repository: str, digest: str) -> list[tuple[str, bytes]]:
+        _, _, repo = repository.partition("/")
+        return [(s.manifest.digest, s.envelope) for s in fetch_signatures(self._store_for(repository), repo, digest)]
+
+
+def layout_view(store: OCILayoutStore) -> StoreView:
+    """Every repository maps onto the one layout; its tags are the ``ref.name`` annotations."""
+
+    def tags(_: str) -> list[str]:
+        return [t for d in store.layout.manifests() if (t := (d.annotations or {}).get(REF_NAME))]
+
+    return StoreView(lambda _: store, tags)
+
+
+# --- the check ---------------------------------------------------------------------------------------
+@dataclass
+class _Pending:
+    gun: str
+    repository: str
+    tag: str
+    dct: DctVerdict
+    dct_digest: str | None
+    dct_reason: str = ""
+    subject: Descriptor | None = None
+
+    @property
+    def registry_digest(self) -> str | None:
+        return self.subject.digest if self.subject is not None else None
+
+
+def verify_digest(
+    view: RegistryView,
+    repository: str,
+    subject: Descriptor,
+    *,
+    policy: TrustPolicyDocument,
+    truststore: TrustStore,
+    clock: Clock,
+    limits: Limits,
+) -> NotationResult:
+    """Notation's rule on one digest: the first signature that verifies wins; else name the first failed check."""
+    reference = f"{repository}@{subject.digest}"
+    try:
+        policy.statement_for(reference)
+    except ConfigError as exc:
+        # No statement covers the repository: an admission controller would refuse it, so it is not valid.
+        return NotationResult("invalid", "trustPolicy", str(exc))
+    found = view.envelopes(repository, subject.digest)
+    if not found:
+        return NotationResult("missing", None, "no signature is associated with the artifact")
+    outcome = verify_artifact(
+        reference,
+        subject,
+        [raw for _, raw in found],
+        policy=policy,
+        truststore=truststore,
+        clock=clock,
+        limits=limits,
+    )
+    if outcome.ok and outcome.passed_index is not None:
+        return NotationResult("valid", None, "verified", found[outcome.passed_index][0])
+    return NotationResult("invalid", outcome.failed_check or "signature", outcome.reason)
+
+
+def run_check(
+    repositories: Sequence[DctRepository],
+    view: RegistryView,
+    *,
+    policy: TrustPolicyDocument,
+    truststore: TrustStore,
+    clock: Clock,
+    limits: Limits,
+    require: Require = "both",
+    registry_map: Callable[[str], str] = lambda gun: gun,
+    concurrency: int = 16,
+    progress: Callable[[str, int], None] | None = None,
+) -> CheckResult:
+    """Resolve every tag, verify every distinct (repository, digest) once, and assemble the matrix.
+
+    ``progress(phase, n)`` is told how many tags resolved / digests verified (for a progress bar).
+    """
+    if require not in REQUIRE_MODES:
+        raise UsageError(f"--require {require!r}: expected one of {', '.join(REQUIRE_MODES)}")
+    if concurrency < 1:
+        raise UsageError(f"--concurrency {concurrency}: expected at least 1")
+    evaluated_at = clock.now().isoformat().replace("+00:00", "Z")
+    pending: list[_Pending] = []
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        mapped = [(repo, registry_map(repo.gun)) for repo in repositories]
+        listed = list(pool.map(lambda pair: view.list_tags(pair[1]), mapped))
+        for (repo, repository), registry_tags in zip(mapped, listed, strict=True):
+            pending.extend(_rows_for(repo, repository, registry_tags))
+
+        def resolve(row: _Pending) -> None:
+            row.subject = view.resolve(row.repository, row.tag)
+
+        _drain(pool.map(resolve, pending), progress, "resolve")
+        # The cache: a digest under ten tags is verified once.
+        subjects = {(r.repository, r.subject.digest): r.subject for r in pending if r.subject is not None}
+        cache: dict[tuple[str, str], NotationResult] = {}
+        lock = threading.Lock()
+
+        def verify(key: tuple[str, str]) -> None:
+            result = verify_digest(
+                view, key[0], subjects[key], policy=policy, truststore=truststore, clock=clock, limits=limits
+            )
+            with lock:
+                cache[key] = result
+
+        _drain(pool.map(verify, sorted(subjects)), progress, "verify")
+    rows = []
+    for p in pending:
+        notation = cache[(p.repository, p.registry_digest)] if p.registry_digest is not None else NOT_CHECKED
+        status, reason = decide(
+            dct=p.dct,
+            dct_digest=p.dct_digest,
+            registry_digest=p.registry_digest,
+            notation=notation,
+            dct_reason=p.dct_reason,
+        )
+        rows.append(
+            TagStatus(p.gun, p.repository, p.tag, status, p.dct, p.dct_digest, p.registry_digest, notation, reason)
+        )
+    rows.sort(key=lambda r: (r.repository, r.tag))
+    return CheckResult(rows, require, evaluated_at, verified_digests=len(cache))
+
+
+def _drain(results: Iterator[None], progress: Callable[[str, int], None] | None, phase: str) -> None:
+    # Consuming the iterator re-raises the first worker error (e.g. RemoteError -> exit 3).
+    for _ in results:
+        if progress is not None:
+            progress(phase, 1)
+
+
+# Tags Notation 1.x / oras create for the referrers tag schema; they are signatures, not images.
+_REFERRERS_TAG = re.compile(r"^sha256-[0-9a-f]{64}$")
+
+
+def _rows_for(repo: DctRepository, repository: str, listed: Iterable[str]) -> Iterator[_Pending]:
+    registry_tags = {t for t in listed if not _REFERRERS_TAG.match(t)}
+    if repo.error is not None:
+        # Without verified metadata the DCT tag list is unknown; every tag the registry serves is affected.
+        for tag in sorted(registry_tags):
+            yield _Pending(repo.gun, repository, tag, "invalid", None, repo.error)
+        return
+    for tag in sorted(registry_tags | set(repo.trusted)):
+        digest = repo.trusted.get(tag)
+        yield _Pending(repo.gun, repository, tag, "valid" if digest else "missing", digest)
