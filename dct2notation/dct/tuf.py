@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.exceptions import VerificationError as SslibVerificationError
-from securesystemslib.signer import Signature, SSlibKey  # type: ignore[attr-defined]
 
 from ..config import Clock, Limits, parse_rfc3339
 from ..errors import Dct2NotationError, DCTVerificationError, NotFoundError
+from ._sslib import Signature, SSlibKey
 
 BASE_ROLES = ("root", "targets", "snapshot", "timestamp")
 _KEYTYPES = frozenset({"ecdsa", "ecdsa-x509", "rsa", "rsa-x509", "ed25519"})
