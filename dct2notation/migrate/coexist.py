@@ -23,17 +23,21 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..config import Clock, Limits
-from ..errors import ConfigError, NotFoundError, UsageError
+from ..dct.inventory import build_inventory
+from ..dct.tuf import MetadataSource
+from ..errors import ConfigError, DCTVerificationError, NotFoundError, UsageError
 from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
 from ..notation.verify import verify_artifact
 from ..oci import Descriptor
 from ..registry.layout import REF_NAME, OCILayoutStore
+from ..registry.options import RegistryOptions
 from ..registry.reference import Reference
-from ..registry.store import SignatureStore, fetch_signatures
+from ..registry.store import RegistryStore, SignatureStore, fetch_signatures
 
 Status = Literal[
     "ok", "notation-missing", "notation-invalid", "drift", "dct-missing", "dct-invalid", "manifest-missing"
@@ -374,3 +378,41 @@ def _rows_for(repo: DctRepository, repository: str, listed: Iterable[str]) -> It
     for tag in sorted(registry_tags | set(repo.trusted)):
         digest = repo.trusted.get(tag)
         yield _Pending(repo.gun, repository, tag, "valid" if digest else "missing", digest)
+
+
+def dct_from_source(guns: Iterable[str], source: MetadataSource, clock: Clock, limits: Limits) -> list[DctRepository]:
+    """Verify each GUN on its own, so one GUN's broken or expired metadata marks only its own tags ``dct-invalid``."""
+    out = []
+    for gun in guns:
+        try:
+            inventory = build_inventory([gun], source, clock, limits)
+        except (DCTVerificationError, NotFoundError) as exc:
+            out.append(DctRepository(gun, {}, str(exc)))
+            continue
+        out.extend(dct_repositories(inventory.repositories))
+    return out
+
+
+def registry_view(options: RegistryOptions, oci_layout: Path | None = None) -> tuple[StoreView, Callable[[], None]]:
+    """A view over registries (one store per host) or one OCI layout; the second value closes the stores."""
+    if oci_layout is not None:
+        layout = OCILayoutStore(oci_layout, options.limits)
+        return layout_view(layout), layout.close
+    stores: dict[str, RegistryStore] = {}
+    lock = threading.Lock()
+
+    def store_for(repository: str) -> RegistryStore:
+        host = repository.partition("/")[0]
+        with lock:
+            if host not in stores:
+                stores[host] = RegistryStore(host, options)
+            return stores[host]
+
+    def list_tags(repository: str) -> list[str]:
+        return store_for(repository).client.list_tags(repository.partition("/")[2])
+
+    def close() -> None:
+        for store in stores.values():
+            store.close()
+
+    return StoreView(store_for, list_tags), close
