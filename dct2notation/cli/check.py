@@ -1,0 +1,132 @@
+"""``check``: the coexistence matrix and its CI gate. Logic lives in dct2notation.migrate.coexist / check_report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_rfc3339
+from ..errors import UsageError
+
+RequireOpt = Annotated[str, typer.Option("--require", help="Gate: both | notation | either (docs/check.md).")]
+
+
+def _dct(
+    guns: list[str], server: str | None, archive: Path | None, inventory: Path | None, ca: Path | None, clock: Clock
+) -> list[Any]:
+    from ..dct.inventory import load_inventory
+    from ..dct.source import ArchiveSource, NotaryServerSource
+    from ..migrate.coexist import dct_from_source, dct_repositories
+
+    options = (("--server", server), ("--archive", archive), ("--inventory", inventory))
+    given = [name for name, value in options if value]
+    if len(given) != 1:
+        raise UsageError("check: give exactly one of GUN… --server URL, GUN… --archive DIR, --inventory FILE")
+    if inventory is not None:
+        if guns:
+            raise UsageError("check: --inventory already names its GUNs; do not list GUNs as well")
+        return dct_repositories(load_inventory(inventory).repositories)
+    if not guns:
+        raise UsageError(f"check: {given[0]} needs at least one GUN")
+    source = NotaryServerSource(server, ca=ca, limits=DEFAULT_LIMITS) if server else ArchiveSource(Path(str(archive)))
+    return dct_from_source(guns, source, clock, DEFAULT_LIMITS)
+
+
+def check_command(
+    guns: Annotated[list[str] | None, typer.Argument(help="GUNs to check (with --server or --archive).")] = None,
+    server: Annotated[str | None, typer.Option("--server", help="Notary server URL.")] = None,
+    archive: Annotated[Path | None, typer.Option("--archive", help="DCT archive directory.")] = None,
+    inventory: Annotated[Path | None, typer.Option("--inventory", help="Inventory JSON (`inventory --json`).")] = None,
+    ca: Annotated[Path | None, typer.Option("--ca", help="CA bundle for an HTTPS notary server.")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Notation trust policy (trustpolicy.json).")] = None,
+    truststore: Annotated[Path | None, typer.Option("--truststore", help="Notation trust store directory.")] = None,
+    require: RequireOpt = "both",
+    json_out: Annotated[bool, typer.Option("--json", help="The check document (or the diff) on stdout.")] = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML, one test case per tag.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel registry requests.")] = 16,
+    registry_map: Annotated[
+        list[str] | None, typer.Option("--registry-map", help="GUN_PREFIX=REGISTRY_PREFIX (repeatable).")
+    ] = None,
+    oci_layout: Annotated[Path | None, typer.Option("--oci-layout", help="Read images from an OCI layout.")] = None,
+    insecure_registry: Annotated[
+        list[str] | None, typer.Option("--insecure-registry", help="Plain-HTTP registry host (repeatable).")
+    ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="Evaluate expiry at this RFC 3339 time.")] = None,
+    since: Annotated[Path | None, typer.Option("--since", help="Report only changes since this --json.")] = None,
+    watch: Annotated[float | None, typer.Option("--watch", help="Re-run every INTERVAL seconds.")] = None,
+    max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop --watch after N runs.")] = None,
+    table: Annotated[bool, typer.Option("--table/--no-table", help="Rich table and counts on stderr.")] = True,
+) -> int:
+    """Per tag: DCT verdict x registry digest x Notation verdict; exit 0 only when every tag meets --require."""
+    from ..migrate.check_report import (
+        diff_since,
+        load_previous,
+        render_junit,
+        render_markdown,
+        render_table,
+        rows_by_key,
+    )
+    from ..migrate.coexist import REQUIRE_MODES, registry_view, run_check
+    from ..migrate.plan import map_repository, parse_registry_map
+    from ..notation.policy import TrustPolicyDocument
+    from ..notation.truststore import TrustStore
+    from ..registry.options import RegistryOptions
+    from ..report import print_json, stderr_console
+
+    if require not in REQUIRE_MODES:
+        raise UsageError(f"--require {require!r}: expected one of {', '.join(REQUIRE_MODES)}")
+    if policy is None or truststore is None:
+        raise UsageError("check: --policy FILE and --truststore DIR are required")
+    if watch is not None and (max_runs is None or max_runs < 1 or watch < 0):
+        raise UsageError("--watch INTERVAL needs --max-runs N (N ≥ 1, INTERVAL ≥ 0): a scheduled run must be bounded")
+    if not truststore.is_dir():
+        raise UsageError(f"--truststore {truststore}: not a directory")
+    fixed = FixedClock(parse_rfc3339(at)) if at is not None else None
+    document = TrustPolicyDocument.load(policy)
+    store = TrustStore(truststore)
+    mapping = parse_registry_map(registry_map or [])
+    options = RegistryOptions(insecure_registries=frozenset(insecure_registry or []))
+    previous = load_previous(since) if since is not None else None
+    runs = max_runs if watch is not None and max_runs is not None else 1
+    code = 0
+    for run in range(runs):
+        if run:
+            time.sleep(watch or 0)
+        clock: Clock = fixed or SystemClock()
+        repositories = _dct(list(guns or []), server, archive, inventory, ca, clock)
+        view, close = registry_view(options, oci_layout)
+        try:
+            result = run_check(
+                repositories,
+                view,
+                policy=document,
+                truststore=store,
+                clock=clock,
+                limits=DEFAULT_LIMITS,
+                require=require,
+                registry_map=lambda gun: map_repository(gun, mapping),
+                concurrency=concurrency,
+            )
+        finally:
+            close()
+        if json_out:
+            print_json(diff_since(previous, result) if previous is not None else result.to_dict())
+        if table:
+            render_table(result, stderr_console)
+        if junit is not None:
+            junit.write_bytes(render_junit(result))
+        if markdown is not None:
+            markdown.write_text(render_markdown(result), encoding="utf-8")
+        if watch is not None:
+            previous = rows_by_key(result)
+        code = result.exit_code
+    return code
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to ``app``."""
+    app.command("check")(check_command)
