@@ -1,0 +1,437 @@
+"""Decommission sign-off: an evidence bundle that proves every DCT-trusted digest is covered by Notation, offline.
+
+Bundle layout (every path below is listed in ``MANIFEST.json`` with its sha256 and size; MANIFEST.json is written
+last, so its presence means the bundle is complete)::
+
+    archive/            the archived TUF metadata, as ``dct2notation archive`` wrote it
+    inventory.json      the inventory the migration ran from (``evaluated_at`` = the DCT evaluation time)
+    plan.json           the signing plan; journal-summary.json  state counts and entries of the signing journal
+    signatures/<subject hex>/<manifest hex>.json|.cose   every signature manifest and its envelope
+    policy/trustpolicy.json, policy/truststore/x509/...   the Notation trust policy and trust store
+    check.json          the final coexistence run
+    SIGNOFF.json        the verdict, its reasons and per-subject coverage; REPORT.md / REPORT.html render it
+
+Verification re-derives the trusted digests from ``archive/`` (DCT, at the recorded evaluation time) and verifies the
+bundled envelopes under the bundled policy at the recorded Notation time: a bundle checked years later judges the
+evidence as it stood at sign-off, not against certificates that have since expired.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import DEFAULT_LIMITS, Clock, FixedClock, Limits, parse_rfc3339
+from ..errors import ConfigError, Dct2NotationError, GateFailed, InputError, VerificationError
+from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
+from .plan import ANNOTATION_PREFIX
+
+FORMAT = "dct2notation-signoff/1"
+MANIFEST = "MANIFEST.json"
+
+
+class BundleIntegrityError(VerificationError):
+    """A bundle file was edited, added or removed after sign-off."""
+
+
+@dataclass
+class Coverage:
+    """One DCT-trusted digest and whether a Notation signature under the bundled policy covers it."""
+
+    gun: str
+    repository: str
+    digest: str
+    size: int
+    tags: list[str]
+    covered: bool
+    reason: str
+
+
+@dataclass
+class Verdict:
+    ready: bool
+    reasons: list[str]
+    coverage: list[Coverage] = field(default_factory=list)
+    dct_failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uncovered(self) -> list[Coverage]:
+        return [c for c in self.coverage if not c.covered]
+
+    def per_repository(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for c in self.coverage:
+            row = counts.setdefault(c.gun, {"digests": 0, "tags": 0, "covered": 0, "uncovered": 0})
+            row["digests"] += 1
+            row["tags"] += len(c.tags)
+            row["covered" if c.covered else "uncovered"] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": "ready" if self.ready else "not ready",
+            "reasons": self.reasons,
+            "repositories": self.per_repository(),
+            "dct_failures": self.dct_failures,
+            "coverage": [asdict(c) for c in self.coverage],
+        }
+
+
+# --- integrity ----------------------------------------------------------------------------------------------
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _bundle_files(bundle: Path) -> list[str]:
+    return sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def write_manifest(bundle: Path) -> None:
+    files = [
+        {"path": rel, "sha256": _sha256_file(bundle / rel), "size": (bundle / rel).stat().st_size}
+        for rel in _bundle_files(bundle)
+    ]
+    doc = {"format": FORMAT, "files": files}
+    (bundle / MANIFEST).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+def check_integrity(bundle: Path) -> int:
+    """Every listed file present with its hash and size, nothing extra. Returns the file count."""
+    path = bundle / MANIFEST
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        listed = {str(f["path"]): (str(f["sha256"]), int(f["size"])) for f in doc["files"]}
+    except OSError as exc:
+        raise BundleIntegrityError(f"{path}: cannot read the bundle manifest ({exc.strerror})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleIntegrityError(f"{path}: not a sign-off bundle manifest ({exc})") from exc
+    if doc.get("format") != FORMAT:
+        raise BundleIntegrityError(f"{path}: format is {doc.get('format')!r}, expected {FORMAT!r}")
+    present = set(_bundle_files(bundle))
+    problems = [f"missing {rel}" for rel in sorted(set(listed) - present)]
+    problems += [f"added {rel}" for rel in sorted(present - set(listed))]
+    for rel in sorted(set(listed) & present):
+        sha, size = listed[rel]
+        if (bundle / rel).stat().st_size != size or _sha256_file(bundle / rel) != sha:
+            problems.append(f"edited {rel}")
+    if problems:
+        raise BundleIntegrityError(f"{bundle}: bundle changed since sign-off: {', '.join(problems)}")
+    return len(listed)
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise InputError(f"{path}: {what} is not JSON ({exc})") from exc
+
+
+def _archive_guns(archive: Path) -> list[str]:
+    doc = _read_json(archive / "ARCHIVE.json", "the archive manifest")
+    guns = doc.get("guns") if isinstance(doc, dict) else None
+    if not isinstance(guns, list) or not all(isinstance(g, str) for g in guns):
+        raise InputError(f"{archive / 'ARCHIVE.json'}: field 'guns' must be a list of GUNs")
+    return list(guns)
+
+
+def _repositories(plan_doc: Any) -> dict[tuple[str, str], str]:
+    """(gun, digest) -> the registry repository the plan signed it in (plans may map registries)."""
+    out: dict[tuple[str, str], str] = {}
+    for job in plan_doc.get("jobs", []) if isinstance(plan_doc, dict) else []:
+        notes = job.get("annotations") or {}
+        gun = notes.get(ANNOTATION_PREFIX + "gun")
+        repository = job.get("repository")
+        if isinstance(repository, str):
+            out[(str(gun) if gun else repository, str(job.get("digest")))] = repository
+            out.setdefault((repository, str(job.get("digest"))), repository)
+    return out
+
+
+def _signatures(signatures_dir: Path) -> dict[str, list[tuple[str, bytes]]]:
+    """subject digest -> [(subject media type, envelope bytes)] from the bundle's signatures/ tree."""
+    found: dict[str, list[tuple[str, bytes]]] = {}
+    if not signatures_dir.is_dir():
+        return found
+    for manifest_path in sorted(signatures_dir.glob("*/*.json")):
+        envelope_path = manifest_path.with_suffix(".cose")
+        if not envelope_path.is_file():
+            continue  # integrity checking names the missing envelope; here it simply covers nothing
+        manifest = _read_json(manifest_path, "a signature manifest")
+        subject = manifest.get("subject") if isinstance(manifest, dict) else None
+        media = str(subject.get("mediaType", OCI_MANIFEST)) if isinstance(subject, dict) else OCI_MANIFEST
+        found.setdefault("sha256:" + manifest_path.parent.name, []).append((media, envelope_path.read_bytes()))
+    return found
+
+
+def evaluate(
+    *,
+    archive: Path,
+    plan_doc: Any,
+    signatures_dir: Path,
+    policy_dir: Path,
+    dct_at: dt.datetime,
+    notation_at: dt.datetime,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Verdict:
+    """Re-derive DCT-trusted digests from ``archive`` and check each has a passing Notation signature."""
+    from ..dct.inventory import build_inventory
+    from ..dct.source import ArchiveSource
+    from ..notation.policy import TrustPolicyDocument
+    from ..notation.truststore import TrustStore
+
+    source = ArchiveSource(archive)
+    policy = TrustPolicyDocument.load_from_config(policy_dir)
+    truststore = TrustStore(policy_dir / "truststore")
+    repositories = _repositories(plan_doc)
+    signatures = _signatures(signatures_dir)
+    clock: Clock = FixedClock(notation_at)
+    verdict = Verdict(ready=True, reasons=[])
+    for gun in _archive_guns(archive):
+        try:
+            inventory = build_inventory([gun], source, FixedClock(dct_at), limits)
+        except Dct2NotationError as exc:
+            verdict.dct_failures[gun] = str(exc)
+            verdict.reasons.append(f"DCT metadata of {gun} does not verify: {exc}")
+            continue
+        by_digest: dict[str, tuple[int, list[str]]] = {}
+        for row in inventory.repositories[0]["trusted_tags"]:
+            size, tags = by_digest.setdefault(row["digest"], (int(row["size"]), []))
+            tags.append(row["tag"])
+        for digest, (size, tags) in sorted(by_digest.items()):
+            repository = repositories.get((gun, digest), gun)
+            verdict.coverage.append(
+                _cover(
+                    gun, repository, digest, size, tags, signatures.get(digest, []), policy, truststore, clock, limits
+                )
+            )
+    for item in verdict.uncovered:
+        verdict.reasons.append(
+            f"{item.repository}@{item.digest} ({item.gun}: {', '.join(item.tags)}) is not covered: {item.reason}"
+        )
+    if not verdict.coverage and not verdict.dct_failures:
+        verdict.reasons.append("the archive holds no DCT-trusted digest")
+    verdict.ready = not verdict.reasons
+    return verdict
+
+
+def _cover(
+    gun: str,
+    repository: str,
+    digest: str,
+    size: int,
+    tags: list[str],
+    envelopes: list[tuple[str, bytes]],
+    policy: Any,
+    truststore: Any,
+    clock: Clock,
+    limits: Limits,
+) -> Coverage:
+    from ..notation.verify import verify_artifact
+
+    def result(covered: bool, reason: str) -> Coverage:
+        return Coverage(gun, repository, digest, size, tags, covered, reason)
+
+    if not envelopes:
+        return result(False, "no Notation signature in the bundle")
+    media = envelopes[0][0]
+    try:
+        outcome = verify_artifact(
+            f"{repository}@{digest}",
+            Descriptor(media, digest, size),
+            [raw for _, raw in envelopes],
+            policy=policy,
+            truststore=truststore,
+            clock=clock,
+            limits=limits,
+        )
+    except Dct2NotationError as exc:
+        return result(False, str(exc))
+    if outcome.ok:
+        return result(True, "verified")
+    return result(False, f"no signature verifies ({outcome.failed_check}: {outcome.reason})")
+
+
+# --- creation -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SignoffInputs:
+    archive: Path
+    inventory: Path
+    plan: Path
+    policy_dir: Path
+    journal: Path | None = None
+    check_json: Path | None = None
+
+
+def _journal_summary(path: Path) -> dict[str, Any]:
+    from .journal import Journal
+
+    if not path.is_file():
+        raise InputError(f"--journal {path}: no such file")
+    journal = Journal(path)
+    try:
+        return {"counts": journal.counts(), "entries": [asdict(e) for e in journal.entries()]}
+    finally:
+        journal.close()
+
+
+def _copy_signatures(store: Any, plan_doc: Any, out: Path) -> int:
+    """Every signature manifest + envelope of every planned subject, keyed by subject and manifest digest."""
+    from ..registry.store import fetch_signatures
+
+    count = 0
+    seen: set[tuple[str, str]] = set()
+    for job in plan_doc.get("jobs", []):
+        repository, digest = str(job["repository"]), str(job["digest"])
+        if (repository, digest) in seen:
+            continue
+        seen.add((repository, digest))
+        for stored in fetch_signatures(store, repository, digest):
+            raw_manifest = stored.manifest.raw
+            folder = out / digest.removeprefix("sha256:")
+            folder.mkdir(parents=True, exist_ok=True)
+            name = sha256_digest(raw_manifest).removeprefix("sha256:")
+            (folder / f"{name}.json").write_bytes(raw_manifest)
+            (folder / f"{name}.cose").write_bytes(stored.envelope)
+            count += 1
+    return count
+
+
+def create_bundle(
+    inputs: SignoffInputs, store: Any, output: Path, clock: Clock, limits: Limits = DEFAULT_LIMITS
+) -> Verdict:
+    """Assemble the bundle in a temp dir beside ``output``, evaluate it from its own copy, then rename into place."""
+    from .signoff_report import write_reports
+
+    if output.exists():
+        raise InputError(f"-o {output}: already exists; sign-off never overwrites evidence")
+    for label, path in (("--archive", inputs.archive), ("--policy-dir", inputs.policy_dir)):
+        if not path.is_dir():
+            raise InputError(f"{label} {path}: not a directory")
+    if not (inputs.archive / "ARCHIVE.json").is_file():
+        raise InputError(f"--archive {inputs.archive}: no ARCHIVE.json (not an archive, or an incomplete one)")
+    inventory_doc = _read_json(inputs.inventory, "the inventory")
+    plan_doc = _read_json(inputs.plan, "the plan")
+    evaluated_at = inventory_doc.get("evaluated_at") if isinstance(inventory_doc, dict) else None
+    if not isinstance(evaluated_at, str):
+        raise InputError(f"{inputs.inventory}: field 'evaluated_at' is missing")
+    if not isinstance(plan_doc, dict) or not isinstance(plan_doc.get("jobs"), list):
+        raise InputError(f"{inputs.plan}: field 'jobs' must be a list")
+    staging = output.with_name(output.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        shutil.copytree(inputs.archive, staging / "archive")
+        shutil.copyfile(inputs.inventory, staging / "inventory.json")
+        shutil.copyfile(inputs.plan, staging / "plan.json")
+        if inputs.journal is not None:
+            summary = _journal_summary(inputs.journal)
+            (staging / "journal-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        _copy_policy(inputs.policy_dir, staging / "policy")
+        if inputs.check_json is not None:
+            _read_json(inputs.check_json, "the coexistence run")
+            shutil.copyfile(inputs.check_json, staging / "check.json")
+        _copy_signatures(store, plan_doc, staging / "signatures")
+        now = clock.now()
+        stamp = now.isoformat().replace("+00:00", "Z")
+        verdict = evaluate(
+            archive=staging / "archive",
+            plan_doc=plan_doc,
+            signatures_dir=staging / "signatures",
+            policy_dir=staging / "policy",
+            dct_at=parse_rfc3339(evaluated_at),
+            notation_at=now,
+            limits=limits,
+        )
+        record = {
+            "format": FORMAT,
+            "created_at": stamp,
+            "dct_evaluated_at": evaluated_at,
+            "notation_verified_at": stamp,
+        }
+        record.update(verdict.to_dict())
+        (staging / "SIGNOFF.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        write_reports(staging, record)
+        write_manifest(staging)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return verdict
+
+
+def _copy_policy(policy_dir: Path, out: Path) -> None:
+    names = [n for n in ("trustpolicy.oci.json", "trustpolicy.json") if (policy_dir / n).is_file()]
+    if not names:
+        raise ConfigError(f"--policy-dir {policy_dir}: no trustpolicy.json or trustpolicy.oci.json")
+    if not (policy_dir / "truststore").is_dir():
+        raise ConfigError(f"--policy-dir {policy_dir}: no truststore/ directory")
+    out.mkdir(parents=True)
+    for name in names:
+        shutil.copyfile(policy_dir / name, out / name)
+    shutil.copytree(policy_dir / "truststore", out / "truststore")
+
+
+# --- verification -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BundleCheck:
+    files: int
+    verdict: Verdict
+
+
+def verify_bundle(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> BundleCheck:
+    """Integrity first (naming any changed file), then DCT + Notation from the bundle alone; no network."""
+    if not bundle.is_dir():
+        raise InputError(f"{bundle}: not a directory")
+    files = check_integrity(bundle)
+    record = _read_json(bundle / "SIGNOFF.json", "the sign-off record")
+    try:
+        dct_at = parse_rfc3339(str(record["dct_evaluated_at"]))
+        notation_at = parse_rfc3339(str(record["notation_verified_at"]))
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{bundle / 'SIGNOFF.json'}: field {exc} is missing") from exc
+    verdict = evaluate(
+        archive=bundle / "archive",
+        plan_doc=_read_json(bundle / "plan.json", "the plan"),
+        signatures_dir=bundle / "signatures",
+        policy_dir=bundle / "policy",
+        dct_at=dct_at,
+        notation_at=notation_at,
+        limits=limits,
+    )
+    recorded = record.get("verdict")
+    computed = "ready" if verdict.ready else "not ready"
+    if recorded != computed:
+        raise GateFailed(f"{bundle / 'SIGNOFF.json'}: records {recorded!r} but re-verification says {computed!r}")
+    return BundleCheck(files, verdict)
+
+
+def summary_line(verdict: Verdict) -> str:
+    if verdict.ready:
+        return "ready"
+    return "not ready: " + "; ".join(verdict.reasons)
+
+
+def uncovered_names(coverage: Iterable[Coverage]) -> list[str]:
+    return [f"{c.repository}@{c.digest}" for c in coverage if not c.covered]
