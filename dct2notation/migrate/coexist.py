@@ -29,15 +29,16 @@ from typing import Any, Literal, Protocol
 from ..config import Clock, Limits
 from ..dct.inventory import build_inventory
 from ..dct.tuf import MetadataSource
-from ..errors import ConfigError, DCTVerificationError, NotFoundError, UsageError
+from ..errors import ConfigError, DCTVerificationError, InputError, NotFoundError, RemoteError, UsageError
+from ..notation.manifest import parse_signature_manifest
 from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
-from ..notation.verify import verify_artifact
+from ..notation.verify import verify_envelope
 from ..oci import Descriptor
 from ..registry.layout import REF_NAME, OCILayoutStore
 from ..registry.options import RegistryOptions
 from ..registry.reference import Reference
-from ..registry.store import RegistryStore, SignatureStore, fetch_signatures
+from ..registry.store import RegistryStore, SignatureStore
 
 Status = Literal[
     "ok", "notation-missing", "notation-invalid", "drift", "dct-missing", "dct-invalid", "manifest-missing"
@@ -207,7 +208,9 @@ class RegistryView(Protocol):
 
     def resolve(self, repository: str, tag: str) -> Descriptor | None: ...
 
-    def envelopes(self, repository: str, digest: str) -> list[tuple[str, bytes]]: ...
+    def envelopes(self, repository: str, digest: str) -> list[tuple[str, bytes | None, str]]:
+        """(signature manifest digest, envelope or None when unreadable, why unreadable) per stored signature."""
+        ...
 
 
 class StoreView:
@@ -230,9 +233,29 @@ class StoreView:
         except NotFoundError:
             return None
 
-    def envelopes(self, repository: str, digest: str) -> list[tuple[str, bytes]]:
+    def envelopes(self, repository: str, digest: str) -> list[tuple[str, bytes | None, str]]:
         _, _, repo = repository.partition("/")
-        return [(s.manifest.digest, s.envelope) for s in fetch_signatures(self._store_for(repository), repo, digest)]
+        store = self._store_for(repository)
+        out: list[tuple[str, bytes | None, str]] = []
+        for desc in store.list_signatures(repo, digest):
+            try:
+                manifest = parse_signature_manifest(
+                    store.get_manifest(repo, desc.digest),
+                    where=f"signature manifest {desc.digest}",
+                    limits=store.limits,
+                )
+                if manifest.subject.digest != digest:
+                    continue  # a referrer listed under the wrong subject proves nothing about this one
+                out.append((desc.digest, store.get_blob(repo, manifest.envelope.digest), ""))
+            except RemoteError as exc:
+                # A stored signature whose bytes no longer match their digest is a tampered signature (integrity),
+                # not an outage; the client reports both as RemoteError, so tell them apart by its wording.
+                if "does not match its digest" not in str(exc):
+                    raise
+                out.append((desc.digest, None, str(exc)))
+            except InputError as exc:
+                out.append((desc.digest, None, str(exc)))
+        return out
 
 
 def layout_view(store: OCILayoutStore) -> StoreView:
@@ -280,18 +303,28 @@ def verify_digest(
     found = view.envelopes(repository, subject.digest)
     if not found:
         return NotationResult("missing", None, "no signature is associated with the artifact")
-    outcome = verify_artifact(
-        reference,
-        subject,
-        [raw for _, raw in found],
-        policy=policy,
-        truststore=truststore,
-        clock=clock,
-        limits=limits,
-    )
-    if outcome.ok and outcome.passed_index is not None:
-        return NotationResult("valid", None, "verified", found[outcome.passed_index][0])
-    return NotationResult("invalid", outcome.failed_check or "signature", outcome.reason)
+    first_failure: tuple[str, str] | None = None
+    for index, (signature, raw, unreadable) in enumerate(found):
+        if index >= limits.max_signature_attempts:
+            reason = f"gave up after {limits.max_signature_attempts} signatures (max_signature_attempts)"
+            return NotationResult("invalid", first_failure[0] if first_failure else "signature", reason)
+        if raw is None:
+            first_failure = first_failure or ("integrity", unreadable)
+            continue
+        result = verify_envelope(
+            raw,
+            subject=subject,
+            reference=reference,
+            policy=policy,
+            truststore=truststore,
+            clock=clock,
+            limits=limits,
+        )
+        if result.ok:
+            return NotationResult("valid", None, "verified", signature)
+        first_failure = first_failure or (result.failed_check or "signature", result.reason)
+    check, reason = first_failure or ("signature", "no signature passed")
+    return NotationResult("invalid", check, reason)
 
 
 def run_check(
