@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,7 +293,7 @@ def _journal_summary(path: Path) -> dict[str, Any]:
         journal.close()
 
 
-def _copy_signatures(store: Any, plan_doc: Any, out: Path) -> int:
+def _copy_signatures(stores: Callable[[str], Any], plan_doc: Any, out: Path) -> int:
     """Every signature manifest + envelope of every planned subject, keyed by subject and manifest digest."""
     from ..registry.store import fetch_signatures
 
@@ -304,7 +304,7 @@ def _copy_signatures(store: Any, plan_doc: Any, out: Path) -> int:
         if (repository, digest) in seen:
             continue
         seen.add((repository, digest))
-        for stored in fetch_signatures(store, repository, digest):
+        for stored in fetch_signatures(stores(repository.partition("/")[0]), repository, digest):
             raw_manifest = stored.manifest.raw
             folder = out / digest.removeprefix("sha256:")
             folder.mkdir(parents=True, exist_ok=True)
@@ -316,7 +316,7 @@ def _copy_signatures(store: Any, plan_doc: Any, out: Path) -> int:
 
 
 def create_bundle(
-    inputs: SignoffInputs, store: Any, output: Path, clock: Clock, limits: Limits = DEFAULT_LIMITS
+    inputs: SignoffInputs, stores: Callable[[str], Any], output: Path, clock: Clock, limits: Limits = DEFAULT_LIMITS
 ) -> Verdict:
     """Assemble the bundle in a temp dir beside ``output``, evaluate it from its own copy, then rename into place."""
     from .signoff_report import write_reports
@@ -350,7 +350,7 @@ def create_bundle(
         if inputs.check_json is not None:
             _read_json(inputs.check_json, "the coexistence run")
             shutil.copyfile(inputs.check_json, staging / "check.json")
-        _copy_signatures(store, plan_doc, staging / "signatures")
+        _copy_signatures(stores, plan_doc, staging / "signatures")
         now = clock.now()
         stamp = now.isoformat().replace("+00:00", "Z")
         verdict = evaluate(
