@@ -8,7 +8,7 @@ import typer
 from typer._click import exceptions as typer_exceptions  # typer vendors click; its errors live here
 
 from ..errors import Dct2NotationError
-from . import check, dct, migrate, notation, oci, policy
+from . import check, dct, migrate, notation, oci, policy, signoff
 
 app = typer.Typer(
     name="dct2notation",
@@ -32,7 +32,7 @@ def version() -> None:
     print(__version__)
 
 
-for _module in (dct, notation, oci, policy, migrate, check):
+for _module in (dct, notation, oci, policy, migrate, check, signoff):
     _module.register(app)
 
 
