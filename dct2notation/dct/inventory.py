@@ -19,9 +19,14 @@ RELEASED_ROLES = (RELEASES, "targets")
 REPO_ADMIN = "Repo Admin"
 
 
-def natural_key(text: str) -> list[tuple[int, int | str]]:
+_RUNS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """docker's ``sortorder.NaturalLess``: digit runs compare as numbers."""
-    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.findall(r"\d+|\D+", text)]
+    # split() with a capture group alternates text, digits, text, …: odd positions are the digit runs.
+    parts = _RUNS.split(text)
+    return tuple((0, int(part)) if i % 2 else (1, part) for i, part in enumerate(parts) if part)
 
 
 def _signer_name(role: str) -> str:
@@ -98,11 +103,8 @@ def repository_document(repo: VerifiedRepository) -> dict[str, Any]:
     for role in roles.values():
         for target in role.targets.values():
             by_tag.setdefault(target.name, {})[role.name] = target.digest
-    conflicts = [
-        {"tag": tag, "digests": by_tag[tag]}
-        for tag in sorted(by_tag, key=natural_key)
-        if len(set(by_tag[tag].values())) > 1
-    ]
+    clashing = [tag for tag, digests in by_tag.items() if len(digests) > 1 and len(set(digests.values())) > 1]
+    conflicts = [{"tag": tag, "digests": by_tag[tag]} for tag in sorted(clashing, key=natural_key)]
     delegations = [
         {
             "role": deleg.role,
