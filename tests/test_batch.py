@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,10 @@ from cryptography.hazmat.primitives import hashes
 
 from dct2notation.cli import main
 from dct2notation.cli.migrate import sign_plan
+from dct2notation.errors import UsageError
 from dct2notation.keys.testcert import generate_test_key
 from dct2notation.migrate.journal import Journal
-from dct2notation.migrate.plan import Job, Plan
+from dct2notation.migrate.plan import Job, Plan, shard_of
 from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, THUMBPRINT_ANNOTATION, go_json, sha256_digest
 from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
@@ -260,3 +262,50 @@ def test_fault_proxy_batch_completes_and_rerun_finishes_the_rest(
     listed = signatures_by_subject(registry.host, repo, [d for _, _, d in images])
     alpha = leaf_thumbprint(notation_dir, "alpha")
     assert listed == {d: [alpha] for _, _, d in images}
+
+
+def test_dry_run_lists_the_shard_and_signs_nothing(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo("dry")
+    images = push_images(registry.host, repo, 4)
+    plan = make_plan(registry.host, repo, images, ["alpha"], "m-dry")
+    plan.save(tmp_path / "plan.json")
+    options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+    assert sign(tmp_path, notation_dir, options, dry_run=True, shard="1/2") == 0
+    out = json.loads(capsys.readouterr().out)
+    want = [j.digest for j in plan.jobs if shard_of(j.repository, j.digest, 2) == 1]
+    assert [j["digest"] for j in out["jobs"]] == want
+    assert not (tmp_path / "plan.json.shard-1-of-2.journal.sqlite").exists()
+    assert signatures_by_subject(registry.host, repo, [d for _, _, d in images]) == {d: [] for _, _, d in images}
+
+
+def test_rate_limit_bounds_requests_per_registry(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo("rate")
+    images = push_images(registry.host, repo, 6)
+    make_plan(registry.host, repo, images, ["alpha"], "m-rate").save(tmp_path / "plan.json")
+    options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+    started = time.monotonic()
+    assert sign(tmp_path, notation_dir, options, rate_limit=12.0, concurrency=6) == 0
+    elapsed = time.monotonic() - started
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["counts"] == {"signed": 6}
+    # 6 jobs x 6 tokens = 36 requests at 12/s with a one-second burst of 12: at least 2 s.
+    assert elapsed >= 2.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"concurrency": 0}, "--concurrency: must be at least 1"),
+        ({"rate_limit": 0.0}, "--rate-limit: must be greater than 0"),
+        ({"shard": "2/2"}, "--shard '2/2': index must be in 0..N-1 and N at least 1"),
+    ],
+)
+def test_bad_batch_options(tmp_path: Path, notation_dir: Path, extra: dict[str, object], message: str) -> None:
+    make_plan("r.invalid", "x", [("v1", 1, "sha256:" + "ef" * 32)], ["alpha"], "m-bad").save(tmp_path / "plan.json")
+    with pytest.raises(UsageError) as caught:
+        sign(tmp_path, notation_dir, RegistryOptions(), **extra)
+    assert caught.value.message == message
