@@ -38,8 +38,9 @@ def signoff_command(
     if ctx.invoked_subcommand is not None:
         return
     from ..config import SystemClock
-    from ..migrate.signoff import SignoffInputs, create_bundle, summary_line
+    from ..migrate.signoff import SignoffInputs, bundle_digest, create_bundle, summary_line
     from ..registry.options import RegistryOptions
+    from ..report import stderr_console
     from .migrate import store_factory
 
     missing = [
@@ -59,6 +60,7 @@ def signoff_command(
     options = RegistryOptions(insecure_registries=frozenset(insecure_registry), ca_file=ca_file)
     inputs = SignoffInputs(archive, inventory, plan, policy_dir, journal, check_json)
     verdict = create_bundle(inputs, store_factory(options, oci_layout), output, SystemClock())
+    stderr_console.print(f"bundle {output}: digest {bundle_digest(output)}", highlight=False, soft_wrap=True)
     print(summary_line(verdict))
     if not verdict.ready:
         raise typer.Exit(1)
@@ -67,11 +69,13 @@ def signoff_command(
 @signoff_app.command("verify")
 def verify_command(bundle: Annotated[Path, typer.Argument(help="Bundle written by `signoff`.")]) -> None:
     """Re-verify a bundle offline: file hashes, DCT from its archive, Notation from its policy and envelopes."""
-    from ..migrate.signoff import summary_line, verify_bundle
+    from ..migrate.signoff import bundle_digest, summary_line, verify_bundle
     from ..report import stderr_console
 
     checked = verify_bundle(bundle)
-    stderr_console.print(f"{bundle}: {checked.files} file(s) intact", highlight=False)
+    stderr_console.print(
+        f"{bundle}: {checked.files} file(s) intact; digest {bundle_digest(bundle)}", highlight=False, soft_wrap=True
+    )
     if not checked.verdict.ready:
         raise GateFailed(f"{bundle}: {summary_line(checked.verdict)}")
     print("ready")

@@ -104,7 +104,16 @@ def write_manifest(bundle: Path) -> None:
         for rel in _bundle_files(bundle)
     ]
     doc = {"format": FORMAT, "files": files}
-    (bundle / MANIFEST).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    (bundle / MANIFEST).write_text(_manifest_text(doc), encoding="utf-8")
+
+
+def _manifest_text(doc: Any) -> str:
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def bundle_digest(bundle: Path) -> str:
+    """sha256 of MANIFEST.json: one value an approver can record and compare on any later re-check."""
+    return "sha256:" + _sha256_file(bundle / MANIFEST)
 
 
 def check_integrity(bundle: Path) -> int:
@@ -117,6 +126,9 @@ def check_integrity(bundle: Path) -> int:
         raise BundleIntegrityError(f"{path}: cannot read the bundle manifest ({exc.strerror})") from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleIntegrityError(f"{path}: not a sign-off bundle manifest ({exc})") from exc
+    if path.read_text(encoding="utf-8") != _manifest_text(doc):
+        # Hashes cannot cover the manifest itself; its exact bytes are pinned by our own serialisation instead.
+        raise BundleIntegrityError(f"{path}: bundle changed since sign-off: edited {MANIFEST}")
     if doc.get("format") != FORMAT:
         raise BundleIntegrityError(f"{path}: format is {doc.get('format')!r}, expected {FORMAT!r}")
     present = set(_bundle_files(bundle))
