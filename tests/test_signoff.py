@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from dct2notation.cli import main
+from dct2notation.cli.migrate import make_plan, sign_plan
 from dct2notation.config import DEFAULT_LIMITS, FixedClock, parse_rfc3339
 from dct2notation.dct.inventory import build_inventory
 from dct2notation.dct.source import ArchiveSource
-from dct2notation.cli.migrate import make_plan, sign_plan
 from dct2notation.errors import GateFailed, InputError
 from dct2notation.migrate.signoff import MANIFEST, BundleIntegrityError, verify_bundle, write_manifest
 
