@@ -12,6 +12,7 @@ Layout of the scenario (three GUNs mapped onto one registry by ``--registry-map`
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import shutil
@@ -172,6 +173,12 @@ def scenario(
     doc = json.loads(targets.read_bytes())
     doc["signed"]["targets"]["x"]["length"] += 1  # corrupt the signed part: its signature no longer verifies
     targets.write_text(json.dumps(doc))
+    # Whoever altered it also rewrote ARCHIVE.json; only the TUF signatures can catch it now.
+    manifest = json.loads((archive / "ARCHIVE.json").read_bytes())
+    for entry in manifest["files"]:
+        if entry["path"] == f"{broken_gun}/targets.json":
+            entry.update(sha256=hashlib.sha256(targets.read_bytes()).hexdigest(), length=targets.stat().st_size)
+    (archive / "ARCHIVE.json").write_text(json.dumps(manifest))
 
     policy, truststore = write_policy(base, notation_dir, "trusted")
     s = Scenario(base, host, n, archive, policy, truststore)

@@ -17,6 +17,7 @@ RequireOpt = Annotated[str, typer.Option("--require", help="Gate: both | notatio
 def _dct(
     guns: list[str], server: str | None, archive: Path | None, inventory: Path | None, ca: Path | None, clock: Clock
 ) -> list[Any]:
+    from ..dct.archive import check_archive
     from ..dct.inventory import load_inventory
     from ..dct.source import ArchiveSource, NotaryServerSource
     from ..migrate.coexist import dct_from_source, dct_repositories
@@ -31,7 +32,11 @@ def _dct(
         return dct_repositories(load_inventory(inventory).repositories)
     if not guns:
         raise UsageError(f"check: {given[0]} needs at least one GUN")
-    source = NotaryServerSource(server, ca=ca, limits=DEFAULT_LIMITS) if server else ArchiveSource(Path(str(archive)))
+    if archive is not None:
+        # The same integrity gate as `inventory --archive`: a damaged archive is bad input, not a DCT verdict.
+        check_archive(archive)
+        return dct_from_source(guns, ArchiveSource(archive), clock, DEFAULT_LIMITS)
+    source = NotaryServerSource(str(server), ca=ca, limits=DEFAULT_LIMITS)
     return dct_from_source(guns, source, clock, DEFAULT_LIMITS)
 
 
