@@ -258,13 +258,38 @@ class StoreView:
         return out
 
 
+class _LayoutView(StoreView):
+    """A ``ref.name`` of ``REPOSITORY:TAG`` belongs to that repository only (one layout holding several
+    repositories, as the demo estate does); a bare ``TAG`` belongs to every repository."""
+
+    def __init__(self, store: OCILayoutStore) -> None:
+        super().__init__(lambda _: store, self._tags)
+        self._layout = store.layout
+
+    def _names(self) -> list[str]:
+        return [t for d in self._layout.manifests() if (t := (d.annotations or {}).get(REF_NAME))]
+
+    def _tags(self, repository: str) -> list[str]:
+        out = []
+        for name in self._names():
+            repo, sep, tag = name.rpartition(":")
+            if not sep or "/" in tag:
+                out.append(name)
+            elif "/" in repo:
+                if repo == repository:
+                    out.append(tag)
+            else:
+                out.append(name)
+        return out
+
+    def resolve(self, repository: str, tag: str) -> Descriptor | None:
+        qualified = self._layout.tagged(f"{repository}:{tag}")
+        return qualified if qualified is not None else super().resolve(repository, tag)
+
+
 def layout_view(store: OCILayoutStore) -> StoreView:
     """Every repository maps onto the one layout; its tags are the ``ref.name`` annotations."""
-
-    def tags(_: str) -> list[str]:
-        return [t for d in store.layout.manifests() if (t := (d.annotations or {}).get(REF_NAME))]
-
-    return StoreView(lambda _: store, tags)
+    return _LayoutView(store)
 
 
 # --- the check ---------------------------------------------------------------------------------------
