@@ -103,9 +103,13 @@ def make_tsa_pki(
     return TsaPki(root, leaf, directory)
 
 
+# openssl ts -reply reads and rewrites the serial file; concurrent replies would race on it.
+_SERIAL_LOCK = threading.Lock()
+
+
 def openssl_reply(pki: TsaPki, request: bytes, *, config: str = "tsa.cnf") -> bytes:
     """``openssl ts -reply`` for ``request``; the chain (root included) goes into the token."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _SERIAL_LOCK:
         query, reply = Path(tmp) / "q.tsq", Path(tmp) / "r.tsr"
         query.write_bytes(request)
         d = pki.directory
