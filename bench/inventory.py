@@ -107,14 +107,18 @@ def main() -> None:
             )
 
         timed(ours, env), timed(notary_warm, env), notary_cold()  # warm the page cache and the server
-        results: dict[str, list[float]] = {"dct2notation": [], "notary cold": [], "notary warm": []}
+        # The bare CLI start (every area's imports) shows how much of our time is process start-up.
+        startup = [sys.executable, "-m", "dct2notation", "version"]
+        results: dict[str, list[float]] = {"dct2notation": [], "notary cold": [], "notary warm": [], "cli startup": []}
         for _ in range(opts.runs):
             results["dct2notation"].append(timed(ours, env))
             results["notary cold"].append(notary_cold())
             results["notary warm"].append(timed(notary_warm, env))
+            results["cli startup"].append(timed(startup, env))
         medians = {name: statistics.median(values) for name, values in results.items()}
         for name, value in medians.items():
             print(f"{name:14s} median {value * 1000:8.1f} ms over {opts.runs} runs")
+        print(f"dct2notation minus CLI start-up: {(medians['dct2notation'] - medians['cli startup']) * 1000:.1f} ms")
         for peer in ("notary cold", "notary warm"):
             print(f"ratio dct2notation / {peer}: {medians['dct2notation'] / medians[peer]:.2f}x")
     finally:
