@@ -1,10 +1,9 @@
-"""README's first command: the whole migration of the demo estate on a fresh clone ends with `ready` (issue #8, must show 1)."""
+"""README's first command: the demo estate's whole migration on a fresh clone ends with `ready` (#8, must show 1)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -50,4 +49,3 @@ def test_demo_on_a_fresh_clone_prints_ready(tmp_path: Path) -> None:
     assert len(checked.verdict.coverage) == 6  # every trusted digest of the three demo GUNs
     # The fixtures the clone ran from are untouched.
     assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
-    assert shutil.which("bash")
