@@ -30,15 +30,15 @@ from ..config import Clock, Limits
 from ..dct.inventory import build_inventory
 from ..dct.tuf import MetadataSource
 from ..errors import ConfigError, DCTVerificationError, InputError, NotFoundError, RemoteError, UsageError
-from ..notation.manifest import parse_signature_manifest
+from ..notation.manifest import parse_signature_manifest, referrers_tag
 from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
 from ..notation.verify import verify_envelope
-from ..oci import Descriptor
+from ..oci import OCI_MANIFEST, Descriptor
 from ..registry.layout import REF_NAME, OCILayoutStore
 from ..registry.options import RegistryOptions
 from ..registry.reference import Reference
-from ..registry.store import RegistryStore, SignatureStore
+from ..registry.store import RegistryStore, SignatureStore, unique_signatures
 
 Status = Literal[
     "ok", "notation-missing", "notation-invalid", "drift", "dct-missing", "dct-invalid", "manifest-missing"
@@ -233,11 +233,14 @@ class StoreView:
         except NotFoundError:
             return None
 
+    def _signatures(self, store: SignatureStore, repo: str, digest: str) -> list[Descriptor]:
+        return store.list_signatures(repo, digest)
+
     def envelopes(self, repository: str, digest: str) -> list[tuple[str, bytes | None, str]]:
         _, _, repo = repository.partition("/")
         store = self._store_for(repository)
         out: list[tuple[str, bytes | None, str]] = []
-        for desc in store.list_signatures(repo, digest):
+        for desc in self._signatures(store, repo, digest):
             try:
                 manifest = parse_signature_manifest(
                     store.get_manifest(repo, desc.digest),
@@ -287,9 +290,61 @@ class _LayoutView(StoreView):
         return qualified if qualified is not None else super().resolve(repository, tag)
 
 
+class LayoutView(StoreView):
+    """One OCI layout for every repository, read from ONE snapshot of index.json.
+
+    The layout store's own lookups scan index.json per call; over 100,000 tags that is quadratic, so tags and the
+    subject -> signatures graph are indexed once here.
+    """
+
+    def __init__(self, store: OCILayoutStore) -> None:
+        super().__init__(lambda _: store, lambda _: [])
+        self._store = store
+        self._tags: dict[str, Descriptor] = {}
+        self._untagged: list[Descriptor] = []
+        for desc in store.layout.manifests():
+            name = (desc.annotations or {}).get(REF_NAME)
+            if name is None:
+                self._untagged.append(desc)
+            else:
+                self._tags[name] = Descriptor(desc.media_type, desc.digest, desc.size)
+        self._graph: dict[str, list[Descriptor]] | None = None
+        self._graph_lock = threading.Lock()
+
+    def list_tags(self, repository: str) -> list[str]:
+        return list(self._tags)
+
+    def resolve(self, repository: str, tag: str) -> Descriptor | None:
+        return self._tags.get(tag)
+
+    def _subject_graph(self) -> dict[str, list[Descriptor]]:
+        # Notation lists signature manifests untagged in index.json; images are the tagged entries.
+        with self._graph_lock:
+            if self._graph is None:
+                graph: dict[str, list[Descriptor]] = {}
+                limits = self._store.limits
+                for desc in self._untagged:
+                    if desc.media_type != OCI_MANIFEST or desc.size > limits.signature_manifest_bytes:
+                        continue
+                    try:
+                        raw = self._store.layout.get_blob(desc.digest, limits.signature_manifest_bytes)
+                        manifest = parse_signature_manifest(raw, limits=limits)
+                    except (InputError, NotFoundError):
+                        continue  # an untagged image or a foreign artifact
+                    graph.setdefault(manifest.subject.digest, []).append(manifest.descriptor())
+                self._graph = graph
+            return self._graph
+
+    def _signatures(self, store: SignatureStore, repo: str, digest: str) -> list[Descriptor]:
+        found = list(self._subject_graph().get(digest, []))
+        index = self._tags.get(referrers_tag(digest))
+        if index is not None:
+            found += self._store.layout.referrers_from_tag(digest)
+        return unique_signatures(found)
+
+
 def layout_view(store: OCILayoutStore) -> StoreView:
-    """Every repository maps onto the one layout; its tags are the ``ref.name`` annotations."""
-    return _LayoutView(store)
+    return LayoutView(store)
 
 
 # --- the check ---------------------------------------------------------------------------------------

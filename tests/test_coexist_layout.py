@@ -1,0 +1,70 @@
+"""``check --inventory FILE --oci-layout DIR``: the same statuses from an OCI layout, signatures by the real signer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dct2notation.cli import main
+from dct2notation.config import SystemClock
+from dct2notation.keys.resolve import load_signing_key
+from dct2notation.keys.testcert import generate_test_key
+from dct2notation.oci import OCI_MANIFEST, Descriptor, sha256_digest
+from dct2notation.registry.layout import OCILayoutStore
+from dct2notation.registry.options import RegistryOptions
+from dct2notation.registry.signing import sign_artifact
+from dct2notation.registry.target import open_target
+from tests.test_batch import image_manifest
+from tests.test_coexist_scenario import write_policy
+
+
+def add_image(store: OCILayoutStore, tag: str) -> str:
+    raw = image_manifest(f"layout-{tag}")
+    digest = store.layout.put_blob(raw)
+    with store.layout.locked():
+        store.layout.tag(Descriptor(OCI_MANIFEST, digest, len(raw)), tag)
+    return digest
+
+
+def test_layout_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "notation"
+    generate_test_key("trusted", config, key_type="ec-p256", make_default=True)
+    layout = tmp_path / "layout"
+    store = OCILayoutStore(layout, create=True)
+    d = {tag: add_image(store, tag) for tag in ("a", "b", "c")}
+    for tag in ("a", "c"):
+        target = open_target(d[tag], options=RegistryOptions(), oci_layout=layout)
+        sign_artifact(target, load_signing_key("trusted", config), clock=SystemClock())
+    missing = sha256_digest(image_manifest("never pushed"))
+    trusted = [("a", d["a"]), ("b", d["b"]), ("d", missing)]
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(
+        json.dumps(
+            {
+                "format": "dct2notation-inventory/1",
+                "evaluated_at": "2026-01-01T00:00:00Z",
+                "repositories": [
+                    {
+                        "gun": "dct.example/app",
+                        "trusted_tags": [
+                            {"tag": t, "digest": dg, "size": 1, "role": "targets/releases"} for t, dg in trusted
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    policy, truststore = write_policy(tmp_path, config, "trusted")
+    args = ["check", "--inventory", str(inventory), "--oci-layout", str(layout), "--policy", str(policy)]
+    code = main([*args, "--truststore", str(truststore), "--json", "--no-table"])
+    doc = json.loads(capsys.readouterr().out)
+    assert {t["tag"]: t["status"] for t in doc["tags"]} == {
+        "a": "ok",
+        "b": "notation-missing",
+        "c": "dct-missing",
+        "d": "manifest-missing",
+    }
+    assert {t["tag"]: t["registry_digest"] for t in doc["tags"]} == {"a": d["a"], "b": d["b"], "c": d["c"], "d": None}
+    assert code == 1
