@@ -24,6 +24,7 @@ from typing import Protocol
 import httpx
 import rfc3161_client as tsp
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -128,6 +129,44 @@ def _sha384_request(digest: bytes) -> tuple[bytes, int]:
     return _encode(0x30, _encode(0x02, b"\x01") + imprint + nonce_der + _encode(0x01, b"\xff")), nonce
 
 
+# id-aa-signingCertificateV2 (RFC 5035) and the ESSCertIDv2 hash OIDs, as DER OID contents
+_SIGNING_CERTIFICATE_V2 = bytes.fromhex("2a864886f70d010910022f")
+_ESS_HASHES = {
+    bytes.fromhex("608648016503040201"): "sha256",
+    bytes.fromhex("608648016503040202"): "sha384",
+    bytes.fromhex("608648016503040203"): "sha512",
+}
+
+
+def _ess_cert_hash(token: bytes) -> tuple[str, bytes]:
+    """(hash name, certHash) of the first ESSCertIDv2 in the one SignerInfo's signingCertificateV2 attribute.
+
+    tspclient-go (Notation) refuses a token without this attribute, so we must too: a signature we produce has to
+    verify in Notation. The attribute is signed, so it binds the TSA certificate to the signature.
+    """
+    _, wrapped = _children(_content(token, 0x30))
+    signer_infos = _children(_content(_content(wrapped, 0xA0), 0x30))[-1]
+    (signer_info,) = _children(_content(signer_infos, 0x31))
+    fields = _children(_content(signer_info, 0x30))
+    signed_attrs = next((f for f in fields if f[0] == 0xA0), None)
+    if signed_attrs is None:
+        raise TimestampError("timestamp token has no signed attributes")
+    for attribute in _children(_content(signed_attrs, 0xA0)):
+        oid, values = _children(_content(attribute, 0x30))
+        if _content(oid, 0x06) != _SIGNING_CERTIFICATE_V2:
+            continue
+        certs = _children(_content(_children(_content(values, 0x31))[0], 0x30))[0]
+        first = _children(_content(_children(_content(certs, 0x30))[0], 0x30))
+        hash_name = "sha256"  # the ASN.1 DEFAULT
+        if first[0][0] == 0x30:
+            algorithm = _content(_children(_content(first[0], 0x30))[0], 0x06)
+            if algorithm not in _ESS_HASHES:
+                raise TimestampError("timestamp token signingCertificateV2 uses an unsupported certificate hash")
+            hash_name, first = _ESS_HASHES[algorithm], first[1:]
+        return hash_name, _content(first[0], 0x04)
+    raise TimestampError("timestamp token has no signingCertificateV2 attribute (RFC 5816; Notation requires it)")
+
+
 # --- verification ---------------------------------------------------------------------------------------------------
 def _hash_name(hash_algorithm: str) -> str:
     if hash_algorithm not in _HASHES:
@@ -199,6 +238,14 @@ def _verify(
     except tsp.VerificationError as exc:
         raise TimestampError(f"timestamp token does not verify against the TSA root certificate(s): {exc}") from exc
     tsa_cert = _signer_certificate(response)
+    try:
+        ess_hash, cert_hash = _ess_cert_hash(token)
+    except (ValueError, IndexError) as exc:
+        raise TimestampError(f"timestamp token signed attributes are malformed ({exc})") from exc
+    if hashlib.new(ess_hash, tsa_cert.public_bytes(Encoding.DER)).digest() != cert_hash:
+        raise TimestampError(
+            f'timestamp token signingCertificateV2 does not match TSA certificate "{tsa_cert.subject.rfc4514_string()}"'
+        )
     eku = tsa_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value  # presence checked by the library
     if list(eku) != [ExtendedKeyUsageOID.TIME_STAMPING]:
         raise TimestampError(

@@ -5,7 +5,8 @@ misbehave the ways a TSA can, always with real OpenSSL replies where a reply is 
 ``ok``; ``http500``; ``hang`` (never answers until stopped); ``rogue`` (signed by a TSA under another root);
 ``bad-imprint`` / ``wrong-nonce`` (a real reply to a request that differs from the one sent in that one field);
 ``reject`` (OpenSSL refuses the digest: a real PKIStatus rejection); ``wrong-type`` (real reply, wrong Content-Type);
-``fail-then-ok`` (HTTP 500 for the first ``failures`` requests); ``http400``; ``garbage`` (a body that is not DER).
+``fail-then-ok`` (HTTP 500 for the first ``failures`` requests); ``http400``; ``garbage`` (a body that is not DER);
+``ess-v1`` (a real token with only the SHA-1 signingCertificate attribute, which Notation refuses).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ accuracy = secs:1
 ordering = no
 tsa_name = yes
 ess_cert_id_chain = no
-ess_cert_id_alg = sha256
+ess_cert_id_alg = {ess}
 """
 
 
@@ -98,8 +99,12 @@ def make_tsa_pki(
         leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     (directory / "serial").write_text("01\n")
-    for name, digests in (("tsa.cnf", "sha256, sha384, sha512"), ("reject.cnf", "sha1")):
-        (directory / name).write_text(_CONFIG.format(serial=directory / "serial", digests=digests))
+    for name, digests, ess in (
+        ("tsa.cnf", "sha256, sha384, sha512", "sha256"),
+        ("reject.cnf", "sha1", "sha256"),
+        ("ess-v1.cnf", "sha256, sha384, sha512", "sha1"),  # SHA-1 ESSCertID → only the v1 signingCertificate
+    ):
+        (directory / name).write_text(_CONFIG.format(serial=directory / "serial", digests=digests, ess=ess))
     return TsaPki(root, leaf, directory)
 
 
@@ -227,6 +232,8 @@ class TestTSA:
             return 200, reply_type, openssl_reply(self.pki, altered_request(body, "nonce"))
         if mode == "reject":
             return 200, reply_type, openssl_reply(self.pki, body, config="reject.cnf")
+        if mode == "ess-v1":
+            return 200, reply_type, openssl_reply(self.pki, body, config="ess-v1.cnf")
         if mode == "wrong-type":
             return 200, "text/html", openssl_reply(self.pki, body)
         return 200, reply_type, openssl_reply(self.pki, body)
