@@ -316,7 +316,8 @@ def _copy_signatures(stores: Callable[[str], Any], plan_doc: Any, out: Path) -> 
         if (repository, digest) in seen:
             continue
         seen.add((repository, digest))
-        for stored in fetch_signatures(stores(repository.partition("/")[0]), repository, digest):
+        host, _, path = repository.partition("/")
+        for stored in fetch_signatures(stores(host), path, digest):
             raw_manifest = stored.manifest.raw
             folder = out / digest.removeprefix("sha256:")
             folder.mkdir(parents=True, exist_ok=True)
