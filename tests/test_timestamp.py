@@ -89,6 +89,7 @@ def test_token_verifies_with_openssl_and_ours(tsa: TestTSA, tmp_path: Path, hash
         ("reject", "refused the request: REJECTION"),
         ("wrong-type", "reply content type is 'text/html', not application/timestamp-reply"),
         ("garbage", "reply is not a DER RFC 3161 TimeStampResp"),
+        ("no-token", "reply grants the request but carries no timestamp token"),
         ("ess-v1", "timestamp token has no signingCertificateV2 attribute (RFC 5816; Notation requires it)"),
     ],
 )

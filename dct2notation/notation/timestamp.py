@@ -374,23 +374,23 @@ class HttpTimestamper:
         return token
 
     def _token_of(self, reply: bytes) -> bytes:
+        # TimeStampResp {PKIStatusInfo {status, …}, token}: read by hand because the library's parser refuses the
+        # whole reply when the token's certificate SET is not DER-sorted (see the module docstring).
         try:
-            response = tsp.decode_timestamp_response(reply)
-            status = response.status
-        except ValueError:
-            status = None
-        if status is not None and status not in _GRANTED:
-            detail = "; ".join(response.status_string) or "no reason given"
-            raise TimestampError(f"TSA {self.url} refused the request: {tsp.PKIStatus(status).name} ({detail})")
-        try:
-            # The outer TimeStampResp: status, then the token; parsed here because the library's parser may
-            # reject a token whose certificate SET is not DER-sorted.
             fields = _children(_content(reply, 0x30))
-            if status is None:
-                _content(fields[0], 0x30)
-            return fields[1]
+            status = int.from_bytes(_content(_children(_content(fields[0], 0x30))[0], 0x02), "big", signed=True)
         except (ValueError, IndexError) as exc:
             raise TimestampError(f"TSA {self.url}: reply is not a DER RFC 3161 TimeStampResp ({exc})") from exc
+        if status not in _GRANTED:
+            try:
+                detail = "; ".join(tsp.decode_timestamp_response(reply).status_string) or "no reason given"
+            except ValueError:
+                detail = "no reason given"
+            name = tsp.PKIStatus(status).name if status in {s.value for s in tsp.PKIStatus} else f"status {status}"
+            raise TimestampError(f"TSA {self.url} refused the request: {name} ({detail})")
+        if len(fields) != 2:
+            raise TimestampError(f"TSA {self.url}: reply grants the request but carries no timestamp token")
+        return fields[1]
 
     def _post(self, request: bytes) -> bytes:
         retrying = Retrying(

@@ -6,7 +6,8 @@ misbehave the ways a TSA can, always with real OpenSSL replies where a reply is 
 ``bad-imprint`` / ``wrong-nonce`` (a real reply to a request that differs from the one sent in that one field);
 ``reject`` (OpenSSL refuses the digest: a real PKIStatus rejection); ``wrong-type`` (real reply, wrong Content-Type);
 ``fail-then-ok`` (HTTP 500 for the first ``failures`` requests); ``http400``; ``garbage`` (a body that is not DER);
-``ess-v1`` (a real token with only the SHA-1 signingCertificate attribute, which Notation refuses).
+``ess-v1`` (a real token with only the SHA-1 signingCertificate attribute, which Notation refuses);
+``no-token`` (a real granted reply with the token removed).
 """
 
 from __future__ import annotations
@@ -175,6 +176,13 @@ def altered_request(request: bytes, what: str) -> bytes:
     return bytes(changed)
 
 
+def without_token(reply: bytes) -> bytes:
+    """A real granted TimeStampResp with its token cut off (status kept): a TSA that grants and sends nothing."""
+    _, start, _ = _tlv(reply, 0)
+    status = reply[start : _tlv(reply, start)[2]]
+    return bytes([0x30, len(status)]) + status
+
+
 class TestTSA:
     """The HTTP front: POST a TimeStampReq, get ``openssl ts -reply``'s answer (or the chosen misbehaviour)."""
 
@@ -232,6 +240,8 @@ class TestTSA:
             return 200, reply_type, openssl_reply(self.pki, altered_request(body, "nonce"))
         if mode == "reject":
             return 200, reply_type, openssl_reply(self.pki, body, config="reject.cnf")
+        if mode == "no-token":
+            return 200, reply_type, without_token(openssl_reply(self.pki, body))
         if mode == "ess-v1":
             return 200, reply_type, openssl_reply(self.pki, body, config="ess-v1.cnf")
         if mode == "wrong-type":
