@@ -1,12 +1,13 @@
 """RFC 3161 countersignatures for Notation COSE signatures (``io.cncf.notary.timestampSignature``).
 
-Request building, response parsing and CMS/chain verification are ``rfc3161-client``'s. On top of it we check what
-Notation requires and the library does not: the TSA leaf's EKU is *only* timeStamping, the imprint hash is one of
-SHA-256/384/512, the genTime window (± accuracy) lies inside the signing chain's validity, and (at signing time) the
-nonce and imprint equal what we sent. Two small DER edits are ours because the library cannot do them:
-the ``certificates`` SET of a token is re-sorted into DER order (OpenSSL, GlobalSign and others emit it in chain
-order, which the library's strict DER parser rejects; the set is outside the CMS signature, so sorting is safe), and
-a SHA-384 request is encoded by hand (the library builds SHA-256/512 requests only).
+Request building, token parsing and CMS signature + TSA chain verification are ``rfc3161-client``'s. On top of it we
+check what Notation (tspclient-go) requires and the library does not: the TSA leaf's EKU is *only* timeStamping, a
+signingCertificateV2 attribute names that leaf, the imprint hash is SHA-256/384/512, the genTime window (± accuracy)
+lies inside the signing chain's validity, and (at signing time) nonce and imprint equal what we sent.
+A little DER is ours because the library cannot do it: the token's ``certificates`` SET is re-sorted into DER order
+(OpenSSL, GlobalSign and others emit chain order, which the library's strict parser rejects; the set is outside the
+CMS signature, so sorting is safe), a SHA-384 request is encoded by hand (the library builds SHA-256/512 only), and
+the reply status and the signingCertificateV2 attribute are read with the same small TLV reader.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class TimestampInfo:
     not_after: dt.datetime
 
 
-# --- minimal DER (only the two edits described in the module docstring) -------------------------------------------
+# --- minimal DER (only what the module docstring lists) -------------------------------------------
 def _tlv(data: bytes, offset: int) -> tuple[int, int, int]:
     """(tag, content start, end) of the element at ``offset``; definite lengths only (DER)."""
     if offset + 2 > len(data):
