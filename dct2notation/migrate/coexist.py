@@ -18,6 +18,7 @@ The Notation verdict on ``R`` is recorded for every status where ``R`` exists, s
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -30,7 +31,7 @@ from ..config import Clock, Limits
 from ..dct.inventory import build_inventory
 from ..dct.tuf import MetadataSource
 from ..errors import ConfigError, DCTVerificationError, InputError, NotFoundError, RemoteError, UsageError
-from ..notation.manifest import parse_signature_manifest, referrers_tag
+from ..notation.manifest import parse_index, parse_signature_manifest, referrers_tag
 from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
 from ..notation.verify import verify_envelope
@@ -339,7 +340,10 @@ class LayoutView(StoreView):
         found = list(self._subject_graph().get(digest, []))
         index = self._tags.get(referrers_tag(digest))
         if index is not None:
-            found += self._store.layout.referrers_from_tag(digest)
+            raw = self._store.layout.get_blob(index.digest, self._store.limits.referrers_index_bytes)
+            # distribution-spec: a tag that is not an index means no referrers
+            with contextlib.suppress(InputError):
+                found += parse_index(raw, where=f"referrers index {index.digest}", limits=self._store.limits)
         return unique_signatures(found)
 
 
