@@ -1,0 +1,83 @@
+"""What DCT enforced that the emitted Notation policy cannot: one stable sentence per kind, repositories listed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+GAPS_FORMAT = "dct2notation-gaps/1"
+
+# Exact wording is part of the interface: reviewers diff GAPS.md between runs and tests assert it.
+WHAT = {
+    "threshold": "delegation requires {detail} signatures; Notation accepts one valid signature per artifact",
+    "path-restricted": "delegation {detail} is limited to paths; Notation trust policies scope by repository only",
+    "non-release-only": "tag {detail} is signed only by a non-release delegation; docker pull never trusted it",
+    "unmapped-signer": "DCT signer {detail} has no Notation key in signers.toml",
+    "no-certificate": "mapped key for {detail} has no certificate; its identity cannot be trusted",
+    "incomplete-subject": "certificate subject of {detail} lacks C, ST or O; Notation cannot name it as an identity",
+}
+TODO = {
+    "threshold": "require every co-signer in admission (Kyverno attestors count) or accept a single signer",
+    "path-restricted": "split the images into separate repositories per delegation, or accept repository scope",
+    "non-release-only": "no signature is migrated for it; sign it explicitly if it should be deployable",
+    "unmapped-signer": "add a [[signer]] entry for this GUN and role to signers.toml and rerun",
+    "no-certificate": "set cert_file (and ca_file) on its signers.toml entry and rerun",
+    "incomplete-subject": "issue a certificate whose subject has C, ST and O; the signer is left out of the policy",
+}
+
+
+@dataclass(frozen=True)
+class Gap:
+    kind: str
+    detail: str
+    repositories: tuple[str, ...]
+
+    @property
+    def what(self) -> str:
+        return WHAT[self.kind].format(detail=self.detail)
+
+    @property
+    def todo(self) -> str:
+        return TODO[self.kind]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "detail": self.detail, "what": self.what, "todo": self.todo,
+                "repositories": list(self.repositories)}  # fmt: skip
+
+
+class GapCollector:
+    """Merges the same gap found in several repositories into one entry listing them all."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str], set[str]] = {}
+
+    def add(self, kind: str, detail: str, repository: str) -> None:
+        self._found.setdefault((kind, detail), set()).add(repository)
+
+    def gaps(self) -> list[Gap]:
+        order = list(WHAT)
+        return [
+            Gap(kind, detail, tuple(sorted(repos)))
+            for (kind, detail), repos in sorted(self._found.items(), key=lambda i: (order.index(i[0][0]), i[0][1]))
+        ]
+
+
+def gaps_json(gaps: Iterable[Gap]) -> bytes:
+    doc = {"format": GAPS_FORMAT, "gaps": [gap.to_dict() for gap in gaps]}
+    return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
+
+
+def gaps_markdown(gaps: Iterable[Gap]) -> bytes:
+    lines = ["# Gaps between DCT and the emitted Notation policy", ""]
+    listed = list(gaps)
+    if not listed:
+        lines.append("None: every DCT rule found has a Notation equivalent.")
+    for gap in listed:
+        lines.append(f"## {gap.kind}: {gap.detail}")
+        lines.append("")
+        lines.append(f"- What: {gap.what}.")
+        lines.append(f"- Do: {gap.todo}.")
+        lines.append(f"- Repositories: {', '.join(gap.repositories)}")
+        lines.append("")
+    return ("\n".join(lines).rstrip("\n") + "\n").encode()
