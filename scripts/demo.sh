@@ -40,15 +40,12 @@ fi
 
 echo "4/9 signer mapping" >&2
 cat >"$WORK/signers.toml" <<'EOF'
-# Every DCT signer of the demo GUNs hands its authority to one Notation key.
-[[gun]]
-pattern = "registry.demo.local/*"
-
-[gun.signers]
-"targets" = "demo-signer"
-"targets/releases" = "demo-signer"
-"targets/alice" = "demo-signer"
-"targets/bob" = "demo-signer"
+# Every DCT signer of the demo GUNs (Repo Admin, releases, alice, bob) hands its authority to one Notation key.
+[[signer]]
+gun = "registry.demo.local/*"
+role = "*"
+key = "demo-signer"
+cert_file = "notation/localkeys/demo-signer.crt"
 EOF
 
 echo "5/9 plan" >&2
