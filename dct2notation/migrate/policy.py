@@ -237,3 +237,26 @@ def write_emission(emission: Emission, outdir: Path, *, notation_version: int = 
     _write(outdir / "GAPS.md", gaps_markdown(emission.gaps))
     written += [outdir / "gaps.json", outdir / "GAPS.md"]
     return written
+
+
+def check_policy_dir(outdir: Path) -> list[str]:
+    """Re-read an emitted directory as Notation would (``NOTATION_CONFIG=OUTDIR``); one line per statement."""
+    from ..notation.truststore import TrustStore
+
+    if not outdir.is_dir():
+        raise ConfigError(f"{outdir}: policy directory does not exist")
+    document = TrustPolicyDocument.load_from_config(outdir)
+    store = TrustStore(outdir / "truststore")
+    lines = []
+    for statement in document.statements:
+        count = 0
+        for kind, name in statement.trust_stores:
+            certs = store.certificates(kind, name)
+            if not certs:
+                raise ConfigError(f"{outdir}: trust store {kind}:{name} of statement {statement.name!r} is empty")
+            count += len(certs)
+        lines.append(
+            f"{statement.name}: {len(statement.registry_scopes)} repositories, "
+            f"{len(statement.trusted_identities)} identities, {count} trusted certificates"
+        )
+    return lines
