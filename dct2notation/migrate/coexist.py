@@ -262,35 +262,6 @@ class StoreView:
         return out
 
 
-class _LayoutView(StoreView):
-    """A ``ref.name`` of ``REPOSITORY:TAG`` belongs to that repository only (one layout holding several
-    repositories, as the demo estate does); a bare ``TAG`` belongs to every repository."""
-
-    def __init__(self, store: OCILayoutStore) -> None:
-        super().__init__(lambda _: store, self._tags)
-        self._layout = store.layout
-
-    def _names(self) -> list[str]:
-        return [t for d in self._layout.manifests() if (t := (d.annotations or {}).get(REF_NAME))]
-
-    def _tags(self, repository: str) -> list[str]:
-        out = []
-        for name in self._names():
-            repo, sep, tag = name.rpartition(":")
-            if not sep or "/" in tag:
-                out.append(name)
-            elif "/" in repo:
-                if repo == repository:
-                    out.append(tag)
-            else:
-                out.append(name)
-        return out
-
-    def resolve(self, repository: str, tag: str) -> Descriptor | None:
-        qualified = self._layout.tagged(f"{repository}:{tag}")
-        return qualified if qualified is not None else super().resolve(repository, tag)
-
-
 class LayoutView(StoreView):
     """One OCI layout for every repository, read from ONE snapshot of index.json.
 
@@ -313,10 +284,20 @@ class LayoutView(StoreView):
         self._graph_lock = threading.Lock()
 
     def list_tags(self, repository: str) -> list[str]:
-        return list(self._tags)
+        # A ref.name "REPOSITORY:TAG" (a layout holding several repositories, as the demo estate does) belongs to
+        # that repository only; a bare TAG belongs to every repository.
+        out = []
+        for name in self._tags:
+            repo, sep, tag = name.rpartition(":")
+            if sep and "/" in repo and "/" not in tag:
+                if repo == repository:
+                    out.append(tag)
+            else:
+                out.append(name)
+        return out
 
     def resolve(self, repository: str, tag: str) -> Descriptor | None:
-        return self._tags.get(tag)
+        return self._tags.get(f"{repository}:{tag}") or self._tags.get(tag)
 
     def _subject_graph(self) -> dict[str, list[Descriptor]]:
         # Notation lists signature manifests untagged in index.json; images are the tagged entries.
