@@ -88,6 +88,7 @@ class Scenario:
         self.archive, self.policy, self.truststore = archive, policy, truststore
         self.guns = [f"dct.example/co{n}/{name}" for name in ("main", "gone", "broken")]
         self.digests: dict[str, str] = {}
+        self.server = ""
 
     def repo(self, name: str) -> str:
         return f"{self.host}/co{self.n}/{name}"
@@ -182,6 +183,7 @@ def scenario(
 
     policy, truststore = write_policy(base, notation_dir, "trusted")
     s = Scenario(base, host, n, archive, policy, truststore)
+    s.server = notary_server.url
     s.digests = {tag: digest for tag, (_, digest) in d.items()}
     return s
 
@@ -324,4 +326,22 @@ def test_watch_is_bounded_and_reports_changes_only(scenario: Scenario, capsys: p
     second, _ = decoder.raw_decode(out[end:].lstrip())
     assert len(first["tags"]) == 9
     assert second["changes"] == []  # nothing moved between the two runs
+    assert code == 1
+
+
+def test_server_source_matches_the_archive_except_the_corrupted_copy(
+    scenario: Scenario, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, from_archive = run_json(capsys, scenario.args("--json"))
+    args = scenario.args("--json")
+    at = args.index("--archive")
+    args[at : at + 2] = ["--server", scenario.server]
+    code, from_server = run_json(capsys, args)
+    archived = {(t["repository"], t["tag"]): t for t in from_archive["tags"]}
+    served = {(t["repository"], t["tag"]): t for t in from_server["tags"]}
+    broken = (scenario.repo("broken"), "x")
+    # The server's copy of "broken" was never altered: DCT and Notation agree there.
+    assert (served[broken]["status"], served[broken]["dct_digest"]) == ("ok", scenario.digests["x"])
+    del archived[broken], served[broken]
+    assert served == archived
     assert code == 1
