@@ -2,44 +2,74 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
 from typer._click import exceptions as typer_exceptions  # typer vendors click; its errors live here
 
 from ..errors import Dct2NotationError
-from . import check, dct, migrate, notation, oci, policy, signoff
 
-app = typer.Typer(
-    name="dct2notation",
-    help="Move container-image signing from Docker Content Trust (Notary v1) to Notation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _root() -> None:
-    """Move container-image signing from Docker Content Trust (Notary v1) to Notation."""
-
-
-@app.command("version")
-def version() -> None:
-    """Print the tool's version."""
-    from .. import __version__
-
-    print(__version__)
+# Each command lives in one area module; only the module a command needs is imported, because start-up time is
+# paid by every invocation (a batch of `inventory` runs, shell loops) and the areas pull in heavy libraries.
+AREA_OF_COMMAND = {
+    "archive": "dct",
+    "inventory": "dct",
+    "cert": "notation",
+    "key": "notation",
+    "sign": "oci",
+    "ls": "oci",
+    "inspect": "oci",
+    "verify": "oci",
+    "policy": "policy",
+    "plan": "migrate",
+    "check": "check",
+    "signoff": "signoff",
+}
+AREAS = ("dct", "notation", "oci", "policy", "migrate", "check", "signoff")
 
 
-for _module in (dct, notation, oci, policy, migrate, check, signoff):
-    _module.register(app)
+def build_app(argv: list[str] | None = None) -> typer.Typer:
+    """The Typer app with the commands ``argv`` needs (all of them when it names none we know)."""
+    app = typer.Typer(
+        name="dct2notation",
+        help="Move container-image signing from Docker Content Trust (Notary v1) to Notation.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.callback()
+    def _root() -> None:
+        """Move container-image signing from Docker Content Trust (Notary v1) to Notation."""
+
+    @app.command("version")
+    def version() -> None:
+        """Print the tool's version."""
+        from .. import __version__
+
+        print(__version__)
+
+    words = [a for a in (argv or []) if not a.startswith("-")]
+    area = AREA_OF_COMMAND.get(words[0]) if words else None
+    wanted: tuple[str, ...] = (area,) if area else () if words[:1] == ["version"] else AREAS
+    for name in wanted:
+        importlib.import_module(f"{__name__}.{name}").register(app)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``from dct2notation.cli import app`` still works (tests list the registered commands).
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the process exit code (README "Exit codes")."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="dct2notation")
+        result = build_app(args)(args=args, standalone_mode=False, prog_name="dct2notation")
     except Dct2NotationError as err:
         print(f"dct2notation: error: {err}", file=sys.stderr)
         return err.exit_code
