@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,7 @@ class Estate:
             "--journal", str(w / "journal.db"),
             "--policy-dir", str(self.policy),
             "--oci-layout", str(w / "layout"),
+            "--check-json", str(w / "check.json"),
             "-o", str(output),
         ]  # fmt: skip
 
@@ -83,6 +86,15 @@ def migrate_demo(work: Path, *, leave_unsigned: str | None = None) -> Estate:
     }
     (policy / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
     shutil.copytree(config / "truststore", policy / "truststore")
+    # The final coexistence run, by the real `check` (exit 1 when a tag misses the gate: that is evidence too).
+    check = subprocess.run(
+        [sys.executable, "-m", "dct2notation", "check", "--inventory", str(work / "inventory.json"),
+         "--policy", str(policy / "trustpolicy.json"), "--truststore", str(policy / "truststore"),
+         "--oci-layout", str(work / "layout"), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert check.returncode == (0 if leave_unsigned is None else 1), check.stderr
+    (work / "check.json").write_text(check.stdout)
     return Estate(work, work / "plan.json", policy)
 
 
@@ -136,6 +148,8 @@ def test_ready_bundle_holds_the_evidence_and_verifies(ready_bundle: Path, capsys
         "REPORT.html",
     ):
         assert required in listed  # fmt: skip
+    check = json.loads((ready_bundle / "check.json").read_text())
+    assert check["summary"]["counts"]["ok"] == 7 and check["summary"]["unmet"] == 0  # qualified ref.names resolved
     journal = json.loads((ready_bundle / "journal-summary.json").read_text())
     assert journal["counts"] == {"signed": 6, "failed": 0, "pending": 0, "pushing": 0, "reused": 0}
     assert "**Verdict: ready**" in (ready_bundle / "REPORT.md").read_text()
@@ -211,14 +225,15 @@ def test_uncovered_digest_is_not_ready_and_named(tmp_path: Path, capsys: pytest.
     assert main(estate.signoff_args(bundle)) == 1
     out = capsys.readouterr().out
     reason = f"{BASE}@{missing} ({BASE}: 3.19) is not covered: no Notation signature in the bundle"
-    assert out == f"not ready: {reason}\n"
+    gate = f"final coexistence run: 1 tag(s) do not meet --require both: {BASE}:3.19 (notation-missing)"
+    assert out == f"not ready: {reason}; {gate}\n"
     record = json.loads((bundle / "SIGNOFF.json").read_text())
-    assert record["verdict"] == "not ready" and record["reasons"] == [reason]
+    assert record["verdict"] == "not ready" and record["reasons"] == [reason, gate]
     assert record["repositories"][BASE] == {"digests": 2, "tags": 2, "covered": 1, "uncovered": 1}
     assert "## Why not ready" in (bundle / "REPORT.md").read_text()
     assert missing in (bundle / "REPORT.html").read_text()
     assert main(["signoff", "verify", str(bundle)]) == 1
-    assert capsys.readouterr().err.splitlines()[-1] == f"dct2notation: error: {bundle}: not ready: {reason}"
+    assert capsys.readouterr().err.splitlines()[-1] == f"dct2notation: error: {bundle}: not ready: {reason}; {gate}"
 
 
 def test_signoff_input_errors(ready_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -278,3 +293,20 @@ def test_input_error_type_for_bad_record(ready_bundle: Path, tmp_path: Path) -> 
     with pytest.raises(InputError) as err:
         verify_bundle(copy)
     assert str(err.value) == f"{copy / 'SIGNOFF.json'}: field 'dct_evaluated_at' is missing"
+
+
+def test_unmet_final_check_alone_makes_not_ready(ready_bundle: Path, tmp_path: Path) -> None:
+    copy = bundle_copy(ready_bundle, tmp_path)
+    check = json.loads((copy / "check.json").read_text())
+    row = check["tags"][0]
+    row["requirement_met"], row["status"] = False, "drift"
+    (copy / "check.json").write_text(json.dumps(check))
+    record = json.loads((copy / "SIGNOFF.json").read_text())
+    record["verdict"] = "not ready"
+    (copy / "SIGNOFF.json").write_text(json.dumps(record))
+    write_manifest(copy)
+    verdict = verify_bundle(copy).verdict
+    assert verdict.reasons == [
+        f"final coexistence run: 1 tag(s) do not meet --require both: {row['repository']}:{row['tag']} (drift)"
+    ]
+    assert all(c.covered for c in verdict.coverage)

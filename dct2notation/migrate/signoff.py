@@ -200,6 +200,7 @@ def evaluate(
     policy_dir: Path,
     dct_at: dt.datetime,
     notation_at: dt.datetime,
+    check_doc: Any = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> Verdict:
     """Re-derive DCT-trusted digests from ``archive`` and check each has a passing Notation signature."""
@@ -237,10 +238,25 @@ def evaluate(
         verdict.reasons.append(
             f"{item.repository}@{item.digest} ({item.gun}: {', '.join(item.tags)}) is not covered: {item.reason}"
         )
+    if check_doc is not None:
+        verdict.reasons.extend(_check_reasons(check_doc))
     if not verdict.coverage and not verdict.dct_failures:
         verdict.reasons.append("the archive holds no DCT-trusted digest")
     verdict.ready = not verdict.reasons
     return verdict
+
+
+def _check_reasons(check_doc: Any) -> list[str]:
+    """The final coexistence run must meet its gate: a tag left unmet there is a reason not to switch DCT off."""
+    tags = check_doc.get("tags") if isinstance(check_doc, dict) else None
+    if not isinstance(tags, list):
+        return ["the final coexistence run (check.json) has no 'tags' list"]
+    unmet = [t for t in tags if isinstance(t, dict) and not t.get("requirement_met")]
+    names = [f"{t.get('repository')}:{t.get('tag')} ({t.get('status')})" for t in unmet]
+    if not names:
+        return []
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return [f"final coexistence run: {len(names)} tag(s) do not meet --require {check_doc.get('require')}: {shown}"]
 
 
 def _cover(
@@ -360,8 +376,9 @@ def create_bundle(
             summary = _journal_summary(inputs.journal)
             (staging / "journal-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         _copy_policy(inputs.policy_dir, staging / "policy")
+        check_doc = None
         if inputs.check_json is not None:
-            _read_json(inputs.check_json, "the coexistence run")
+            check_doc = _read_json(inputs.check_json, "the coexistence run")
             shutil.copyfile(inputs.check_json, staging / "check.json")
         _copy_signatures(stores, plan_doc, staging / "signatures")
         now = clock.now()
@@ -373,6 +390,7 @@ def create_bundle(
             policy_dir=staging / "policy",
             dct_at=parse_rfc3339(evaluated_at),
             notation_at=now,
+            check_doc=check_doc,
             limits=limits,
         )
         record = {
@@ -431,6 +449,9 @@ def verify_bundle(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> BundleCheck:
         policy_dir=bundle / "policy",
         dct_at=dct_at,
         notation_at=notation_at,
+        check_doc=_read_json(bundle / "check.json", "the coexistence run")
+        if (bundle / "check.json").is_file()
+        else None,
         limits=limits,
     )
     recorded = record.get("verdict")
