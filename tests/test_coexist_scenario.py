@@ -345,3 +345,15 @@ def test_server_source_matches_the_archive_except_the_corrupted_copy(
     del archived[broken], served[broken]
     assert served == archived
     assert code == 1
+
+
+def test_human_table_goes_to_stderr(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a for a in scenario.args() if a != "--no-table"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stdout stays free for --json
+    last = captured.err.strip().splitlines()[-1]
+    assert last == (
+        "9 tags: ok 2, notation-missing 1, notation-invalid 2, drift 1, dct-missing 1, dct-invalid 1, "
+        "manifest-missing 1; 7 not meeting --require"
+    )

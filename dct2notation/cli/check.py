@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_rfc3339
 from ..errors import UsageError
@@ -38,6 +42,24 @@ def _dct(
         return dct_from_source(guns, ArchiveSource(archive), clock, DEFAULT_LIMITS)
     source = NotaryServerSource(str(server), ca=ca, limits=DEFAULT_LIMITS)
     return dct_from_source(guns, source, clock, DEFAULT_LIMITS)
+
+
+@contextlib.contextmanager
+def _progress(console: Console, *, enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
+    """A transient bar per phase (tags resolved, digests verified) on stderr."""
+    if not enabled:
+        yield None
+        return
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(phase: str, n: int) -> None:
+            if phase not in tasks:
+                label = "resolving tags" if phase == "resolve" else "verifying digests"
+                tasks[phase] = bar.add_task(label, total=None)
+            bar.advance(tasks[phase], n)
+
+        yield advance
 
 
 def check_command(
@@ -105,17 +127,19 @@ def check_command(
         repositories = _dct(list(guns or []), server, archive, inventory, ca, clock)
         view, close = registry_view(options, oci_layout)
         try:
-            result = run_check(
-                repositories,
-                view,
-                policy=document,
-                truststore=store,
-                clock=clock,
-                limits=DEFAULT_LIMITS,
-                require=require,
-                registry_map=lambda gun: map_repository(gun, mapping),
-                concurrency=concurrency,
-            )
+            with _progress(stderr_console, enabled=table) as advance:
+                result = run_check(
+                    repositories,
+                    view,
+                    policy=document,
+                    truststore=store,
+                    clock=clock,
+                    limits=DEFAULT_LIMITS,
+                    require=require,
+                    registry_map=lambda gun: map_repository(gun, mapping),
+                    concurrency=concurrency,
+                    progress=advance,
+                )
         finally:
             close()
         if json_out:

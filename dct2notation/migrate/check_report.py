@@ -88,7 +88,9 @@ def render_table(result: CheckResult, console: Console) -> None:
         )
     console.print(table)
     counts = ", ".join(f"{status} {n}" for status, n in result.counts.items() if n)
-    console.print(f"{len(result.rows)} tags: {counts or 'none'}; {len(result.unmet)} not meeting --require")
+    # One unwrapped line, so CI logs can grep the summary whatever the terminal width.
+    summary = f"{len(result.rows)} tags: {counts or 'none'}; {len(result.unmet)} not meeting --require"
+    console.print(summary, soft_wrap=True, markup=False, highlight=False)
 
 
 def load_previous(path: Path) -> dict[str, dict[str, Any]]:
@@ -109,10 +111,15 @@ def load_previous(path: Path) -> dict[str, dict[str, Any]]:
     return {f"{t['repository']}:{t['tag']}": t for t in tags}
 
 
+def rows_by_key(result: CheckResult) -> dict[str, dict[str, Any]]:
+    """The ``--json`` rows keyed by ``repository:tag`` (what ``load_previous`` reads back)."""
+    return {f"{t['repository']}:{t['tag']}": t for t in result.to_dict()["tags"]}
+
+
 def diff_since(previous: dict[str, dict[str, Any]], current: CheckResult) -> dict[str, Any]:
     """What changed since the previous run: tags added, removed, or whose state changed (old and new state)."""
     unmet = {r.key for r in current.unmet}
-    now = {row.key: dict(row.to_dict(), requirement_met=row.key not in unmet) for row in current.rows}
+    now = rows_by_key(current)
     changes: list[dict[str, Any]] = []
     for key in sorted(set(previous) | set(now)):
         old, new = previous.get(key), now.get(key)
@@ -133,4 +140,4 @@ def diff_since(previous: dict[str, dict[str, Any]], current: CheckResult) -> dic
     }
 
 
-__all__ = ["STATUSES", "diff_since", "load_previous", "render_junit", "render_markdown", "render_table"]
+__all__ = ["STATUSES", "diff_since", "load_previous", "render_junit", "render_markdown", "render_table", "rows_by_key"]
