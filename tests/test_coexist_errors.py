@@ -181,3 +181,15 @@ def test_damaged_archive_is_bad_input(
     args[args.index("--archive") + 1] = str(archive)
     assert main(args) == 2
     assert error_line(capsys).endswith(f"{root}: does not match the length/sha256 in ARCHIVE.json")
+
+
+@pytest.mark.parametrize("option", ["--junit", "--markdown"])
+def test_unwritable_report_file_exit_2(
+    scenario: Scenario,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    option: str,
+) -> None:
+    target = tmp_path / "missing-dir" / "out"
+    assert main(scenario.args(option, str(target))) == 2
+    assert error_line(capsys) == f"dct2notation: error: {option} {target}: cannot write (No such file or directory)"

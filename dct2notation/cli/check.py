@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_rfc3339
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 
 RequireOpt = Annotated[str, typer.Option("--require", help="Gate: both | notation | either (docs/check.md).")]
 
@@ -42,6 +42,13 @@ def _dct(
         return dct_from_source(guns, ArchiveSource(archive), clock, DEFAULT_LIMITS)
     source = NotaryServerSource(str(server), ca=ca, limits=DEFAULT_LIMITS)
     return dct_from_source(guns, source, clock, DEFAULT_LIMITS)
+
+
+def _write(option: str, path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise InputError(f"{option} {path}: cannot write ({exc.strerror})") from exc
 
 
 @contextlib.contextmanager
@@ -147,9 +154,9 @@ def check_command(
         if table:
             render_table(result, stderr_console)
         if junit is not None:
-            junit.write_bytes(render_junit(result))
+            _write("--junit", junit, render_junit(result))
         if markdown is not None:
-            markdown.write_text(render_markdown(result), encoding="utf-8")
+            _write("--markdown", markdown, render_markdown(result).encode("utf-8"))
         if watch is not None:
             previous = rows_by_key(result)
         code = result.exit_code
