@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from dct2notation.dct.inventory import build_inventory
 from dct2notation.dct.source import ArchiveSource
 from dct2notation.errors import GateFailed, InputError
 from dct2notation.migrate.signoff import MANIFEST, BundleIntegrityError, verify_bundle, write_manifest
+from dct2notation.registry.client import RegistryClient
+from dct2notation.registry.options import RegistryOptions
+from fixtures.generate_demo import build_images
+from tests.support.servers import Registry
 
 DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "demo"
 EXPECTED = json.loads((DEMO / "expected.json").read_text())
@@ -310,3 +315,45 @@ def test_unmet_final_check_alone_makes_not_ready(ready_bundle: Path, tmp_path: P
         f"final coexistence run: 1 tag(s) do not meet --require both: {row['repository']}:{row['tag']} (drift)"
     ]
     assert all(c.covered for c in verdict.coverage)
+
+
+def test_signoff_reads_signatures_from_a_real_registry(registry: Registry, tmp_path: Path) -> None:
+    """The registry path: subjects and signatures in docker-registry (tag-schema referrers), bundle verified offline."""
+    unique = uuid.uuid4().hex[:8]
+    options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+    blobs, entries, _ = build_images()
+    with RegistryClient(registry.host, options) as client:
+        for entry in entries:
+            gun, _, tag = entry["annotations"]["org.opencontainers.image.ref.name"].rpartition(":")  # type: ignore[index]
+            repo = unique + gun.removeprefix("registry.demo.local")
+            manifest = blobs[str(entry["digest"])]
+            doc = json.loads(manifest)
+            for desc in (doc["config"], *doc["layers"]):
+                client.push_blob(repo, blobs[desc["digest"]])
+            client.put_manifest(repo, tag, manifest, str(entry["mediaType"]))
+    estate = migrate_demo(tmp_path)  # the layout run gives archive, inventory, key and policy scopes to re-use
+    mapping = [f"registry.demo.local={registry.host}/{unique}"]
+    plan = make_plan(
+        tmp_path / "inventory.json", lambda gun, role: "demo", registry_map=mapping, registry_options=options
+    )
+    plan.save(tmp_path / "plan-registry.json")
+    assert sign_plan(
+        plan=tmp_path / "plan-registry.json", config_dir=tmp_path / "notation", registry_options=options,
+        journal=tmp_path / "journal-registry.db", progress=False,
+    ) == 0  # fmt: skip
+    policy = json.loads((estate.policy / "trustpolicy.json").read_text())
+    policy["trustPolicies"][0]["registryScopes"] = sorted({job.repository for job in plan.jobs})
+    (estate.policy / "trustpolicy.json").write_text(json.dumps(policy))
+    args = _swap(_swap(estate.signoff_args(tmp_path / "bundle"), "--plan", tmp_path / "plan-registry.json"),
+                 "--journal", tmp_path / "journal-registry.db")  # fmt: skip
+    layout_at = args.index("--oci-layout")
+    check_at = args.index("--check-json")
+    args = args[:layout_at] + args[layout_at + 2 : check_at] + args[check_at + 2 :]
+    assert main([*args, "--insecure-registry", registry.host]) == 0
+    checked = verify_bundle(tmp_path / "bundle")
+    assert checked.verdict.ready
+    assert {c.repository for c in checked.verdict.coverage} == {
+        f"{registry.host}/{unique}/shop/frontend", f"{registry.host}/{unique}/shop/backend",
+        f"{registry.host}/{unique}/platform/base",
+    }  # fmt: skip
+    assert len(list((tmp_path / "bundle" / "signatures").glob("*/*.cose"))) == 6
