@@ -353,3 +353,44 @@ def test_nothing_emittable_is_one_line_error(tmp_path: Path, capsys: pytest.Capt
     assert err.endswith("policy: no repository has a mapped signer with a usable certificate; see the gaps listed")
     assert "\n" not in err
     assert RegistryMap.parse([]).apply("x/y") == "x/y"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "policy: INVENTORY, --signers FILE and -o OUTDIR are required (or --check OUTDIR)"),
+        (["inv.json", "--check", "out"], "policy --check OUTDIR: takes no INVENTORY, --signers or -o"),
+        (["inv.json", "--signers", "s.toml", "-o", "o", "--level", "skip"], "--level 'skip': expected one of"),
+        (["inv.json", "--signers", "s.toml", "-o", "o", "--notation-version", "3"], "--notation-version 3: expected"),
+        (["--check", "absent-dir"], "absent-dir: policy directory does not exist"),
+    ],
+)
+def test_cli_refusals_are_one_line(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["policy", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_chain_without_its_root_asks_for_ca_file(tmp_path: Path) -> None:
+    from tests.support.plugin_pki import make_chain
+
+    chain = make_chain()
+    leaf_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain.chain[:-1])
+    (tmp_path / "chain.crt").write_bytes(leaf_pem)
+    (tmp_path / "signers.toml").write_text(
+        '[[signer]]\ngun = "g/*"\nplugin = "kms"\nkey_id = "k"\ncert_file = "chain.crt"\n'
+    )
+    inventory = {
+        "repositories": [{"gun": "g/x", "trusted_tags": [{"tag": "v", "digest": "d", "size": 1, "role": "targets"}]}]
+    }
+    with pytest.raises(ConfigError, match=r"signer\[0\]: chain of .* does not end in a root; set ca_file"):
+        build_emission(inventory, load_signers(tmp_path / "signers.toml"))
+    (tmp_path / "root.crt").write_bytes(chain.chain[-1].public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "signers.toml").write_text(
+        '[[signer]]\ngun = "g/*"\nplugin = "kms"\nkey_id = "k"\ncert_file = "chain.crt"\nca_file = "root.crt"\n'
+    )
+    emission = build_emission(inventory, load_signers(tmp_path / "signers.toml"))
+    assert list(emission.roots.values()) == [chain.chain[-1]]

@@ -117,7 +117,7 @@ def _signer(key: MappedKey, chain: Sequence[x509.Certificate]) -> Signer | None:
     return Signer(identity=identity, leaf=leaf, root=root, store=store_name(root))
 
 
-def _delegation_gaps(repo: Mapping[str, Any], roles: Sequence[str], repository: str, gaps: GapCollector) -> None:
+def _delegation_gaps(repo: Mapping[str, Any], repository: str, gaps: GapCollector) -> None:
     for deleg in repo.get("delegations", []):
         role = str(deleg["role"])
         # Reported even when the role signed nothing trusted: the restriction is still lost on migration.
@@ -154,7 +154,7 @@ def build_emission(
         gun = str(repo["gun"])
         repository = rmap.apply(gun)
         roles = signers_of_repository(repo)
-        _delegation_gaps(repo, roles, repository, gaps)
+        _delegation_gaps(repo, repository, gaps)
         signers: list[Signer] = []
         for role in roles:
             key = mapping.key_for(gun, role)
