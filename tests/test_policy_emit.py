@@ -394,3 +394,17 @@ def test_chain_without_its_root_asks_for_ca_file(tmp_path: Path) -> None:
     )
     emission = build_emission(inventory, load_signers(tmp_path / "signers.toml"))
     assert list(emission.roots.values()) == [chain.chain[-1]]
+
+
+def test_check_refuses_a_hand_edited_wildcard_scope(
+    inventory_file: Path, notation_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert emit(inventory_file, write_signers(tmp_path, f"{PREFIX}/c"), notation_config, out) == 0
+    policy = json.loads((out / "trustpolicy.json").read_text())
+    policy["trustPolicies"][0]["registryScopes"].append(f"{REGISTRY}/*")
+    (out / "trustpolicy.json").write_text(json.dumps(policy))
+    capsys.readouterr()
+    assert main(["policy", "--check", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f'registry scope "{REGISTRY}/*" is not valid' in err
