@@ -25,6 +25,8 @@ class Limits:
     referrers_index_bytes: int = 16 * MiB
     manifest_bytes: int = 4 * MiB
     max_signature_attempts: int = 50
+    # An OCI layout's index.json lists every tag: ~220 bytes per entry, so 100,000 tags is ~22 MiB.
+    layout_index_bytes: int = 256 * MiB
     # Plugins (plugin-extensibility spec: each channel capped at 64 MiB)
     plugin_output_bytes: int = 64 * MiB
     plugin_timeout_seconds: float = 60.0
