@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from dct2notation.errors import ConfigError, UsageError
 from dct2notation.migrate.signers import RegistryMap, load_signers, signers_of_repository, unmapped
@@ -126,3 +127,23 @@ def test_registry_map_longest_prefix_on_path_boundaries() -> None:
 def test_registry_map_refusals(item: str, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("*", r"\*")):
         RegistryMap.parse([item])
+
+
+def test_mapped_spec_resolves_to_the_signing_key(tmp_path: Path) -> None:
+    from dct2notation.keys.resolve import load_signing_key
+    from dct2notation.keys.testcert import generate_test_key
+
+    config = tmp_path / "notation"
+    generate_test_key("rel", config, key_type="ec-p256")
+    local = config / "localkeys"
+    (tmp_path / "signers.toml").write_text(
+        '[[signer]]\ngun = "a/*"\nkey = "rel"\n\n'
+        f'[[signer]]\ngun = "b/*"\nkey_file = "{local / "rel.key"}"\ncert_file = "{local / "rel.crt"}"\n'
+    )
+    mapping = load_signers(tmp_path / "signers.toml")
+    by_name, by_file = mapping.key_for("a/x", "targets"), mapping.key_for("b/x", "targets/releases")
+    assert by_name is not None and by_file is not None
+    leaf = (local / "rel.crt").read_bytes()
+    for mapped in (by_name, by_file):
+        key = load_signing_key(mapped.spec, config)
+        assert key.certificate_chain()[0].public_bytes(Encoding.PEM) == leaf
