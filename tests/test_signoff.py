@@ -357,3 +357,26 @@ def test_signoff_reads_signatures_from_a_real_registry(registry: Registry, tmp_p
         f"{registry.host}/{unique}/platform/base",
     }  # fmt: skip
     assert len(list((tmp_path / "bundle" / "signatures").glob("*/*.cose"))) == 6
+
+
+def test_malformed_bundle_parts_are_named(ready_bundle: Path, tmp_path: Path) -> None:
+    copy = bundle_copy(ready_bundle, tmp_path)
+    (copy / MANIFEST).write_text("{")
+    with pytest.raises(BundleIntegrityError) as err:
+        verify_bundle(copy)
+    assert str(err.value).startswith(f"{copy / MANIFEST}: not a sign-off bundle manifest (")
+
+    copy = bundle_copy(ready_bundle, tmp_path / "guns")
+    (copy / "archive" / "ARCHIVE.json").write_text(json.dumps({"guns": "all"}))
+    write_manifest(copy)
+    with pytest.raises(InputError) as err:
+        verify_bundle(copy)
+    assert str(err.value) == f"{copy / 'archive' / 'ARCHIVE.json'}: field 'guns' must be a list of GUNs"
+
+    copy = bundle_copy(ready_bundle, tmp_path / "check")
+    (copy / "check.json").write_text(json.dumps({"require": "both"}))
+    record = json.loads((copy / "SIGNOFF.json").read_text())
+    record["verdict"] = "not ready"
+    (copy / "SIGNOFF.json").write_text(json.dumps(record))
+    write_manifest(copy)
+    assert verify_bundle(copy).verdict.reasons == ["the final coexistence run (check.json) has no 'tags' list"]
