@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from dct2notation.cli import main
-from dct2notation.config import SystemClock
+from dct2notation.config import Limits, SystemClock
+from dct2notation.errors import InputError
 from dct2notation.keys.resolve import load_signing_key
 from dct2notation.keys.testcert import generate_test_key
+from dct2notation.migrate.coexist import LayoutView
 from dct2notation.oci import OCI_MANIFEST, Descriptor, sha256_digest
 from dct2notation.registry.layout import OCILayoutStore
 from dct2notation.registry.options import RegistryOptions
@@ -68,3 +70,19 @@ def test_layout_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     }
     assert {t["tag"]: t["registry_digest"] for t in doc["tags"]} == {"a": d["a"], "b": d["b"], "c": d["c"], "d": None}
     assert code == 1
+
+
+def test_layout_index_refusals(tmp_path: Path) -> None:
+    root = tmp_path / "layout"
+    OCILayoutStore(root, create=True)
+    add_image(OCILayoutStore(root), "a")
+    with pytest.raises(InputError) as big:
+        LayoutView(OCILayoutStore(root, Limits(layout_index_bytes=100)))
+    assert str(big.value) == f"{root / 'index.json'}: exceeds the 100-byte limit (layout_index_bytes)"
+    (root / "index.json").write_text('{"manifests": {}}')
+    with pytest.raises(InputError) as shape:
+        LayoutView(OCILayoutStore(root))
+    assert str(shape.value) == f"{root / 'index.json'}: manifests: expected a list"
+    (root / "index.json").write_text("{")
+    with pytest.raises(InputError, match="manifests: missing or not JSON"):
+        LayoutView(OCILayoutStore(root))
