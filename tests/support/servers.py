@@ -60,6 +60,18 @@ def _wait_http(
     raise RuntimeError(f"server at {url} did not become ready: {log.read_text(errors='replace')[-2000:]}")
 
 
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server child: TERM, then KILL if it has not exited within 5 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class TLSFiles:
     ca_cert: Path
@@ -162,13 +174,7 @@ class NotaryServer:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _terminate(self.proc)
         self.proc = None
 
     def client(self, trust_dir: Path) -> NotaryClient:
@@ -270,13 +276,7 @@ class Registry:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _terminate(self.proc)
         self.proc = None
 
 
