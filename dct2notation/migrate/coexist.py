@@ -22,11 +22,12 @@ import contextlib
 import json
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from ..config import Clock, Limits
 from ..dct.inventory import build_inventory
@@ -42,6 +43,7 @@ from ..registry.options import RegistryOptions
 from ..registry.reference import Reference
 from ..registry.store import RegistryStore, SignatureStore, unique_signatures
 
+T = TypeVar("T")
 Status = Literal[
     "ok", "notation-missing", "notation-invalid", "drift", "dct-missing", "dct-invalid", "manifest-missing"
 ]
@@ -446,7 +448,7 @@ def run_check(
         def resolve(row: _Pending) -> None:
             row.subject = view.resolve(row.repository, row.tag)
 
-        _drain(pool.map(resolve, pending), progress, "resolve")
+        _drain(_bounded_map(pool, resolve, pending, concurrency * 4), progress, "resolve")
         # The cache: a digest under ten tags is verified once.
         subjects = {(r.repository, r.subject.digest): r.subject for r in pending if r.subject is not None}
         cache: dict[tuple[str, str], NotationResult] = {}
@@ -459,7 +461,7 @@ def run_check(
             with lock:
                 cache[key] = result
 
-        _drain(pool.map(verify, sorted(subjects)), progress, "verify")
+        _drain(_bounded_map(pool, verify, sorted(subjects), concurrency * 4), progress, "verify")
     rows = []
     for p in pending:
         notation = cache[(p.repository, p.registry_digest)] if p.registry_digest is not None else NOT_CHECKED
@@ -475,6 +477,17 @@ def run_check(
         )
     rows.sort(key=lambda r: (r.repository, r.tag))
     return CheckResult(rows, require, evaluated_at, verified_digests=len(cache))
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[T], None], items: Sequence[T], window: int) -> Iterator[None]:
+    """``pool.map`` with at most ``window`` futures alive: 100,000 pending futures would cost ~100 MB by themselves."""
+    pending: deque[Future[None]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _drain(results: Iterator[None], progress: Callable[[str, int], None] | None, phase: str) -> None:
