@@ -357,3 +357,10 @@ def test_human_table_goes_to_stderr(scenario: Scenario, capsys: pytest.CaptureFi
         "9 tags: ok 2, notation-missing 1, notation-invalid 2, drift 1, dct-missing 1, dct-invalid 1, "
         "manifest-missing 1; 7 not meeting --require"
     )
+
+
+def test_same_document_at_any_concurrency(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
+    _, serial = run_json(capsys, scenario.args("--json", "--concurrency", "1"))
+    _, parallel = run_json(capsys, scenario.args("--json", "--concurrency", "32"))
+    del serial["evaluated_at"], parallel["evaluated_at"]
+    assert serial == parallel
