@@ -226,16 +226,19 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str], messa
     assert err.count("\n") == 1
 
 
-def test_plan_file_without_batch_signer(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    import dct2notation.cli.migrate as migrate_cli
-
-    if hasattr(migrate_cli, "sign_plan"):
-        pytest.skip("the batch signer has landed; its own tests cover plans")
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{}", "not a plan (expected format 'dct2notation-plan/1')"), ("nope", "not JSON")],
+)
+def test_sign_hands_a_plan_file_to_the_batch_signer(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, message: str
+) -> None:
     plan = tmp_path / "plan.json"
-    plan.write_text("{}")
+    plan.write_text(content)
     code, _, err = run(capsys, "sign", str(plan))
     assert code == 2
-    assert "batch signing from a plan is not available" in err
+    assert err.startswith(f"dct2notation: error: {plan}: {message}")
+    assert err.count("\n") == 1
 
 
 @pytest.mark.servers
