@@ -81,3 +81,7 @@ class GateFailed(VerificationError):
 # --- exit 3: the remote kept failing --------------------------------------------------------------
 class RemoteError(Dct2NotationError):
     exit_code = 3
+
+
+class DigestMismatchError(RemoteError):
+    """The registry served bytes whose digest is not the one asked for: tampered or corrupt content, not an outage."""

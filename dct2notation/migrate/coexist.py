@@ -32,7 +32,14 @@ from typing import Any, Literal, Protocol, TypeVar
 from ..config import Clock, Limits
 from ..dct.inventory import build_inventory
 from ..dct.tuf import MetadataSource
-from ..errors import ConfigError, DCTVerificationError, InputError, NotFoundError, RemoteError, UsageError
+from ..errors import (
+    ConfigError,
+    DCTVerificationError,
+    DigestMismatchError,
+    InputError,
+    NotFoundError,
+    UsageError,
+)
 from ..notation.manifest import parse_index, parse_signature_manifest, referrers_tag
 from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
@@ -254,13 +261,9 @@ class StoreView:
                 if manifest.subject.digest != digest:
                     continue  # a referrer listed under the wrong subject proves nothing about this one
                 out.append((desc.digest, store.get_blob(repo, manifest.envelope.digest), ""))
-            except RemoteError as exc:
+            except (DigestMismatchError, InputError) as exc:
                 # A stored signature whose bytes no longer match their digest is a tampered signature (integrity),
-                # not an outage; the client reports both as RemoteError, so tell them apart by its wording.
-                if "does not match its digest" not in str(exc):
-                    raise
-                out.append((desc.digest, None, str(exc)))
-            except InputError as exc:
+                # not an outage.
                 out.append((desc.digest, None, str(exc)))
         return out
 

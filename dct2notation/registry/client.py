@@ -30,7 +30,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from ..errors import AuthError, Dct2NotationError, InputError, NotFoundError, RemoteError, UsageError
+from ..errors import (
+    AuthError,
+    Dct2NotationError,
+    DigestMismatchError,
+    InputError,
+    NotFoundError,
+    RemoteError,
+    UsageError,
+)
 from ..notation.manifest import parse_index, referrers_index, referrers_tag
 from ..oci import MANIFEST_ACCEPT, OCI_INDEX, Descriptor, sha256_digest
 from .options import RegistryOptions
@@ -208,7 +216,7 @@ class RegistryCore:
         if reply.status != 200:
             raise self.fail(reply, f"GET blob {repo}@{digest}")
         if sha256_digest(reply.content) != digest:
-            raise RemoteError(f"{self.host}: blob {repo}@{digest}: content does not match its digest")
+            raise DigestMismatchError(f"{self.host}: blob {repo}@{digest}: content does not match its digest")
         return reply.content
 
     def op_head_manifest(self, repo: str, reference: str) -> Op[Descriptor | None]:
@@ -243,7 +251,7 @@ class RegistryCore:
                 f"GET manifest {repo}:{reference}" if ":" not in reference else f"GET manifest {repo}@{reference}",
             )
         if reference.startswith("sha256:") and sha256_digest(reply.content) != reference:
-            raise RemoteError(f"{self.host}: manifest {repo}@{reference}: content does not match its digest")
+            raise DigestMismatchError(f"{self.host}: manifest {repo}@{reference}: content does not match its digest")
         media_type = reply.headers.get("content-type", "").split(";")[0].strip()
         return reply.content, media_type
 
