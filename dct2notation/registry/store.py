@@ -125,6 +125,9 @@ class RegistryStore:
         self._async_transport = async_transport
         self._async: AsyncRegistryClient | None = None
         self._async_loop: int | None = None
+        # A registry without the referrers API answers 404 every time; asking once per store saves a round trip
+        # per subject. The tag index stays the listing source either way, so nothing written is missed.
+        self._referrers_absent = False
 
     @property
     def stats(self) -> RetryStats:
@@ -165,8 +168,9 @@ class RegistryStore:
         return self.client.get_blob(repo, digest, self.limits.envelope_bytes)
 
     def list_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
-        listed = self.client.referrers(repo, subject_digest, NOTATION_SIGNATURE)
+        listed = None if self._referrers_absent else self.client.referrers(repo, subject_digest, NOTATION_SIGNATURE)
         if listed is None:
+            self._referrers_absent = True
             listed = self.client.tag_index(repo, subject_digest)
         return unique_signatures(listed)
 
@@ -204,8 +208,11 @@ class RegistryStore:
 
     async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
         client = self._aclient()
-        listed = await client.referrers(repo, subject_digest, NOTATION_SIGNATURE)
+        listed = None
+        if not self._referrers_absent:
+            listed = await client.referrers(repo, subject_digest, NOTATION_SIGNATURE)
         if listed is None:
+            self._referrers_absent = True
             listed = await client.tag_index(repo, subject_digest)
         return unique_signatures(listed)
 
