@@ -6,8 +6,9 @@ import datetime as dt
 import importlib
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -15,10 +16,13 @@ from ..config import DEFAULT_LIMITS, SystemClock
 from ..errors import UsageError
 from ..keys.base import SigningKey
 from ..notation.manifest import FORMS, ManifestForm
+from ..oci import Descriptor
 from ..registry.options import Basic, RegistryOptions
 from ..registry.reference import require_digest
 from ..registry.target import Target, open_target
 from ..report import print_json, stderr_console
+
+_T = TypeVar("_T")
 
 _DURATION = re.compile(r"(\d+)(h|m|s)")
 
@@ -206,6 +210,24 @@ def sign(
         handle.close()
 
 
+def _attached(
+    reference: str,
+    options: RegistryOptions,
+    oci_layout: Path | None,
+    gather: Callable[[Target, Descriptor], _T],
+) -> tuple[str, Descriptor, _T]:
+    """Resolve REF and gather what is attached to its subject (``ls``/``inspect``); REF comes back pinned by digest."""
+    from ..registry.inspection import resolve_subject
+
+    handle = open_target(reference, options=options, oci_layout=oci_layout)
+    try:
+        subject = resolve_subject(handle)
+        gathered = gather(handle, subject)
+    finally:
+        handle.close()
+    return str(handle.reference.with_digest(subject.digest)), subject, gathered
+
+
 def ls(
     reference: Annotated[str, typer.Argument(help="REF (tag or digest) whose signatures to list.")],
     json_out: JsonOpt = False,
@@ -216,27 +238,16 @@ def ls(
     password_stdin: PasswordStdinOpt = False,
 ) -> None:
     """List the Notation signatures attached to an artifact."""
-    from ..registry.inspection import list_attached, resolve_subject
+    from ..registry.inspection import list_attached
 
     options = registry_options(insecure_registry, ca_file, username, password_stdin)
-    handle = open_target(reference, options=options, oci_layout=oci_layout)
-    try:
-        subject = resolve_subject(handle)
-        summaries = list_attached(handle, subject)
-    finally:
-        handle.close()
+    pinned, subject, summaries = _attached(reference, options, oci_layout, list_attached)
     if json_out:
-        print_json(
-            {
-                "reference": str(handle.reference.with_digest(subject.digest)),
-                "subject": subject.to_dict(),
-                "signatures": [s.to_dict() for s in summaries],
-            }
-        )
+        print_json({"reference": pinned, "subject": subject.to_dict(), "signatures": [s.to_dict() for s in summaries]})
         return
     from rich.table import Table
 
-    table = Table(title=f"{handle.reference.with_digest(subject.digest)}: {len(summaries)} signature(s)")
+    table = Table(title=f"{pinned}: {len(summaries)} signature(s)")
     for column in ("DIGEST", "FORM", "ENVELOPE", "SIGNED", "CERT SHA256"):
         table.add_column(column)
     for s in summaries:
@@ -254,20 +265,11 @@ def inspect(
     password_stdin: PasswordStdinOpt = False,
 ) -> None:
     """Show each signature's envelope, certificate chain and annotations."""
-    from ..registry.inspection import inspect_attached, resolve_subject
+    from ..registry.inspection import inspect_attached
 
     options = registry_options(insecure_registry, ca_file, username, password_stdin)
-    handle = open_target(reference, options=options, oci_layout=oci_layout)
-    try:
-        subject = resolve_subject(handle)
-        details = inspect_attached(handle, subject)
-    finally:
-        handle.close()
-    doc = {
-        "reference": str(handle.reference.with_digest(subject.digest)),
-        "subject": subject.to_dict(),
-        "signatures": details,
-    }
+    pinned, subject, details = _attached(reference, options, oci_layout, inspect_attached)
+    doc = {"reference": pinned, "subject": subject.to_dict(), "signatures": details}
     if json_out:
         print_json(doc)
         return
