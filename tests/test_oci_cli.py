@@ -13,27 +13,15 @@ from cryptography.hazmat.primitives import hashes
 from dct2notation.cli import main
 from dct2notation.keys.testcert import generate_test_key
 from dct2notation.notation.manifest import referrers_tag
-from dct2notation.oci import EMPTY_JSON, NOTATION_SIGNATURE, OCI_MANIFEST, go_json, sha256_digest
+from dct2notation.oci import EMPTY_JSON, NOTATION_SIGNATURE, OCI_MANIFEST, sha256_digest
 from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.layout import OCILayout
 from dct2notation.registry.options import RegistryOptions
+from tests.support.images import image_manifest
 from tests.support.referrers_registry import ReferrersRegistry
 from tests.support.servers import Registry
 
 _ids = itertools.count()
-IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
-
-
-def image_manifest(label: str) -> bytes:
-    return go_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": IMAGE_CONFIG, "digest": sha256_digest(EMPTY_JSON), "size": 2},
-            "layers": [],
-            "annotations": {"label": label},
-        }
-    )
 
 
 def push_image(host: str, repo: str, tag: str = "v1") -> str:

@@ -18,9 +18,9 @@ from dct2notation.notation.envelope import sign_envelope
 from dct2notation.notation.policy import TrustPolicyDocument
 from dct2notation.notation.truststore import TrustStore
 from dct2notation.notation.verify import verify_envelope
-from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, Descriptor, go_json, sha256_digest
-from dct2notation.registry.layout import OCILayout
+from dct2notation.oci import OCI_MANIFEST, Descriptor
 from tests.support import cose_decoder
+from tests.support.images import layout_with_image
 from tests.support.plugin_pki import NOW, install_plugin, make_chain, set_mode, trust
 
 CLOCK = FixedClock(NOW)
@@ -177,34 +177,12 @@ def test_plugin_missing_or_unusable(tmp_path: Path) -> None:
         load_signing_key("plugin:testkms:kms-key-1", tmp_path)
 
 
-def _layout(tmp_path: Path) -> tuple[Path, str]:
-    layout = OCILayout(tmp_path / "layout")
-    layout.init()
-    layout.put_blob(EMPTY_JSON)
-    raw = go_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha256_digest(EMPTY_JSON),
-                "size": 2,
-            },
-            "layers": [],
-        }
-    )
-    layout.put_blob(raw)
-    with layout.locked():
-        layout.tag(Descriptor(OCI_MANIFEST, sha256_digest(raw), len(raw)), "v1")
-    return tmp_path / "layout", sha256_digest(raw)
-
-
 @pytest.mark.parametrize("mode", ["denied", "garbage", "wrongkey", "badsig", "missing"])
 def test_plugin_failures_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path, mode: str) -> None:
     config = tmp_path / "notation"
     if mode != "missing":
         set_mode(install_plugin(config, make_chain()), mode)
-    layout, digest = _layout(tmp_path)
+    layout, digest = layout_with_image(tmp_path)
     code = main(
         [
             "sign",
@@ -225,7 +203,7 @@ def test_plugin_failures_through_the_cli(capsys: pytest.CaptureFixture[str], tmp
 def test_plugin_signs_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = tmp_path / "notation"
     install_plugin(config, make_chain(cn="kms signer"))
-    layout, digest = _layout(tmp_path)
+    layout, digest = layout_with_image(tmp_path)
     argv = ["sign", f"app@{digest}", "--oci-layout", str(layout), "--key", "plugin:testkms:kms-key-1"]
     code = main([*argv, "--config-dir", str(config)])
     out, err = capsys.readouterr()

@@ -14,9 +14,10 @@ import pytest
 
 from dct2notation.cli import main
 from dct2notation.keys.testcert import generate_test_key
-from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, go_json, sha256_digest
+from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, sha256_digest
 from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import Basic, RegistryOptions
+from tests.support.images import image_manifest
 from tests.support.servers import Registry, have, write_htpasswd
 
 USER, PASSWORD = "alice", "s3cret-pw"
@@ -57,18 +58,7 @@ def push_image(registry: Registry, repo: str) -> str:
     options = RegistryOptions(insecure_registries=frozenset({registry.host}), credentials=Basic(USER, PASSWORD))
     with RegistryClient(registry.host, options) as client:
         client.push_blob(repo, EMPTY_JSON)
-        raw = go_json(
-            {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {
-                    "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": sha256_digest(EMPTY_JSON),
-                    "size": 2,
-                },
-                "layers": [],
-            }
-        )
+        raw = image_manifest()
         client.put_manifest(repo, "v1", raw, OCI_MANIFEST)
     return sha256_digest(raw)
 

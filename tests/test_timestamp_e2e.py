@@ -22,8 +22,8 @@ from dct2notation.notation.policy import TrustPolicyDocument
 from dct2notation.notation.timestamp import HttpTimestamper
 from dct2notation.notation.truststore import TrustStore
 from dct2notation.notation.verify import VerificationResult, verify_envelope
-from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, Descriptor, go_json, sha256_digest
-from dct2notation.registry.layout import OCILayout
+from dct2notation.oci import OCI_MANIFEST, Descriptor
+from tests.support.images import layout_with_image
 from tests.support.plugin_pki import Chain, make_chain, trust
 from tests.support.tsa import TestTSA, openssl_verify
 
@@ -141,25 +141,8 @@ def test_timestamp_from_another_tsa_fails_authentic_timestamp(tsa: TestTSA, tmp_
 # --- the sign CLI: a wrong TSA answer means nothing is pushed, one line, exit 1 -------------------------------------
 @pytest.fixture
 def layout_target(tmp_path: Path) -> tuple[Path, str]:
-    layout = OCILayout(tmp_path / "layout")
-    layout.init()
-    layout.put_blob(EMPTY_JSON)
-    raw = go_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha256_digest(EMPTY_JSON),
-                "size": 2,
-            },
-            "layers": [],
-        }
-    )
-    layout.put_blob(raw)
-    with layout.locked():
-        layout.tag(Descriptor(OCI_MANIFEST, sha256_digest(raw), len(raw)), "v1")
-    return tmp_path / "layout", f"app@{sha256_digest(raw)}"
+    layout, digest = layout_with_image(tmp_path)
+    return layout, f"app@{digest}"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
