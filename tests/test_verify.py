@@ -73,6 +73,15 @@ def pem_store(tmp_path: Path, name: str, pem: Path, kind: str = "ca") -> TrustSt
     return store_with(tmp_path, name, *x509.load_pem_x509_certificates(pem.read_bytes()), kind=kind)
 
 
+def verify_corp(
+    raw: bytes, store: TrustStore, *, clock: FixedClock = CLOCK, override: dict[str, str] | None = None
+) -> VerificationResult:
+    """Verify ``raw`` on TARGET under one strict statement trusting the "corp" CA store."""
+    return verify_envelope(
+        raw, subject=TARGET, reference=REF, policy=policy(["ca:corp"], override=override), truststore=store, clock=clock
+    )
+
+
 def check(result: VerificationResult, name: str) -> tuple[str, bool | None]:
     found = [c for c in result.checks if c.name == name]
     assert len(found) == 1, result.checks
@@ -329,17 +338,13 @@ def test_expiry_levels(tmp_path: Path) -> None:
     store = store_with(tmp_path, "corp", pki.root)
     raw = signed(pki, expiry=NOW + dt.timedelta(hours=1))
     late = FixedClock(NOW + dt.timedelta(hours=2))
-    strict = verify_envelope(
-        raw, subject=TARGET, reference=REF, policy=policy(["ca:corp"]), truststore=store, clock=late
-    )
+    strict = verify_corp(raw, store, clock=late)
     assert (strict.failed_check, strict.reason) == ("expiry", "signature expired at 2026-01-01T01:00:00Z")
     permissive = verify_envelope(
         raw, subject=TARGET, reference=REF, policy=policy(["ca:corp"], level="permissive"), truststore=store, clock=late
     )
     assert permissive.ok and check(permissive, "expiry") == ("log", False)
-    on_time = verify_envelope(
-        raw, subject=TARGET, reference=REF, policy=policy(["ca:corp"]), truststore=store, clock=CLOCK
-    )
+    on_time = verify_corp(raw, store, clock=CLOCK)
     assert on_time.ok
 
 
@@ -348,19 +353,10 @@ def test_expired_certificate_and_override(tmp_path: Path) -> None:
     store = store_with(tmp_path, "corp", pki.root)
     raw = signed(pki)
     late = FixedClock(NOW + dt.timedelta(days=3700))
-    strict = verify_envelope(
-        raw, subject=TARGET, reference=REF, policy=policy(["ca:corp"]), truststore=store, clock=late
-    )
+    strict = verify_corp(raw, store, clock=late)
     assert strict.failed_check == "authenticTimestamp"
     assert 'is after certificate "CN=signer,O=Notary,L=Seattle,ST=WA,C=US" expired' in strict.reason
-    logged = verify_envelope(
-        raw,
-        subject=TARGET,
-        reference=REF,
-        policy=policy(["ca:corp"], override={"authenticTimestamp": "log"}),
-        truststore=store,
-        clock=late,
-    )
+    logged = verify_corp(raw, store, clock=late, override={"authenticTimestamp": "log"})
     assert logged.ok and check(logged, "authenticTimestamp") == ("log", False)
 
 
@@ -386,18 +382,9 @@ def test_revocation_endpoints_need_an_override(tmp_path: Path) -> None:
     leaf = builder.sign(pki.leaf_key, hashes.SHA256())  # type: ignore[arg-type]
     raw = sign_envelope(TARGET, LocalKey("k", pki.leaf_key, [leaf]), clock=CLOCK).raw
     store = store_with(tmp_path, "corp", leaf)
-    strict = verify_envelope(
-        raw, subject=TARGET, reference=REF, policy=policy(["ca:corp"]), truststore=store, clock=CLOCK
-    )
+    strict = verify_corp(raw, store, clock=CLOCK)
     assert strict.failed_check == "revocation"
-    skipped = verify_envelope(
-        raw,
-        subject=TARGET,
-        reference=REF,
-        policy=policy(["ca:corp"], override={"revocation": "skip"}),
-        truststore=store,
-        clock=CLOCK,
-    )
+    skipped = verify_corp(raw, store, clock=CLOCK, override={"revocation": "skip"})
     assert skipped.ok and check(skipped, "revocation") == ("skip", None)
 
 
@@ -531,9 +518,7 @@ def test_unknown_critical_header_fails_closed(tmp_path: Path) -> None:
     raw = encode_envelope(protected, {33: [c.public_bytes(Encoding.DER) for c in pki.chain]}, payload, signature)
     assert parse_envelope(raw).signature_valid()
     store = store_with(tmp_path, "corp", pki.root)
-    result = verify_envelope(
-        raw, subject=TARGET, reference=REF, policy=policy(["ca:corp"]), truststore=store, clock=CLOCK
-    )
+    result = verify_corp(raw, store, clock=CLOCK)
     assert (result.failed_check, result.reason) == (
         "integrity",
         "critical protected header(s) 'io.cncf.notary.verificationPlugin' are not supported",
