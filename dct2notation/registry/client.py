@@ -192,10 +192,14 @@ class RegistryCore:
             return False
         raise self.fail(reply, f"HEAD blob {repo}@{digest}")
 
-    def op_push_blob(self, repo: str, data: bytes, media_type: str = "application/octet-stream") -> Op[Descriptor]:
+    def op_push_blob(
+        self, repo: str, data: bytes, media_type: str = "application/octet-stream", *, check_exists: bool = True
+    ) -> Op[Descriptor]:
+        """``check_exists=False`` for content that cannot be there yet (a fresh signature envelope): re-uploading an
+        existing blob is harmless in a content-addressed store, so skipping the HEAD only saves a round trip."""
         digest = sha256_digest(data)
         desc = Descriptor(media_type, digest, len(data))
-        if (yield from self.op_blob_exists(repo, digest)):
+        if check_exists and (yield from self.op_blob_exists(repo, digest)):
             return desc
         # A single-request (POST ?digest=) upload is accepted by distribution 2.8 but stores nothing: POST then PUT.
         reply = yield self.call("POST", f"/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"}, max_bytes=65536)
@@ -353,14 +357,21 @@ class RegistryCore:
             return [], None
         return entries, sha256_digest(raw)
 
-    def op_add_to_tag_index(self, repo: str, subject_digest: str, entry: Descriptor) -> Op[bool]:
+    def op_add_to_tag_index(
+        self,
+        repo: str,
+        subject_digest: str,
+        entry: Descriptor,
+        known: tuple[list[Descriptor], str | None] | None = None,
+    ) -> Op[bool]:
         """Read-modify-write the tag index once; True when our entry is in the index after the write.
 
         Callers hold the per-subject lock and repeat until True: another process may have written the tag between
-        our read and write (the lost update other tools suffer from), which the re-read catches.
+        our read and write (the lost update other tools suffer from), which the re-read catches. ``known`` is an
+        ``op_tag_index`` result the caller read under that same lock, used instead of reading again.
         """
         tag = referrers_tag(subject_digest)
-        entries, old_digest = yield from self.op_tag_index(repo, subject_digest)
+        entries, old_digest = known if known is not None else (yield from self.op_tag_index(repo, subject_digest))
         if all(e.digest != entry.digest for e in entries):
             raw = referrers_index([*entries, entry])
             yield from self.op_put_manifest(repo, tag, raw, OCI_INDEX)
@@ -676,13 +687,15 @@ class AsyncRegistryClient:
     async def ping(self) -> None:
         await self.run(self.core.op_ping)
 
-    async def push_blob(self, repo: str, data: bytes, media_type: str = "application/octet-stream") -> Descriptor:
+    async def push_blob(
+        self, repo: str, data: bytes, media_type: str = "application/octet-stream", *, check_exists: bool = True
+    ) -> Descriptor:
         desc = Descriptor(media_type, sha256_digest(data), len(data))
         key = (repo, desc.digest)
         if key not in self.core.present:
             async with self._lock(repo, desc.digest):
                 if key not in self.core.present:
-                    await self.run(lambda: self.core.op_push_blob(repo, data, media_type))
+                    await self.run(lambda: self.core.op_push_blob(repo, data, media_type, check_exists=check_exists))
                     self.core.present.add(key)
         return desc
 
@@ -714,6 +727,10 @@ class AsyncRegistryClient:
         # Module-wide per event loop, so two clients for one registry in one process still take turns.
         key = (id(asyncio.get_running_loop()), self.core.host, repo, subject_digest)
         return _ASYNC_LOCKS.setdefault(key, asyncio.Lock())
+
+    def subject_lock(self, repo: str, subject_digest: str) -> asyncio.Lock:
+        """The lock ``add_referrer_by_tag`` takes, for a caller that reads the index itself before writing it."""
+        return self._lock(repo, subject_digest)
 
     async def add_referrer_by_tag(self, repo: str, subject_digest: str, entry: Descriptor) -> None:
         async with self._lock(repo, subject_digest):
