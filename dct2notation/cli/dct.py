@@ -1,53 +1,13 @@
-"""``archive`` and ``inventory``: read Docker Content Trust data (issue #2)."""
+"""``archive`` and ``inventory``: read Docker Content Trust data (issue #2). Bodies live in ``dct_commands``."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_rfc3339
-from ..errors import UsageError
-
-
-def _source(
-    server: str | None,
-    trust_dir: Path | None,
-    archive: Path | None,
-    ca: Path | None,
-    username: str | None,
-    password_stdin: bool,
-) -> Any:
-    from ..dct.source import ArchiveSource, NotaryServerSource, TrustDirSource
-
-    chosen = [
-        name
-        for name, value in (("--server", server), ("--trust-dir", trust_dir), ("--archive", archive))
-        if value is not None
-    ]
-    if len(chosen) != 1:
-        what = "no source given" if not chosen else f"conflicting sources {' and '.join(chosen)}"
-        raise UsageError(
-            f"{what}: give exactly one of --server URL, --trust-dir DIR"
-            + (", --archive DIR" if archive is not None or trust_dir is None else "")
-        )
-    if server is not None:
-        password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
-        if password_stdin and not username:
-            raise UsageError("--password-stdin needs --username")
-        return NotaryServerSource(server, ca=ca, limits=DEFAULT_LIMITS, username=username, password=password)
-    if trust_dir is not None:
-        return TrustDirSource(trust_dir)
-    assert archive is not None
-    return ArchiveSource(archive)
-
-
-def _clock(at: str | None) -> Clock:
-    return FixedClock(parse_rfc3339(at)) if at else SystemClock()
-
+from .dct_commands import InventoryArgs, run_archive, run_inventory
 
 GunsArg = Annotated[list[str], typer.Argument(help="GUNs, fully qualified (docker.io/library/alpine).")]
 ServerOpt = Annotated[str | None, typer.Option("--server", help="Notary server URL.")]
@@ -69,12 +29,7 @@ def archive_command(
     at: AtOpt = None,
 ) -> None:
     """Verify and archive every role of each GUN (raw bytes, every root version, ARCHIVE.json last)."""
-    from ..dct.archive import write_archive
-    from ..report import stderr_console
-
-    source = _source(server, trust_dir, None, ca, username, password_stdin)
-    write_archive(guns, source, output, _clock(at), DEFAULT_LIMITS)
-    stderr_console.print(f"archived {len(guns)} GUN(s) to {output}")
+    run_archive(guns, output, server, trust_dir, ca, username, password_stdin, at)
 
 
 def inventory_command(
@@ -93,25 +48,21 @@ def inventory_command(
     ] = None,
 ) -> None:
     """Verified trusted tags, signed tags and signers of each GUN."""
-    from ..dct.archive import archive_versions, check_archive
-    from ..dct.inventory import build_inventory
-
-    source = _source(server, trust_dir, archive, ca, username, password_stdin)
-    floors = None
-    if archive is not None:
-        check_archive(archive)
-    if baseline is not None:
-        check_archive(baseline)
-        floors = archive_versions(baseline)
-    inventory = build_inventory(guns, source, _clock(at), DEFAULT_LIMITS, floors)
-    if as_json:
-        # Compact output goes through json's C encoder; an indented dump of 10,000 tags takes seconds.
-        sys.stdout.write(json.dumps(inventory.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-        return
-    from ..dct.render import print_inventory
-
-    print_inventory(inventory)
+    # The same fields as InventoryArgs: main() builds that directly from argv when typer is not needed.
+    run_inventory(
+        InventoryArgs(
+            guns=guns,
+            server=server,
+            trust_dir=trust_dir,
+            archive=archive,
+            as_json=as_json,
+            at=at,
+            ca=ca,
+            username=username,
+            password_stdin=password_stdin,
+            baseline=baseline,
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

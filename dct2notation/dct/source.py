@@ -5,9 +5,9 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from ._httpx import httpx  # isort: skip  # before ..auth, which imports httpx too
 from ..auth import ChallengeAuth, resolve_credentials
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import AuthError, InputError, NotFoundError, RemoteError
