@@ -22,11 +22,14 @@ REPO_ADMIN = "Repo Admin"
 _RUNS = re.compile(r"(\d+)")
 
 
-def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+NaturalKey = tuple[tuple[int, int | str], ...]
+
+
+def natural_key(text: str) -> NaturalKey:
     """docker's ``sortorder.NaturalLess``: digit runs compare as numbers."""
     # split() with a capture group alternates text, digits, text, …: odd positions are the digit runs.
     parts = _RUNS.split(text)
-    return tuple((0, int(part)) if i % 2 else (1, part) for i, part in enumerate(parts) if part)
+    return tuple([(0, int(part)) if i & 1 else (1, part) for i, part in enumerate(parts) if part])
 
 
 def _signer_name(role: str) -> str:
@@ -56,33 +59,31 @@ def repository_document(repo: VerifiedRepository) -> dict[str, Any]:
         verified = roles.get(released)
         if verified is None:
             continue
-        for target in verified.targets.values():
-            if target.name not in trusted:
-                trusted[target.name] = {
-                    "tag": target.name,
-                    "digest": target.digest,
-                    "size": target.size,
-                    "role": released,
-                }
-    trusted_tags = [trusted[name] for name in sorted(trusted, key=natural_key)]
+        for name, target in verified.targets.items():
+            if name not in trusted:
+                trusted[name] = {"tag": name, "digest": target.digest, "size": target.size, "role": released}
+    # Every sort below orders these tags (and ties keep insertion order): each natural key is computed once.
+    sort_key = {name: natural_key(name) for name in trusted}
+    trusted_tags = [trusted[name] for name in sorted(trusted, key=sort_key.__getitem__)]
 
     # docker trust inspect: rows keyed by (tag, digest) from released roles; signers are the other roles
     # holding the same tag and digest, in walk order.
     rows: dict[tuple[str, str], list[str]] = {}
     for role in roles.values():
         if role.name in RELEASED_ROLES:
-            for target in role.targets.values():
-                rows.setdefault((target.name, target.digest), [])
+            for name, target in role.targets.items():
+                rows.setdefault((name, target.digest), [])
     for role in roles.values():
         if role.name in RELEASED_ROLES:
             continue
-        for target in role.targets.values():
-            holders = rows.get((target.name, target.digest))
+        signer = _signer_name(role.name)
+        for name, target in role.targets.items():
+            holders = rows.get((name, target.digest))
             if holders is not None:
-                holders.append(_signer_name(role.name))
+                holders.append(signer)
     signed_tags = [
         {"tag": tag, "digest": digest, "signers": holders or [REPO_ADMIN]}
-        for (tag, digest), holders in sorted(rows.items(), key=lambda item: (natural_key(item[0][0]), item[0][1]))
+        for (tag, digest), holders in sorted(rows.items(), key=lambda item: (sort_key[item[0][0]], item[0][1]))
     ]
 
     signer_keys: dict[str, set[str]] = {}
@@ -99,12 +100,7 @@ def repository_document(repo: VerifiedRepository) -> dict[str, Any]:
         {"name": "Repository", "keys": [{"id": key} for key in sorted(repo.targets_keys)]},
     ]
 
-    by_tag: dict[str, dict[str, str]] = {}
-    for role in roles.values():
-        for target in role.targets.values():
-            by_tag.setdefault(target.name, {})[role.name] = target.digest
-    clashing = [tag for tag, digests in by_tag.items() if len(digests) > 1 and len(set(digests.values())) > 1]
-    conflicts = [{"tag": tag, "digests": by_tag[tag]} for tag in sorted(clashing, key=natural_key)]
+    conflicts = _conflicts(repo, sort_key)
     delegations = [
         {
             "role": deleg.role,
@@ -132,6 +128,25 @@ def repository_document(repo: VerifiedRepository) -> dict[str, Any]:
         "role_targets": role_targets,
         "root_version": repo.root_version,
     }
+
+
+def _conflicts(repo: VerifiedRepository, sort_key: dict[str, NaturalKey]) -> list[dict[str, Any]]:
+    """Tags that roles sign with different digests, each with every role's digest in walk order."""
+    first: dict[str, tuple[str, str]] = {}  # tag -> (role, digest) of the first role holding it
+    shared: dict[str, dict[str, str]] = {}  # only tags held by more than one role
+    for role in repo.roles.values():
+        for name, target in role.targets.items():
+            seen = first.get(name)
+            if seen is None:
+                first[name] = (role.name, target.digest)
+            elif name in shared:
+                shared[name][role.name] = target.digest
+            else:
+                shared[name] = {seen[0]: seen[1], role.name: target.digest}
+    # First-seen order, as ties in the natural sort keep it.
+    clashing = [tag for tag in first if tag in shared and len(set(shared[tag].values())) > 1] if shared else []
+    clashing.sort(key=lambda tag: sort_key[tag] if tag in sort_key else natural_key(tag))
+    return [{"tag": tag, "digests": shared[tag]} for tag in clashing]
 
 
 def build_inventory(
