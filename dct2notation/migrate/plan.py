@@ -7,6 +7,7 @@ identity, so every signature of one subject is written by one process (parallel 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +37,9 @@ class Job:
     role: str
     tags: tuple[str, ...]
     migration_id: str
+    # The subject's manifest media type as the pre-flight HEAD saw it (its size matched): sign builds the subject
+    # descriptor from the plan instead of HEADing each manifest again. None (no pre-flight): sign HEADs it.
+    media_type: str | None = None
 
     @property
     def key(self) -> str:
@@ -61,7 +65,7 @@ class Job:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "repository": self.repository,
             "digest": self.digest,
             "size": self.size,
@@ -69,6 +73,9 @@ class Job:
             "tags": list(self.tags),
             "annotations": self.annotations(),
         }
+        if self.media_type is not None:
+            out["mediaType"] = self.media_type
+        return out
 
 
 @dataclass
@@ -209,6 +216,9 @@ def plan_from_dict(doc: Any, where: str) -> Plan:
         if not isinstance(annotations, dict):
             raise InputError(f"{at}: field 'annotations' must be an object")
         tags = _field(raw, "tags", list, at)
+        media_type = raw.get("mediaType")
+        if media_type is not None and (not isinstance(media_type, str) or not media_type):
+            raise InputError(f"{at}: field 'mediaType' must be a non-empty string")
         job = Job(
             repository=_field(raw, "repository", str, at),
             digest=digest,
@@ -218,6 +228,7 @@ def plan_from_dict(doc: Any, where: str) -> Plan:
             role=str(annotations.get(ANNOTATION_PREFIX + "role", "")),
             tags=tuple(str(t) for t in tags),
             migration_id=migration_id,
+            media_type=media_type,
         )
         if job.key in seen:
             raise InputError(f"{at}: duplicate job {job.key}")
@@ -239,7 +250,8 @@ def load_plan(path: Path) -> Plan:
     return plan_from_dict(doc, str(path))
 
 
-async def _check_job(job: Job, store: Any, layout: bool) -> list[dict[str, Any]]:
+async def _check_job(job: Job, store: Any, layout: bool) -> tuple[str | None, list[dict[str, Any]]]:
+    """(the subject's media type when the registry's size matches the TUF length, findings)."""
     from ..errors import NotFoundError
     from ..registry.reference import Reference, parse_reference
 
@@ -248,8 +260,12 @@ async def _check_job(job: Job, store: Any, layout: bool) -> list[dict[str, Any]]
     try:
         desc = await store.aresolve(base.with_digest(job.digest))
     except NotFoundError:
-        return [{"kind": "missing-manifest", "detail": f"{job.reference} is not in the registry; nothing to sign"}]
+        return None, [
+            {"kind": "missing-manifest", "detail": f"{job.reference} is not in the registry; nothing to sign"}
+        ]
+    media_type = desc.media_type
     if desc.size != job.size:
+        media_type = None  # sign HEADs it again and signs what the registry holds
         found.append(
             {"kind": "size-mismatch", "detail": f"registry size {desc.size} differs from TUF length {job.size}"}
         )
@@ -268,7 +284,7 @@ async def _check_job(job: Job, store: Any, layout: bool) -> list[dict[str, Any]]
                     "detail": f"tag {tag} now points at {tagged.digest}; the trusted DCT digest is signed",
                 }
             )
-    return found
+    return media_type, found
 
 
 async def preflight(plan: Plan, stores: Callable[[str], Any], *, layout: bool = False, concurrency: int = 16) -> None:
@@ -282,20 +298,27 @@ async def preflight(plan: Plan, stores: Callable[[str], Any], *, layout: bool = 
     for job in plan.jobs:
         subjects.setdefault(job.subject_key, []).append(job)
 
-    async def check(jobs: list[Job]) -> tuple[list[Job], list[dict[str, Any]]]:
+    async def check(jobs: list[Job]) -> tuple[list[Job], str | None, list[dict[str, Any]]]:
         async with gate:
-            return jobs, await _check_job(jobs[0], stores(jobs[0].repository.partition("/")[0]), layout)
+            return jobs, *await _check_job(jobs[0], stores(jobs[0].repository.partition("/")[0]), layout)
 
     results = await asyncio.gather(*(check(j) for j in subjects.values()))
     totals: dict[str, int] = {}
     findings: list[dict[str, Any]] = []
     missing: set[str] = set()
-    for jobs, found in results:
+    media_types: dict[str, str] = {}
+    for jobs, media_type, found in results:
+        if media_type:
+            media_types[jobs[0].subject_key] = media_type
         for item in found:
             totals[item["kind"]] = totals.get(item["kind"], 0) + 1
             findings.append({"repository": jobs[0].repository, "digest": jobs[0].digest, **item})
             if item["kind"] == "missing-manifest":
                 missing.add(jobs[0].subject_key)
     plan.findings = findings
-    plan.jobs = [j for j in plan.jobs if j.subject_key not in missing]
+    plan.jobs = [
+        dataclasses.replace(j, media_type=media_types.get(j.subject_key))
+        for j in plan.jobs
+        if j.subject_key not in missing
+    ]
     plan.preflight = {"subjects": len(subjects), "jobs": len(plan.jobs), "findings": totals}
