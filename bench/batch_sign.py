@@ -28,11 +28,12 @@ from dct2notation.cli.migrate import sign_plan  # noqa: E402
 from dct2notation.config import DEFAULT_LIMITS, SystemClock  # noqa: E402
 from dct2notation.keys.resolve import load_signing_key  # noqa: E402
 from dct2notation.keys.testcert import generate_test_key  # noqa: E402
-from dct2notation.migrate.plan import Job, Plan  # noqa: E402
+from dct2notation.migrate.plan import Job, Plan, preflight  # noqa: E402
 from dct2notation.notation.envelope import sign_envelope  # noqa: E402
 from dct2notation.notation.manifest import referrers_index, referrers_tag, signature_manifest  # noqa: E402
 from dct2notation.oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_MANIFEST, Descriptor, go_json, sha256_digest  # noqa: E402
 from dct2notation.registry.options import RegistryOptions  # noqa: E402
+from dct2notation.registry.store import RegistryStore  # noqa: E402
 from tests.support.servers import Registry  # noqa: E402
 
 IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -69,13 +70,29 @@ async def push_subjects(base: str, repo: str, count: int) -> list[Descriptor]:
         async def one(n: int) -> Descriptor:
             raw = image(f"bench-{n}")
             async with gate:
-                r = await client.put(
-                    f"/v2/{repo}/manifests/{sha256_digest(raw)}", content=raw, headers={"Content-Type": OCI_MANIFEST}
-                )
+                # Tagged b<n>, as the DCT tags a plan carries (the plan pre-flight HEADs them).
+                r = await client.put(f"/v2/{repo}/manifests/b{n}", content=raw, headers={"Content-Type": OCI_MANIFEST})
                 r.raise_for_status()
             return Descriptor(OCI_MANIFEST, sha256_digest(raw), len(raw))
 
         return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+def plan_with_preflight(plan: Plan, host: str) -> None:
+    """What ``dct2notation plan`` does before anyone runs ``sign``: HEAD every subject (untimed: a separate step)."""
+    store = RegistryStore(host, RegistryOptions(insecure_registries=frozenset({host})))
+
+    async def run() -> None:
+        try:
+            await preflight(plan, lambda _: store)
+        finally:
+            await store.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()
+    assert plan.preflight == {"subjects": len(plan.jobs), "jobs": len(plan.jobs), "findings": {}}, plan.preflight
 
 
 def premade(subjects: list[Descriptor], key_spec: str, config: Path) -> list[tuple[Descriptor, bytes, bytes, bytes]]:
@@ -168,10 +185,12 @@ def main() -> None:
             proc_subjects = asyncio.run(push_subjects(base, "bench/proc", args.process_sample))
 
             jobs = [
-                Job(f"{registry.host}/bench/ours", s.digest, s.size, "bench", "g", "targets", ("t",), "bench")
-                for s in ours_subjects
+                Job(f"{registry.host}/bench/ours", s.digest, s.size, "bench", "g", "targets", (f"b{n}",), "bench")
+                for n, s in enumerate(ours_subjects)
             ]
-            Plan("bench", jobs).save(work / "plan.json")
+            plan = Plan("bench", jobs)
+            plan_with_preflight(plan, registry.host)
+            plan.save(work / "plan.json")
             options = RegistryOptions(insecure_registries=frozenset({registry.host}))
             sink = io.StringIO()
             start = time.perf_counter()

@@ -14,11 +14,11 @@ from cryptography import x509
 from ..config import Clock, SystemClock
 from ..errors import Dct2NotationError, RemoteError
 from ..keys.base import SigningKey
-from ..notation.envelope import Timestamper, sign_envelope
+from ..notation.envelope import SignedEnvelope, Timestamper, sign_envelope
 from ..notation.manifest import ManifestForm, thumbprints
 from ..oci import EMPTY_JSON, THUMBPRINT_ANNOTATION, Descriptor
 from ..registry.reference import Reference, parse_reference
-from ..registry.store import SignatureStore
+from ..registry.store import RegistryStore, SignatureStore, registry_lane
 from .journal import DONE, Journal
 from .plan import Job
 
@@ -189,22 +189,36 @@ class BatchSigner:
         key = self.keys[job.identity]
         store = self.stores(_registry_of(job))
         ref = _reference(job, self.layout)
+        thumbs = self._thumbs[job.identity]
         try:
-            await bucket.take(2)
-            subject = await store.aresolve(ref)
-            # Checked on every run, not only after a crash: a signature made outside this journal (an earlier
-            # shard layout, a manual sign) is reused too, never duplicated.
-            found = existing_signature(
-                await store.alist_signatures(ref.repository, job.digest), self._thumbs[job.identity]
-            )
+            if job.media_type is not None:
+                # The plan's pre-flight HEADed this digest and its size matched: content-addressed, so the
+                # descriptor it saw is still the one to sign.
+                subject = Descriptor(job.media_type, job.digest, job.size)
+            else:
+                await bucket.take(1)
+                subject = await store.aresolve(ref)
+            await bucket.take(1)
+            if isinstance(store, RegistryStore):
+
+                async def make() -> SignedEnvelope:
+                    self.journal.intent(job.key)
+                    await bucket.take(5)
+                    return await self._asign(job, subject, key)
+
+                # Checked on every run, not only after a crash: a signature made outside this journal (an earlier
+                # shard layout, a manual sign) is reused too, never duplicated.
+                desc, reused = await store.apush_signature_once(
+                    ref.repository, subject, lambda listed: existing_signature(listed, thumbs), make, self.form
+                )
+                self.journal.done(job.key, "reused" if reused else "signed", desc.digest)
+                return
+            found = existing_signature(await store.alist_signatures(ref.repository, job.digest), thumbs)
             if found is not None:
                 self.journal.done(job.key, "reused", found.digest)
                 return
             self.journal.intent(job.key)
-            if self.timestamper is not None:
-                signed = await asyncio.to_thread(self._sign, job, subject, key)
-            else:
-                signed = self._sign(job, subject, key)
+            signed = await self._asign(job, subject, key)
             await bucket.take(4)
             desc = await store.apush_signature(
                 ref.repository, subject, signed.raw, signed.cert_chain, signed.signing_time, self.form
@@ -215,7 +229,13 @@ class BatchSigner:
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop thousands; its reason is journaled
             self.journal.fail(job.key, f"{type(exc).__name__}: {exc}")
 
-    def _sign(self, job: Job, subject: Descriptor, key: SigningKey) -> Any:
+    async def _asign(self, job: Job, subject: Descriptor, key: SigningKey) -> SignedEnvelope:
+        # A TSA round trip would block the loop; local signing takes ~1 ms and stays on it.
+        if self.timestamper is not None:
+            return await asyncio.to_thread(self._sign, job, subject, key)
+        return self._sign(job, subject, key)
+
+    def _sign(self, job: Job, subject: Descriptor, key: SigningKey) -> SignedEnvelope:
         return sign_envelope(
             subject, key, clock=self.clock, user_metadata=job.annotations(), timestamper=self.timestamper
         )
@@ -243,8 +263,9 @@ class BatchSigner:
         )
         errors = 0
 
-        async def worker(task_id: Any) -> None:
+        async def worker(task_id: Any, lane: int) -> None:
             nonlocal errors
+            registry_lane.set(lane)  # this task's own connection (see registry_lane)
             while True:
                 try:
                     job = queue.get_nowait()
@@ -262,7 +283,8 @@ class BatchSigner:
         with progress:
             task_id = progress.add_task("sign", total=len(self.jobs), rate=0.0, errors=0)
             try:
-                await asyncio.gather(*(worker(task_id) for _ in range(min(self.concurrency, len(self.jobs) or 1))))
+                workers = min(self.concurrency, len(self.jobs) or 1)
+                await asyncio.gather(*(worker(task_id, lane) for lane in range(workers)))
             finally:
                 seen: set[int] = set()
                 retries: dict[str, Any] = {}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -12,18 +13,32 @@ import httpx
 from cryptography import x509
 
 from ..config import Limits
-from ..errors import NotFoundError
+from ..errors import NotFoundError, RemoteError
+from ..notation.envelope import SignedEnvelope
 from ..notation.manifest import (
     ManifestForm,
     SignatureManifest,
     is_signature,
     parse_signature_manifest,
+    referrers_tag,
     signature_manifest,
 )
 from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, NOTATION_SIGNATURE, OCI_MANIFEST, Descriptor
-from .client import AsyncRegistryClient, RegistryClient, RetryStats, registry_auth
+from .client import (
+    MAX_INDEX_WRITE_ATTEMPTS,
+    AsyncRegistryClient,
+    Op,
+    RegistryClient,
+    RetryStats,
+    registry_auth,
+)
 from .options import RegistryOptions
 from .reference import Reference
+
+# Which of a store's async clients the current task uses. httpcore's pool scans every connection it holds on each
+# request (quadratic in idle ones), which costs more CPU than the request itself at 16 connections; a batch worker
+# that sets its own lane gets a client whose pool holds just its one connection. Tasks that set nothing share lane 0.
+registry_lane: contextvars.ContextVar[int] = contextvars.ContextVar("registry_lane", default=0)
 
 
 @runtime_checkable
@@ -123,7 +138,7 @@ class RegistryStore:
         self._auth = auth if auth is not None else registry_auth(host, self.options)
         self.client = RegistryClient(host, self.options, auth=self._auth, transport=transport)
         self._async_transport = async_transport
-        self._async: AsyncRegistryClient | None = None
+        self._lanes: dict[int, AsyncRegistryClient] = {}
         self._async_loop: int | None = None
         # A registry without the referrers API answers 404 every time; asking once per store saves a round trip
         # per subject. The tag index stays the listing source either way, so nothing written is missed.
@@ -137,22 +152,25 @@ class RegistryStore:
     def _aclient(self) -> AsyncRegistryClient:
         # An httpx.AsyncClient belongs to the loop that first used it; a new asyncio.run() needs a new one.
         loop = id(asyncio.get_running_loop())
-        if self._async is not None and self._async_loop != loop:
-            self._async = None
+        if self._async_loop != loop:
+            self._lanes = {}
         self._async_loop = loop
-        if self._async is None:
-            self._async = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=self._async_transport)
-            self._async.core.stats = self.client.core.stats
-            self._async.core.present = self.client.core.present
-        return self._async
+        lane = registry_lane.get()
+        client = self._lanes.get(lane)
+        if client is None:
+            client = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=self._async_transport)
+            client.core.stats = self.client.core.stats
+            client.core.present = self.client.core.present
+            self._lanes[lane] = client
+        return client
 
     def close(self) -> None:
         self.client.close()
 
     async def aclose(self) -> None:
-        if self._async is not None:
-            await self._async.aclose()
-            self._async = None
+        lanes, self._lanes = self._lanes, {}
+        for client in lanes.values():
+            await client.aclose()
 
     # --- sync ----------------------------------------------------------------------------------------
     def resolve(self, reference: Reference) -> Descriptor:
@@ -236,3 +254,72 @@ class RegistryStore:
         if self._needs_tag_index(headers):
             await client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
         return manifest.descriptor()
+
+    async def apush_signature_once(
+        self,
+        repo: str,
+        subject: Descriptor,
+        find: Callable[[list[Descriptor]], Descriptor | None],
+        make: Callable[[], Awaitable[SignedEnvelope]],
+        form: ManifestForm = "legacy",
+    ) -> tuple[Descriptor, bool]:
+        """Push the signature ``make()`` returns unless ``find`` picks one among those listed: (descriptor, reused).
+
+        Without the Referrers API the ``sha256-<hex>`` index read for ``find`` is also the base of the index write,
+        both under the per-subject lock, so no other writer in this process lands between them (the plan's subject
+        sharding keeps other dct2notation processes off this subject). The re-read after the write still catches a
+        foreign writer that dropped our entry, and then the write is repeated from a fresh read.
+        """
+        client = self._aclient()
+        if not self._referrers_absent:
+            listed = await client.referrers(repo, subject.digest, NOTATION_SIGNATURE)
+            if listed is not None:
+                found = find(unique_signatures(listed))
+                if found is not None:
+                    return found, True
+                signed = await make()
+                desc = await self.apush_signature(
+                    repo, subject, signed.raw, signed.cert_chain, signed.signing_time, form
+                )
+                return desc, False
+            self._referrers_absent = True
+        async with client.subject_lock(repo, subject.digest):
+            known = await client.run(lambda: client.core.op_tag_index(repo, subject.digest))
+            found = find(unique_signatures(known[0]))
+            if found is not None:
+                return found, True
+            signed = await make()
+            # A fresh envelope (new signing time and signature) cannot already be in the registry: no HEAD first,
+            # and no entry in the client's per-blob lock and presence cache, which only repeated blobs need.
+            envelope_desc = await client.run(
+                lambda: client.core.op_push_blob(repo, signed.raw, COSE_MEDIA_TYPE, check_exists=False)
+            )
+            await client.push_blob(repo, EMPTY_JSON)
+            raw = signature_manifest(envelope_desc, subject, signed.cert_chain, signed.signing_time, form)
+            manifest = parse_signature_manifest(raw)
+            headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
+            if self._needs_tag_index(headers):
+                await self._add_to_index_locked(client, repo, subject.digest, manifest.descriptor(), known)
+            return manifest.descriptor(), False
+
+    async def _add_to_index_locked(
+        self,
+        client: AsyncRegistryClient,
+        repo: str,
+        subject_digest: str,
+        entry: Descriptor,
+        known: tuple[list[Descriptor], str | None],
+    ) -> None:
+        seed: list[tuple[list[Descriptor], str | None]] = [known]
+
+        def attempt() -> Op[bool]:
+            # Only the first try builds on the earlier read; a retry (a reset mid-write) or a lost entry reads anew.
+            return client.core.op_add_to_tag_index(repo, subject_digest, entry, seed.pop() if seed else None)
+
+        for _ in range(MAX_INDEX_WRITE_ATTEMPTS):
+            if await client.run(attempt):
+                return
+        raise RemoteError(
+            f"{self.host}: referrers index {repo}:{referrers_tag(subject_digest)} kept losing our entry "
+            f"{entry.digest} to concurrent writers ({MAX_INDEX_WRITE_ATTEMPTS} attempts)"
+        )
