@@ -10,7 +10,6 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from securesystemslib.exceptions import VerificationError as SslibVerificationEr
 from ..config import Clock, Limits, parse_rfc3339
 from ..errors import Dct2NotationError, DCTVerificationError, NotFoundError
 from ._sslib import Signature, SSlibKey
+from .canonical import CanonicalError, encode, loads
 
 BASE_ROLES = ("root", "targets", "snapshot", "timestamp")
 _KEYTYPES = frozenset({"ecdsa", "ecdsa-x509", "rsa", "rsa-x509", "ed25519"})
@@ -38,9 +38,8 @@ class MetadataSource(Protocol):
         ...
 
 
-def canonical(obj: Any) -> bytes:
-    # docker/go canonical JSON == sorted keys, no whitespace, raw UTF-8; notary never emits floats.
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+# What notary's signatures cover (dct/canonical.py); also how TUF key IDs are hashed.
+canonical = encode
 
 
 @dataclass(frozen=True)
@@ -221,7 +220,10 @@ def _check_threshold(
     signatures = doc.get("signatures")
     if not isinstance(signatures, list):
         raise fail(role, "signatures: expected a list")
-    payload = canonical(doc["signed"])
+    try:
+        payload = canonical(doc["signed"])
+    except CanonicalError as exc:
+        raise fail(role, f"signed part has no canonical JSON form, so no signature can match: {exc}") from exc
     valid: set[str] = set()
     bad = 0
     for sig in signatures:
@@ -246,7 +248,7 @@ def _check_threshold(
 
 def _parse(fail: _Fail, role: str, raw: bytes, expected_type: str) -> dict[str, Any]:
     try:
-        doc = json.loads(raw)
+        doc = loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise fail(role, f"malformed JSON ({exc})") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("signed"), dict):
