@@ -145,6 +145,12 @@ class RegistryStore:
         self._referrers_absent = False
 
     @property
+    def referrers_api_absent(self) -> bool:
+        """True once this store has seen the registry answer without the referrers API: every signature it lists
+        then comes from the ``sha256-<hex>`` tag index, so a subject whose tag is not listed has none."""
+        return self._referrers_absent
+
+    @property
     def stats(self) -> RetryStats:
         """Retries of both flavours (they share one counter)."""
         return self.client.stats
