@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from dct2notation.cli import main
+from dct2notation.dct.canonical import encode_exact
 from tests.support.notary_builders import (
     Resigner,
     RichGun,
@@ -300,3 +301,54 @@ def test_key_id_must_match_key(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     resigner.resign("targets")
     resigner.rechain()
     assert_refused(capsys, tmp_path, resigner, "targets/bob", f"key ID {bob_id} does not match its key")
+
+
+def _sign_go_canonical(resigner: Resigner, name: str) -> None:
+    """Sign ``name`` over docker/go canonical bytes (raw control characters), as notary's verifier rebuilds them."""
+    doc = resigner.docs[name]
+    payload = encode_exact(doc["signed"])
+    sigs = []
+    for key in resigner.signing_keys(name):
+        method, raw = sign_raw(key, payload)
+        sigs.append({"keyid": resigner.key_id_for(name, key), "method": method, "sig": base64.b64encode(raw).decode()})
+    doc["signatures"] = sigs
+    resigner.raw[name] = json.dumps(doc).encode()  # control characters \\u-escaped on the wire, as JSON requires
+
+
+def test_control_character_tag_signed_over_go_canonical_bytes_is_accepted(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner
+) -> None:
+    targets = resigner.docs["targets/releases"]["signed"]["targets"]
+    targets["odd\x01\ttag\\n"] = dict(targets["v1"])
+    _sign_go_canonical(resigner, "targets/releases")
+    resigner.rechain()
+    code, out, err = inventory(capsys, resigner.write_archive(tmp_path / "a", GUN))
+    assert code == 0, err
+    tags = {t["tag"] for t in json.loads(out)["repositories"][0]["trusted_tags"]}
+    assert "odd\x01\ttag\\n" in tags
+
+
+def test_non_integral_number_in_signed_part(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner
+) -> None:
+    # notary decodes numbers as float64 and its canonical encoder refuses fractions: nothing can be verified.
+    resigner.docs["targets/alice"]["signed"]["custom"] = {"ratio": 0.5}
+    resigner.resign("targets/alice")
+    resigner.rechain()
+    assert_refused(
+        capsys, tmp_path, resigner, "targets/alice", "signed part has no canonical JSON form, so no signature can match"
+    )
+
+
+@pytest.mark.parametrize("sha256", ["excess-padding", "é" * 44, 42])
+def test_target_hash_must_be_strict_base64(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner, sha256: object
+) -> None:
+    targets = resigner.docs["targets/alice"]["signed"]["targets"]
+    tag = next(iter(targets))
+    good = targets[tag]["hashes"]["sha256"]
+    # Go's base64.StdEncoding (notary's []byte hashes) refuses a 32-byte digest padded with "==".
+    targets[tag]["hashes"]["sha256"] = good + "=" if sha256 == "excess-padding" else sha256
+    resigner.resign("targets/alice")
+    resigner.rechain()
+    assert_refused(capsys, tmp_path, resigner, "targets/alice", f"target {tag!r}: no valid sha256 hash / length")
