@@ -46,10 +46,21 @@ def _dct(
     return dct_from_source(guns, source, clock, DEFAULT_LIMITS)
 
 
+_JSON_BATCH = 8192  # encoder chunks per write: a few hundred KiB
+
+
 def _print_json(doc: dict[str, Any]) -> None:
-    # Streamed: one 100,000-tag document as a single string would double the peak memory of the run.
-    json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    # Streamed: one 100,000-tag document as a single string would double the peak memory of the run. Written in
+    # batches: json.dump's one write per chunk (~50 per tag) cost 0.7 s of CPU at 10,000 tags, 8x the encoding.
+    # Same encoder settings as json.dump(indent=2, ensure_ascii=False), so the bytes are identical.
+    batch: list[str] = []
+    for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(doc):
+        batch.append(chunk)
+        if len(batch) >= _JSON_BATCH:
+            sys.stdout.write("".join(batch))
+            batch.clear()
+    batch.append("\n")
+    sys.stdout.write("".join(batch))
     sys.stdout.flush()
 
 
