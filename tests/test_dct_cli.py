@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dct2notation.cli import main
+from dct2notation.dct.source import NotaryServerSource
 from tests.support.servers import NotaryServer
 
 ALICE = "docker.io/phbelitz/alice-image"
@@ -209,3 +210,30 @@ def test_endless_timestamp_is_cut_off(capsys: pytest.CaptureFixture[str], faulty
     code, _, err = run(capsys, "inventory", ALICE, "--server", faulty.url, "--at", ALICE_AT)
     assert code == 1
     assert err == f"dct2notation: error: {ALICE}: timestamp: file is larger than the 1048576-byte limit\n"
+
+
+@pytest.mark.parametrize("faulty", [{"endless": "timestamp"}], indirect=True)
+def test_connection_after_a_cut_off_body_serves_the_next_read(faulty: FaultyNotary, alice_meta: Path) -> None:
+    source = NotaryServerSource(faulty.url)
+    try:
+        assert len(source.fetch(ALICE, "timestamp", max_bytes=1000)) == 1001
+        assert source.fetch(ALICE, "root") == (alice_meta / "root.json").read_bytes()
+        assert source.fetch(ALICE, "snapshot") == (alice_meta / "snapshot.json").read_bytes()
+    finally:
+        source.close()
+    assert faulty.hits == 3
+
+
+def test_proxy_from_the_environment_is_used(
+    faulty: FaultyNotary, alice_meta: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As httpx honours HTTP_PROXY, so does every read: nothing listens on the server address, only the proxy."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", faulty.url)
+    source = NotaryServerSource("http://127.0.0.1:9")
+    try:
+        assert source.fetch(ALICE, "root") == (alice_meta / "root.json").read_bytes()
+    finally:
+        source.close()
+    assert faulty.hits == 1
