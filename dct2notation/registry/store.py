@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as dt
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -32,6 +33,7 @@ from .client import (
     RetryStats,
     registry_auth,
 )
+from .client import _ssl_verify as ssl_verify
 from .options import RegistryOptions
 from .reference import Reference
 
@@ -139,6 +141,7 @@ class RegistryStore:
         self.client = RegistryClient(host, self.options, auth=self._auth, transport=transport)
         self._async_transport = async_transport
         self._lanes: dict[int, AsyncRegistryClient] = {}
+        self._tls: ssl.SSLContext | None = None
         self._async_loop: int | None = None
         # A registry without the referrers API answers 404 every time; asking once per store saves a round trip
         # per subject. The tag index stays the listing source either way, so nothing written is missed.
@@ -164,7 +167,14 @@ class RegistryStore:
         lane = registry_lane.get()
         client = self._lanes.get(lane)
         if client is None:
-            client = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=self._async_transport)
+            transport = self._async_transport
+            if transport is None:
+                # One TLS context for all lanes: building one loads the CA bundle (~20 ms each).
+                if self._tls is None:
+                    verify = ssl_verify(self.options)
+                    self._tls = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context()
+                transport = httpx.AsyncHTTPTransport(verify=self._tls)
+            client = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=transport)
             client.core.stats = self.client.core.stats
             client.core.present = self.client.core.present
             self._lanes[lane] = client
