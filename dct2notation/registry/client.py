@@ -149,6 +149,10 @@ class RegistryCore:
 
     # --- request building -------------------------------------------------------------------------
     def url(self, path: str) -> httpx.URL:
+        if path.startswith("/") and not path.startswith("//"):
+            # The same URL as base.join(path) for an absolute path, without urljoin's second parse: a third of the
+            # request-building CPU of a manifest HEAD (the check makes one per tag).
+            return httpx.URL(f"{self.base}{path}")
         return self.base.join(path)
 
     def call(
