@@ -30,8 +30,21 @@ def repo(*roles: VerifiedRole) -> VerifiedRepository:
 
 
 def test_natural_key_orders_digit_runs_as_numbers() -> None:
-    names = ["v10", "v9", "v1.10", "v1.9", "a", "1a", "a1", ""]
-    assert sorted(names, key=natural_key) == ["", "1a", "a", "a1", "v1.9", "v1.10", "v9", "v10"]
+    names = ["v10", "v9", "v1.10", "v1.9", "a", "1a", "a1", "", "12", "3", "b-007x", "b-7"]
+    assert sorted(names, key=natural_key) == [
+        "",
+        "1a",
+        "3",
+        "12",
+        "a",
+        "a1",
+        "b-7",
+        "b-007x",
+        "v1.9",
+        "v1.10",
+        "v9",
+        "v10",
+    ]
     assert natural_key("v01") == natural_key("v1") == ((1, "v"), (0, 1))
 
 

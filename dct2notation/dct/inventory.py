@@ -20,6 +20,7 @@ REPO_ADMIN = "Repo Admin"
 
 
 _RUNS = re.compile(r"(\d+)")
+_TEXT_THEN_NUMBER = re.compile(r"(\D*)(\d+)")
 
 
 NaturalKey = tuple[tuple[int, int | str], ...]
@@ -27,6 +28,11 @@ NaturalKey = tuple[tuple[int, int | str], ...]
 
 def natural_key(text: str) -> NaturalKey:
     """docker's ``sortorder.NaturalLess``: digit runs compare as numbers."""
+    # Most tags are text then one number ("v12", "build-345"): one match instead of a split.
+    simple = _TEXT_THEN_NUMBER.fullmatch(text)
+    if simple is not None:
+        head, digits = simple.groups()
+        return ((1, head), (0, int(digits))) if head else ((0, int(digits)),)
     # split() with a capture group alternates text, digits, text, …: odd positions are the digit runs.
     parts = _RUNS.split(text)
     return tuple([(0, int(part)) if i & 1 else (1, part) for i, part in enumerate(parts) if part])
