@@ -67,7 +67,9 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in upstream.headers.multi_items():
             if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(upstream.content)))
+        # A HEAD reply has no body but states the size of the GET body (a manifest's size comes from it).
+        length = upstream.headers.get("content-length", "0") if self.command == "HEAD" else str(len(upstream.content))
+        self.send_header("Content-Length", length)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(upstream.content)
