@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from dct2notation.cli import main
 from dct2notation.cli.migrate import sign_plan
-from dct2notation.errors import UsageError
+from dct2notation.config import DEFAULT_LIMITS, SystemClock
+from dct2notation.errors import InputError, UsageError
+from dct2notation.keys.resolve import load_signing_key
 from dct2notation.keys.testcert import generate_test_key
 from dct2notation.migrate.journal import Journal
-from dct2notation.migrate.plan import Job, Plan, shard_of
-from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, THUMBPRINT_ANNOTATION, go_json, sha256_digest
+from dct2notation.migrate.plan import Job, Plan, load_plan, preflight, shard_of
+from dct2notation.notation.envelope import parse_envelope, sign_envelope
+from dct2notation.notation.manifest import referrers_index, referrers_tag
+from dct2notation.oci import (
+    EMPTY_JSON,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    THUMBPRINT_ANNOTATION,
+    Descriptor,
+    go_json,
+    sha256_digest,
+)
 from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore, fetch_signatures
@@ -309,3 +326,157 @@ def test_bad_batch_options(tmp_path: Path, notation_dir: Path, extra: dict[str, 
     with pytest.raises(UsageError) as caught:
         sign(tmp_path, notation_dir, RegistryOptions(), **extra)
     assert caught.value.message == message
+
+
+def _signed_subjects(store: RegistryStore, repo: str, digest: str) -> list[tuple[str, str, int]]:
+    """(mediaType, digest, size) of the subject in each stored signature's manifest and in its signed payload."""
+    out = []
+    for found in fetch_signatures(store, repo, digest):
+        payload = parse_envelope(found.envelope, DEFAULT_LIMITS).target_artifact
+        assert (payload.media_type, payload.digest, payload.size) == (
+            found.manifest.subject.media_type,
+            found.manifest.subject.digest,
+            found.manifest.subject.size,
+        )
+        out.append((payload.media_type, payload.digest, payload.size))
+    return out
+
+
+def test_preflight_media_type_saves_a_head_per_job_and_signs_the_same_subject(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo("mediatype")
+    images = push_images(registry.host, repo, 5)
+    options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+    plan = make_plan(registry.host, repo, images, ["alpha"], "m-mediatype")
+    # The last job's TUF length disagrees with the registry: reported, and no mediaType is recorded for it.
+    plan.jobs[-1] = dataclasses.replace(plan.jobs[-1], size=plan.jobs[-1].size + 1)
+    store = RegistryStore(registry.host, options)
+
+    async def check() -> None:
+        try:
+            await preflight(plan, lambda _: store)
+        finally:
+            await store.aclose()
+
+    asyncio.run(check())
+    assert [j.media_type for j in plan.jobs] == [OCI_MANIFEST] * 4 + [None]
+    assert plan.preflight == {"subjects": 5, "jobs": 5, "findings": {"size-mismatch": 1}}
+    # A plan made without pre-flight (or an older one) carries no mediaType: that job is HEADed at signing time.
+    plan.jobs[3] = dataclasses.replace(plan.jobs[3], media_type=None)
+    plan.save(tmp_path / "plan.json")
+    assert [j.media_type for j in load_plan(tmp_path / "plan.json").jobs] == [OCI_MANIFEST] * 3 + [None, None]
+
+    proxy = FaultProxy(registry.url, every=0).start()  # no faults: it counts the requests
+    try:
+        proxied = dataclasses.replace(
+            plan, jobs=[dataclasses.replace(j, repository=f"{proxy.host}/{repo}") for j in plan.jobs]
+        )
+        proxied.save(tmp_path / "plan.json")
+        code = sign(tmp_path, notation_dir, RegistryOptions(insecure_registries=frozenset({proxy.host})), concurrency=1)
+        requests = proxy.request_count
+    finally:
+        proxy.stop()
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"signed": 5}
+    # Pre-flight of sign: HEAD subject + HEAD empty config. The first job probes the referrers API once. Each job:
+    # GET tag index, POST + PUT envelope, PUT signature manifest, PUT tag index, re-read; + HEAD without mediaType.
+    assert requests == 2 + 1 + 6 * 5 + 2
+    try:
+        assert [_signed_subjects(store, repo, digest) for _, _, digest in images] == [
+            [(OCI_MANIFEST, digest, size)] for _, size, digest in images
+        ]
+    finally:
+        store.close()
+
+
+def test_plan_media_type_must_be_a_non_empty_string(tmp_path: Path) -> None:
+    doc = make_plan("h", "r", [("v1", 10, "sha256:" + "ab" * 32)], ["alpha"], "m").to_dict()
+    doc["jobs"][0]["mediaType"] = ""
+    (tmp_path / "plan.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError) as caught:
+        load_plan(tmp_path / "plan.json")
+    assert caught.value.message == f"{tmp_path / 'plan.json'}: jobs[0]: field 'mediaType' must be a non-empty string"
+
+
+class _Clobberer(ThreadingHTTPServer):
+    """Forwards to the registry; right after the first tag-index PUT it writes ``index`` over that tag, as a foreign
+    writer that read the index before our write and wrote after it would."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, index: bytes) -> None:
+        super().__init__(("127.0.0.1", 0), _ClobberHandler)
+        self.upstream = httpx.Client(base_url=upstream, timeout=30)
+        self.index = index
+        self.clobbered: list[str] = []
+        self.lock = threading.Lock()
+
+
+class _ClobberHandler(BaseHTTPRequestHandler):
+    server: _Clobberer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        return None
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")]
+        reply = self.server.upstream.request(self.command, self.path, headers=headers, content=body)
+        with self.server.lock:
+            clobber = self.command == "PUT" and "/manifests/sha256-" in self.path and not self.server.clobbered
+            if clobber:
+                self.server.clobbered.append(self.path)
+                again = self.server.upstream.put(
+                    self.path, content=self.server.index, headers={"Content-Type": OCI_INDEX}
+                )
+                assert again.status_code == 201
+        self.send_response(reply.status_code)
+        for key, value in reply.headers.multi_items():
+            if key.lower() not in ("connection", "content-length", "transfer-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(reply.content)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(reply.content)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward  # noqa: N815 - http.server naming
+
+
+def test_an_entry_lost_after_the_index_write_is_written_again_and_the_foreign_one_kept(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo("clobber")
+    (_, size, digest) = push_images(registry.host, repo, 1)[0]
+    direct = RegistryOptions(insecure_registries=frozenset({registry.host}))
+    # A foreign signature (beta) whose manifest exists but which only the racing writer puts in the index.
+    api_only = RegistryStore(registry.host, dataclasses.replace(direct, referrers="api"))
+    beta = load_signing_key("beta", notation_dir, DEFAULT_LIMITS)
+    subject = Descriptor(OCI_MANIFEST, digest, size)
+    signed = sign_envelope(subject, beta, clock=SystemClock())
+    foreign = api_only.push_signature(repo, subject, signed.raw, signed.cert_chain, signed.signing_time)
+    api_only.close()
+    server = _Clobberer(registry.url, referrers_index([foreign]))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        make_plan(host, repo, [("v0", size, digest)], ["alpha"], "m-clobber").save(tmp_path / "plan.json")
+        code = sign(tmp_path, notation_dir, RegistryOptions(insecure_registries=frozenset({host})))
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.upstream.close()
+        thread.join(5)
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert server.clobbered == [f"/v2/{repo}/manifests/{referrers_tag(digest)}"]
+    ours = summary["results"][0]["signature"]
+    store = RegistryStore(registry.host, direct)
+    try:
+        assert [d.digest for d in store.list_signatures(repo, digest)] == [foreign.digest, ours]
+    finally:
+        store.close()
+    alpha, beta_thumb = leaf_thumbprint(notation_dir, "alpha"), leaf_thumbprint(notation_dir, "beta")
+    assert signatures_by_subject(registry.host, repo, [digest]) == {digest: [beta_thumb, alpha]}
