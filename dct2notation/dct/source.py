@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 from pathlib import Path
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import AuthError, InputError, NotFoundError, RemoteError
+from ._plainhttp import ConnectionFailed, PlainHttp, Unsupported
 
 if TYPE_CHECKING:
     import httpx
@@ -63,10 +63,11 @@ class ArchiveSource:
 class NotaryServerSource:
     """``GET <url>/v2/<gun>/_trust/tuf/<name>.json`` with challenge auth, retries and streaming size caps.
 
-    An anonymous plain-HTTP server is read through one keep-alive ``http.client`` connection: httpx costs ~35 ms
-    of imports and ~1 ms of CPU per request, more than the rest of a small inventory. The first 401 (or HTTPS, a
-    CA, credentials, an explicit auth, a proxy in the environment, an unusual path) switches to the httpx client
-    with ``ChallengeAuth``, which then serves every later request. Both map statuses through ``_answer``.
+    An anonymous plain-HTTP server is read through one keep-alive connection (``_plainhttp``): httpx costs ~35 ms
+    of imports and ~1 ms of CPU per request, more than the rest of a small inventory. The first 401 or response
+    beyond that reader (or HTTPS, a CA, credentials, an explicit auth, a proxy in the environment, an unusual path)
+    switches to the httpx client with ``ChallengeAuth``, which then serves every later request. Both map statuses
+    through ``_answer``.
     """
 
     def __init__(
@@ -86,10 +87,11 @@ class NotaryServerSource:
         self._username = username
         self._password = password
         self.client: httpx.Client | None = None
-        self._plain: _PlainHttp | None = None
+        self._plain: PlainHttp | None = None
         plain = self.url.startswith("http://") and auth is None and ca is None
         if plain and username is None and password is None and not _proxy_configured():
-            self._plain = _PlainHttp(self.url, limits.http_timeout_seconds)
+            parts = urlsplit(self.url)
+            self._plain = PlainHttp(parts.hostname or "", parts.port or 80, parts.path, limits.http_timeout_seconds)
         else:
             self.client = self._httpx_client()
 
@@ -154,11 +156,17 @@ class NotaryServerSource:
     def _get_once(self, gun: str, name: str, max_bytes: int) -> bytes:
         path = f"/v2/{gun}/_trust/tuf/{name}.json"
         if self._plain is not None and _SAFE_PATH.fullmatch(path):
-            status, body = self._plain.get(path, max_bytes)
-            if status != 401:
+            try:
+                status, body = self._plain.get(path, max_bytes)
+            except ConnectionFailed as exc:
+                raise _Retryable(f"connection failed ({exc})") from exc
+            except Unsupported:
+                status = 0
+            if status not in (0, 401):
                 return self._answer(status, gun, name, body)
         if self.client is None:
-            # A challenge (or a path to quote): httpx with ChallengeAuth from here on, for every request.
+            # A challenge, a response beyond the plain reader or a path to quote: httpx with ChallengeAuth from
+            # here on, for every request.
             if self._plain is not None:
                 self._plain.close()
                 self._plain = None
@@ -207,36 +215,3 @@ _SAFE_PATH = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=/-]+")
 def _proxy_configured() -> bool:
     # httpx would route through these (trust_env); the standard-library connection would not.
     return any(os.environ.get(name) for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"))
-
-
-class _PlainHttp:
-    """One keep-alive HTTP/1.1 connection to an anonymous plain-HTTP server, body capped at ``max_bytes + 1``."""
-
-    def __init__(self, url: str, timeout: float) -> None:
-        parts = urlsplit(url)
-        self.host = parts.hostname or ""
-        self.port = parts.port or 80
-        self.prefix = parts.path
-        self.timeout = timeout
-        self.conn: http.client.HTTPConnection | None = None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def get(self, path: str, max_bytes: int) -> tuple[int, bytes]:
-        conn = self.conn or http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        self.conn = None
-        try:
-            conn.request("GET", self.prefix + path, headers={"Accept": "*/*"})
-            response = conn.getresponse()
-            body = response.read(max_bytes + 1)
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise _Retryable(f"connection failed ({exc.__class__.__name__}: {exc})") from exc
-        if response.isclosed():
-            self.conn = conn  # body read to its end: the connection can carry the next request
-        else:
-            conn.close()  # the rest of an oversized body is not worth reading
-        return response.status, body
