@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
-from dct2notation.dct.inventory import natural_key, repository_document
+from dct2notation.dct.inventory import Inventory, natural_key, repository_document
 from dct2notation.dct.tuf import Delegation, Target, VerifiedRepository, VerifiedRole
 
 D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
@@ -96,3 +97,21 @@ def test_signers_conflicts_and_role_targets() -> None:
         {"tag": "c1", "digest": D2, "size": 1},
     ]
     assert [s["name"] for s in doc["signers"]] == ["bob", "alice"]
+
+
+def test_json_text_is_jsons_compact_text() -> None:
+    names = ['q"b\\s', "ü-é-😀", "ls\u2028ps\u2029", "<a&b>", "del\x7f", "ctl\x01\t\n", "v10", "v9"]
+    inventory = Inventory(
+        evaluated_at="2026-01-01T00:00:00Z",
+        repositories=[repository_document(repo(role("targets/releases", *((n, D1, 2**40) for n in names))))],
+    )
+    expected = json.dumps(inventory.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    assert inventory.to_json() == expected
+    assert json.loads(expected)["repositories"][0]["trusted_tags"][0]["tag"] == "<a&b>"
+
+
+def test_json_text_falls_back_where_orjson_refuses() -> None:
+    inventory = Inventory(evaluated_at="x", repositories=[{"gun": "g", "lone": "\ud800", "big": 2**70}])
+    assert inventory.to_json() == '{"format":"dct2notation-inventory/1","evaluated_at":"x","repositories":' + (
+        '[{"gun":"g","lone":"\ud800","big":1180591620717411303424}]}'
+    )

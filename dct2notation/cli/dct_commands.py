@@ -9,7 +9,6 @@ a repeated or missing value, ``--`` — so typer then parses that argv and keeps
 from __future__ import annotations
 
 import gc
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,8 +117,8 @@ def _inventory(args: InventoryArgs) -> None:
             floors = archive_versions(args.baseline)
     inventory = build_inventory(args.guns, source, _clock(args.at), DEFAULT_LIMITS, floors)
     if args.as_json:
-        # Compact output goes through json's C encoder; an indented dump of 10,000 tags takes seconds.
-        sys.stdout.write(json.dumps(inventory.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+        # Compact output; an indented dump of 10,000 tags takes seconds.
+        sys.stdout.write(inventory.to_json() + "\n")
         sys.stdout.flush()
         return
     from ..dct.render import print_inventory

@@ -3,11 +3,12 @@
 Notary decodes ``signed`` into generic Go values (every number a float64) and re-encodes it in canonical mode
 (``vendor/github.com/docker/go/canonical/json/encode.go``): keys sorted by byte order, no whitespace, strings
 escaping only ``\\`` and ``"`` (control characters, ``<>&``, U+2028 and non-ASCII are written raw), integral
-numbers as integers, any other number an error. ``encode`` gets those bytes from json's C encoder, which agrees
+numbers as integers, any other number an error. ``encode`` gets those bytes from orjson (sorted keys), which agrees
 except on control characters (it escapes them), lone surrogates (Go decoding made them U+FFFD), floats and integers
 past 2**53 (Go rounds through float64). ``loads`` turns the numbers that need Go's treatment into ``GoNumber``,
-which json's encoder refuses; that, a control-character escape or a lone surrogate sends the document to the
-exact (slow, pure Python) encoder. The fast path never decides alone when it might differ.
+which orjson refuses, as it refuses lone surrogates and integers past 64 bits; that or a control-character escape
+sends the document to the exact (slow, pure Python) encoder. The fast path never decides alone when it might
+differ.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 # Up to 15 digits always fits a float64 exactly, so Python's int and Go's float64 print the same.
 _EXACT_DIGITS = 15
 _GO_INT64 = 2**63
 # Any backslash escape json.dumps writes for a control character (it may also hit an escaped backslash followed
 # by one of these letters; that only costs the slow path).
-_CONTROL_ESCAPE = re.compile(r"\\[bfnrtu]")
+_CONTROL_ESCAPE = re.compile(rb"\\[bfnrtu]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -60,15 +63,12 @@ def loads(raw: bytes) -> Any:
 def encode(obj: Any) -> bytes:
     """docker/go canonical JSON of ``obj`` (the payload notary's signatures cover), numbers as ``loads`` left them."""
     try:
-        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
+        data = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # GoNumber, a lone surrogate, an integer past 64 bits, a float NaN/Infinity (JSONEncodeError)
         return encode_exact(obj)
-    if "\\" in text and _CONTROL_ESCAPE.search(text):
+    if b"\\" in data and _CONTROL_ESCAPE.search(data):
         return encode_exact(obj)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate
-        return encode_exact(obj)
+    return data
 
 
 def encode_exact(obj: Any) -> bytes:
