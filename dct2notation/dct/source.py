@@ -88,9 +88,9 @@ class NotaryServerSource:
         self._password = password
         self.client: httpx.Client | None = None
         self._plain: PlainHttp | None = None
-        plain = self.url.startswith("http://") and auth is None and ca is None
+        parts = urlsplit(self.url)
+        plain = parts.scheme == "http" and parts.username is None and auth is None and ca is None
         if plain and username is None and password is None and not _proxy_configured():
-            parts = urlsplit(self.url)
             self._plain = PlainHttp(parts.hostname or "", parts.port or 80, parts.path, limits.http_timeout_seconds)
         else:
             self.client = self._httpx_client()
@@ -161,9 +161,10 @@ class NotaryServerSource:
             except ConnectionFailed as exc:
                 raise _Retryable(f"connection failed ({exc})") from exc
             except Unsupported:
-                status = 0
-            if status not in (0, 401):
-                return self._answer(status, gun, name, body)
+                pass  # httpx, below, reads what the plain reader does not
+            else:
+                if status != 401:
+                    return self._answer(status, gun, name, body)
         if self.client is None:
             # A challenge, a response beyond the plain reader or a path to quote: httpx with ChallengeAuth from
             # here on, for every request.
