@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,3 +239,16 @@ def test_proxy_from_the_environment_is_used(
     finally:
         source.close()
     assert faulty.hits == 1
+
+
+def test_whole_process_output_and_exit_codes(capsys: pytest.CaptureFixture[str], alice_trust: Path) -> None:
+    """The console path ends without interpreter teardown: its output must still be complete, its codes exact."""
+    command = [sys.executable, "-m", "dct2notation", "inventory", ALICE, "--trust-dir", str(alice_trust), "--json"]
+    done = subprocess.run([*command, "--at", ALICE_AT], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert run(capsys, *command[3:], "--at", ALICE_AT) == (0, done.stdout, "")  # same text as in-process
+    assert json.loads(done.stdout)["repositories"][0]["trusted_tags"][0]["tag"] == "test"
+    expired = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert expired.returncode == 1
+    assert expired.stdout == ""
+    assert expired.stderr.startswith(f"dct2notation: error: {ALICE}: ") and expired.stderr.count("\n") == 1
