@@ -352,3 +352,17 @@ def test_target_hash_must_be_strict_base64(
     resigner.resign("targets/alice")
     resigner.rechain()
     assert_refused(capsys, tmp_path, resigner, "targets/alice", f"target {tag!r}: no valid sha256 hash / length")
+
+
+def test_lone_surrogate_tag_is_shown_as_notary_decodes_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner
+) -> None:
+    # Go decodes the escaped lone surrogate to U+FFFD, signs over that, and lists the tag that way.
+    targets = resigner.docs["targets/releases"]["signed"]["targets"]
+    targets["odd\ud800"] = dict(targets["v1"])
+    _sign_go_canonical(resigner, "targets/releases")
+    resigner.rechain()
+    code, out, err = inventory(capsys, resigner.write_archive(tmp_path / "a", GUN))
+    assert code == 0, err
+    tags = {t["tag"] for t in json.loads(out)["repositories"][0]["trusted_tags"]}
+    assert "odd\ufffd" in tags

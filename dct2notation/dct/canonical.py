@@ -78,13 +78,13 @@ def encode_exact(obj: Any) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def _go_string(text: str) -> str:
-    # Go's decoder turned a lone surrogate escape into U+FFFD before notary re-encoded the value.
+def go_string(text: str) -> str:
+    """The string as Go decoded it: a lone surrogate escape becomes U+FFFD (what notary signs and shows)."""
     return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def _quote(text: str) -> str:
-    return '"' + _go_string(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + go_string(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _go_float(value: float, shown: str) -> str:
@@ -112,7 +112,7 @@ def _write(obj: Any, out: list[str]) -> None:
         out.append(_go_float(obj, repr(obj)))
     elif isinstance(obj, dict):
         # Keys that Go decoded to the same string collapse, the last one winning, as in a Go map.
-        items = {_go_string(key): value for key, value in obj.items()}
+        items = {go_string(key): value for key, value in obj.items()}
         out.append("{")
         for i, key in enumerate(sorted(items)):
             if i:

@@ -26,7 +26,7 @@ from securesystemslib.exceptions import VerificationError as SslibVerificationEr
 from ..config import Clock, Limits, parse_rfc3339
 from ..errors import Dct2NotationError, DCTVerificationError, NotFoundError
 from ._sslib import Signature, SSlibKey
-from .canonical import CanonicalError, encode, loads
+from .canonical import CanonicalError, encode, go_string, loads
 
 BASE_ROLES = ("root", "targets", "snapshot", "timestamp")
 _KEYTYPES = frozenset({"ecdsa", "ecdsa-x509", "rsa", "rsa-x509", "ed25519"})
@@ -409,6 +409,8 @@ def _parse_targets(fail: _Fail, role: str, signed: dict[str, Any], paths: tuple[
     check_paths = role != "targets" and "" not in paths
     a2b = binascii.a2b_base64  # strict like Go's base64.StdEncoding (notary's []byte hashes): padding exact
     for name, meta in entries.items():
+        if not name.isascii():
+            name = go_string(name)  # the tag notary sees: a JSON-escaped lone surrogate is U+FFFD
         if check_paths and not name.startswith(paths):
             raise fail(role, f"target {name!r} is outside the delegated paths {list(paths)}")
         try:
