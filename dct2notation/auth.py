@@ -10,7 +10,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,7 +202,10 @@ class ChallengeAuth(httpx.Auth):
     challenge named, so one token serves a whole push.
     """
 
-    requires_response_body = True
+    # httpx would otherwise read every response in full before the caller's own size cap streams it (an endless
+    # body from a hostile server fills memory). Only the bodies the flow itself consumes are read, under a cap:
+    # a 401 that httpx drains before retrying, and the token service's answer.
+    requires_response_body = False
 
     def __init__(
         self,
@@ -217,6 +220,7 @@ class ChallengeAuth(httpx.Auth):
         self._tokens: dict[tuple[str, str, str], str] = {}
         # The last header that worked, sent up front so each request does not pay a 401 round trip.
         self._last_header: str | None = None
+        self._token_request: httpx.Request | None = None
 
     def __repr__(self) -> str:
         return f"ChallengeAuth({self.credentials!r})"
@@ -255,6 +259,39 @@ class ChallengeAuth(httpx.Auth):
             raise AuthError(f"{self._place(request)}: credentials refused (401 after authenticating)")
         self._last_header = header
 
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        flow = self.auth_flow(request)
+        request = next(flow)
+        while True:
+            response = yield request
+            if self._consumes_body(request, response):
+                response.stream = _CappedStream(response.stream, self._cap_message(request))
+                response.read()
+            try:
+                request = flow.send(response)
+            except StopIteration:
+                return
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        flow = self.auth_flow(request)
+        request = next(flow)
+        while True:
+            response = yield request
+            if self._consumes_body(request, response):
+                response.stream = _CappedStream(response.stream, self._cap_message(request))
+                await response.aread()
+            try:
+                request = flow.send(response)
+            except StopIteration:
+                return
+
+    def _consumes_body(self, request: httpx.Request, response: httpx.Response) -> bool:
+        return response.status_code == 401 or request is self._token_request
+
+    def _cap_message(self, request: httpx.Request) -> str:
+        what = "token service answer" if request is self._token_request else "401 answer"
+        return f"{self._place(request)}: {what} is larger than {_TOKEN_BODY_LIMIT} bytes"
+
     def _fetch_token(
         self, request: httpx.Request, params: dict[str, str], scope: str | None
     ) -> Generator[httpx.Request, httpx.Response, str]:
@@ -277,16 +314,16 @@ class ChallengeAuth(httpx.Auth):
             if creds.username:
                 headers["Authorization"] = _basic_header(creds)
             token_request = httpx.Request("GET", realm, params=query, headers=headers)
+        self._token_request = token_request
         reply = yield token_request
+        self._token_request = None
         if reply.status_code in (401, 403):
             raise AuthError(
                 f"{self._place(request)}: token service {realm} refused the credentials ({reply.status_code})"
             )
         if reply.status_code != 200:
             raise AuthError(f"{self._place(request)}: token service {realm} answered {reply.status_code}")
-        body = reply.content
-        if len(body) > _TOKEN_BODY_LIMIT:
-            raise AuthError(f"{self._place(request)}: token service {realm} answer is larger than 1 MiB")
+        body = reply.content  # read under the cap by the sync/async flow
         try:
             data = json.loads(body)
         except ValueError as exc:
@@ -295,6 +332,39 @@ class ChallengeAuth(httpx.Auth):
         if not isinstance(token, str) or not token:
             raise AuthError(f"{self._place(request)}: token service {realm} answer has no token/access_token")
         return token
+
+
+class _CappedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that raises ``AuthError`` once it passes the token-body cap, however the server frames it."""
+
+    def __init__(self, inner: httpx.SyncByteStream | httpx.AsyncByteStream, message: str) -> None:
+        self._inner = inner
+        self._message = message
+        self._seen = 0
+
+    def _count(self, chunk: bytes) -> bytes:
+        self._seen += len(chunk)
+        if self._seen > _TOKEN_BODY_LIMIT:
+            raise AuthError(self._message)
+        return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        assert isinstance(self._inner, httpx.SyncByteStream)
+        for chunk in self._inner:
+            yield self._count(chunk)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        assert isinstance(self._inner, httpx.AsyncByteStream)
+        async for chunk in self._inner:
+            yield self._count(chunk)
+
+    def close(self) -> None:
+        assert isinstance(self._inner, httpx.SyncByteStream)
+        self._inner.close()
+
+    async def aclose(self) -> None:
+        assert isinstance(self._inner, httpx.AsyncByteStream)
+        await self._inner.aclose()
 
 
 def registry_auth(host: str, *, username: str | None, password: str | None) -> httpx.Auth:
