@@ -140,6 +140,17 @@ def test_signed_tags_and_signers_equal_docker_trust_inspect(
     assert v2["Signers"] == ["alice"]
 
 
+def test_untrusted_tls_certificate_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tls_server: NotaryServer, rich: RichGun
+) -> None:
+    code, out, err = run(capsys, "inventory", GUN, "--server", tls_server.url)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"dct2notation: error: {tls_server.url}: TLS certificate not trusted "
+        "(unable to get local issuer certificate); pass --ca FILE\n"
+    )
+
+
 def test_same_inventory_from_server_trust_dir_and_archive_with_server_stopped(
     capsys: pytest.CaptureFixture[str], tls_server: NotaryServer, rich: RichGun, tmp_path: Path
 ) -> None:

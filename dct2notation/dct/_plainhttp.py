@@ -1,4 +1,4 @@
-"""Keep-alive GETs to an anonymous plain-HTTP notary server through the standard library's ``http.client``.
+"""Keep-alive GETs to an anonymous notary server (HTTP or HTTPS) through the standard library's ``http.client``.
 
 httpx costs ~35 ms of imports and ~1 ms of CPU per request, more than the rest of a small inventory; an inventory
 makes a handful of GETs. HTTP parsing stays with a maintained implementation: this module only adds the size cap,
@@ -10,6 +10,7 @@ Content-Length values) by raising ``Unsupported`` so the caller hands the reques
 from __future__ import annotations
 
 import http.client
+import ssl
 
 
 class Unsupported(Exception):
@@ -20,12 +21,20 @@ class ConnectionFailed(Exception):
     """The connection failed or the response broke HTTP framing: worth another attempt."""
 
 
+class CertificateNotTrusted(Exception):
+    """The server's TLS certificate does not verify: retrying will not help, a CA (``--ca``) might."""
+
+
 class PlainHttp:
     """One connection to ``host:port``; ``get`` returns (status, body cut at ``max_bytes + 1`` bytes)."""
 
-    def __init__(self, host: str, port: int, prefix: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, prefix: str, timeout: float, tls: ssl.SSLContext | None = None) -> None:
         self.prefix = prefix
-        self._conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        self._conn = (
+            http.client.HTTPConnection(host, port, timeout=timeout)
+            if tls is None
+            else http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+        )
 
     def close(self) -> None:
         self._conn.close()
@@ -40,6 +49,9 @@ class PlainHttp:
                     raise
                 # The server closed the idle keep-alive connection: one fresh connection, no retry spent.
                 return self._get(path, max_bytes)
+        except ssl.SSLCertVerificationError as exc:
+            self._conn.close()
+            raise CertificateNotTrusted(exc.verify_message or str(exc)) from exc
         except (OSError, http.client.HTTPException) as exc:
             self._conn.close()
             raise ConnectionFailed(f"{exc.__class__.__name__}: {exc}") from exc

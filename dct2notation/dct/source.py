@@ -10,9 +10,11 @@ from urllib.parse import urlsplit
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import AuthError, InputError, NotFoundError, RemoteError
-from ._plainhttp import ConnectionFailed, PlainHttp, Unsupported
+from ._plainhttp import CertificateNotTrusted, ConnectionFailed, PlainHttp, Unsupported
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 
@@ -63,10 +65,11 @@ class ArchiveSource:
 class NotaryServerSource:
     """``GET <url>/v2/<gun>/_trust/tuf/<name>.json`` with challenge auth, retries and streaming size caps.
 
-    An anonymous plain-HTTP server is read through one keep-alive connection (``_plainhttp``): httpx costs ~35 ms
-    of imports and ~1 ms of CPU per request, more than the rest of a small inventory. The first 401 or response
-    beyond that reader (or HTTPS, a CA, credentials, an explicit auth, a proxy in the environment, an unusual path)
-    switches to the httpx client with ``ChallengeAuth``, which then serves every later request. Both map statuses
+    Anonymous reads go through one keep-alive ``http.client`` connection (``_plainhttp``), over HTTPS with the same
+    TLS verification (``--ca`` or the system store): httpx costs ~35 ms of imports and ~1 ms of CPU per request,
+    more than the rest of a small inventory. The first 401 (a token service, as Docker Hub's notary always asks) or
+    response beyond that reader, and credentials, an explicit auth, a proxy in the environment or an unusual path,
+    switch to the httpx client with ``ChallengeAuth``, which then serves every later request. Both map statuses
     through ``_answer``.
     """
 
@@ -89,25 +92,30 @@ class NotaryServerSource:
         self.client: httpx.Client | None = None
         self._plain: PlainHttp | None = None
         parts = urlsplit(self.url)
-        plain = parts.scheme == "http" and parts.username is None and auth is None and ca is None
-        if plain and username is None and password is None and not _proxy_configured():
-            self._plain = PlainHttp(parts.hostname or "", parts.port or 80, parts.path, limits.http_timeout_seconds)
+        anonymous = parts.username is None and auth is None and username is None and password is None
+        if anonymous and parts.scheme in ("http", "https") and not _proxy_configured(parts.scheme):
+            tls = self._tls_context() if parts.scheme == "https" else None
+            port = parts.port or (443 if tls is not None else 80)
+            self._plain = PlainHttp(parts.hostname or "", port, parts.path, limits.http_timeout_seconds, tls)
         else:
             self.client = self._httpx_client()
 
-    def _httpx_client(self) -> httpx.Client:
+    def _tls_context(self) -> ssl.SSLContext:
         import ssl
 
+        try:
+            return ssl.create_default_context(cafile=None if self._ca is None else str(self._ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise InputError(f"--ca {self._ca}: cannot load CA certificates ({exc})") from exc
+
+    def _httpx_client(self) -> httpx.Client:
         from ._httpx import httpx  # isort: skip  # before ..auth, which imports httpx too
         from ..auth import ChallengeAuth, resolve_credentials
 
         # Plain HTTP needs no TLS context; building the default one costs ~0.3 s per process.
         verify: ssl.SSLContext | bool = not self.url.startswith("http://")
         if self._ca is not None:
-            try:
-                verify = ssl.create_default_context(cafile=str(self._ca))
-            except (OSError, ssl.SSLError) as exc:
-                raise InputError(f"--ca {self._ca}: cannot load CA certificates ({exc})") from exc
+            verify = self._tls_context()
         auth = self._auth
         if auth is None:
             host = httpx.URL(self.url).netloc.decode("ascii")
@@ -160,6 +168,8 @@ class NotaryServerSource:
                 status, body = self._plain.get(path, max_bytes)
             except ConnectionFailed as exc:
                 raise _Retryable(f"connection failed ({exc})") from exc
+            except CertificateNotTrusted as exc:
+                raise InputError(f"{self.url}: TLS certificate not trusted ({exc}); pass --ca FILE") from exc
             except Unsupported:
                 pass  # httpx, below, reads what the plain reader does not
             else:
@@ -213,6 +223,7 @@ class NotaryServerSource:
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=/-]+")
 
 
-def _proxy_configured() -> bool:
+def _proxy_configured(scheme: str) -> bool:
     # httpx would route through these (trust_env); the standard-library connection would not.
-    return any(os.environ.get(name) for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"))
+    names = (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY")
+    return any(os.environ.get(name) for name in names)
