@@ -3,7 +3,9 @@
 The GUN is built with the real notary client against a real notary-server on loopback: tags spread over
 ``targets``, ``targets/releases`` and two more delegations, staged with ``notary addhash`` and published once.
 
-    python bench/inventory.py [--tags 10000] [--runs 5]
+    python bench/inventory.py [--tags 10000] [--runs 5] [--tls]
+
+``--tls`` serves HTTPS with a throwaway CA that both tools are given (``--ca`` / ``--tlscacert``).
 """
 
 from __future__ import annotations
@@ -62,17 +64,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tags", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tls", action="store_true", help="HTTPS notary-server (a throwaway CA given to both tools)")
     opts = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dct2n-bench-"))
-    server = NotaryServer(work / "server").start()
+    server = NotaryServer(work / "server", tls=opts.tls).start()
     try:
         started = time.perf_counter()
         trust = build(server, work, opts.tags)
         print(f"built {opts.tags} tags in {time.perf_counter() - started:.1f}s")
         env = {**os.environ, **PASSPHRASES}
+        ca = [str(server.tls_files.ca_cert)] if server.tls_files else []
         ours = [sys.executable, "-m", "dct2notation", "inventory", GUN, "--server", server.url, "--json"]
+        ours += ["--ca", *ca] if ca else []
+        notary_tls = ["--tlscacert", *ca] if ca else []
         notary_warm = [
             "notary",
+            *notary_tls,
             "-s",
             server.url,
             "-d",
@@ -92,6 +99,7 @@ def main() -> None:
             return timed(
                 [
                     "notary",
+                    *notary_tls,
                     "-s",
                     server.url,
                     "-d",

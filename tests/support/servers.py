@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -44,7 +45,12 @@ def free_port() -> int:
 
 
 def _wait_http(
-    url: str, proc: subprocess.Popen[bytes], log: Path, *, verify: bool | str = True, ok: Sequence[int] = (200,)
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    verify: bool | ssl.SSLContext = True,
+    ok: Sequence[int] = (200,),
 ) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -169,7 +175,9 @@ class NotaryServer:
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
         )
-        verify: bool | str = str(self.tls_files.ca_cert) if self.tls_files else True
+        verify: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=str(self.tls_files.ca_cert)) if self.tls_files else True
+        )
         _wait_http(f"{self.url}/_notary_server/health", self.proc, log, verify=verify)
         return self
 
