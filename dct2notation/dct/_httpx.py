@@ -8,16 +8,10 @@ they stay importable for any other module afterwards. A process that already loa
 
 from __future__ import annotations
 
-import sys
+from .._imports import optional_modules_hidden
 
-_blocked = [name for name in ("trio", "click") if name not in sys.modules]
-for _name in _blocked:
-    sys.modules[_name] = None  # type: ignore[assignment]
-try:
+with optional_modules_hidden("trio", "click"):
     import httpcore  # noqa: F401  # loaded here, not lazily by the first Client, so trio stays hidden
     import httpx
-finally:
-    for _name in _blocked:
-        del sys.modules[_name]
 
 __all__ = ["httpx"]

@@ -5,15 +5,9 @@ We verify with local public keys only; boto3 stays importable for any other modu
 
 from __future__ import annotations
 
-import sys
+from .._imports import optional_modules_hidden
 
-_blocked = [name for name in ("boto3", "botocore") if name not in sys.modules]
-for _name in _blocked:
-    sys.modules[_name] = None  # type: ignore[assignment]
-try:
-    from securesystemslib.signer import Signature, SSlibKey  # type: ignore[attr-defined]  # noqa: E402
-finally:
-    for _name in _blocked:
-        del sys.modules[_name]
+with optional_modules_hidden("boto3", "botocore"):
+    from securesystemslib.signer import Signature, SSlibKey  # type: ignore[attr-defined]
 
 __all__ = ["SSlibKey", "Signature"]
