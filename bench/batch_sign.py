@@ -31,24 +31,11 @@ from dct2notation.keys.testcert import generate_test_key  # noqa: E402
 from dct2notation.migrate.plan import Job, Plan, preflight  # noqa: E402
 from dct2notation.notation.envelope import sign_envelope  # noqa: E402
 from dct2notation.notation.manifest import referrers_index, referrers_tag, signature_manifest  # noqa: E402
-from dct2notation.oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_MANIFEST, Descriptor, go_json, sha256_digest  # noqa: E402
+from dct2notation.oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_MANIFEST, Descriptor, sha256_digest  # noqa: E402
 from dct2notation.registry.options import RegistryOptions  # noqa: E402
 from dct2notation.registry.store import RegistryStore  # noqa: E402
+from tests.support.images import image_manifest  # noqa: E402
 from tests.support.servers import Registry  # noqa: E402
-
-IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
-
-
-def image(label: str) -> bytes:
-    return go_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": IMAGE_CONFIG, "digest": sha256_digest(EMPTY_JSON), "size": 2},
-            "layers": [],
-            "annotations": {"label": label},
-        }
-    )
 
 
 async def push_blob(client: httpx.AsyncClient, repo: str, data: bytes) -> str:
@@ -68,7 +55,7 @@ async def push_subjects(base: str, repo: str, count: int) -> list[Descriptor]:
         gate = asyncio.Semaphore(32)
 
         async def one(n: int) -> Descriptor:
-            raw = image(f"bench-{n}")
+            raw = image_manifest(f"bench-{n}")
             async with gate:
                 # Tagged b<n>, as the DCT tags a plan carries (the plan pre-flight HEADs them).
                 r = await client.put(f"/v2/{repo}/manifests/b{n}", content=raw, headers={"Content-Type": OCI_MANIFEST})

@@ -32,26 +32,13 @@ from dct2notation.notation.envelope import sign_envelope  # noqa: E402
 from dct2notation.notation.policy import TrustPolicyDocument  # noqa: E402
 from dct2notation.notation.truststore import TrustStore  # noqa: E402
 from dct2notation.notation.verify import verify_artifact  # noqa: E402
-from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, Descriptor, go_json, sha256_digest  # noqa: E402
+from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, Descriptor, sha256_digest  # noqa: E402
 from dct2notation.registry.layout import REF_NAME, OCILayoutStore  # noqa: E402
 from dct2notation.registry.options import RegistryOptions  # noqa: E402
 from dct2notation.registry.reference import Reference  # noqa: E402
 from dct2notation.registry.store import RegistryStore, fetch_signatures  # noqa: E402
+from tests.support.images import image_manifest  # noqa: E402
 from tests.support.servers import Registry  # noqa: E402
-
-IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
-
-
-def image(label: str) -> bytes:
-    return go_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": IMAGE_CONFIG, "digest": sha256_digest(EMPTY_JSON), "size": 2},
-            "layers": [],
-            "annotations": {"label": label},
-        }
-    )
 
 
 def write_inventory(path: Path, gun: str, tags: list[tuple[str, str, int]]) -> None:
@@ -109,7 +96,7 @@ def bench_registry(work: Path, config: Path, tags: int, per_digest: int, naive_s
         repo = "bench/app"
         key = load_signing_key("bench", config)
         clock = SystemClock()
-        images = [image(f"bench-{i}") for i in range(tags // per_digest)]
+        images = [image_manifest(f"bench-{i}") for i in range(tags // per_digest)]
         store.client.push_blob(repo, EMPTY_JSON)
         setup = time.perf_counter()
 
@@ -167,7 +154,7 @@ def bench_layout(work: Path, config: Path, tags: int, per_digest: int) -> None:
     count = tags // per_digest
     subjects = []
     for i in range(count):
-        raw = image(f"layout-{i}")
+        raw = image_manifest(f"layout-{i}")
         subjects.append(Descriptor(OCI_MANIFEST, store.layout.put_blob(raw), len(raw)))
     start = time.perf_counter()
     for subject in subjects[: min(count, 500)]:  # signatures on a sample: each write rewrites index.json
