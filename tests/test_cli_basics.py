@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from dct2notation import __version__
@@ -28,3 +33,32 @@ def test_rfc3339_with_nanoseconds_and_offset() -> None:
 def test_rfc3339_without_zone_is_refused() -> None:
     with pytest.raises(UsageError, match="needs a zone"):
         parse_rfc3339("2026-01-01T00:00:00")
+
+
+DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
+
+
+def run_with_stdout_closed(*argv: str) -> tuple[int, str]:
+    """Run the real console entry point with its stdout reader gone, as in ``dct2notation … | head -c0``."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "dct2notation", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # long before the interpreter has started and written anything
+    err = child.stderr.read().decode()
+    return child.wait(timeout=60), err
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [[], ["--"]],
+    ids=["typer-free-inventory", "typer-parsed-inventory"],
+)
+def test_closed_stdout_is_exit_141_without_a_traceback(tail: list[str]) -> None:
+    expected = json.loads((DEMO / "expected.json").read_text())
+    argv = ["inventory", expected["guns"][0], "--trust-dir", str(DEMO / "trust"), "--at", expected["evaluate_at"]]
+    assert run_with_stdout_closed(*argv, "--json", *tail) == (141, "")
+
+
+def test_closed_stdout_in_a_typer_command_is_exit_141() -> None:
+    assert run_with_stdout_closed("version") == (141, "")

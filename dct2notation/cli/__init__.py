@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Dct2NotationError
 
@@ -59,7 +61,33 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
     wanted: tuple[str, ...] = (area,) if area else () if words[:1] == ["version"] else AREAS
     for name in wanted:
         importlib.import_module(f"{__name__}.{name}").register(app)
+    _report_closed_stdout(app)
     return app
+
+
+class _StdoutClosed(Exception):
+    """A command's stdout reader went away. Not an OSError: typer would turn that into a silent exit 1."""
+
+
+def _report_closed_stdout(app: typer.Typer) -> None:
+    """Wrap every command so a broken pipe reaches ``main`` (exit 141) whichever parser ran the command."""
+    for info in app.registered_commands:
+        if info.callback is not None:
+            info.callback = _raising_stdout_closed(info.callback)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _report_closed_stdout(group.typer_instance)
+
+
+def _raising_stdout_closed(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)  # typer reads the parameters through __wrapped__
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise _StdoutClosed from exc
+
+    return command
 
 
 def __getattr__(name: str) -> typer.Typer:
@@ -101,12 +129,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dct2notation: interrupted", file=sys.stderr)
         return 130
+    except (BrokenPipeError, _StdoutClosed):
+        # The reader of stdout went away (`| head`): as for a shell command killed by SIGPIPE, no message.
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         code = _parser_exit_code(exc)
         if code is None:
             raise
         return code
     return int(result) if isinstance(result, int) else 0
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail on the closed pipe again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's capture): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _parser_exit_code(exc: Exception) -> int | None:
