@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,8 +45,7 @@ from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
 from ..notation.verify import verify_envelope
 from ..oci import OCI_MANIFEST, Descriptor
-from ..registry.client import _ssl_verify as ssl_verify
-from ..registry.client import registry_auth
+from ..registry.client import registry_auth, tls_context
 from ..registry.layout import REF_NAME, OCILayoutStore
 from ..registry.options import RegistryOptions
 from ..registry.reference import Reference
@@ -609,8 +607,7 @@ def registry_view(options: RegistryOptions, oci_layout: Path | None = None) -> t
     made: list[RegistryStore] = []
     lock = threading.Lock()
     local = threading.local()
-    verify = ssl_verify(options)
-    tls = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context()
+    tls = tls_context(options)
 
     def store_for(repository: str) -> RegistryStore:
         host = repository.partition("/")[0]

@@ -32,8 +32,8 @@ from .client import (
     RegistryClient,
     RetryStats,
     registry_auth,
+    tls_context,
 )
-from .client import _ssl_verify as ssl_verify
 from .options import RegistryOptions
 from .reference import Reference
 
@@ -171,8 +171,7 @@ class RegistryStore:
             if transport is None:
                 # One TLS context for all lanes: building one loads the CA bundle (~20 ms each).
                 if self._tls is None:
-                    verify = ssl_verify(self.options)
-                    self._tls = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context()
+                    self._tls = tls_context(self.options)
                 transport = httpx.AsyncHTTPTransport(verify=self._tls)
             client = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=transport)
             client.core.stats = self.client.core.stats
