@@ -202,4 +202,61 @@ def load_inventory(path: Path) -> Inventory:
     stamp = data.get("evaluated_at")
     if not isinstance(stamp, str):
         raise InputError(f"{path}: evaluated_at: expected an RFC 3339 string")
+    for n, repo in enumerate(repos):
+        _check_repository(repo, f"{path}: repositories[{n}]")
     return Inventory(evaluated_at=stamp, repositories=repos)
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _check_repository(repo: dict[str, Any], where: str) -> None:
+    """The fields plan, policy and check read, so a hand-edited document fails here with its path, not later."""
+    for n, tag in enumerate(_list_field(repo, "trusted_tags", where)):
+        at = f"{where}.trusted_tags[{n}]"
+        _target(tag, at)
+        _typed(tag, "size", int, "an integer", at)
+        _typed(tag, "role", str, "a string", at)
+    role_targets = repo.get("role_targets", {})
+    if not isinstance(role_targets, dict):
+        raise InputError(f"{where}.role_targets: expected an object of role -> targets")
+    for role, targets in role_targets.items():
+        if not isinstance(targets, list):
+            raise InputError(f"{where}.role_targets[{role!r}]: expected a list")
+        for n, target in enumerate(targets):
+            _target(target, f"{where}.role_targets[{role!r}][{n}]")
+    for n, deleg in enumerate(_list_field(repo, "delegations", where)):
+        at = f"{where}.delegations[{n}]"
+        if not isinstance(deleg, dict):
+            raise InputError(f"{at}: expected an object")
+        _typed(deleg, "role", str, "a string", at)
+        if "threshold" in deleg:
+            _typed(deleg, "threshold", int, "an integer", at)
+        paths = deleg.get("paths", [])
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise InputError(f"{at}.paths: expected a list of strings")
+
+
+def _list_field(obj: dict[str, Any], name: str, where: str) -> list[Any]:
+    value = obj.get(name, [])
+    if not isinstance(value, list):
+        raise InputError(f"{where}.{name}: expected a list")
+    return value
+
+
+def _target(target: Any, at: str) -> None:
+    if not isinstance(target, dict):
+        raise InputError(f"{at}: expected an object")
+    _typed(target, "tag", str, "a string", at)
+    digest = _typed(target, "digest", str, "a string", at)
+    if not _DIGEST.fullmatch(digest):
+        raise InputError(f"{at}.digest: expected sha256:<64 lowercase hex>, got {digest[:80]!r}")
+
+
+def _typed(obj: dict[str, Any], name: str, kind: type, described: str, at: str) -> Any:
+    value = obj.get(name)
+    # bool is an int subclass; True is no size or threshold.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        shown = "missing" if name not in obj else f"got {type(value).__name__ if value is not None else 'null'}"
+        raise InputError(f"{at}.{name}: expected {described} ({shown})")
+    return value

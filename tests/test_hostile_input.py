@@ -1,0 +1,145 @@
+"""Hand-edited or damaged input files through the real CLI: one ``dct2notation: error:`` line and exit 2, never a
+traceback. Each case names the file, the field and the reason the user has to fix."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dct2notation.cli import main
+
+DIGEST = "sha256:" + "a" * 64
+
+INVENTORY: dict[str, Any] = {
+    "format": "dct2notation-inventory/1",
+    "evaluated_at": "2026-01-01T00:00:00Z",
+    "repositories": [
+        {
+            "gun": "registry.example/app",
+            "trusted_tags": [{"tag": "v1", "digest": DIGEST, "size": 10, "role": "targets/releases"}],
+            "role_targets": {"targets/releases": [{"tag": "v1", "digest": DIGEST, "size": 10}]},
+            "delegations": [{"role": "targets/releases", "threshold": 1, "paths": [""], "keys": []}],
+        }
+    ],
+}
+
+
+def error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Exit code and the whole of stderr, which must be one error line."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("dct2notation: error: "), err
+    return code, err.removeprefix("dct2notation: error: ").rstrip("\n")
+
+
+def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(doc: dict[str, Any]) -> None:
+        node = doc
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = value
+
+    return edit
+
+
+R0 = ["repositories", 0]
+SKIP_POLICY = {
+    "version": "1.0",
+    "trustPolicies": [
+        {
+            "name": "p",
+            "registryScopes": ["*"],
+            "signatureVerification": {"level": "skip"},
+            "trustStores": [],
+            "trustedIdentities": [],
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set([*R0, "trusted_tags"], None), "repositories[0].trusted_tags: expected a list"),
+        (_set([*R0, "trusted_tags", 0], "v1"), "repositories[0].trusted_tags[0]: expected an object"),
+        (_set([*R0, "trusted_tags", 0], {}), "repositories[0].trusted_tags[0].tag: expected a string (missing)"),
+        (
+            _set([*R0, "trusted_tags", 0, "digest"], 7),
+            "repositories[0].trusted_tags[0].digest: expected a string (got int)",
+        ),
+        (
+            _set([*R0, "trusted_tags", 0, "digest"], "sha256:abc"),
+            "repositories[0].trusted_tags[0].digest: expected sha256:<64 lowercase hex>, got 'sha256:abc'",
+        ),
+        (
+            _set([*R0, "trusted_tags", 0, "size"], True),
+            "repositories[0].trusted_tags[0].size: expected an integer (got bool)",
+        ),
+        (
+            _set([*R0, "trusted_tags", 0, "role"], None),
+            "repositories[0].trusted_tags[0].role: expected a string (got null)",
+        ),
+        (_set([*R0, "role_targets"], []), "repositories[0].role_targets: expected an object of role -> targets"),
+        (
+            _set([*R0, "role_targets", "targets/releases"], {}),
+            "repositories[0].role_targets['targets/releases']: expected a list",
+        ),
+        (
+            _set([*R0, "role_targets", "targets/releases", 0, "tag"], 1),
+            "repositories[0].role_targets['targets/releases'][0].tag: expected a string (got int)",
+        ),
+        (_set([*R0, "delegations"], {}), "repositories[0].delegations: expected a list"),
+        (_set([*R0, "delegations", 0], None), "repositories[0].delegations[0]: expected an object"),
+        (
+            _set([*R0, "delegations", 0, "threshold"], "2"),
+            "repositories[0].delegations[0].threshold: expected an integer (got str)",
+        ),
+        (
+            _set([*R0, "delegations", 0, "paths"], [1]),
+            "repositories[0].delegations[0].paths: expected a list of strings",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["policy", "plan", "check"])
+def test_inventory_with_wrong_shapes(
+    command: str,
+    edit: Callable[[dict[str, Any]], None],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    doc = copy.deepcopy(INVENTORY)
+    edit(doc)
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(doc))
+    # The inventory is read before any store is opened, which therefore need not exist.
+    (tmp_path / "p.json").write_text(json.dumps(SKIP_POLICY))
+    (tmp_path / "signers.toml").write_text('[[signer]]\ngun = "*"\nrole = "*"\nkey = "k"\n')
+    argv = {
+        "policy": ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "-o", str(tmp_path / "o")],
+        "plan": ["plan", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--no-preflight"],
+        "check": [
+            "check",
+            "--inventory",
+            str(inventory),
+            "--policy",
+            str(tmp_path / "p.json"),
+            "--truststore",
+            str(tmp_path),
+        ],
+    }[command]
+    assert error_of(argv, capsys) == (2, f"{inventory}: {message}")
+
+
+def test_inventory_shapes_of_a_valid_document_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dct2notation.dct.inventory import load_inventory
+
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(INVENTORY))
+    assert load_inventory(inventory).repositories == INVENTORY["repositories"]
