@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,3 +145,20 @@ def test_inventory_shapes_of_a_valid_document_pass(tmp_path: Path, capsys: pytes
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps(INVENTORY))
     assert load_inventory(inventory).repositories == INVENTORY["repositories"]
+
+
+def test_check_huge_concurrency_starts_no_more_threads_than_tags(tmp_path: Path) -> None:
+    """--concurrency 10**9 on one tag: before, a thread per unit of concurrency (minutes, then a traceback)."""
+    inventory, policy = tmp_path / "inventory.json", tmp_path / "p.json"
+    inventory.write_text(json.dumps(INVENTORY))
+    policy.write_text(json.dumps(SKIP_POLICY))
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (layout / "index.json").write_text('{"schemaVersion":2,"manifests":[]}')
+    argv = ["check", "--inventory", str(inventory), "--policy", str(policy), "--truststore", str(tmp_path)]
+    argv += ["--oci-layout", str(layout), "--concurrency", str(10**9), "--json", "--no-table"]
+    # A subprocess so the old behaviour fails on the timeout instead of exhausting this test process.
+    done = subprocess.run([sys.executable, "-m", "dct2notation", *argv], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (1, "")
+    assert [(t["tag"], t["status"]) for t in json.loads(done.stdout)["tags"]] == [("v1", "manifest-missing")]

@@ -511,7 +511,7 @@ def run_check(
     return CheckResult(rows, require, evaluated_at, verified_digests=len(cache))
 
 
-def _run_workers(fn: Callable[[T], None], items: Iterable[T], workers: int) -> None:
+def _run_workers(fn: Callable[[T], None], items: Sequence[T], workers: int) -> None:
     """``fn`` over ``items`` on ``workers`` threads that pull from one iterator; re-raise the first error.
 
     No future per item: at 10,000 tags the executor's futures, wake-ups and bounded window cost ~8% of the run's
@@ -538,7 +538,8 @@ def _run_workers(fn: Callable[[T], None], items: Iterable[T], workers: int) -> N
                     failures.append(exc)
                 return
 
-    threads = [threading.Thread(target=work, name=f"check-{n}") for n in range(workers)]
+    # No more threads than items: --concurrency 1000000 on ten tags must not start a million idle threads.
+    threads = [threading.Thread(target=work, name=f"check-{n}") for n in range(min(workers, len(items)))]
     for thread in threads:
         thread.start()
     try:
