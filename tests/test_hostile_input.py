@@ -162,3 +162,54 @@ def test_check_huge_concurrency_starts_no_more_threads_than_tags(tmp_path: Path)
     done = subprocess.run([sys.executable, "-m", "dct2notation", *argv], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (1, "")
     assert [(t["tag"], t["status"]) for t in json.loads(done.stdout)["tags"]] == [("v1", "manifest-missing")]
+
+
+PLAN: dict[str, Any] = {
+    "format": "dct2notation-plan/1",
+    "migration_id": "m",
+    "jobs": [{"repository": "registry.example/app", "digest": DIGEST, "size": 10, "identity": "k", "tags": ["v1"]}],
+}
+PLAN_SHAPES = [
+    (_set(["jobs", 0], None), "jobs[0]: must be an object"),
+    (_set(["jobs", 0, "annotations"], 3), "jobs[0]: field 'annotations' must be an object"),
+    (_set(["jobs", 0, "repository"], None), "jobs[0]: field 'repository' must be str"),
+    (_set(["jobs", 0, "digest"], "sha256:abc"), "jobs[0]: field 'digest' must be sha256:<64 hex>"),
+    (_set(["format"], "dct2notation-plan/2"), "not a plan (expected format 'dct2notation-plan/1')"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), PLAN_SHAPES)
+def test_signoff_refuses_a_plan_sign_would_refuse(
+    edit: Callable[[dict[str, Any]], None], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, a job of the wrong shape was a TypeError/KeyError traceback after the staging dir was made."""
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "ARCHIVE.json").write_text("{}")
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    doc = copy.deepcopy(PLAN)
+    edit(doc)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(doc))
+    argv = ["signoff", "--archive", str(tmp_path / "archive"), "--inventory", str(tmp_path / "inventory.json")]
+    argv += ["--plan", str(plan), "--policy-dir", str(tmp_path / "policy"), "-o", str(tmp_path / "bundle")]
+    assert error_of(argv, capsys) == (2, f"{plan}: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archive", "inventory.json", "plan.json", "policy"]
+
+
+@pytest.mark.parametrize(("edit", "message"), PLAN_SHAPES)
+def test_signoff_verify_refuses_a_bundled_plan_of_the_wrong_shape(
+    edit: Callable[[dict[str, Any]], None], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dct2notation.migrate.signoff import write_manifest
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    stamp = "2026-01-01T00:00:00Z"
+    (bundle / "SIGNOFF.json").write_text(json.dumps({"dct_evaluated_at": stamp, "notation_verified_at": stamp}))
+    doc = copy.deepcopy(PLAN)
+    edit(doc)
+    (bundle / "plan.json").write_text(json.dumps(doc))
+    # A consistent MANIFEST: the damage is in what the bundle says, not in its integrity.
+    write_manifest(bundle)
+    assert error_of(["signoff", "verify", str(bundle)], capsys) == (2, f"{bundle / 'plan.json'}: {message}")

@@ -30,7 +30,7 @@ from typing import Any
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, Limits, parse_rfc3339
 from ..errors import ConfigError, Dct2NotationError, GateFailed, InputError, VerificationError
 from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
-from .plan import ANNOTATION_PREFIX
+from .plan import ANNOTATION_PREFIX, plan_from_dict
 
 FORMAT = "dct2notation-signoff/1"
 MANIFEST = "MANIFEST.json"
@@ -364,6 +364,8 @@ def create_bundle(
         raise InputError(f"{inputs.inventory}: field 'evaluated_at' is missing")
     if not isinstance(plan_doc, dict) or not isinstance(plan_doc.get("jobs"), list):
         raise InputError(f"{inputs.plan}: field 'jobs' must be a list")
+    # Every job as `sign` reads it: the bundle reads repository/digest/annotations of each.
+    plan_from_dict(plan_doc, str(inputs.plan))
     staging = output.with_name(output.name + ".partial")
     if staging.exists():
         shutil.rmtree(staging)
@@ -442,9 +444,11 @@ def verify_bundle(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> BundleCheck:
         notation_at = parse_rfc3339(str(record["notation_verified_at"]))
     except (KeyError, TypeError) as exc:
         raise InputError(f"{bundle / 'SIGNOFF.json'}: field {exc} is missing") from exc
+    plan_doc = _read_json(bundle / "plan.json", "the plan")
+    plan_from_dict(plan_doc, str(bundle / "plan.json"))
     verdict = evaluate(
         archive=bundle / "archive",
-        plan_doc=_read_json(bundle / "plan.json", "the plan"),
+        plan_doc=plan_doc,
         signatures_dir=bundle / "signatures",
         policy_dir=bundle / "policy",
         dct_at=dct_at,
