@@ -213,3 +213,43 @@ def test_signoff_verify_refuses_a_bundled_plan_of_the_wrong_shape(
     # A consistent MANIFEST: the damage is in what the bundle says, not in its integrity.
     write_manifest(bundle)
     assert error_of(["signoff", "verify", str(bundle)], capsys) == (2, f"{bundle / 'plan.json'}: {message}")
+
+
+ARCHIVE_ENTRY = {"path": "registry.example/app/root.json", "sha256": "0" * 64, "length": 2}
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ({"guns": [1], "files": []}, "guns: expected a list of strings"),
+        ({"guns": [], "files": [None]}, "files[0]: expected an object with path, sha256 and length"),
+        (
+            {"guns": [], "files": [{**ARCHIVE_ENTRY, "path": 7}]},
+            "files[0].path: expected a relative path inside the archive",
+        ),
+        (
+            {"guns": [], "files": [{**ARCHIVE_ENTRY, "path": "../../etc/passwd"}]},
+            "files[0].path: expected a relative path inside the archive",
+        ),
+        (
+            {"guns": [], "files": [{**ARCHIVE_ENTRY, "path": "/etc/passwd"}]},
+            "files[0].path: expected a relative path inside the archive",
+        ),
+        ({"guns": [], "files": [{**ARCHIVE_ENTRY, "sha256": None}]}, "files[0].sha256: expected a hex string"),
+        ({"guns": [], "files": [{**ARCHIVE_ENTRY, "length": "2"}]}, "files[0].length: expected an integer"),
+    ],
+)
+@pytest.mark.parametrize("command", ["inventory", "check"])
+def test_archive_manifest_with_wrong_shapes(
+    command: str, manifest: dict[str, Any], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, a files[] entry that was not an object was an AttributeError traceback."""
+    archive = tmp_path / "archive"
+    (archive / "registry.example" / "app").mkdir(parents=True)
+    (archive / "registry.example" / "app" / "root.json").write_text("{}")
+    (archive / "ARCHIVE.json").write_text(json.dumps({"format": "dct2notation-archive/1", **manifest}))
+    argv = [command, "registry.example/app", "--archive", str(archive)]
+    if command == "check":
+        argv += ["--policy", str(tmp_path / "p.json"), "--truststore", str(tmp_path), "--no-table"]
+        (tmp_path / "p.json").write_text(json.dumps(SKIP_POLICY))
+    assert error_of(argv, capsys) == (2, f"{archive / 'ARCHIVE.json'}: {message}")

@@ -84,7 +84,25 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise InputError(f"{path}: format: expected {FORMAT!r}")
     if not isinstance(data.get("guns"), list) or not isinstance(data.get("files"), list):
         raise InputError(f"{path}: guns/files: expected lists")
+    if not all(isinstance(gun, str) for gun in data["guns"]):
+        raise InputError(f"{path}: guns: expected a list of strings")
+    for n, entry in enumerate(data["files"]):
+        _check_file_entry(entry, f"{path}: files[{n}]")
     return data
+
+
+def _check_file_entry(entry: Any, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: expected an object with path, sha256 and length")
+    name = entry.get("path")
+    # Inside the archive only: an absolute or ../ path would make the integrity check read files elsewhere.
+    if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
+        raise InputError(f"{where}.path: expected a relative path inside the archive")
+    if not isinstance(entry.get("sha256"), str):
+        raise InputError(f"{where}.sha256: expected a hex string")
+    length = entry.get("length")
+    if not isinstance(length, int) or isinstance(length, bool):
+        raise InputError(f"{where}.length: expected an integer")
 
 
 def check_archive(directory: Path) -> None:
