@@ -66,7 +66,7 @@ def _load_config(path: Path) -> dict[str, object]:
         raise InputError(f"{path}: cannot read docker config ({exc.strerror})") from exc
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
@@ -97,7 +97,7 @@ def run_credential_helper(name: str, server: str) -> Credentials:
         answer = json.loads(done.stdout)
         username = answer.get("Username") or None
         secret = answer.get("Secret") or None
-    except (ValueError, AttributeError) as exc:
+    except (ValueError, AttributeError, RecursionError) as exc:
         raise AuthError(f"credential helper {program} returned malformed JSON for {server}") from exc
     if not isinstance(username, str | None) or not isinstance(secret, str | None):
         raise AuthError(f"credential helper {program} returned non-string Username/Secret for {server}")
@@ -326,7 +326,7 @@ class ChallengeAuth(httpx.Auth):
         body = reply.content  # read under the cap by the sync/async flow
         try:
             data = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise AuthError(f"{self._place(request)}: token service {realm} answer is not JSON") from exc
         token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:

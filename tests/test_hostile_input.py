@@ -253,3 +253,103 @@ def test_archive_manifest_with_wrong_shapes(
         argv += ["--policy", str(tmp_path / "p.json"), "--truststore", str(tmp_path), "--no-table"]
         (tmp_path / "p.json").write_text(json.dumps(SKIP_POLICY))
     assert error_of(argv, capsys) == (2, f"{archive / 'ARCHIVE.json'}: {message}")
+
+
+DEEP_JSON = "[" * 5000 + "]" * 5000
+RECURSION = "maximum recursion depth exceeded while decoding a JSON array from a unicode string"
+
+
+@pytest.mark.parametrize(
+    ("argv", "deep", "message", "code"),
+    [
+        (
+            ["plan", "{t}/deep.json", "--signers", "{t}/signers.toml", "--no-preflight"],
+            "deep.json",
+            "not valid JSON",
+            2,
+        ),
+        (["policy", "{t}/deep.json", "--signers", "{t}/s.toml", "-o", "{t}/o"], "deep.json", "not valid JSON", 2),
+        (["sign", "{t}/deep.json", "--oci-layout", "{t}/layout"], "deep.json", "not JSON", 2),
+        (
+            ["check", "--inventory", "{t}/inventory.json", "--policy", "{t}/deep.json", "--truststore", "{t}"],
+            "deep.json",
+            "malformed trust policy, not valid JSON",
+            2,
+        ),
+        (
+            ["check", "--inventory", "{t}/inventory.json", "--policy", "{t}/p.json", "--truststore", "{t}"]
+            + ["--oci-layout", "{t}/layout", "--since", "{t}/deep.json"],
+            "deep.json",
+            "not valid JSON",
+            2,
+        ),
+        (["key", "list"], "notation/signingkeys.json", "not valid JSON", 2),
+        (["ls", "registry.example/app@" + DIGEST, "--oci-layout", "{t}/layout"], "layout/index.json", "not JSON", 2),
+        (
+            ["inventory", "registry.example/app", "--archive", "{t}/archive"],
+            "archive/ARCHIVE.json",
+            "unreadable archive manifest",
+            2,
+        ),
+        (["signoff", "verify", "{t}/bundle"], "bundle/MANIFEST.json", "not a sign-off bundle manifest", 1),
+    ],
+)
+def test_json_nested_too_deeply(
+    argv: list[str],
+    deep: str,
+    message: str,
+    code: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """5,000 nested arrays: before, json's RecursionError escaped every loader as a traceback."""
+    for folder in ("notation", "layout", "archive", "bundle"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "layout" / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    (tmp_path / "p.json").write_text(json.dumps(SKIP_POLICY))
+    (tmp_path / "signers.toml").write_text('[[signer]]\ngun = "*"\nrole = "*"\nkey = "k"\n')
+    (tmp_path / deep).write_text(DEEP_JSON)
+    monkeypatch.setenv("NOTATION_CONFIG", str(tmp_path / "notation"))
+    assert error_of([a.replace("{t}", str(tmp_path)) for a in argv], capsys) == (
+        code,
+        f"{tmp_path / deep}: {message} ({RECURSION})",
+    )
+
+
+def test_signers_toml_nested_too_deeply(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    signers = tmp_path / "signers.toml"
+    signers.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    argv = ["plan", str(tmp_path / "inventory.json"), "--signers", str(signers), "--no-preflight"]
+    assert error_of(argv, capsys) == (2, f"{signers}: not valid TOML: nested too deeply")
+
+
+@pytest.mark.parametrize("parse", ["parse_signature_manifest", "parse_index"])
+def test_remote_manifest_nested_too_deeply(parse: str) -> None:
+    """A registry serving a deeply nested manifest gets the same InputError as one serving invalid JSON."""
+    from dct2notation.errors import InputError
+    from dct2notation.notation import manifest
+
+    with pytest.raises(InputError) as err:
+        getattr(manifest, parse)(DEEP_JSON.encode(), where="registry.example/app@" + DIGEST)
+    assert str(err.value) == f"registry.example/app@{DIGEST}: not JSON ({RECURSION})"
+
+
+def test_archived_tuf_metadata_nested_too_deeply(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bytes match ARCHIVE.json, so the archive is intact; the metadata itself is refused as malformed."""
+    import hashlib
+
+    archive = tmp_path / "archive"
+    (archive / "registry.example" / "app").mkdir(parents=True)
+    (archive / "registry.example" / "app" / "root.json").write_text(DEEP_JSON)
+    entry = {
+        "path": "registry.example/app/root.json",
+        "sha256": hashlib.sha256(DEEP_JSON.encode()).hexdigest(),
+        "length": len(DEEP_JSON),
+    }
+    manifest = {"format": "dct2notation-archive/1", "guns": ["registry.example/app"], "files": [entry]}
+    (archive / "ARCHIVE.json").write_text(json.dumps(manifest))
+    argv = ["inventory", "registry.example/app", "--archive", str(archive)]
+    assert error_of(argv, capsys) == (1, f"registry.example/app: root: malformed JSON ({RECURSION})")

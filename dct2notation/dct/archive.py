@@ -66,7 +66,7 @@ def archive_versions(directory: Path) -> dict[str, dict[str, int]]:
             try:
                 doc = json.loads((directory / path).read_bytes())
                 version = int(doc["signed"]["version"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
                 raise InputError(f"{directory / path}: unreadable archived metadata") from exc
             versions.setdefault(gun, {})[name] = version
     return versions
@@ -78,7 +78,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         data = json.loads(path.read_bytes())
     except FileNotFoundError as exc:
         raise InputError(f"{path}: missing (not an archive, or an incomplete one)") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f"{path}: unreadable archive manifest ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f"{path}: format: expected {FORMAT!r}")

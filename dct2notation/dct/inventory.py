@@ -192,7 +192,7 @@ def load_inventory(path: Path) -> Inventory:
         data = json.loads(path.read_bytes())
     except OSError as exc:
         raise InputError(f"{path}: cannot read inventory ({exc.strerror})") from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f"{path}: format: expected {FORMAT!r}")

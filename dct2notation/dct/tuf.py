@@ -250,7 +250,7 @@ def _check_threshold(
 def _parse(fail: _Fail, role: str, raw: bytes, expected_type: str) -> dict[str, Any]:
     try:
         doc = loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise fail(role, f"malformed JSON ({exc})") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("signed"), dict):
         raise fail(role, "malformed metadata: no 'signed' object")

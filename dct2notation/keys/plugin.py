@@ -118,7 +118,7 @@ class PluginRunner:
             raise SigningKeyError(f"{where}: failed with exit code {proc.returncode}: {_describe_error(stderr)}")
         try:
             response = json.loads(stdout)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise SigningKeyError(f"{where}: response is not valid JSON ({exc})") from exc
         if not isinstance(response, dict):
             raise SigningKeyError(f"{where}: response is not a JSON object")
@@ -128,7 +128,7 @@ class PluginRunner:
 def _describe_error(stderr: bytes) -> str:
     try:
         obj = json.loads(stderr)
-    except ValueError:
+    except (ValueError, RecursionError):
         text = stderr.decode(errors="replace").strip()
         return text[:500] if text else "no error output"
     if isinstance(obj, dict) and ("errorCode" in obj or "errorMessage" in obj):

@@ -105,7 +105,7 @@ class SigningKeys:
             return cls()
         try:
             obj = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(obj, where=str(path))
 

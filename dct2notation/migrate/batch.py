@@ -131,7 +131,7 @@ def existing_signature(descriptors: Sequence[Descriptor], thumbs: list[str]) -> 
             continue
         try:
             listed = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if listed == thumbs:
             return desc

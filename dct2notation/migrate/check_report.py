@@ -99,7 +99,7 @@ def load_previous(path: Path) -> dict[str, dict[str, Any]]:
         doc = json.loads(path.read_bytes())
     except OSError as exc:
         raise InputError(f"{path}: cannot read previous check ({exc.strerror})") from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != CHECK_FORMAT:
         raise InputError(f"{path}: format: expected {CHECK_FORMAT!r}")

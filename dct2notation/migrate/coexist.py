@@ -363,7 +363,7 @@ def _layout_manifests(store: OCILayoutStore) -> Iterator[Descriptor]:
         raise InputError(f"{path}: exceeds the {store.limits.layout_index_bytes}-byte limit (layout_index_bytes)")
     try:
         manifests = json.loads(raw)["manifests"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InputError(f"{path}: manifests: missing or not JSON ({exc})") from exc
     if not isinstance(manifests, list):
         raise InputError(f"{path}: manifests: expected a list")

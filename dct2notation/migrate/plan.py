@@ -245,7 +245,7 @@ def load_plan(path: Path) -> Plan:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"{path}: cannot read plan ({exc.strerror})") from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{path}: not JSON ({exc})") from exc
     return plan_from_dict(doc, str(path))
 

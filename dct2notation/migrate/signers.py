@@ -157,6 +157,8 @@ def load_signers(path: Path | str) -> SignerMapping:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nested array/table
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     unknown = sorted(set(data) - {"signer"})
     if unknown:
         raise ConfigError(f"{path}: {unknown[0]}: unknown field (entries are [[signer]] tables)")

@@ -124,7 +124,7 @@ def check_integrity(bundle: Path) -> int:
         listed = {str(f["path"]): (str(f["sha256"]), int(f["size"])) for f in doc["files"]}
     except OSError as exc:
         raise BundleIntegrityError(f"{path}: cannot read the bundle manifest ({exc.strerror})") from exc
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise BundleIntegrityError(f"{path}: not a sign-off bundle manifest ({exc})") from exc
     if path.read_text(encoding="utf-8") != _manifest_text(doc):
         # Hashes cannot cover the manifest itself; its exact bytes are pinned by our own serialisation instead.
@@ -151,7 +151,7 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{path}: {what} is not JSON ({exc})") from exc
 
 

@@ -283,7 +283,7 @@ def _decode(data: bytes, what: str) -> Any:
 def _parse_payload(payload: bytes) -> Descriptor:
     try:
         obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise EnvelopeError(f"payload: not JSON ({exc})") from exc
     if not isinstance(obj, dict) or "targetArtifact" not in obj:
         raise EnvelopeError("payload: missing targetArtifact")

@@ -145,7 +145,7 @@ def parse_signature_manifest(
         raise InputError(f"{where}: {len(raw)} bytes exceeds the {limits.signature_manifest_bytes}-byte limit")
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InputError(f"{where}: not JSON ({exc})") from exc
     if not isinstance(doc, dict):
         raise InputError(f"{where}: not a JSON object")
@@ -185,7 +185,7 @@ def parse_index(raw: bytes, *, where: str, limits: Limits = DEFAULT_LIMITS) -> l
         raise InputError(f"{where}: {len(raw)} bytes exceeds the {limits.referrers_index_bytes}-byte limit")
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InputError(f"{where}: not JSON ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("mediaType", OCI_INDEX) != OCI_INDEX:
         raise InputError(f"{where}: not an OCI image index")

@@ -327,7 +327,7 @@ class TrustPolicyDocument:
             raise ConfigError(f"{path}: cannot read trust policy ({exc.strerror})") from exc
         try:
             obj = json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ConfigError(f"{path}: malformed trust policy, not valid JSON ({exc})") from exc
         try:
             return cls.from_dict(obj, kind=kind)

@@ -129,7 +129,7 @@ def _error_detail(reply: Reply) -> str:
         errors = json.loads(reply.content).get("errors") or []
         if errors and isinstance(errors[0], dict):
             return f"{errors[0].get('code', '')} {errors[0].get('message', '')}".strip()
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         pass
     return reply.content[:200].decode("utf-8", "replace").strip()
 
@@ -308,7 +308,7 @@ class RegistryCore:
                 raise self.fail(reply, f"list tags of {repo}")
             try:
                 page = json.loads(reply.content).get("tags") or []
-            except (ValueError, AttributeError) as exc:
+            except (ValueError, AttributeError, RecursionError) as exc:
                 raise RemoteError(f"{self.host}: tags of {repo}: not a tag list") from exc
             tags.extend(t for t in page if isinstance(t, str))
             link = next_link(reply.headers, reply.url)

@@ -44,7 +44,7 @@ def resolve_subject(target: Target) -> Descriptor:
 def _thumbprints(annotations: dict[str, str]) -> list[str]:
     try:
         value = json.loads(annotations.get(THUMBPRINT_ANNOTATION, "[]"))
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 

@@ -65,7 +65,7 @@ class OCILayout:
         marker = self.root / "oci-layout"
         try:
             version = json.loads(marker.read_bytes()).get("imageLayoutVersion")
-        except (OSError, ValueError, AttributeError) as exc:
+        except (OSError, ValueError, AttributeError, RecursionError) as exc:
             raise InputError(f"{marker}: not a readable oci-layout file ({exc})") from exc
         if version != "1.0.0":
             raise InputError(f"{marker}: imageLayoutVersion {version!r} is not supported (expected 1.0.0)")
@@ -100,7 +100,7 @@ class OCILayout:
             raise InputError(f"{path}: {len(raw)} bytes exceeds the {self.limits.referrers_index_bytes}-byte limit")
         try:
             doc = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InputError(f"{path}: not JSON ({exc})") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
             raise InputError(f"{path}: manifests: missing or not a list")
@@ -159,7 +159,7 @@ class OCILayout:
             raw = self.get_blob(ref, self.limits.manifest_bytes)
             try:
                 media_type = json.loads(raw).get("mediaType") or OCI_MANIFEST
-            except (ValueError, AttributeError) as exc:
+            except (ValueError, AttributeError, RecursionError) as exc:
                 raise InputError(f"{self.root}: blob {ref} is not a manifest") from exc
             return Descriptor(media_type, ref, len(raw))
         raise NotFoundError(f"{self.root}: {ref} not found in index.json")
