@@ -206,7 +206,7 @@ def test_signoff_verify_refuses_a_bundled_plan_of_the_wrong_shape(
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     stamp = "2026-01-01T00:00:00Z"
-    (bundle / "SIGNOFF.json").write_text(json.dumps({"dct_evaluated_at": stamp, "notation_verified_at": stamp}))
+    (bundle / "SIGNOFF.json").write_text(json.dumps({**SIGNOFF_RECORD, "dct_evaluated_at": stamp}))
     doc = copy.deepcopy(PLAN)
     edit(doc)
     (bundle / "plan.json").write_text(json.dumps(doc))
@@ -353,3 +353,55 @@ def test_archived_tuf_metadata_nested_too_deeply(tmp_path: Path, capsys: pytest.
     (archive / "ARCHIVE.json").write_text(json.dumps(manifest))
     argv = ["inventory", "registry.example/app", "--archive", str(archive)]
     assert error_of(argv, capsys) == (1, f"registry.example/app: root: malformed JSON ({RECURSION})")
+
+
+SIGNOFF_RECORD = {
+    "format": "dct2notation-signoff/1",
+    "dct_evaluated_at": "2026-01-01T00:00:00Z",
+    "notation_verified_at": "2026-01-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ([], "the sign-off record is not a JSON object"),
+        (None, "the sign-off record is not a JSON object"),
+        ({**SIGNOFF_RECORD, "dct_evaluated_at": "soon"}, "field 'dct_evaluated_at': not an RFC 3339 time: 'soon'"),
+        (
+            {**SIGNOFF_RECORD, "notation_verified_at": None},
+            "field 'notation_verified_at': not an RFC 3339 time: 'None'",
+        ),
+        (
+            {**SIGNOFF_RECORD, "format": "dct2notation-signoff/2"},
+            "format is 'dct2notation-signoff/2', expected 'dct2notation-signoff/1'",
+        ),
+    ],
+)
+def test_signoff_verify_record_of_the_wrong_shape(
+    record: Any, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: 'field list indices must be integers or slices, not str is missing'; a record of another format or
+    with an unparseable time passed, or failed without naming SIGNOFF.json."""
+    from dct2notation.migrate.signoff import write_manifest
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "SIGNOFF.json").write_text(json.dumps(record))
+    write_manifest(bundle)
+    assert error_of(["signoff", "verify", str(bundle)], capsys) == (2, f"{bundle / 'SIGNOFF.json'}: {message}")
+
+
+def test_signoff_inventory_time_is_named_and_nothing_is_staged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "ARCHIVE.json").write_text("{}")
+    (tmp_path / "policy").mkdir()
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({**INVENTORY, "evaluated_at": "soon"}))
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN))
+    argv = ["signoff", "--archive", str(tmp_path / "archive"), "--inventory", str(inventory)]
+    argv += ["--plan", str(tmp_path / "plan.json"), "--policy-dir", str(tmp_path / "policy"), "-o", str(tmp_path / "b")]
+    assert error_of(argv, capsys) == (2, f"{inventory}: field 'evaluated_at': not an RFC 3339 time: 'soon'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archive", "inventory.json", "plan.json", "policy"]

@@ -155,6 +155,13 @@ def _read_json(path: Path, what: str) -> Any:
         raise InputError(f"{path}: {what} is not JSON ({exc})") from exc
 
 
+def _instant(value: str, path: Path, name: str) -> dt.datetime:
+    try:
+        return parse_rfc3339(value)
+    except Dct2NotationError as exc:
+        raise InputError(f"{path}: field {name!r}: not an RFC 3339 time: {value!r}") from exc
+
+
 def _archive_guns(archive: Path) -> list[str]:
     doc = _read_json(archive / "ARCHIVE.json", "the archive manifest")
     guns = doc.get("guns") if isinstance(doc, dict) else None
@@ -362,6 +369,8 @@ def create_bundle(
     evaluated_at = inventory_doc.get("evaluated_at") if isinstance(inventory_doc, dict) else None
     if not isinstance(evaluated_at, str):
         raise InputError(f"{inputs.inventory}: field 'evaluated_at' is missing")
+    # Parsed before anything is staged: the bundle's DCT verdict is evaluated at this instant.
+    dct_at = _instant(evaluated_at, inputs.inventory, "evaluated_at")
     if not isinstance(plan_doc, dict) or not isinstance(plan_doc.get("jobs"), list):
         raise InputError(f"{inputs.plan}: field 'jobs' must be a list")
     # Every job as `sign` reads it: the bundle reads repository/digest/annotations of each.
@@ -390,7 +399,7 @@ def create_bundle(
             plan_doc=plan_doc,
             signatures_dir=staging / "signatures",
             policy_dir=staging / "policy",
-            dct_at=parse_rfc3339(evaluated_at),
+            dct_at=dct_at,
             notation_at=now,
             check_doc=check_doc,
             limits=limits,
@@ -438,12 +447,17 @@ def verify_bundle(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> BundleCheck:
     if not bundle.is_dir():
         raise InputError(f"{bundle}: not a directory")
     files = check_integrity(bundle)
-    record = _read_json(bundle / "SIGNOFF.json", "the sign-off record")
+    where = bundle / "SIGNOFF.json"
+    record = _read_json(where, "the sign-off record")
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: the sign-off record is not a JSON object")
     try:
-        dct_at = parse_rfc3339(str(record["dct_evaluated_at"]))
-        notation_at = parse_rfc3339(str(record["notation_verified_at"]))
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{bundle / 'SIGNOFF.json'}: field {exc} is missing") from exc
+        dct_at = _instant(str(record["dct_evaluated_at"]), where, "dct_evaluated_at")
+        notation_at = _instant(str(record["notation_verified_at"]), where, "notation_verified_at")
+    except KeyError as exc:
+        raise InputError(f"{where}: field {exc} is missing") from exc
+    if record.get("format") != FORMAT:
+        raise InputError(f"{where}: format is {record.get('format')!r}, expected {FORMAT!r}")
     plan_doc = _read_json(bundle / "plan.json", "the plan")
     plan_from_dict(plan_doc, str(bundle / "plan.json"))
     verdict = evaluate(
