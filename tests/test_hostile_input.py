@@ -3,6 +3,7 @@ traceback. Each case names the file, the field and the reason the user has to fi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
@@ -405,3 +406,32 @@ def test_signoff_inventory_time_is_named_and_nothing_is_staged(
     argv += ["--plan", str(tmp_path / "plan.json"), "--policy-dir", str(tmp_path / "policy"), "-o", str(tmp_path / "b")]
     assert error_of(argv, capsys) == (2, f"{inventory}: field 'evaluated_at': not an RFC 3339 time: 'soon'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["archive", "inventory.json", "plan.json", "policy"]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("jobs (a INTEGER)", "table jobs has columns a; expected key, state, signature, attempts, error"),
+        ("meta (x INTEGER)", "table meta has columns x; expected name, value"),
+    ],
+)
+def test_sqlite_file_of_another_shape_is_not_a_journal(
+    table: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: sqlite3.OperationalError ('no such column') as a traceback from sign and signoff."""
+    import sqlite3
+
+    journal = tmp_path / "journal.db"
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        db.execute(f"CREATE TABLE {table}")
+        db.commit()
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "ARCHIVE.json").write_text("{}")
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN))
+    argv = ["signoff", "--archive", str(tmp_path / "archive"), "--inventory", str(tmp_path / "inventory.json")]
+    argv += ["--plan", str(tmp_path / "plan.json"), "--journal", str(journal), "--policy-dir", str(tmp_path / "policy")]
+    argv += ["-o", str(tmp_path / "bundle")]
+    assert error_of(argv, capsys) == (2, f"{journal}: not a usable journal ({message})")
+    assert not (tmp_path / "bundle").exists() and not (tmp_path / "bundle.partial").exists()

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_COLUMNS = {"jobs": ("key", "state", "signature", "attempts", "error"), "meta": ("name", "value")}
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -47,6 +49,16 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            # CREATE IF NOT EXISTS keeps a same-named table of another shape (another tool's database): its
+            # first query would fail mid-run, so refuse it here, before a job is signed.
+            for table, columns in _COLUMNS.items():
+                found = tuple(row[1] for row in self._db.execute(f"PRAGMA table_info({table})"))
+                if not set(columns) <= set(found):
+                    self._db.close()
+                    raise InputError(
+                        f"{path}: not a usable journal (table {table} has columns {', '.join(found)}; "
+                        f"expected {', '.join(columns)})"
+                    )
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{path}: not a usable journal ({exc})") from exc
 
