@@ -435,3 +435,27 @@ def test_sqlite_file_of_another_shape_is_not_a_journal(
     argv += ["-o", str(tmp_path / "bundle")]
     assert error_of(argv, capsys) == (2, f"{journal}: not a usable journal ({message})")
     assert not (tmp_path / "bundle").exists() and not (tmp_path / "bundle.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("expiry", "message"),
+    [
+        (
+            "99999999999999999h",
+            "--expiry: '99999999999999999h' is longer than Notation accepts (at most 2562047h47m16s)",
+        ),
+        ("2562047h47m17s", "--expiry: '2562047h47m17s' is longer than Notation accepts (at most 2562047h47m16s)"),
+    ],
+)
+def test_expiry_longer_than_notation_accepts(expiry: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: an OverflowError traceback (timedelta, or the expiry date past year 9999)."""
+    argv = ["sign", "r.example/a@" + DIGEST, "--key", "k", "--expiry", expiry]
+    assert error_of(argv, capsys) == (2, message)
+
+
+def test_expiry_at_notations_longest_duration_parses() -> None:
+    import datetime as dt
+
+    from dct2notation.cli.oci import parse_duration
+
+    assert parse_duration("2562047h47m16s") == dt.timedelta(seconds=9223372036)

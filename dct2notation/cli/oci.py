@@ -56,7 +56,14 @@ def parse_duration(text: str) -> dt.timedelta:
     seconds = sum(int(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in _DURATION.findall(text))
     if seconds <= 0:
         raise UsageError(f"--expiry: {text!r} must be positive")
+    if seconds > MAX_EXPIRY_SECONDS:
+        raise UsageError(f"--expiry: {text!r} is longer than Notation accepts (at most 2562047h47m16s)")
     return dt.timedelta(seconds=seconds)
+
+
+# Go's time.Duration (int64 nanoseconds), which Notation parses --expiry into: ~292 years. Longer values overflowed
+# timedelta or the expiry date instead.
+MAX_EXPIRY_SECONDS = (2**63 - 1) // 10**9
 
 
 def parse_user_metadata(items: list[str]) -> dict[str, str]:
