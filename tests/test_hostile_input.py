@@ -459,3 +459,12 @@ def test_expiry_at_notations_longest_duration_parses() -> None:
     from dct2notation.cli.oci import parse_duration
 
     assert parse_duration("2562047h47m16s") == dt.timedelta(seconds=9223372036)
+
+
+@pytest.mark.parametrize("rate", ["nan", "0", "-1"])
+def test_rate_limit_must_be_a_positive_number(rate: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before, NaN passed the > 0 check (every comparison with NaN is false) and reached the token bucket."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(PLAN))
+    argv = ["sign", str(plan), "--journal", str(tmp_path / "j.db"), "--rate-limit", rate, "--dry-run"]
+    assert error_of(argv, capsys) == (2, "--rate-limit: must be greater than 0")

@@ -139,7 +139,7 @@ def sign_plan(
         jobs = [j for j in jobs if j.identity == key]
     if concurrency is not None and concurrency < 1:
         raise UsageError("--concurrency: must be at least 1")
-    if rate_limit is not None and rate_limit <= 0:
+    if rate_limit is not None and not rate_limit > 0:  # also NaN, which compares false with everything
         raise UsageError("--rate-limit: must be greater than 0")
     if journal is None:
         suffix = f".shard-{selected[0]}-of-{selected[1]}" if selected else ""
