@@ -468,3 +468,45 @@ def test_rate_limit_must_be_a_positive_number(rate: str, tmp_path: Path, capsys:
     plan.write_text(json.dumps(PLAN))
     argv = ["sign", str(plan), "--journal", str(tmp_path / "j.db"), "--rate-limit", rate, "--dry-run"]
     assert error_of(argv, capsys) == (2, "--rate-limit: must be greater than 0")
+
+
+SIGNERS_K = '[[signer]]\ngun = "*"\nrole = "*"\nkey = "k"\n'
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-o", "{t}"], "{t}: cannot write the plan (Is a directory)"),
+        (["-o", "{t}/missing/plan.json"], "{t}/missing/plan.json: cannot write the plan (No such file or directory)"),
+        (
+            ["-o", "{t}/plan.json", "--emit-k8s-job", "{t}", "--image", "i"],
+            "--emit-k8s-job {t}: cannot write (Is a directory)",
+        ),
+    ],
+)
+def test_plan_outputs_that_cannot_be_written(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: IsADirectoryError / FileNotFoundError tracebacks."""
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    (tmp_path / "signers.toml").write_text(SIGNERS_K)
+    argv = ["plan", str(tmp_path / "inventory.json"), "--signers", str(tmp_path / "signers.toml"), "--no-preflight"]
+    argv += [a.replace("{t}", str(tmp_path)) for a in extra]
+    assert error_of(argv, capsys) == (2, message.replace("{t}", str(tmp_path)))
+
+
+def test_policy_output_that_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a FileExistsError traceback from mkdir."""
+    monkeypatch.setenv("NOTATION_CONFIG", str(tmp_path / "notation"))
+    assert main(["cert", "generate-test", "k", "--key-type", "ec-p256"]) == 0
+    capsys.readouterr()
+    cert = tmp_path / "notation" / "localkeys" / "k.crt"
+    (tmp_path / "signers.toml").write_text(SIGNERS_K + f'cert_file = "{cert}"\n')
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    argv = ["policy", str(tmp_path / "inventory.json"), "--signers", str(tmp_path / "signers.toml"), "-o", str(taken)]
+    assert error_of(argv, capsys) == (2, f"-o {taken}: exists and is not a directory")
+    assert taken.read_text() == "not a directory"

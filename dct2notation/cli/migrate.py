@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import DEFAULT_LIMITS
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..keys.base import SigningKey
 from ..migrate.plan import KeyFor, Plan
 from ..registry.options import RegistryOptions
@@ -230,12 +230,13 @@ def plan_command(
     if emit_k8s_job is not None:
         from ..migrate.k8s import dump_manifests, indexed_job
 
-        emit_k8s_job.write_text(
-            dump_manifests(
-                indexed_job(name="dct2notation-sign", image=image, shards=shards, plan_config_map="dct2notation-plan")
-            ),
-            encoding="utf-8",
+        manifests = dump_manifests(
+            indexed_job(name="dct2notation-sign", image=image, shards=shards, plan_config_map="dct2notation-plan")
         )
+        try:
+            emit_k8s_job.write_text(manifests, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--emit-k8s-job {emit_k8s_job}: cannot write ({exc.strerror})") from exc
     summary = made.preflight or {"jobs": len(made.jobs)}
     stderr_console.print(f"plan {output}: {len(made.jobs)} job(s); pre-flight {summary}", highlight=False)
 

@@ -98,7 +98,10 @@ class Plan:
         return out
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        try:
+            path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write the plan ({exc.strerror})") from exc
 
 
 def shard_of(repository: str, digest: str, count: int) -> int:

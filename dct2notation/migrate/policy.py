@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..keys.signingkeys import SigningKeys, notation_config_dir, signing_keys_path
 from ..notation.certs import is_self_signed
 from ..notation.policy import TrustPolicyDocument
@@ -199,8 +199,11 @@ def build_emission(
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
 
 
 def pem(cert: x509.Certificate) -> bytes:
@@ -214,6 +217,8 @@ def write_emission(emission: Emission, outdir: Path, *, notation_version: int = 
 
     if not emission.statements:
         raise ConfigError("policy: no repository has a mapped signer with a usable certificate; see the gaps listed")
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"-o {outdir}: exists and is not a directory")
     policy = emission.trust_policy()
     TrustPolicyDocument.from_dict(policy, "emitted trust policy")
     policy_bytes = (json.dumps(policy, indent=2) + "\n").encode()
