@@ -510,3 +510,34 @@ def test_policy_output_that_is_a_file(
     argv = ["policy", str(tmp_path / "inventory.json"), "--signers", str(tmp_path / "signers.toml"), "-o", str(taken)]
     assert error_of(argv, capsys) == (2, f"-o {taken}: exists and is not a directory")
     assert taken.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--days", str(10**11)], f"validity of {10**11} days ends after the year 9999"),
+        (["--days", "3000000"], "validity of 3000000 days ends after the year 9999"),
+    ],
+)
+def test_generate_test_cert_validity_past_year_9999(
+    extra: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: an OverflowError traceback from timedelta / the not-after date."""
+    monkeypatch.setenv("NOTATION_CONFIG", str(tmp_path))
+    assert error_of(["cert", "generate-test", "k", *extra], capsys) == (2, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_test_cert_name_longer_than_a_common_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a ValueError traceback from the certificate builder (65..250 characters) or an OSError (longer)."""
+    monkeypatch.setenv("NOTATION_CONFIG", str(tmp_path))
+    message = "key name 'aaaaaaaaaaaaaaaaaaaa'... is 65 characters; the certificate's common name allows at most 64"
+    assert error_of(["cert", "generate-test", "a" * 65], capsys) == (2, message)
+    assert main(["cert", "generate-test", "a" * 64, "--key-type", "ec-p256"]) == 0
+    assert (tmp_path / "localkeys" / ("a" * 64 + ".crt")).is_file()

@@ -90,6 +90,9 @@ class GeneratedTestKey:
     certificate: x509.Certificate
 
 
+MAX_NAME_LENGTH = 64  # the name is the certificate's CN, at most 64 characters (RFC 5280 ub-common-name)
+
+
 def generate_test_key(
     name: str,
     config_dir: Path,
@@ -105,6 +108,11 @@ def generate_test_key(
         raise UsageError(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}")
     if days < 1:
         raise UsageError("validity must be at least one day")
+    if len(name) > MAX_NAME_LENGTH:
+        raise UsageError(
+            f"key name {name[:20]!r}... is {len(name)} characters; "
+            f"the certificate's common name allows at most {MAX_NAME_LENGTH}"
+        )
     keys_file = signing_keys_path(config_dir)
     keys = SigningKeys.load(keys_file)
     if any(entry.name == name for entry in keys.keys):
@@ -115,6 +123,9 @@ def generate_test_key(
         raise ConfigError(f"{store_cert}: trust store certificate already exists")
 
     now = (clock or SystemClock()).now().replace(microsecond=0)
+    # X.509 times end at 9999-12-31 (and Python's datetime with them).
+    if days > (dt.datetime(9999, 12, 31, tzinfo=dt.UTC) - now).days:
+        raise UsageError(f"validity of {days} days ends after the year 9999")
     key = generate_private_key(key_type)
     cert = make_test_certificate(name, key, now=now, days=days)
 
