@@ -541,3 +541,25 @@ def test_generate_test_cert_name_longer_than_a_common_name(
     assert error_of(["cert", "generate-test", "a" * 65], capsys) == (2, message)
     assert main(["cert", "generate-test", "a" * 64, "--key-type", "ec-p256"]) == 0
     assert (tmp_path / "localkeys" / ("a" * 64 + ".crt")).is_file()
+
+
+DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "demo"
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("taken", "-o {o}: exists and is not a directory"),
+        ("taken/archive", "-o {o}: cannot create (File exists)"),
+    ],
+)
+def test_archive_output_that_cannot_be_a_directory(
+    output: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: NotADirectoryError / FileExistsError tracebacks."""
+    expected = json.loads((DEMO / "expected.json").read_text())
+    (tmp_path / "taken").write_text("not a directory")
+    out = tmp_path / output
+    argv = ["archive", expected["guns"][0], "--trust-dir", str(DEMO / "trust"), "--at", expected["evaluate_at"]]
+    assert error_of([*argv, "-o", str(out)], capsys) == (2, message.replace("{o}", str(out)))
+    assert (tmp_path / "taken").read_text() == "not a directory"

@@ -22,12 +22,17 @@ MANIFEST = "ARCHIVE.json"
 def write_archive(guns: Iterable[str], source: MetadataSource, output: Path, clock: Clock, limits: Limits) -> Path:
     """Verify every GUN from ``source`` and write its raw bytes under ``output``; returns ``output``."""
     gun_list = list(guns)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"-o {output}: exists and is not a directory")
     if output.exists() and any(output.iterdir()):
         raise InputError(f"-o {output}: exists and is not empty; choose a new directory")
     # Everything is verified before a byte is written, so a refused GUN leaves nothing behind.
     verified = [verify_repository(gun, source, clock, limits) for gun in gun_list]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    except OSError as exc:
+        raise InputError(f"-o {output}: cannot create ({exc.strerror})") from exc
     try:
         files: list[dict[str, Any]] = []
         for repo in verified:
