@@ -563,3 +563,17 @@ def test_archive_output_that_cannot_be_a_directory(
     argv = ["archive", expected["guns"][0], "--trust-dir", str(DEMO / "trust"), "--at", expected["evaluate_at"]]
     assert error_of([*argv, "-o", str(out)], capsys) == (2, message.replace("{o}", str(out)))
     assert (tmp_path / "taken").read_text() == "not a directory"
+
+
+def test_signoff_output_under_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: a NotADirectoryError traceback from making the staging directory."""
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "ARCHIVE.json").write_text("{}")
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN))
+    (tmp_path / "taken").write_text("not a directory")
+    out = tmp_path / "taken" / "bundle"
+    argv = ["signoff", "--archive", str(tmp_path / "archive"), "--inventory", str(tmp_path / "inventory.json")]
+    argv += ["--plan", str(tmp_path / "plan.json"), "--policy-dir", str(tmp_path / "policy"), "-o", str(out)]
+    assert error_of(argv, capsys) == (2, f"-o {out}: cannot create (Not a directory)")

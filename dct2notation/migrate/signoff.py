@@ -376,9 +376,12 @@ def create_bundle(
     # Every job as `sign` reads it: the bundle reads repository/digest/annotations of each.
     plan_from_dict(plan_doc, str(inputs.plan))
     staging = output.with_name(output.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    try:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+    except OSError as exc:
+        raise InputError(f"-o {output}: cannot create ({exc.strerror})") from exc
     try:
         shutil.copytree(inputs.archive, staging / "archive")
         shutil.copyfile(inputs.inventory, staging / "inventory.json")
