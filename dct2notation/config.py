@@ -64,6 +64,16 @@ class FixedClock:
         return self.instant
 
 
+def parse_at_option(value: str) -> _dt.datetime:
+    """``--at VALUE``: an RFC 3339 instant; a bad one is a usage error that names the option."""
+    from .errors import UsageError
+
+    try:
+        return parse_rfc3339(value)
+    except UsageError as exc:
+        raise UsageError(f"--at: {exc}") from exc
+
+
 def parse_rfc3339(value: str) -> _dt.datetime:
     """Parse an RFC 3339 instant (``Z`` or offset, any fraction) into aware UTC."""
     from .errors import UsageError

@@ -64,7 +64,7 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["--require", "all"], "--require 'all': expected one of both, notation, either"),
         (["--watch", "5"], "--watch INTERVAL needs --max-runs N"),
         (["--concurrency", "0"], "--concurrency 0: expected at least 1"),
-        (["--at", "yesterday"], "yesterday"),
+        (["--at", "yesterday"], "--at: not an RFC 3339 time: 'yesterday'"),
     ],
 )
 def test_bad_options_exit_2(

@@ -115,7 +115,7 @@ def test_conflicting_sources(capsys: pytest.CaptureFixture[str], tmp_path: Path)
 
 def test_bad_at(capsys: pytest.CaptureFixture[str], alice_trust: Path) -> None:
     code, _, err = run(capsys, "inventory", ALICE, "--trust-dir", str(alice_trust), "--at", "yesterday")
-    assert (code, err) == (2, "dct2notation: error: not an RFC 3339 time: 'yesterday'\n")
+    assert (code, err) == (2, "dct2notation: error: --at: not an RFC 3339 time: 'yesterday'\n")
 
 
 def test_unknown_gun_on_server_is_404(capsys: pytest.CaptureFixture[str], notary_server: NotaryServer) -> None:

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
-from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_rfc3339
+from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_at_option
 from ..errors import InputError, UsageError
 
 RequireOpt = Annotated[str, typer.Option("--require", help="Gate: both | notation | either (docs/check.md).")]
@@ -139,7 +139,7 @@ def check_command(
         raise UsageError("--watch INTERVAL needs --max-runs N (N ≥ 1, INTERVAL ≥ 0): a scheduled run must be bounded")
     if not truststore.is_dir():
         raise UsageError(f"--truststore {truststore}: not a directory")
-    fixed = FixedClock(parse_rfc3339(at)) if at is not None else None
+    fixed = FixedClock(parse_at_option(at)) if at is not None else None
     document = TrustPolicyDocument.load(policy)
     store = TrustStore(truststore)
     mapping = parse_registry_map(registry_map or [])

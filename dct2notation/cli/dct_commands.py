@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_rfc3339
+from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_at_option
 from ..errors import UsageError
 
 
@@ -53,7 +53,7 @@ def _source(
 
 
 def _clock(at: str | None) -> Clock:
-    return FixedClock(parse_rfc3339(at)) if at else SystemClock()
+    return FixedClock(parse_at_option(at)) if at else SystemClock()
 
 
 def run_archive(
