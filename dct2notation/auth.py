@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from .errors import AuthError, InputError
+from .jsontext import loads as json_loads
 
 # One docker credential helper call is a local process; a hung helper must not hang a migration.
 _HELPER_TIMEOUT_SECONDS = 30.0
@@ -65,8 +65,8 @@ def _load_config(path: Path) -> dict[str, object]:
     except OSError as exc:
         raise InputError(f"{path}: cannot read docker config ({exc.strerror})") from exc
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        data = json_loads(raw)
+    except ValueError as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
@@ -94,10 +94,10 @@ def run_credential_helper(name: str, server: str) -> Credentials:
             return Credentials()
         raise AuthError(f"credential helper {program} failed for {server}: {message[:200] or done.returncode}")
     try:
-        answer = json.loads(done.stdout)
+        answer = json_loads(done.stdout)
         username = answer.get("Username") or None
         secret = answer.get("Secret") or None
-    except (ValueError, AttributeError, RecursionError) as exc:
+    except (ValueError, AttributeError) as exc:
         raise AuthError(f"credential helper {program} returned malformed JSON for {server}") from exc
     if not isinstance(username, str | None) or not isinstance(secret, str | None):
         raise AuthError(f"credential helper {program} returned non-string Username/Secret for {server}")
@@ -325,8 +325,8 @@ class ChallengeAuth(httpx.Auth):
             raise AuthError(f"{self._place(request)}: token service {realm} answered {reply.status_code}")
         body = reply.content  # read under the cap by the sync/async flow
         try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
+            data = json_loads(body)
+        except ValueError as exc:
             raise AuthError(f"{self._place(request)}: token service {realm} answer is not JSON") from exc
         token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import Clock, Limits
 from ..errors import InputError
+from ..jsontext import loads as json_loads
 from .tuf import MetadataSource, verify_repository
 
 FORMAT = "dct2notation-archive/1"
@@ -69,9 +70,9 @@ def archive_versions(directory: Path) -> dict[str, dict[str, int]]:
             if name.split(".", 1)[0].isdigit():
                 continue
             try:
-                doc = json.loads((directory / path).read_bytes())
+                doc = json_loads((directory / path).read_bytes())
                 version = int(doc["signed"]["version"])
-            except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise InputError(f"{directory / path}: unreadable archived metadata") from exc
             versions.setdefault(gun, {})[name] = version
     return versions
@@ -80,10 +81,10 @@ def archive_versions(directory: Path) -> dict[str, dict[str, int]]:
 def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     try:
-        data = json.loads(path.read_bytes())
+        data = json_loads(path.read_bytes())
     except FileNotFoundError as exc:
         raise InputError(f"{path}: missing (not an archive, or an incomplete one)") from exc
-    except (OSError, ValueError, RecursionError) as exc:
+    except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable archive manifest ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f"{path}: format: expected {FORMAT!r}")

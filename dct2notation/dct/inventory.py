@@ -13,6 +13,7 @@ import orjson
 
 from ..config import Clock, Limits
 from ..errors import InputError
+from ..jsontext import loads as json_loads
 from .tuf import MetadataSource, VerifiedRepository, verify_repository
 
 FORMAT = "dct2notation-inventory/1"
@@ -189,10 +190,10 @@ def build_inventory(
 def load_inventory(path: Path) -> Inventory:
     """Read back a ``--json`` inventory document."""
     try:
-        data = json.loads(path.read_bytes())
+        data = json_loads(path.read_bytes())
     except OSError as exc:
         raise InputError(f"{path}: cannot read inventory ({exc.strerror})") from exc
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f"{path}: format: expected {FORMAT!r}")

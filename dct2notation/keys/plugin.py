@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import SigningKeyError
+from ..jsontext import loads as json_loads
 from .base import algorithm_for, key_spec_of, verify_raw
 
 CONTRACT_VERSION = "1.0"
@@ -117,8 +118,8 @@ class PluginRunner:
         if proc.returncode != 0:
             raise SigningKeyError(f"{where}: failed with exit code {proc.returncode}: {_describe_error(stderr)}")
         try:
-            response = json.loads(stdout)
-        except (ValueError, RecursionError) as exc:
+            response = json_loads(stdout)
+        except ValueError as exc:
             raise SigningKeyError(f"{where}: response is not valid JSON ({exc})") from exc
         if not isinstance(response, dict):
             raise SigningKeyError(f"{where}: response is not a JSON object")
@@ -127,8 +128,8 @@ class PluginRunner:
 
 def _describe_error(stderr: bytes) -> str:
     try:
-        obj = json.loads(stderr)
-    except (ValueError, RecursionError):
+        obj = json_loads(stderr)
+    except ValueError:
         text = stderr.decode(errors="replace").strip()
         return text[:500] if text else "no error output"
     if isinstance(obj, dict) and ("errorCode" in obj or "errorMessage" in obj):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..jsontext import loads as json_loads
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]+$")
 
@@ -104,8 +105,8 @@ class SigningKeys:
         if not path.exists():
             return cls()
         try:
-            obj = json.loads(path.read_bytes())
-        except (OSError, ValueError, RecursionError) as exc:
+            obj = json_loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(obj, where=str(path))
 

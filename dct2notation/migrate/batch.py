@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from cryptography import x509
 
 from ..config import Clock, SystemClock
 from ..errors import Dct2NotationError, RemoteError
+from ..jsontext import loads as json_loads
 from ..keys.base import SigningKey
 from ..notation.envelope import SignedEnvelope, Timestamper, sign_envelope
 from ..notation.manifest import ManifestForm, thumbprints
@@ -130,8 +130,8 @@ def existing_signature(descriptors: Sequence[Descriptor], thumbs: list[str]) -> 
         if raw is None:
             continue
         try:
-            listed = json.loads(raw)
-        except (ValueError, RecursionError):
+            listed = json_loads(raw)
+        except ValueError:
             continue
         if listed == thumbs:
             return desc

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputError
+from ..jsontext import loads as json_loads
 from .coexist import CHECK_FORMAT, STATUSES, CheckResult
 
 # Fields that define a tag's state; a change in any of them is a change worth reporting.
@@ -96,10 +97,10 @@ def render_table(result: CheckResult, console: Console) -> None:
 def load_previous(path: Path) -> dict[str, dict[str, Any]]:
     """A previous ``--json`` document, keyed by ``repository:tag``."""
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json_loads(path.read_bytes())
     except OSError as exc:
         raise InputError(f"{path}: cannot read previous check ({exc.strerror})") from exc
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != CHECK_FORMAT:
         raise InputError(f"{path}: format: expected {CHECK_FORMAT!r}")

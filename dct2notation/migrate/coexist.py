@@ -19,7 +19,6 @@ The Notation verdict on ``R`` is recorded for every status where ``R`` exists, s
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,6 +39,7 @@ from ..errors import (
     NotFoundError,
     UsageError,
 )
+from ..jsontext import loads as json_loads
 from ..notation.manifest import parse_index, parse_signature_manifest, referrers_tag
 from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
@@ -362,8 +362,8 @@ def _layout_manifests(store: OCILayoutStore) -> Iterator[Descriptor]:
     if len(raw) > store.limits.layout_index_bytes:
         raise InputError(f"{path}: exceeds the {store.limits.layout_index_bytes}-byte limit (layout_index_bytes)")
     try:
-        manifests = json.loads(raw)["manifests"]
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        manifests = json_loads(raw)["manifests"]
+    except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: manifests: missing or not JSON ({exc})") from exc
     if not isinstance(manifests, list):
         raise InputError(f"{path}: manifests: expected a list")

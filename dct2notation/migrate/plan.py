@@ -17,6 +17,7 @@ from typing import Any
 
 from ..dct.inventory import Inventory
 from ..errors import InputError, UsageError
+from ..jsontext import loads as json_loads
 
 FORMAT = "dct2notation-plan/1"
 ANNOTATION_PREFIX = "io.dct2notation.migration."
@@ -245,10 +246,10 @@ def plan_from_dict(doc: Any, where: str) -> Plan:
 
 def load_plan(path: Path) -> Plan:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json_loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"{path}: cannot read plan ({exc.strerror})") from exc
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise InputError(f"{path}: not JSON ({exc})") from exc
     return plan_from_dict(doc, str(path))
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, Limits, parse_rfc3339
 from ..errors import ConfigError, Dct2NotationError, GateFailed, InputError, VerificationError
+from ..jsontext import loads as json_loads
 from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
 from .plan import ANNOTATION_PREFIX, plan_from_dict
 
@@ -120,11 +121,11 @@ def check_integrity(bundle: Path) -> int:
     """Every listed file present with its hash and size, nothing extra. Returns the file count."""
     path = bundle / MANIFEST
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json_loads(path.read_text(encoding="utf-8"))
         listed = {str(f["path"]): (str(f["sha256"]), int(f["size"])) for f in doc["files"]}
     except OSError as exc:
         raise BundleIntegrityError(f"{path}: cannot read the bundle manifest ({exc.strerror})") from exc
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise BundleIntegrityError(f"{path}: not a sign-off bundle manifest ({exc})") from exc
     if path.read_text(encoding="utf-8") != _manifest_text(doc):
         # Hashes cannot cover the manifest itself; its exact bytes are pinned by our own serialisation instead.
@@ -148,10 +149,10 @@ def check_integrity(bundle: Path) -> int:
 
 def _read_json(path: Path, what: str) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json_loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from exc
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise InputError(f"{path}: {what} is not JSON ({exc})") from exc
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..errors import InputError, SigningKeyError
+from ..jsontext import loads as json_loads
 from ..keys.base import ALGORITHMS_BY_COSE_ID, Algorithm, SigningKey, algorithm_for, key_spec_of, verify_raw
 from ..oci import NOTATION_PAYLOAD, Descriptor, go_json
 from .certs import validate_code_signing_chain
@@ -282,8 +282,8 @@ def _decode(data: bytes, what: str) -> Any:
 
 def _parse_payload(payload: bytes) -> Descriptor:
     try:
-        obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        obj = json_loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise EnvelopeError(f"payload: not JSON ({exc})") from exc
     if not isinstance(obj, dict) or "targetArtifact" not in obj:
         raise EnvelopeError("payload: missing targetArtifact")

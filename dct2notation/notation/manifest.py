@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import InputError
+from ..jsontext import loads as json_loads
 from ..oci import (
     COSE_MEDIA_TYPE,
     CREATED_ANNOTATION,
@@ -144,8 +145,8 @@ def parse_signature_manifest(
     if len(raw) > limits.signature_manifest_bytes:
         raise InputError(f"{where}: {len(raw)} bytes exceeds the {limits.signature_manifest_bytes}-byte limit")
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        doc = json_loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{where}: not JSON ({exc})") from exc
     if not isinstance(doc, dict):
         raise InputError(f"{where}: not a JSON object")
@@ -184,8 +185,8 @@ def parse_index(raw: bytes, *, where: str, limits: Limits = DEFAULT_LIMITS) -> l
     if len(raw) > limits.referrers_index_bytes:
         raise InputError(f"{where}: {len(raw)} bytes exceeds the {limits.referrers_index_bytes}-byte limit")
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        doc = json_loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{where}: not JSON ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("mediaType", OCI_INDEX) != OCI_INDEX:
         raise InputError(f"{where}: not an OCI image index")

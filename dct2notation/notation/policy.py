@@ -6,7 +6,6 @@ messages so operators can search for them.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError, UsageError
+from ..jsontext import loads as json_loads
 
 CHECKS = ("integrity", "authenticity", "authenticTimestamp", "expiry", "revocation")
 LEVELS: dict[str, dict[str, str]] = {
@@ -326,8 +326,8 @@ class TrustPolicyDocument:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read trust policy ({exc.strerror})") from exc
         try:
-            obj = json.loads(data)
-        except (ValueError, RecursionError) as exc:
+            obj = json_loads(data)
+        except ValueError as exc:
             raise ConfigError(f"{path}: malformed trust policy, not valid JSON ({exc})") from exc
         try:
             return cls.from_dict(obj, kind=kind)

@@ -39,6 +39,7 @@ from ..errors import (
     RemoteError,
     UsageError,
 )
+from ..jsontext import loads as json_loads
 from ..notation.manifest import parse_index, referrers_index, referrers_tag
 from ..oci import MANIFEST_ACCEPT, OCI_INDEX, Descriptor, sha256_digest
 from .options import RegistryOptions
@@ -124,12 +125,10 @@ def next_link(headers: httpx.Headers, base: httpx.URL) -> httpx.URL | None:
 def _error_detail(reply: Reply) -> str:
     """The registry's error code/message (OCI error JSON), else the start of the body."""
     try:
-        import json
-
-        errors = json.loads(reply.content).get("errors") or []
+        errors = json_loads(reply.content).get("errors") or []
         if errors and isinstance(errors[0], dict):
             return f"{errors[0].get('code', '')} {errors[0].get('message', '')}".strip()
-    except (ValueError, AttributeError, RecursionError):
+    except (ValueError, AttributeError):
         pass
     return reply.content[:200].decode("utf-8", "replace").strip()
 
@@ -296,7 +295,6 @@ class RegistryCore:
         raise self.fail(reply, f"DELETE manifest {repo}@{digest}")
 
     def op_list_tags(self, repo: str, page_size: int | None = None) -> Op[list[str]]:
-        import json
 
         url = self.url(f"/v2/{repo}/tags/list")
         if page_size:
@@ -307,8 +305,8 @@ class RegistryCore:
             if reply.status != 200:
                 raise self.fail(reply, f"list tags of {repo}")
             try:
-                page = json.loads(reply.content).get("tags") or []
-            except (ValueError, AttributeError, RecursionError) as exc:
+                page = json_loads(reply.content).get("tags") or []
+            except (ValueError, AttributeError) as exc:
                 raise RemoteError(f"{self.host}: tags of {repo}: not a tag list") from exc
             tags.extend(t for t in page if isinstance(t, str))
             link = next_link(reply.headers, reply.url)

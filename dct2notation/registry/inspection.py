@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from ..errors import Dct2NotationError, NotFoundError
+from ..jsontext import loads as json_loads
 from ..notation.envelope import parse_envelope
 from ..notation.manifest import format_created, parse_signature_manifest
 from ..oci import COSE_MEDIA_TYPE, CREATED_ANNOTATION, THUMBPRINT_ANNOTATION, Descriptor
@@ -43,8 +43,8 @@ def resolve_subject(target: Target) -> Descriptor:
 
 def _thumbprints(annotations: dict[str, str]) -> list[str]:
     try:
-        value = json.loads(annotations.get(THUMBPRINT_ANNOTATION, "[]"))
-    except (ValueError, RecursionError):
+        value = json_loads(annotations.get(THUMBPRINT_ANNOTATION, "[]"))
+    except ValueError:
         return []
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fcntl
-import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from cryptography import x509
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import InputError, NotFoundError
+from ..jsontext import loads as json_loads
 from ..notation.manifest import (
     ManifestForm,
     parse_index,
@@ -64,8 +64,8 @@ class OCILayout:
     def _check_marker(self) -> None:
         marker = self.root / "oci-layout"
         try:
-            version = json.loads(marker.read_bytes()).get("imageLayoutVersion")
-        except (OSError, ValueError, AttributeError, RecursionError) as exc:
+            version = json_loads(marker.read_bytes()).get("imageLayoutVersion")
+        except (OSError, ValueError, AttributeError) as exc:
             raise InputError(f"{marker}: not a readable oci-layout file ({exc})") from exc
         if version != "1.0.0":
             raise InputError(f"{marker}: imageLayoutVersion {version!r} is not supported (expected 1.0.0)")
@@ -99,8 +99,8 @@ class OCILayout:
         if len(raw) > self.limits.referrers_index_bytes:
             raise InputError(f"{path}: {len(raw)} bytes exceeds the {self.limits.referrers_index_bytes}-byte limit")
         try:
-            doc = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
+            doc = json_loads(raw)
+        except ValueError as exc:
             raise InputError(f"{path}: not JSON ({exc})") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
             raise InputError(f"{path}: manifests: missing or not a list")
@@ -158,8 +158,8 @@ class OCILayout:
         if ref.startswith("sha256:") and self.blob_path(ref).is_file():
             raw = self.get_blob(ref, self.limits.manifest_bytes)
             try:
-                media_type = json.loads(raw).get("mediaType") or OCI_MANIFEST
-            except (ValueError, AttributeError, RecursionError) as exc:
+                media_type = json_loads(raw).get("mediaType") or OCI_MANIFEST
+            except (ValueError, AttributeError) as exc:
                 raise InputError(f"{self.root}: blob {ref} is not a manifest") from exc
             return Descriptor(media_type, ref, len(raw))
         raise NotFoundError(f"{self.root}: {ref} not found in index.json")
