@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.servers import NotaryServer, Registry, have
+from tests.support.tsa import TestTSA
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -49,3 +50,17 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 @pytest.fixture
 def notary_binary() -> None:
     _need("notary")
+
+
+@pytest.fixture(scope="module")
+def tsa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestTSA]:
+    server = TestTSA(tmp_path_factory.mktemp("tsa")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tsa(tsa_server: TestTSA) -> TestTSA:
+    """The loopback RFC 3161 TSA (real ``openssl ts``), answering normally again for each test."""
+    tsa_server.reset()
+    return tsa_server

@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import cbor2
@@ -28,20 +27,6 @@ FAST = dataclasses.replace(DEFAULT_LIMITS, http_timeout_seconds=0.5, retry_attem
 GLOBALSIGN_GEN_TIME = dt.datetime(2024, 6, 18, 6, 27, 16, tzinfo=dt.UTC)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
-
-
-@pytest.fixture(scope="module")
-def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestTSA]:
-    server = TestTSA(tmp_path_factory.mktemp("tsa")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reset(tsa: TestTSA) -> None:
-    tsa.mode = "ok"
-    tsa.failures = 0
-    tsa.requests.clear()
 
 
 def cose_signature() -> bytes:

@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import cbor2
@@ -32,19 +31,6 @@ TARGET = Descriptor(OCI_MANIFEST, "sha256:" + "cd" * 32, 4321)
 REF = "registry.example/team/app@" + TARGET.digest
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
-
-
-@pytest.fixture(scope="module")
-def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestTSA]:
-    server = TestTSA(tmp_path_factory.mktemp("tsa")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reset(tsa: TestTSA) -> None:
-    tsa.mode = "ok"
-    tsa.requests.clear()
 
 
 def strict_policy(*stores: str) -> TrustPolicyDocument:

@@ -248,6 +248,12 @@ class TestTSA:
             return 200, "text/html", openssl_reply(self.pki, body)
         return 200, reply_type, openssl_reply(self.pki, body)
 
+    def reset(self) -> None:
+        """Answer normally again and forget earlier requests (each test starts from here)."""
+        self.mode = "ok"
+        self.failures = 0
+        self.requests.clear()
+
     def start(self) -> TestTSA:
         self._thread.start()
         return self
