@@ -366,3 +366,58 @@ def test_lone_surrogate_tag_is_shown_as_notary_decodes_it(
     assert code == 0, err
     tags = {t["tag"] for t in json.loads(out)["repositories"][0]["trusted_tags"]}
     assert "odd\ufffd" in tags
+
+
+def test_attack_threshold_by_one_key_signing_twice(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner
+) -> None:
+    # python-tuf's duplicate-signature attack: the same key's signature, listed twice, counts once.
+    resigner.docs["root"]["signed"]["roles"]["targets"]["threshold"] = 2
+    resigner.resign("root")
+    key = resigner.signing_keys("targets")[0]
+    resigner.resign("targets", keys=[key, key])
+    resigner.rechain()
+    assert_refused(capsys, tmp_path, resigner, "targets", "threshold not met: 1 valid of threshold 2")
+
+
+def test_attack_wider_delegation(capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner) -> None:
+    # bob may delegate only under "v"; a child he names with every path cannot sign "latest" for him.
+    bob = resigner.docs["targets/bob"]["signed"]
+    parent_entry = next(
+        r for r in resigner.docs["targets"]["signed"]["delegations"]["roles"] if r["name"] == "targets/bob"
+    )
+    bob_key_id = parent_entry["keyids"][0]
+    bob_key = resigner.docs["targets"]["signed"]["delegations"]["keys"][bob_key_id]
+    bob["delegations"] = {
+        "keys": {bob_key_id: bob_key},
+        "roles": [{"name": "targets/bob/wide", "keyids": [bob_key_id], "threshold": 1, "paths": [""]}],
+    }
+    resigner.resign("targets/bob")
+    child = json.loads(json.dumps(resigner.docs["targets/bob"]))
+    child["signed"]["delegations"] = {"keys": {}, "roles": []}
+    child["signed"]["targets"] = {"latest": dict(resigner.docs["targets"]["signed"]["targets"]["latest"])}
+    resigner.docs["targets/bob/wide"] = child
+    resigner.by_role["targets/bob/wide"] = resigner.signing_keys("targets/bob")
+    resigner.resign("targets/bob/wide")
+    resigner.docs["snapshot"]["signed"]["meta"]["targets/bob/wide"] = {}
+    resigner.rechain()
+    assert_refused(capsys, tmp_path, resigner, "targets/bob/wide", "target 'latest' is outside the delegated paths []")
+
+
+def test_attack_skipped_root_version(capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner) -> None:
+    # Version 3 served as 2.root: the chain may not jump a version, even when 3 is signed by the old key too.
+    key, kid, entry = _new_root_key(tmp_path, GUN)
+    versions = _root_versions(resigner, key, kid, entry, sign_with_old=True)
+    versions["2.root"] = versions["3.root"]
+    assert_refused(capsys, tmp_path, resigner, "2.root", "has version 3", extra=versions)
+
+
+def test_attack_missing_root_version(capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner) -> None:
+    key, kid, entry = _new_root_key(tmp_path, GUN)
+    versions = _root_versions(resigner, key, kid, entry, sign_with_old=True)
+    del versions["2.root"]
+    resigner.raw.pop("2.root", None)
+    archive = resigner.write_archive(tmp_path / "archive", GUN, versions)
+    code, out, err = inventory(capsys, archive)
+    assert (code, out) == (2, ""), err
+    assert err == f"dct2notation: error: {GUN}: 2.root: no {archive / GUN / '2.root.json'}\n"
