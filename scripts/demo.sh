@@ -9,11 +9,19 @@ DEMO="$ROOT/fixtures/demo"
 WORK="${1:-$(mktemp -d -t dct2notation-demo.XXXXXX)}"
 PYTHON="${PYTHON:-python3}"
 
-if ! "$PYTHON" -c "import dct2notation" 2>/dev/null; then
-  echo "installing dct2notation (pip install -e $ROOT)" >&2
-  "$PYTHON" -m pip install -q -e "$ROOT" >&2
+# `import dct2notation` proves nothing from the repo root (the source folder is on sys.path): test the installed
+# distributions pyproject.toml requires, and install the package when any is missing or too old.
+MISSING="$("$PYTHON" "$ROOT/scripts/missing_deps.py" "$ROOT/pyproject.toml")"
+if [ -n "$MISSING" ]; then
+  echo "installing dct2notation (pip install -e $ROOT): missing $(echo "$MISSING" | paste -sd, -)" >&2
+  if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    echo "demo.sh: $PYTHON has no pip; run it in a virtualenv (python3 -m venv .venv && . .venv/bin/activate)" >&2
+    exit 2
+  fi
+  "$PYTHON" -m pip install -q --disable-pip-version-check -e "$ROOT" >&2
 fi
-d2n() { "$PYTHON" -m dct2notation "$@"; }
+# The demo runs this checkout's code whatever else is installed.
+d2n() { PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m dct2notation "$@"; }
 
 mkdir -p "$WORK"
 # notary-server signs timestamp.json for 14 days and notary 0.7 cannot lengthen it: DCT is evaluated at the instant

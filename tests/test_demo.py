@@ -49,3 +49,23 @@ def test_demo_on_a_fresh_clone_prints_ready(tmp_path: Path) -> None:
     assert len(checked.verdict.coverage) == 6  # every trusted digest of the three demo GUNs
     # The fixtures the clone ran from are untouched.
     assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
+
+
+def test_demo_in_a_bare_virtualenv_tests_the_dependencies_not_the_source_folder(tmp_path: Path) -> None:
+    """From the repo root `import dct2notation` finds the source folder: the old check skipped the install and died
+    with `ModuleNotFoundError: typer` (a traceback). The installed distributions are what is tested now."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    python = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "NOTATION_CONFIG")}
+    env["PYTHON"] = str(python)
+    done = subprocess.run(["bash", "scripts/demo.sh", str(tmp_path / "work")], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(f"installing dct2notation (pip install -e {ROOT}): missing tuf>=7,<8,")
+    assert "typer>=0.15,<1" in lines[0]
+    hint = "run it in a virtualenv (python3 -m venv .venv && . .venv/bin/activate)"
+    assert lines[1] == f"demo.sh: {python} has no pip; {hint}"
+    assert not (tmp_path / "work" / "archive").exists()
