@@ -154,6 +154,7 @@ def sign_plan(
         keys[identity] = load_signing_key(identity, notation_config_dir(config_dir), DEFAULT_LIMITS)
     book = Journal(journal)
     try:
+        book.claim()  # before anything is read from it: a second writer would sign every job again
         book.bind_plan(loaded.migration_id)
         signer = BatchSigner(
             jobs,

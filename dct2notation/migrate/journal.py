@@ -3,16 +3,25 @@
 States: ``pending`` → ``pushing`` (intent recorded BEFORE the push) → ``signed`` | ``reused`` | ``failed``.
 A job left in ``pushing`` by a crash is reconciled on resume by listing the subject's signatures for the same
 certificate thumbprint, so a SIGKILL between push and journal write never leads to a duplicate.
+
+One journal has one writer (:meth:`Journal.claim`): two ``sign`` processes on one journal would each see every job
+``pending`` and both sign it. The claim is an exclusive ``flock`` on ``<journal>.lock``, which the kernel drops when
+the holder dies (even by SIGKILL), so a crashed run never blocks its own resume.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import socket
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..jsontext import loads as json_loads
 
 STATES = ("pending", "pushing", "signed", "reused", "failed")
 DONE = frozenset({"signed", "reused"})
@@ -27,6 +36,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+_HOLDER_BYTES = 4096  # the lock file holds one small JSON object: who writes the journal
+
+
+class JournalBusyError(InputError):
+    """Another process writes this journal: naming it lets the operator find it (or give this run its own)."""
+
 
 _COLUMNS = {"jobs": ("key", "state", "signature", "attempts", "error"), "meta": ("name", "value")}
 
@@ -62,8 +78,36 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{path}: not a usable journal ({exc})") from exc
 
+    _lock_fd: int | None = None
+
+    def claim(self) -> None:
+        """Become the journal's only writer, or refuse at once naming the process that is."""
+        path = self.path.with_name(self.path.name + ".lock")
+        try:
+            # No O_TRUNC: the holder's record must survive our open until we own the lock.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot open the journal lock ({exc.strerror})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _holder(os.pread(fd, _HOLDER_BYTES, 0))
+            os.close(fd)
+            raise JournalBusyError(
+                f"{self.path}: journal is in use by another sign process ({holder}); one journal has one writer: "
+                "wait for it to end, or give this run its own --journal (each --shard gets its own)"
+            ) from None
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+        self._lock_fd = fd
+
     def close(self) -> None:
         self._db.close()
+        if self._lock_fd is not None:
+            # Closing drops the flock; the file stays (removing it would race a process that just opened it).
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def bind_plan(self, migration_id: str) -> None:
         """A journal belongs to one migration: reusing it for another plan would mark foreign jobs done."""
@@ -102,3 +146,15 @@ class Journal:
         for state, n in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
             out[state] = n
         return out
+
+
+def _holder(raw: bytes) -> str:
+    """``pid N on host H`` from a lock file's record, which another process wrote (so: untrusted, maybe empty)."""
+    try:
+        doc = json_loads(raw.decode("utf-8"))
+        pid, host = doc["pid"], doc["host"]
+    except (ValueError, KeyError, TypeError):
+        return "holder not recorded yet"
+    if not isinstance(pid, int) or not isinstance(host, str):
+        return "holder not recorded yet"
+    return f"pid {pid} on host {host[:255]!r}"
