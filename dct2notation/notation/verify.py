@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,20 +32,24 @@ from .envelope import (
     Envelope,
     parse_envelope,
 )
-from .policy import CHECKS, TrustPolicyDocument, TrustPolicyStatement, is_subset_dn
+from .policy import CHECKS, TrustPolicyDocument, TrustPolicyStatement, dn_map, is_subset_dn
 from .truststore import TrustStore
 
+# The attributes Go's crypto/x509/pkix parses into named fields, in the order ``Name.ToRDNSequence`` writes them.
+# Every other attribute type is rendered as ``OID=#<DER hex>``, which notation-go's DN parser refuses.
 _SHORT_NAMES = {
     NameOID.COUNTRY_NAME: "C",
     NameOID.STATE_OR_PROVINCE_NAME: "ST",
     NameOID.LOCALITY_NAME: "L",
+    NameOID.STREET_ADDRESS: "STREET",
+    NameOID.POSTAL_CODE: "POSTALCODE",
     NameOID.ORGANIZATION_NAME: "O",
     NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
     NameOID.COMMON_NAME: "CN",
     NameOID.SERIAL_NUMBER: "SERIALNUMBER",
-    NameOID.STREET_ADDRESS: "STREET",
-    NameOID.POSTAL_CODE: "POSTALCODE",
 }
+# Go keeps one CommonName and one SerialNumber (the last one parsed), and a list of every other named field.
+_SINGLE_VALUED = frozenset({NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER})
 
 
 UNDERSTOOD_CRITICAL = frozenset({SIGNING_SCHEME, AUTHENTIC_SIGNING_TIME, EXPIRY})
@@ -104,14 +109,53 @@ class _Failed(Exception):
         self.reason = reason
 
 
-def subject_map(cert: x509.Certificate) -> dict[str, str]:
-    """A certificate subject as the attribute map trusted identities are matched against."""
-    out: dict[str, str] = {}
-    for attr in cert.subject:
-        name = _SHORT_NAMES.get(attr.oid, attr.oid.dotted_string)
-        value = attr.value if isinstance(attr.value, str) else attr.value.decode(errors="replace")
-        out.setdefault(name, value)
-    return out
+def go_subject_string(subject: x509.Name) -> str:
+    """``pkix.Name.String()`` of a parsed certificate subject: the text notation-go matches trusted identities on.
+
+    Go does not keep the certificate's RDN structure. It collects named fields (all values of C, ST, L, STREET,
+    POSTALCODE, O and OU; only the last CN and SERIALNUMBER) and writes each field's values as one RDN, so two
+    ``O`` attributes become the multi-valued RDN ``O=a+O=b``, a multi-valued RDN of distinct named types becomes
+    separate RDNs, and any other attribute type becomes ``OID=#hex``.
+    """
+    fields: dict[x509.ObjectIdentifier, list[str]] = {}
+    rdns: list[list[str]] = []
+    for attr in subject:
+        if attr.oid not in _SHORT_NAMES:
+            rdns.append([f"{attr.oid.dotted_string}=#{_go_marshal(attr).hex()}"])
+        elif isinstance(attr.value, str):  # Go drops a named field whose value is not a string type
+            fields.setdefault(attr.oid, []).append(attr.value)
+    for oid, short in _SHORT_NAMES.items():
+        values = fields.get(oid, [])
+        if oid in _SINGLE_VALUED:
+            values = values[-1:]
+        if values:
+            rdns.append([f"{short}={_go_escape(value)}" for value in values])
+    return ",".join("+".join(rdn) for rdn in reversed(rdns))
+
+
+def _go_escape(value: str) -> str:
+    out = []
+    for i, ch in enumerate(value):
+        escape = ch in ',+"\\<>;' or (ch == " " and i in (0, len(value) - 1)) or (ch == "#" and i == 0)
+        out.append("\\" + ch if escape else ch)
+    return "".join(out)
+
+
+def _go_marshal(attr: x509.NameAttribute[str | bytes]) -> bytes:
+    """``asn1.Marshal`` of the value Go parsed: a string is re-encoded (PrintableString when its characters allow,
+    else UTF8String), whatever string type the certificate used."""
+    if isinstance(attr.value, str):
+        body = attr.value.encode()
+        tag = 0x13 if all(ch in _PRINTABLE for ch in attr.value) else 0x0C
+        size = len(body)
+        width = (size.bit_length() + 7) // 8
+        head = bytes([size]) if size < 0x80 else bytes([0x80 | width]) + size.to_bytes(width, "big")
+        return bytes([tag]) + head + body
+    # Not a string (a BIT STRING unique identifier): the exact hex is immaterial, any "=#" is refused.
+    return bytes(attr.value)
+
+
+_PRINTABLE = frozenset(string.ascii_letters + string.digits + " '()+,-./:=?")
 
 
 def _fmt(when: dt.datetime) -> str:
@@ -151,7 +195,14 @@ def _check_authenticity(env: Envelope, statement: TrustPolicyStatement, truststo
         )
     if statement.trusted_identities == ("*",):
         return
-    leaf = subject_map(env.cert_chain[0])
+    subject = go_subject_string(env.cert_chain[0].subject)
+    try:
+        leaf = dn_map(subject)
+    except ValueError as exc:
+        # notation-go refuses the signature here too (ParseDistinguishedName(leaf.Subject.String())).
+        reason = f"it {exc}" if str(exc).startswith("has ") else str(exc)
+        message = f'cannot parse the signing certificate subject "{subject}" as notation-go does: {reason}'
+        raise _Failed(message) from exc
     if not any(is_subset_dn(dn, leaf) for dn in statement.x509_subjects):
         raise _Failed(
             f'signing certificate subject "{env.cert_chain[0].subject.rfc4514_string()}" does not match the X.509 '
@@ -369,7 +420,7 @@ __all__ = [
     "SCHEME_X509",
     "VerificationOutcome",
     "VerificationResult",
-    "subject_map",
+    "go_subject_string",
     "verify_artifact",
     "verify_envelope",
 ]
