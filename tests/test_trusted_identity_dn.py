@@ -27,7 +27,7 @@ from tests.test_verify import CLOCK, REF, TARGET, policy
 
 A = x509.NameAttribute
 RDN = x509.RelativeDistinguishedName
-C, ST, O, OU, CN = (
+C, ST, ORG, OU, CN = (
     NameOID.COUNTRY_NAME,
     NameOID.STATE_OR_PROVINCE_NAME,
     NameOID.ORGANIZATION_NAME,
@@ -63,7 +63,7 @@ def rdns(*groups: list[A[str]]) -> x509.Name:
 
 def test_attack_leaf_duplicate_organization_passes_identity_check(tmp_path: Path) -> None:
     # The identity names O=Acme; the leaf also carries O=Evil. Go renders "O=Acme+O=Evil": notation-go refuses it.
-    subject = x509.Name([A(C, "US"), A(ST, "WA"), A(O, "Acme"), A(O, "Evil"), A(CN, "signer")])
+    subject = x509.Name([A(C, "US"), A(ST, "WA"), A(ORG, "Acme"), A(ORG, "Evil"), A(CN, "signer")])
     result = verify(subject, "C=US, ST=WA, O=Acme", tmp_path)
     assert (result.ok, result.failed_check) == (False, "authenticity")
     assert result.reason == (
@@ -74,7 +74,7 @@ def test_attack_leaf_duplicate_organization_passes_identity_check(tmp_path: Path
 
 def test_attack_leaf_second_common_name_hides_behind_the_first(tmp_path: Path) -> None:
     # Go keeps the last CN: notation-go sees CN=evil, so an identity naming CN=trusted does not match.
-    subject = x509.Name([A(C, "US"), A(ST, "WA"), A(O, "Acme"), A(CN, "trusted"), A(CN, "evil")])
+    subject = x509.Name([A(C, "US"), A(ST, "WA"), A(ORG, "Acme"), A(CN, "trusted"), A(CN, "evil")])
     result = verify(subject, "C=US, ST=WA, O=Acme, CN=trusted", tmp_path)
     assert (result.ok, result.failed_check) == (False, "authenticity")
     assert result.reason.endswith('does not match the X.509 trusted identities of trust policy statement "test"')
@@ -83,7 +83,7 @@ def test_attack_leaf_second_common_name_hides_behind_the_first(tmp_path: Path) -
 
 def test_attack_leaf_multi_valued_rdn_with_unnamed_attribute(tmp_path: Path) -> None:
     # CN+UID in one RDN: Go renders UID as "0.9.2342.19200300.100.1.1=#...", which notation-go's parser refuses.
-    subject = rdns([A(C, "US")], [A(ST, "WA")], [A(O, "Acme")], [A(CN, "signer"), A(NameOID.USER_ID, "u1")])
+    subject = rdns([A(C, "US")], [A(ST, "WA")], [A(ORG, "Acme")], [A(CN, "signer"), A(NameOID.USER_ID, "u1")])
     result = verify(subject, "C=US, ST=WA, O=Acme", tmp_path)
     assert (result.ok, result.failed_check) == (False, "authenticity")
     assert result.reason == (
@@ -94,13 +94,13 @@ def test_attack_leaf_multi_valued_rdn_with_unnamed_attribute(tmp_path: Path) -> 
 
 def test_leaf_multi_valued_rdn_of_named_types_is_flattened_as_go_does(tmp_path: Path) -> None:
     # O+OU in one RDN are two named fields to Go, written back as two RDNs: notation-go accepts, so do we.
-    subject = rdns([A(C, "US")], [A(ST, "WA")], [A(O, "Acme"), A(OU, "Build")], [A(CN, "signer")])
+    subject = rdns([A(C, "US")], [A(ST, "WA")], [A(ORG, "Acme"), A(OU, "Build")], [A(CN, "signer")])
     assert go_subject_string(subject) == "CN=signer,OU=Build,O=Acme,ST=WA,C=US"
     assert verify(subject, "C=US, ST=WA, O=Acme, OU=Build", tmp_path).ok
 
 
 def test_leaf_without_state_matches_no_identity(tmp_path: Path) -> None:
-    subject = x509.Name([A(C, "US"), A(O, "Acme"), A(CN, "signer")])
+    subject = x509.Name([A(C, "US"), A(ORG, "Acme"), A(CN, "signer")])
     result = verify(subject, "C=US, O=Acme, ST=WA", tmp_path)
     assert (result.ok, result.failed_check) == (False, "authenticity")
     assert result.reason.endswith(
@@ -137,13 +137,13 @@ func main() {
 """
 
 SUBJECTS = [
-    x509.Name([A(C, "US"), A(ST, "WA"), A(O, "Acme"), A(O, "Evil"), A(CN, "a"), A(CN, "b")]),
-    rdns([A(C, "US")], [A(ST, "WA"), A(O, "Acme")], [A(CN, "x"), A(NameOID.USER_ID, "u1")]),
+    x509.Name([A(C, "US"), A(ST, "WA"), A(ORG, "Acme"), A(ORG, "Evil"), A(CN, "a"), A(CN, "b")]),
+    rdns([A(C, "US")], [A(ST, "WA"), A(ORG, "Acme")], [A(CN, "x"), A(NameOID.USER_ID, "u1")]),
     x509.Name(
         [
             A(C, "US"),
             A(ST, ' W,A+"\\<>;# '),
-            A(O, "#Ac=#me café "),
+            A(ORG, "#Ac=#me café "),
             A(NameOID.EMAIL_ADDRESS, "a@b.c"),
             A(NameOID.DOMAIN_COMPONENT, "com"),
             A(NameOID.SERIAL_NUMBER, "1"),
