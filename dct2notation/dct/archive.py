@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..config import Clock, Limits
+from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..errors import InputError
+from ..files import FileError, inside, os_reason, read_regular, write_error
 from ..jsontext import loads as json_loads
 from .tuf import MetadataSource, verify_repository
 
@@ -33,32 +34,44 @@ def write_archive(guns: Iterable[str], source: MetadataSource, output: Path, clo
         output.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     except OSError as exc:
-        raise InputError(f"-o {output}: cannot create ({exc.strerror})") from exc
+        raise FileError(f"-o {output}: cannot create ({os_reason(exc)})") from exc
     try:
         files: list[dict[str, Any]] = []
         for repo in verified:
             for name in sorted(repo.files):
                 raw = repo.files[name]
                 relative = f"{repo.gun}/{name}.json"
-                target = staging / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(raw)
+                # Role names are checked when verified; this is the second wall, for any name that slips past.
+                target = inside(staging, relative, what=f"{repo.gun}: role file")
+                _write_new(target, raw, output)
                 files.append({"path": relative, "sha256": hashlib.sha256(raw).hexdigest(), "length": len(raw)})
         manifest = {"format": FORMAT, "guns": gun_list, "files": files}
         # The manifest's presence is what marks the archive complete, so it is written after every file.
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if output.exists():
-            output.rmdir()
-        os.replace(staging, output)
+        _write_new(staging / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), output)
+        try:
+            if output.exists():
+                output.rmdir()
+            os.replace(staging, output)
+        except OSError as exc:
+            raise FileError(f"-o {output}: cannot create ({os_reason(exc)})") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output
 
 
-def archive_versions(directory: Path) -> dict[str, dict[str, int]]:
+def _write_new(target: Path, raw: bytes, output: Path) -> None:
+    # Staging is a fresh private directory: plain writes suffice, the directory rename is the atomic step.
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(raw)
+    except OSError as exc:
+        raise write_error(target, exc, f"-o {output}:") from exc
+
+
+def archive_versions(directory: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, dict[str, int]]:
     """Role versions recorded in an archive, per GUN: the floor a later fetch must not go below."""
-    manifest = read_manifest(directory)
+    manifest = read_manifest(directory, limits)
     versions: dict[str, dict[str, int]] = {}
     for entry in manifest["files"]:
         path = str(entry["path"])
@@ -70,7 +83,7 @@ def archive_versions(directory: Path) -> dict[str, dict[str, int]]:
             if name.split(".", 1)[0].isdigit():
                 continue
             try:
-                doc = json_loads((directory / path).read_bytes())
+                doc = json_loads(read_regular(directory, path, limits.metadata_bytes))
                 version = int(doc["signed"]["version"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise InputError(f"{directory / path}: unreadable archived metadata") from exc
@@ -78,10 +91,10 @@ def archive_versions(directory: Path) -> dict[str, dict[str, int]]:
     return versions
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
+def read_manifest(directory: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     path = directory / MANIFEST
     try:
-        data = json_loads(path.read_bytes())
+        data = json_loads(read_regular(directory, MANIFEST, limits.metadata_bytes))
     except FileNotFoundError as exc:
         raise InputError(f"{path}: missing (not an archive, or an incomplete one)") from exc
     except (OSError, ValueError) as exc:
@@ -111,13 +124,13 @@ def _check_file_entry(entry: Any, where: str) -> None:
         raise InputError(f"{where}.length: expected an integer")
 
 
-def check_archive(directory: Path) -> None:
+def check_archive(directory: Path, limits: Limits = DEFAULT_LIMITS) -> None:
     """Every file the manifest lists is present with its recorded length and sha256."""
-    for entry in read_manifest(directory)["files"]:
+    for entry in read_manifest(directory, limits)["files"]:
         path = directory / str(entry.get("path"))
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
+            raw = read_regular(directory, str(entry.get("path")), limits.metadata_bytes)
+        except FileNotFoundError as exc:
             raise InputError(f"{path}: listed in {MANIFEST} but unreadable") from exc
         if len(raw) != entry.get("length") or hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
             raise InputError(f"{path}: does not match the length/sha256 in {MANIFEST}")

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import AuthError, InputError, NotFoundError, RemoteError
+from ..files import read_regular, segments
 from ._plainhttp import CertificateNotTrusted, ConnectionFailed, PlainHttp, Unsupported
 
 if TYPE_CHECKING:
@@ -22,15 +23,14 @@ class _Retryable(Exception):
     """A 5xx or a dropped connection: worth another attempt."""
 
 
-def _read_capped(path: Path, gun: str, name: str, max_bytes: int | None) -> bytes:
+def _read_capped(root: Path, relative: str, gun: str, name: str, max_bytes: int | None) -> bytes:
+    # The GUN may come from a bundle's ARCHIVE.json and the name from a delegation: both stay inside ``root``,
+    # and only plain files are read (a FIFO or /dev/zero planted in a trust dir would hang or fill memory).
+    cap = DEFAULT_LIMITS.metadata_bytes if max_bytes is None else max_bytes
     try:
-        with path.open("rb") as handle:
-            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+        return read_regular(root, relative, cap, what=f"{gun}: {name}")
     except FileNotFoundError as exc:
-        raise NotFoundError(f"{gun}: {name}: no {path}") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
-    return data
+        raise NotFoundError(f"{gun}: {name}: no {root / relative}") from exc
 
 
 class TrustDirSource:
@@ -45,7 +45,9 @@ class TrustDirSource:
         base = self.directory / "tuf" / gun / "metadata"
         if name == "root" and not base.is_dir():
             raise NotFoundError(f"{gun}: not in trust dir {self.directory} (no {base})")
-        return _read_capped(base / f"{name}.json", gun, name, max_bytes)
+        # The metadata directory may be a symlink (a user's own arrangement); below it only plain files are read.
+        segments(gun, f"--trust-dir {self.directory}: GUN")
+        return _read_capped(base, f"{name}.json", gun, name, max_bytes)
 
 
 class ArchiveSource:
@@ -59,7 +61,7 @@ class ArchiveSource:
     def fetch(self, gun: str, name: str, *, max_bytes: int | None = None) -> bytes:
         if name == "root" and not (self.directory / gun).is_dir():
             raise NotFoundError(f"{gun}: not in archive {self.directory}")
-        return _read_capped(self.directory / gun / f"{name}.json", gun, name, max_bytes)
+        return _read_capped(self.directory, f"{gun}/{name}.json", gun, name, max_bytes)
 
 
 class NotaryServerSource:

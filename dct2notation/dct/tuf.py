@@ -10,6 +10,8 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import posixpath
+import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -424,6 +426,28 @@ def _parse_targets(fail: _Fail, role: str, signed: dict[str, Any], paths: tuple[
     return out
 
 
+# notary tuf/data/roles.go IsDelegation: lower-case letters, digits, '-', '_' and '/', fewer than 256 characters
+# (which also bounds the depth: each level adds at least two), path.Clean-clean; and targets.go
+# isValidTargetsStructure: a role declares only its direct children. The name becomes a URL path and a file path.
+_ROLE_NAME = re.compile(r"[-a-z0-9_/]+")
+MAX_ROLE_NAME = 255
+
+
+def _check_role_name(fail: _Fail, parent: str, name: str) -> None:
+    if not _ROLE_NAME.fullmatch(name):
+        reason = "characters outside [-a-z0-9_/]"
+    elif len(name) > MAX_ROLE_NAME:
+        reason = f"longer than {MAX_ROLE_NAME} characters"
+    elif posixpath.normpath(name) != name or "//" in name:
+        reason = "not a clean path (empty segment or trailing '/')"
+    elif posixpath.dirname(name) != parent:
+        reason = f"not a direct child of {parent}"
+    else:
+        return
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    raise fail(parent, f"delegation {shown!r} is not a valid notary role name ({reason})")
+
+
 def _parse_delegations(
     fail: _Fail, role: str, signed: dict[str, Any], parent_paths: tuple[str, ...]
 ) -> list[Delegation]:
@@ -436,6 +460,7 @@ def _parse_delegations(
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not name.startswith(role + "/"):
             raise fail(role, f"delegation {name!r} is not a child of {role}")
+        _check_role_name(fail, role, name)
         role_keys, threshold = _role_keys(fail, name, keys, entry)
         paths = entry.get("paths") or []
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, Limits, parse_rfc3339
 from ..errors import ConfigError, Dct2NotationError, GateFailed, InputError, VerificationError
+from ..files import inside
 from ..jsontext import loads as json_loads
 from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
 from .plan import ANNOTATION_PREFIX, plan_from_dict
@@ -343,7 +344,8 @@ def _copy_signatures(stores: Callable[[str], Any], plan_doc: Any, out: Path) -> 
         host, _, path = repository.partition("/")
         for stored in fetch_signatures(stores(host), path, digest):
             raw_manifest = stored.manifest.raw
-            folder = out / digest.removeprefix("sha256:")
+            # The plan's digest names a folder: kept inside signatures/ whatever the plan says.
+            folder = inside(out, digest.removeprefix("sha256:"), what="subject folder")
             folder.mkdir(parents=True, exist_ok=True)
             name = sha256_digest(raw_manifest).removeprefix("sha256:")
             (folder / f"{name}.json").write_bytes(raw_manifest)
