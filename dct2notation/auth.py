@@ -213,10 +213,14 @@ class ChallengeAuth(httpx.Auth):
         *,
         scope_override: ScopeOverride | None = None,
         where: str = "",
+        plain_http_hosts: frozenset[str] = frozenset(),
     ) -> None:
         self.credentials = credentials or Credentials()
         self.scope_override = scope_override
         self.where = where
+        # Token realms that may be reached over plain HTTP besides the challenging host itself when the user
+        # reached that over plain HTTP: the hosts the user named as plain HTTP (``--insecure-registry``).
+        self.plain_http_hosts = plain_http_hosts
         self._tokens: dict[tuple[str, str, str], str] = {}
         # The last header that worked, sent up front so each request does not pay a 401 round trip.
         self._last_header: str | None = None
@@ -292,12 +296,40 @@ class ChallengeAuth(httpx.Auth):
         what = "token service answer" if request is self._token_request else "401 answer"
         return f"{self._place(request)}: {what} is larger than {_TOKEN_BODY_LIMIT} bytes"
 
+    def _check_realm(self, request: httpx.Request, realm: str) -> None:
+        """Refuse, before anything is sent, a token realm that would carry credentials (or a token) in clear.
+
+        The realm comes from the server's challenge: a hostile or spoofed registry names ``http://`` on a host it
+        controls, and the user's Basic credentials would cross the network unencrypted. Plain HTTP is only for a
+        host the user chose plain HTTP for: the challenging host when it was reached over ``http://`` (an ``http://``
+        notary server URL, an ``--insecure-registry``), or a host named in ``plain_http_hosts``.
+        """
+        try:
+            url = httpx.URL(realm)
+        except httpx.InvalidURL as exc:
+            raise AuthError(f"{self._place(request)}: Bearer challenge realm {realm!r} is not a URL") from exc
+        if url.scheme == "https" and url.host:
+            return
+        if url.scheme == "http" and url.host:
+            netloc = url.netloc.decode("ascii", "replace")
+            if netloc in self.plain_http_hosts or url.host in self.plain_http_hosts:
+                return
+            if request.url.scheme == "http" and request.url.netloc == url.netloc:
+                return
+            raise AuthError(
+                f"{self._place(request)}: token service {realm} is plain HTTP: refusing to send credentials or ask "
+                "for a token in clear (plain HTTP only to a host named as such: --insecure-registry HOST[:PORT], "
+                "or an http:// --server URL)"
+            )
+        raise AuthError(f"{self._place(request)}: Bearer challenge realm {realm!r} is not an http(s) URL")
+
     def _fetch_token(
         self, request: httpx.Request, params: dict[str, str], scope: str | None
     ) -> Generator[httpx.Request, httpx.Response, str]:
         realm = params.get("realm")
         if not realm:
             raise AuthError(f"{self._place(request)}: Bearer challenge without a realm")
+        self._check_realm(request, realm)
         query: dict[str, str] = {}
         if params.get("service"):
             query["service"] = params["service"]
@@ -367,8 +399,11 @@ class _CappedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
-def registry_auth(host: str, *, username: str | None, password: str | None) -> httpx.Auth:
-    """The one entry point the registry client calls (docs/CONTRACTS.md)."""
+def registry_auth(
+    host: str, *, username: str | None, password: str | None, plain_http_hosts: frozenset[str] = frozenset()
+) -> httpx.Auth:
+    """The one entry point the registry client calls (docs/CONTRACTS.md); ``plain_http_hosts`` are the
+    ``--insecure-registry`` hosts, the only ones a token realm may name over plain HTTP."""
 
     def push_scope(request: httpx.Request, scope: str | None) -> str | None:
         # A push needs pull,push on the repository; asking once avoids a second token per repository.
@@ -378,4 +413,4 @@ def registry_auth(host: str, *, username: str | None, password: str | None) -> h
         return scope
 
     creds = resolve_credentials(host, username=username, password=password)
-    return ChallengeAuth(creds, scope_override=push_scope, where=host)
+    return ChallengeAuth(creds, scope_override=push_scope, where=host, plain_http_hosts=plain_http_hosts)

@@ -120,9 +120,13 @@ class NotaryServerSource:
             verify = self._tls_context()
         auth = self._auth
         if auth is None:
-            host = httpx.URL(self.url).netloc.decode("ascii")
+            url = httpx.URL(self.url)
+            host = url.netloc.decode("ascii")
             credentials = resolve_credentials(host, username=self._username, password=self._password)
-            auth = ChallengeAuth(credentials, where=self.url)
+            # An http:// server URL names its host as plain HTTP, as --insecure-registry does for a registry: its
+            # token service may be reached in clear on that host (any port), no other host may.
+            plain = frozenset({url.host}) if url.scheme == "http" else frozenset()
+            auth = ChallengeAuth(credentials, where=self.url, plain_http_hosts=plain)
         return httpx.Client(auth=auth, verify=verify, timeout=self.limits.http_timeout_seconds)
 
     def close(self) -> None:

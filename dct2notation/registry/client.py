@@ -477,7 +477,10 @@ def registry_auth(host: str, options: RegistryOptions) -> httpx.Auth | None:
         return None
     creds = options.credentials
     auth: httpx.Auth = entry(
-        host, username=creds.username if creds else None, password=creds.password if creds else None
+        host,
+        username=creds.username if creds else None,
+        password=creds.password if creds else None,
+        plain_http_hosts=options.insecure_registries,
     )
     return auth
 
