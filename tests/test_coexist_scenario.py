@@ -225,6 +225,7 @@ def test_every_status_from_its_real_cause(scenario: Scenario, capsys: pytest.Cap
             "ok": 2,
             "notation-missing": 1,
             "notation-invalid": 2,
+            "notation-unenforced": 0,
             "drift": 1,
             "dct-missing": 1,
             "dct-invalid": 1,
@@ -364,3 +365,93 @@ def test_same_document_at_any_concurrency(scenario: Scenario, capsys: pytest.Cap
     _, parallel = run_json(capsys, scenario.args("--json", "--concurrency", "32"))
     del serial["evaluated_at"], parallel["evaluated_at"]
     assert serial == parallel
+
+
+def _policy_at(scenario: Scenario, tmp_path: Path, verification: dict[str, Any], stores: bool = True) -> list[str]:
+    statement: dict[str, Any] = {"name": "lax", "registryScopes": ["*"], "signatureVerification": verification}
+    if stores:
+        statement.update(trustStores=["ca:migration"], trustedIdentities=["*"])
+    path = tmp_path / "lax.json"
+    path.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    args = scenario.args("--json", "--require", "notation")
+    args[args.index("--policy") + 1] = str(path)
+    return args
+
+
+def test_attack_audit_policy_gate_passes_untrusted_signer(
+    scenario: Scenario, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Under "audit" Notation passes any well-formed signature; the gate must not count it ("rogue" has no trusted
+    signer at all)."""
+    code, doc = run_json(capsys, _policy_at(scenario, tmp_path, {"level": "audit"}))
+    rows = {t["tag"]: t for t in doc["tags"]}
+    gap = (
+        'trust policy statement "lax" (level audit) does not enforce integrity and authenticity (authenticity is only '
+        "logged), so a signature passing under it is not counted as Notation-valid"
+    )
+    assert (rows["rogue"]["status"], rows["rogue"]["notation"], rows["rogue"]["failed_check"]) == (
+        "notation-unenforced",
+        "unenforced",
+        "trustPolicy",
+    )
+    assert rows["rogue"]["reason"] == (
+        f"{gap}; its signer is not trusted (signature is not produced by a trusted signer: no certificate of the "
+        "chain is in trust store(s) ca:migration)"
+    )
+    trusted = "its signer is trusted, but the statement would pass an untrusted one as well"
+    assert rows["ok"]["reason"] == f"{gap}; {trusted}"
+    assert rows["ok"]["signature"] is not None  # which signature passed is still recorded
+    assert {tag: (t["status"], t["notation"]) for tag, t in rows.items()} == {
+        "late": ("notation-missing", "missing"),
+        "moved": ("drift", "unenforced"),
+        "nodct": ("dct-missing", "unenforced"),
+        "ok": ("notation-unenforced", "unenforced"),
+        "ok-alias": ("notation-unenforced", "unenforced"),
+        "rogue": ("notation-unenforced", "unenforced"),
+        "tampered": ("notation-invalid", "invalid"),  # audit still enforces integrity
+        "gone": ("manifest-missing", "not-checked"),
+        "x": ("dct-invalid", "unenforced"),
+    }
+    assert [t["tag"] for t in doc["tags"] if t["requirement_met"]] == []
+    assert doc["summary"]["counts"]["notation-unenforced"] == 3
+    assert code == 1
+
+
+def test_attack_skip_policy_gate_passes_any_signature(
+    scenario: Scenario, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, doc = run_json(capsys, _policy_at(scenario, tmp_path, {"level": "skip"}, stores=False))
+    rows = {t["tag"]: t for t in doc["tags"]}
+    assert rows["nodct"]["notation"] == "unenforced"
+    # Skip checks nothing; a blob whose bytes do not match its digest is still unreadable, whatever the policy.
+    assert rows["tampered"]["status"] == "notation-invalid"
+    assert rows["rogue"]["reason"] == (
+        'trust policy statement "lax" (level skip) does not enforce integrity and authenticity (integrity is skipped, '
+        "authenticity is skipped), so a signature passing under it is not counted as Notation-valid"
+    )
+    assert not any(t["requirement_met"] for t in doc["tags"])
+    assert code == 1
+
+
+def test_attack_strict_policy_with_authenticity_override_to_log(
+    scenario: Scenario, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    verification = {"level": "strict", "override": {"authenticity": "log"}}
+    code, doc = run_json(capsys, _policy_at(scenario, tmp_path, verification))
+    rows = {t["tag"]: t for t in doc["tags"]}
+    assert rows["rogue"]["status"] == "notation-unenforced"
+    assert (
+        "(level strict) does not enforce integrity and authenticity (authenticity is only logged)"
+        in (rows["rogue"]["reason"])
+    )
+    assert code == 1
+
+
+def test_permissive_policy_still_counts_a_trusted_signer(
+    scenario: Scenario, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, doc = run_json(capsys, _policy_at(scenario, tmp_path, {"level": "permissive"}))
+    rows = {t["tag"]: t for t in doc["tags"]}
+    assert (rows["ok"]["status"], rows["ok"]["requirement_met"]) == ("ok", True)
+    assert (rows["rogue"]["status"], rows["rogue"]["failed_check"]) == ("notation-invalid", "authenticity")
+    assert code == 1

@@ -380,3 +380,42 @@ def test_malformed_bundle_parts_are_named(ready_bundle: Path, tmp_path: Path) ->
     (copy / "SIGNOFF.json").write_text(json.dumps(record))
     write_manifest(copy)
     assert verify_bundle(copy).verdict.reasons == ["the final coexistence run (check.json) has no 'tags' list"]
+
+
+@pytest.mark.parametrize(
+    ("verification", "gap"),
+    [
+        ({"level": "audit"}, "(level audit) does not enforce integrity and authenticity (authenticity is only logged)"),
+        (
+            {"level": "permissive", "override": {"authenticity": "log"}},
+            "(level permissive) does not enforce integrity and authenticity (authenticity is only logged)",
+        ),
+    ],
+)
+def test_attack_signoff_under_audit_policy_with_no_trusted_signer(
+    ready_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], verification: dict[str, object], gap: str
+) -> None:
+    """Every digest is signed, but by a key the trust store does not hold: only an audit policy lets it pass."""
+    from dct2notation.keys.testcert import generate_test_key
+
+    work = ready_bundle.parent
+    stranger = tmp_path / "stranger"
+    generate_test_key("demo", stranger, key_type="ec-p256")  # same store name "ca:demo", another certificate
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    doc = json.loads((work / "policy" / "trustpolicy.json").read_text())
+    doc["trustPolicies"][0]["signatureVerification"] = verification
+    (policy / "trustpolicy.json").write_text(json.dumps(doc))
+    shutil.copytree(stranger / "truststore", policy / "truststore")
+    bundle = tmp_path / "bundle"
+    capsys.readouterr()
+    assert main(Estate(work, work / "plan.json", policy).signoff_args(bundle)) == 1
+    assert capsys.readouterr().out.startswith("not ready: ")
+    record = json.loads((bundle / "SIGNOFF.json").read_text())
+    assert record["verdict"] == "not ready"
+    assert len(record["coverage"]) == 6 and not any(c["covered"] for c in record["coverage"])
+    for item in record["coverage"]:
+        assert item["reason"].startswith(f'trust policy statement "demo" {gap}, so a signature passing under it is ')
+        assert "; its signer is not trusted (signature is not produced by a trusted signer" in item["reason"]
+    assert len(record["reasons"]) == 6
+    assert main(["signoff", "verify", str(bundle)]) == 1

@@ -2,15 +2,17 @@
 
 Decision table (first matching row wins; ``R`` = the registry's current digest for the tag):
 
-=====================  =============================================================
-``dct-invalid``        the GUN's DCT metadata did not verify (every tag of that GUN)
-``manifest-missing``   DCT has the tag but the registry serves no manifest for it
-``dct-missing``        the registry has the tag but DCT does not (published after the freeze)
-``drift``              the DCT digest differs from ``R``
-``notation-missing``   no Notation signature is associated with ``R``
-``notation-invalid``   signatures exist on ``R`` but none verifies (``failed_check`` names why)
-``ok``                 DCT digest == ``R`` and a signature on ``R`` verifies
-=====================  =============================================================
+=======================  =============================================================
+``dct-invalid``          the GUN's DCT metadata did not verify (every tag of that GUN)
+``manifest-missing``     DCT has the tag but the registry serves no manifest for it
+``dct-missing``          the registry has the tag but DCT does not (published after the freeze)
+``drift``                the DCT digest differs from ``R``
+``notation-missing``     no Notation signature is associated with ``R``
+``notation-invalid``     signatures exist on ``R`` but none verifies (``failed_check`` names why)
+``notation-unenforced``  a signature on ``R`` passes only because the policy does not enforce authenticity
+                         (level ``audit`` or ``skip``): it proves no trusted signer, so it never meets a gate
+``ok``                   DCT digest == ``R`` and a signature on ``R`` verifies
+=======================  =============================================================
 
 The Notation verdict on ``R`` is recorded for every status where ``R`` exists, so the ``--require`` gates
 (``requirement_met``) can ignore DCT when the operator asks for Notation only.
@@ -43,7 +45,7 @@ from ..jsontext import loads as json_loads
 from ..notation.manifest import parse_index, parse_signature_manifest, referrers_tag
 from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
-from ..notation.verify import verify_envelope
+from ..notation.verify import not_counted, verify_envelope
 from ..oci import OCI_MANIFEST, Descriptor
 from ..registry.client import registry_auth, tls_context
 from ..registry.layout import REF_NAME, OCILayoutStore
@@ -53,12 +55,20 @@ from ..registry.store import RegistryStore, SignatureStore, unique_signatures
 
 T = TypeVar("T")
 Status = Literal[
-    "ok", "notation-missing", "notation-invalid", "drift", "dct-missing", "dct-invalid", "manifest-missing"
+    "ok",
+    "notation-missing",
+    "notation-invalid",
+    "notation-unenforced",
+    "drift",
+    "dct-missing",
+    "dct-invalid",
+    "manifest-missing",
 ]
 STATUSES: tuple[Status, ...] = (
     "ok",
     "notation-missing",
     "notation-invalid",
+    "notation-unenforced",
     "drift",
     "dct-missing",
     "dct-invalid",
@@ -67,7 +77,8 @@ STATUSES: tuple[Status, ...] = (
 Require = Literal["both", "notation", "either"]
 REQUIRE_MODES: tuple[Require, ...] = ("both", "notation", "either")
 DctVerdict = Literal["valid", "missing", "invalid"]
-NotationVerdict = Literal["valid", "missing", "invalid", "not-checked"]
+# "unenforced": a signature passed under a statement that does not enforce integrity and authenticity.
+NotationVerdict = Literal["valid", "missing", "invalid", "unenforced", "not-checked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,8 @@ def decide(
         return "notation-missing", "no Notation signature is associated with the digest"
     if notation.verdict == "invalid":
         return "notation-invalid", f"{notation.failed_check}: {notation.reason}"
+    if notation.verdict == "unenforced":
+        return "notation-unenforced", notation.reason
     return "ok", "DCT and Notation both verify the registry's digest"
 
 
@@ -404,7 +417,7 @@ def verify_digest(
     """Notation's rule on one digest: the first signature that verifies wins; else name the first failed check."""
     reference = f"{repository}@{subject.digest}"
     try:
-        policy.statement_for(reference)
+        statement = policy.statement_for(reference)
     except ConfigError as exc:
         # No statement covers the repository: an admission controller would refuse it, so it is not valid.
         return NotationResult("invalid", "trustPolicy", str(exc))
@@ -429,6 +442,9 @@ def verify_digest(
             limits=limits,
         )
         if result.ok:
+            gap = not_counted(statement, result)
+            if gap is not None:
+                return NotationResult("unenforced", "trustPolicy", gap, signature)
             return NotationResult("valid", None, "verified", signature)
         first_failure = first_failure or (result.failed_check or "signature", result.reason)
     check, reason = first_failure or ("signature", "no signature passed")

@@ -280,7 +280,7 @@ def _cover(
     clock: Clock,
     limits: Limits,
 ) -> Coverage:
-    from ..notation.verify import verify_artifact
+    from ..notation.verify import not_counted, verify_artifact
 
     def result(covered: bool, reason: str) -> Coverage:
         return Coverage(gun, repository, digest, size, tags, covered, reason)
@@ -300,7 +300,11 @@ def _cover(
         )
     except Dct2NotationError as exc:
         return result(False, str(exc))
-    if outcome.ok:
+    if outcome.ok and outcome.passed_index is not None:
+        # An audit or skip statement passes any signer: it cannot certify that DCT may be switched off.
+        gap = not_counted(policy.statement_for(f"{repository}@{digest}"), outcome.results[outcome.passed_index])
+        if gap is not None:
+            return result(False, gap)
         return result(True, "verified")
     return result(False, f"no signature verifies ({outcome.failed_check}: {outcome.reason})")
 

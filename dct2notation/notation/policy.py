@@ -145,6 +145,21 @@ class TrustPolicyStatement:
     def stores(self, store_type: str) -> list[str]:
         return [name for kind, name in self.trust_stores if kind == store_type]
 
+    def unenforced(self) -> str | None:
+        """Why a pass under this statement shows no trusted signer, or None when it enforces integrity and
+        authenticity (strict, permissive). ``audit`` only logs authenticity and ``skip`` checks nothing: Notation
+        reports such a signature verified, but a gate or sign-off that counted it would certify any signer."""
+        lax = [
+            (check, self.action(check)) for check in ("integrity", "authenticity") if self.action(check) != "enforce"
+        ]
+        if not lax:
+            return None
+        what = ", ".join(f"{check} is {'skipped' if action == 'skip' else 'only logged'}" for check, action in lax)
+        return (
+            f'trust policy statement "{self.name}" (level {self.level}) does not enforce integrity and authenticity '
+            f"({what}), so a signature passing under it is not counted as Notation-valid"
+        )
+
 
 def _fail(statement: str, rule: str) -> ConfigError:
     return ConfigError(f'trust policy statement "{statement}" {rule}')

@@ -376,6 +376,23 @@ def verify_envelope(
     return VerificationResult(True, None, "verified", checks, statement.name, env)
 
 
+def not_counted(statement: TrustPolicyStatement, passed: VerificationResult) -> str | None:
+    """Why a signature that passed under ``statement`` must not count for a gate or a sign-off, or None.
+
+    Only a statement enforcing integrity and authenticity (strict, permissive) makes a pass mean "a trusted signer
+    signed this"; the reason adds what the logged authenticity check found, so an operator sees what enforcing would do.
+    """
+    gap = statement.unenforced()
+    if gap is None:
+        return None
+    for check in passed.checks:
+        if check.name == "authenticity" and check.ok is False:
+            return f"{gap}; its signer is not trusted ({check.reason})"
+        if check.name == "authenticity" and check.ok:
+            return f"{gap}; its signer is trusted, but the statement would pass an untrusted one as well"
+    return gap
+
+
 def verify_artifact(
     reference: str,
     subject: Descriptor,
@@ -421,6 +438,7 @@ __all__ = [
     "VerificationOutcome",
     "VerificationResult",
     "go_subject_string",
+    "not_counted",
     "verify_artifact",
     "verify_envelope",
 ]
