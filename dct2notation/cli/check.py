@@ -16,20 +16,28 @@ from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_at_option
 from ..errors import InputError, UsageError
+from ..registry.options import RegistryOptions
+from .credentials import read_credentials, registry_options
+from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
 RequireOpt = Annotated[str, typer.Option("--require", help="Gate: both | notation | either (docs/check.md).")]
 
 
 def _dct(
-    guns: list[str], server: str | None, archive: Path | None, inventory: Path | None, ca: Path | None, clock: Clock
+    guns: list[str],
+    server: str | None,
+    archive: Path | None,
+    inventory: Path | None,
+    options: RegistryOptions,
+    clock: Clock,
 ) -> list[Any]:
     from ..dct.archive import check_archive
     from ..dct.inventory import load_inventory
     from ..dct.source import ArchiveSource, NotaryServerSource
     from ..migrate.coexist import dct_from_source, dct_repositories
 
-    options = (("--server", server), ("--archive", archive), ("--inventory", inventory))
-    given = [name for name, value in options if value]
+    sources = (("--server", server), ("--archive", archive), ("--inventory", inventory))
+    given = [name for name, value in sources if value]
     if len(given) != 1:
         raise UsageError("check: give exactly one of GUN… --server URL, GUN… --archive DIR, --inventory FILE")
     if inventory is not None:
@@ -42,7 +50,14 @@ def _dct(
         # The same integrity gate as `inventory --archive`: a damaged archive is bad input, not a DCT verdict.
         check_archive(archive)
         return dct_from_source(guns, ArchiveSource(archive), clock, DEFAULT_LIMITS)
-    source = NotaryServerSource(str(server), ca=ca, limits=DEFAULT_LIMITS)
+    creds = options.credentials
+    source = NotaryServerSource(
+        str(server),
+        ca=options.ca_file,
+        limits=DEFAULT_LIMITS,
+        username=creds.username if creds else None,
+        password=creds.password if creds else None,
+    )
     return dct_from_source(guns, source, clock, DEFAULT_LIMITS)
 
 
@@ -94,7 +109,9 @@ def check_command(
     server: Annotated[str | None, typer.Option("--server", help="Notary server URL.")] = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="DCT archive directory.")] = None,
     inventory: Annotated[Path | None, typer.Option("--inventory", help="Inventory JSON (`inventory --json`).")] = None,
-    ca: Annotated[Path | None, typer.Option("--ca", help="CA bundle for an HTTPS notary server.")] = None,
+    ca_file: CaFileOpt = None,
+    username: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
     policy: Annotated[Path | None, typer.Option("--policy", help="Notation trust policy (trustpolicy.json).")] = None,
     truststore: Annotated[Path | None, typer.Option("--truststore", help="Notation trust store directory.")] = None,
     require: RequireOpt = "both",
@@ -106,9 +123,7 @@ def check_command(
         list[str] | None, typer.Option("--registry-map", help="GUN_PREFIX=REGISTRY_PREFIX (repeatable).")
     ] = None,
     oci_layout: Annotated[Path | None, typer.Option("--oci-layout", help="Read images from an OCI layout.")] = None,
-    insecure_registry: Annotated[
-        list[str] | None, typer.Option("--insecure-registry", help="Plain-HTTP registry host (repeatable).")
-    ] = None,
+    insecure_registry: InsecureOpt = [],  # noqa: B006 - typer reads the default, never mutates it
     at: Annotated[str | None, typer.Option("--at", help="Evaluate expiry at this RFC 3339 time.")] = None,
     since: Annotated[Path | None, typer.Option("--since", help="Report only changes since this --json.")] = None,
     watch: Annotated[float | None, typer.Option("--watch", help="Re-run every INTERVAL seconds.")] = None,
@@ -128,9 +143,10 @@ def check_command(
     from ..migrate.plan import map_repository, parse_registry_map
     from ..notation.policy import TrustPolicyDocument
     from ..notation.truststore import TrustStore
-    from ..registry.options import RegistryOptions
     from ..report import stderr_console
 
+    # Read once: stdin holds one password, for the notary server and the registry alike.
+    options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
     if require not in REQUIRE_MODES:
         raise UsageError(f"--require {require!r}: expected one of {', '.join(REQUIRE_MODES)}")
     if policy is None or truststore is None:
@@ -143,7 +159,6 @@ def check_command(
     document = TrustPolicyDocument.load(policy)
     store = TrustStore(truststore)
     mapping = parse_registry_map(registry_map or [])
-    options = RegistryOptions(insecure_registries=frozenset(insecure_registry or []))
     previous = load_previous(since) if since is not None else None
     runs = max_runs if watch is not None and max_runs is not None else 1
     code = 0
@@ -151,7 +166,7 @@ def check_command(
         if run:
             time.sleep(watch or 0)
         clock: Clock = fixed or SystemClock()
-        repositories = _dct(list(guns or []), server, archive, inventory, ca, clock)
+        repositories = _dct(list(guns or []), server, archive, inventory, options, clock)
         view, close = registry_view(options, oci_layout)
         try:
             with _progress(stderr_console, enabled=table) as advance:

@@ -12,7 +12,10 @@ from .dct_commands import InventoryArgs, run_archive, run_inventory
 GunsArg = Annotated[list[str], typer.Argument(help="GUNs, fully qualified (docker.io/library/alpine).")]
 ServerOpt = Annotated[str | None, typer.Option("--server", help="Notary server URL.")]
 TrustDirOpt = Annotated[Path | None, typer.Option("--trust-dir", help="Notary/docker trust dir (~/.docker/trust).")]
-CaOpt = Annotated[Path | None, typer.Option("--ca", help="CA bundle for an HTTPS notary server.")]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option("--ca-file", "--ca", help="CA bundle trusted for the notary server, besides the OS store."),
+]
 UserOpt = Annotated[str | None, typer.Option("--username", "-u", help="Notary server user name.")]
 PassOpt = Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")]
 AtOpt = Annotated[str | None, typer.Option("--at", help="Evaluate expiry at this RFC 3339 instant.")]

@@ -39,11 +39,16 @@ def _source(
         )
     if server is not None:
         from ..dct.source import NotaryServerSource
+        from .credentials import read_credentials
 
-        password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
-        if password_stdin and not username:
-            raise UsageError("--password-stdin needs --username")
-        return NotaryServerSource(server, ca=ca, limits=DEFAULT_LIMITS, username=username, password=password)
+        creds = read_credentials(username, password_stdin)
+        return NotaryServerSource(
+            server,
+            ca=ca,
+            limits=DEFAULT_LIMITS,
+            username=creds.username if creds else None,
+            password=creds.password if creds else None,
+        )
     from ..dct.source import ArchiveSource, TrustDirSource
 
     if trust_dir is not None:
@@ -133,6 +138,7 @@ _VALUE_OPTIONS: dict[str, tuple[str, type[str] | type[Path]]] = {
     "--archive": ("archive", Path),
     "--at": ("at", str),
     "--ca": ("ca", Path),
+    "--ca-file": ("ca", Path),
     "--username": ("username", str),
     "-u": ("username", str),
     "--baseline-archive": ("baseline", Path),

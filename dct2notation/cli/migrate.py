@@ -18,6 +18,8 @@ from ..migrate.plan import KeyFor, Plan
 from ..registry.options import RegistryOptions
 from ..registry.store import SignatureStore
 from ..report import print_json, stderr_console
+from .credentials import read_credentials, registry_options
+from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
 
 def _signers_key_for(path: Path) -> KeyFor:
@@ -204,14 +206,14 @@ def plan_command(
     ] = None,
     shards: Annotated[int, typer.Option("--shards", help="Shards of the Kubernetes Job.")] = 4,
     image: Annotated[str, typer.Option("--image", help="Container image of the Kubernetes Job.")] = "dct2notation",
-    insecure_registry: Annotated[
-        list[str], typer.Option("--insecure-registry", help="Plain HTTP host (repeatable).")
-    ] = [],  # noqa: B006
-    ca_file: Annotated[Path | None, typer.Option("--ca-file", help="Registry CA bundle.")] = None,
+    insecure_registry: InsecureOpt = [],  # noqa: B006
+    ca_file: CaFileOpt = None,
+    username: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
     oci_layout: Annotated[Path | None, typer.Option("--oci-layout", help="Subjects are in this OCI layout.")] = None,
 ) -> None:
     """Make a signing plan from a DCT inventory: one job per (repository, digest, identity), with pre-flight."""
-    options = RegistryOptions(insecure_registries=frozenset(insecure_registry), ca_file=ca_file)
+    options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
     made = make_plan(
         inventory,
         _signers_key_for(signers),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,22 +16,17 @@ from ..errors import UsageError
 from ..keys.base import SigningKey
 from ..notation.manifest import FORMS, ManifestForm
 from ..oci import Descriptor
-from ..registry.options import Basic, RegistryOptions
+from ..registry.options import RegistryOptions
 from ..registry.reference import require_digest
 from ..registry.target import Target, open_target
 from ..report import print_json, stderr_console
+from .credentials import read_credentials, registry_options
+from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
 _T = TypeVar("_T")
 
 _DURATION = re.compile(r"(\d+)(h|m|s)")
 
-InsecureOpt = Annotated[
-    list[str],
-    typer.Option("--insecure-registry", help="HOST[:PORT] reached over plain HTTP (repeatable)."),
-]
-CaFileOpt = Annotated[Path | None, typer.Option("--ca-file", help="PEM CA bundle for the registry's TLS.")]
-UserOpt = Annotated[str | None, typer.Option("--username", "-u", help="Registry user name.")]
-PasswordStdinOpt = Annotated[bool, typer.Option("--password-stdin", help="Read the registry password from stdin.")]
 LayoutOpt = Annotated[
     Path | None, typer.Option("--oci-layout", help="Use this OCI image layout instead of a registry.")
 ]
@@ -76,34 +70,6 @@ def parse_user_metadata(items: list[str]) -> dict[str, str]:
             raise UsageError(f"--user-metadata: key {key!r} given twice")
         out[key] = value
     return out
-
-
-def registry_options(
-    insecure: list[str],
-    ca_file: Path | None,
-    username: str | None,
-    password_stdin: bool,
-    force_referrers_tag: bool = False,
-) -> RegistryOptions:
-    credentials: Basic | None = None
-    if password_stdin and not username:
-        raise UsageError("--password-stdin needs --username")
-    if username:
-        if not password_stdin:
-            raise UsageError("--username needs --password-stdin (passwords are never taken as arguments)")
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise UsageError("--password-stdin: no password on stdin")
-        credentials = Basic(username, password)
-    if ca_file is not None and not ca_file.is_file():
-        raise UsageError(f"--ca-file {ca_file}: no such file")
-    return RegistryOptions(
-        insecure_registries=frozenset(insecure),
-        ca_file=ca_file,
-        credentials=credentials,
-        referrers="tag" if force_referrers_tag else "auto",
-        limits=DEFAULT_LIMITS,
-    )
 
 
 def _form(value: str) -> ManifestForm:
@@ -167,7 +133,8 @@ def sign(
 ) -> None:
     """Sign an artifact by digest (or every job of a plan) and store the signature next to it."""
     form = _form(signature_manifest)
-    options = registry_options(insecure_registry, ca_file, username, password_stdin, force_referrers_tag)
+    credentials = read_credentials(username, password_stdin)
+    options = registry_options(insecure_registry, ca_file, credentials, force_referrers_tag)
     if Path(target).is_file():
         migrate_cli = importlib.import_module("dct2notation.cli.migrate")
         sign_plan = getattr(migrate_cli, "sign_plan", None)
@@ -247,7 +214,7 @@ def ls(
     """List the Notation signatures attached to an artifact."""
     from ..registry.inspection import list_attached
 
-    options = registry_options(insecure_registry, ca_file, username, password_stdin)
+    options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
     pinned, subject, summaries = _attached(reference, options, oci_layout, list_attached)
     if json_out:
         print_json({"reference": pinned, "subject": subject.to_dict(), "signatures": [s.to_dict() for s in summaries]})
@@ -274,7 +241,7 @@ def inspect(
     """Show each signature's envelope, certificate chain and annotations."""
     from ..registry.inspection import inspect_attached
 
-    options = registry_options(insecure_registry, ca_file, username, password_stdin)
+    options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
     pinned, subject, details = _attached(reference, options, oci_layout, inspect_attached)
     doc = {"reference": pinned, "subject": subject.to_dict(), "signatures": details}
     if json_out:
@@ -311,7 +278,7 @@ def verify(
     """Verify an artifact's signatures against a trust policy (exit 1 when no signature passes)."""
     from ..registry.verification import verify_target
 
-    options = registry_options(insecure_registry, ca_file, username, password_stdin)
+    options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
     metadata = parse_user_metadata(user_metadata)
     handle = open_target(reference, options=options, oci_layout=oci_layout)
     try:

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from ..errors import GateFailed, UsageError
+from .credentials import read_credentials, registry_options
+from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
 signoff_app = typer.Typer(
     help="Decommission sign-off: evidence bundle, and its offline re-verification.",
@@ -28,10 +30,10 @@ def signoff_command(
     ] = None,
     check_json: Annotated[Path | None, typer.Option("--check-json", help="Final `check --json` output.")] = None,
     oci_layout: Annotated[Path | None, typer.Option("--oci-layout", help="Signatures are in this OCI layout.")] = None,
-    insecure_registry: Annotated[
-        list[str], typer.Option("--insecure-registry", help="Plain HTTP host (repeatable).")
-    ] = [],  # noqa: B006 - typer reads the default, never mutates it
-    ca_file: Annotated[Path | None, typer.Option("--ca-file", help="Registry CA bundle.")] = None,
+    insecure_registry: InsecureOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    ca_file: CaFileOpt = None,
+    username: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="New directory for the bundle.")] = None,
 ) -> None:
     """Write the sign-off bundle and print the verdict (exit 1 when not ready)."""
@@ -39,7 +41,6 @@ def signoff_command(
         return
     from ..config import SystemClock
     from ..migrate.signoff import SignoffInputs, bundle_digest, create_bundle, summary_line
-    from ..registry.options import RegistryOptions
     from ..report import stderr_console
     from .migrate import store_factory
 
@@ -57,7 +58,7 @@ def signoff_command(
     if missing:
         raise UsageError(f"signoff: missing {', '.join(missing)}")
     assert archive and inventory and plan and policy_dir and output
-    options = RegistryOptions(insecure_registries=frozenset(insecure_registry), ca_file=ca_file)
+    options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
     inputs = SignoffInputs(archive, inventory, plan, policy_dir, journal, check_json)
     verdict = create_bundle(inputs, store_factory(options, oci_layout), output, SystemClock())
     stderr_console.print(f"bundle {output}: digest {bundle_digest(output)}", highlight=False, soft_wrap=True)

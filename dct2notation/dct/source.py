@@ -103,21 +103,17 @@ class NotaryServerSource:
             self.client = self._httpx_client()
 
     def _tls_context(self) -> ssl.SSLContext:
-        import ssl
+        # The OS store, --ca and docker's certs.d / ~/.docker/tls for this host: what `docker trust` trusts.
+        from ..tlstrust import tls_context
 
-        try:
-            return ssl.create_default_context(cafile=None if self._ca is None else str(self._ca))
-        except (OSError, ssl.SSLError) as exc:
-            raise InputError(f"--ca {self._ca}: cannot load CA certificates ({exc})") from exc
+        return tls_context(urlsplit(self.url).netloc.rpartition("@")[2], self._ca, "--ca")
 
     def _httpx_client(self) -> httpx.Client:
         from ._httpx import httpx  # isort: skip  # before ..auth, which imports httpx too
         from ..auth import ChallengeAuth, resolve_credentials
 
         # Plain HTTP needs no TLS context; building the default one costs ~0.3 s per process.
-        verify: ssl.SSLContext | bool = not self.url.startswith("http://")
-        if self._ca is not None:
-            verify = self._tls_context()
+        verify: ssl.SSLContext | bool = False if self.url.startswith("http://") else self._tls_context()
         auth = self._auth
         if auth is None:
             url = httpx.URL(self.url)

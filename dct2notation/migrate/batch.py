@@ -180,7 +180,10 @@ class BatchSigner:
                 if client is not None:
                     await asyncio.to_thread(client.push_blob, _reference(job, False).repository, EMPTY_JSON)
             except Dct2NotationError as exc:
-                raise RemoteError(f"pre-flight {registry}: cannot read and write {job.repository}: {exc}") from exc
+                # The same exit code as the error itself: refused credentials are exit 2 in every command, a
+                # registry that keeps failing exit 3.
+                kind = type(exc) if type(exc).__init__ is Dct2NotationError.__init__ else RemoteError
+                raise kind(f"pre-flight {registry}: cannot read and write {job.repository}: {exc}") from exc
 
     async def _one(self, job: Job, bucket: TokenBucket) -> None:
         entry = self.journal.get(job.key)

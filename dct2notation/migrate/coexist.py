@@ -619,12 +619,11 @@ def registry_view(options: RegistryOptions, oci_layout: Path | None = None) -> t
     # One store per (host, worker thread): a thread's own client keeps its one connection, where a shared httpx
     # pool takes a lock and scans every pooled connection (a poll() each) on every request; that was ~15% of the
     # check's CPU at 16 threads. The threads share one auth per host, so a token is fetched once.
-    # They also share one TLS context: each new httpx client would load the CA bundle again (~25 ms of CPU).
+    # They also share one TLS context per host (cached by tlstrust): each new one loads CA bundles (~25 ms of CPU).
     auths: dict[str, httpx.Auth | None] = {}
     made: list[RegistryStore] = []
     lock = threading.Lock()
     local = threading.local()
-    tls = tls_context(options)
 
     def store_for(repository: str) -> RegistryStore:
         host = repository.partition("/")[0]
@@ -634,7 +633,7 @@ def registry_view(options: RegistryOptions, oci_layout: Path | None = None) -> t
             with lock:
                 if host not in auths:
                     auths[host] = registry_auth(host, options)
-                transport = httpx.HTTPTransport(verify=tls)
+                transport = httpx.HTTPTransport(verify=tls_context(options, host))
                 store = mine[host] = RegistryStore(host, options, auth=auths[host], transport=transport)
                 made.append(store)
         return store

@@ -42,6 +42,7 @@ from ..errors import (
 from ..jsontext import loads as json_loads
 from ..notation.manifest import parse_index, referrers_index, referrers_tag
 from ..oci import MANIFEST_ACCEPT, OCI_INDEX, Descriptor, sha256_digest
+from ..tlstrust import tls_context as host_tls_context
 from .options import RegistryOptions
 
 T = TypeVar("T")
@@ -177,6 +178,11 @@ class RegistryCore:
             return AuthError(f"{where}: access denied (403) {detail}".strip())
         if reply.status == 404:
             return NotFoundError(f"{where}: not found (404) {detail}".strip())
+        if reply.status == 400 and self.base.scheme == "http" and _tls_listener_answer(reply):
+            return UsageError(
+                f"{where}: refused (400): {self.host} speaks TLS; drop --insecure-registry {self.host}"
+                " (add --ca-file FILE if its CA is not in the OS trust store)"
+            )
         if 400 <= reply.status < 500:
             return InputError(f"{where}: refused ({reply.status}) {detail}".strip())
         return RemoteError(f"{where}: unexpected status {reply.status} {detail}".strip())
@@ -453,17 +459,16 @@ class RegistryCore:
         return RemoteError(f"{exc} (gave up after {self.limits.retry_attempts} attempts)")
 
 
-def tls_context(options: RegistryOptions) -> ssl.SSLContext:
-    """The TLS context for a registry: ``--ca-file``'s CA, else httpx's default trust store.
+def _tls_listener_answer(reply: Reply) -> bool:
+    """Go's TLS listener answering a plain-HTTP request: a bare 400 without a single header (the text is in the body,
+    which a HEAD reply does not carry). A registry's own 400s carry headers and a JSON error."""
+    return b"HTTP request to an HTTPS server" in reply.content or not reply.headers
 
-    Building one loads a CA bundle (~20-30 ms of CPU), so callers that open many clients build it once and share it.
-    """
-    if options.ca_file is None:
-        return httpx.create_ssl_context()
-    try:
-        return ssl.create_default_context(cafile=str(options.ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise InputError(f"--ca-file {options.ca_file}: cannot load CA certificates ({exc})") from exc
+
+def tls_context(options: RegistryOptions, host: str) -> ssl.SSLContext:
+    """The TLS context for a registry host: the OS trust store, ``--ca-file`` and docker's ``certs.d`` for the host
+    (``dct2notation.tlstrust``). Cached there: a context loads CA bundles (~20-30 ms of CPU)."""
+    return host_tls_context(host, options.ca_file)
 
 
 def registry_auth(host: str, options: RegistryOptions) -> httpx.Auth | None:
@@ -514,7 +519,7 @@ class RegistryClient:
         # No explicit auth: credentials from the options / docker config, as every registry command does.
         self._auth = auth if auth is not None else registry_auth(host, self.core.options)
         self._http = httpx.Client(
-            verify=tls_context(opts) if transport is None else True,  # a given transport has its own
+            verify=tls_context(opts, host) if transport is None else True,  # a given transport has its own
             timeout=opts.limits.http_timeout_seconds,
             transport=transport,
             follow_redirects=True,
@@ -638,7 +643,7 @@ class AsyncRegistryClient:
         # No explicit auth: credentials from the options / docker config, as every registry command does.
         self._auth = auth if auth is not None else registry_auth(host, self.core.options)
         self._http = httpx.AsyncClient(
-            verify=tls_context(opts) if transport is None else True,  # a given transport has its own
+            verify=tls_context(opts, host) if transport is None else True,  # a given transport has its own
             timeout=opts.limits.http_timeout_seconds,
             transport=transport,
             follow_redirects=True,

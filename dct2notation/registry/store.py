@@ -171,7 +171,7 @@ class RegistryStore:
             if transport is None:
                 # One TLS context for all lanes: building one loads the CA bundle (~20 ms each).
                 if self._tls is None:
-                    self._tls = tls_context(self.options)
+                    self._tls = tls_context(self.options, self.host)
                 transport = httpx.AsyncHTTPTransport(verify=self._tls)
             client = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=transport)
             client.core.stats = self.client.core.stats

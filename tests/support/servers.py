@@ -247,6 +247,10 @@ class Registry:
     htpasswd: Path | None = None
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # ``tls=True`` serves HTTPS with a throwaway CA (``tls_files.ca_cert``, or the ``tls_files`` given), as a
+    # production registry does.
+    tls: bool = False
+    tls_files: TLSFiles | None = None
 
     @property
     def host(self) -> str:
@@ -254,7 +258,7 @@ class Registry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def start(self) -> Registry:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -272,6 +276,10 @@ class Registry:
             "http:",
             f"  addr: 127.0.0.1:{self.port}",
         ]
+        if self.tls:
+            # Given tls_files (another server's) make one CA for the estate, as an organisation's internal CA is.
+            self.tls_files = self.tls_files or make_tls(self.workdir / "tls")
+            lines += ["  tls:", f"    certificate: {self.tls_files.cert}", f"    key: {self.tls_files.key}"]
         if self.htpasswd is not None:
             lines += ["auth:", "  htpasswd:", "    realm: test-realm", f"    path: {self.htpasswd}"]
         cfg = self.workdir / "config.yml"
@@ -280,7 +288,10 @@ class Registry:
         self.proc = subprocess.Popen(
             ["docker-registry", "serve", str(cfg)], stdout=log.open("wb"), stderr=subprocess.STDOUT
         )
-        _wait_http(f"{self.url}/v2/", self.proc, log, ok=(200, 401))
+        verify: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=str(self.tls_files.ca_cert)) if self.tls_files else True
+        )
+        _wait_http(f"{self.url}/v2/", self.proc, log, verify=verify, ok=(200, 401))
         return self
 
     def stop(self) -> None:

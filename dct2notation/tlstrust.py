@@ -1,0 +1,90 @@
+"""Which TLS servers we trust: the OS trust store, ``--ca-file``, and docker's per-host certificate directories.
+
+One rule for every registry and notary server, as an operator's docker client applies it:
+
+- the OS trust store (OpenSSL's default paths; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` still point it elsewhere), not
+  certifi's bundle, so a CA the machine trusts is trusted here too;
+- ``--ca-file FILE`` is added to it;
+- ``/etc/docker/certs.d/HOST[:PORT]/`` (the daemon's directory for registries) and ``$DOCKER_CONFIG/tls/HOST[:PORT]/``
+  (the docker CLI's for notary servers): every ``*.crt`` is a CA, a ``NAME.cert`` with its ``NAME.key`` a client
+  certificate. ``DCT2NOTATION_CERTS_D`` replaces ``/etc/docker/certs.d`` (a test or a rootless set-up).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+from pathlib import Path
+
+from .errors import InputError
+
+DOCKER_CERTS_D = Path("/etc/docker/certs.d")
+
+
+def docker_config_dir() -> Path:
+    explicit = os.environ.get("DOCKER_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return Path.home() / ".docker"
+
+
+def host_cert_dirs(host: str) -> tuple[Path, ...]:
+    """Docker's certificate directories for ``host`` (``name:port`` as given), the daemon's first."""
+    certs_d = Path(os.environ.get("DCT2NOTATION_CERTS_D") or DOCKER_CERTS_D)
+    return (certs_d / host, docker_config_dir() / "tls" / host)
+
+
+def tls_context(host: str, ca_file: Path | None, option: str = "--ca-file") -> ssl.SSLContext:
+    """The context for ``host``. Cached: loading the OS store costs ~15-30 ms of CPU, paid once per process; the
+    key holds each certificate file's size and mtime, so a file added to certs.d is seen by the next context."""
+    files = tuple((p, _stamp(p)) for directory in host_cert_dirs(host) for p in _files(directory))
+    return _context(ca_file, None if ca_file is None else _stamp(ca_file), option, files)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        status = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _context(
+    ca_file: Path | None, ca_stamp: tuple[int, int] | None, option: str, files: tuple[tuple[Path, tuple[int, int]], ...]
+) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        _load_ca(context, ca_file, f"{option} {ca_file}")
+    for path, _ in files:
+        if path.suffix == ".crt":
+            _load_ca(context, path, str(path))
+        elif path.suffix == ".cert":
+            key = path.with_suffix(".key")
+            if not key.is_file():
+                raise InputError(f"{path}: client certificate without its key {key.name}")
+            try:
+                context.load_cert_chain(str(path), str(key))
+            except (OSError, ssl.SSLError) as exc:
+                raise InputError(f"{path}: cannot load the client certificate ({exc})") from exc
+    return context
+
+
+def _files(directory: Path) -> list[Path]:
+    # Regular files only: a FIFO named *.crt would block the handshake set-up forever.
+    try:
+        return sorted(p for p in directory.iterdir() if p.is_file())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot read ({exc.strerror})") from exc
+
+
+def _load_ca(context: ssl.SSLContext, path: Path, where: str) -> None:
+    if not path.is_file():
+        raise InputError(f"{where}: no such file")
+    try:
+        context.load_verify_locations(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"{where}: cannot load CA certificates ({exc})") from exc
