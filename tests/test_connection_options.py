@@ -23,7 +23,7 @@ from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import Basic, RegistryOptions
 from tests.support.images import image_manifest
 from tests.support.notary_builders import TokenEndpoint
-from tests.support.servers import NotaryServer, Registry, have, write_htpasswd
+from tests.support.servers import NotaryServer, Registry, have, make_tls, write_htpasswd
 
 pytestmark = pytest.mark.servers
 
@@ -57,13 +57,13 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
         if not have(binary):
             pytest.skip(f"{binary} is not installed")
     work = tmp_path_factory.mktemp("tls-estate")
-    token = TokenEndpoint(work / "token", USER, PASSWORD)
-    notary = NotaryServer(work / "notary", tls=True, auth=token.auth_config()).start()
-    assert notary.tls_files is not None
     # One internal CA for the estate, as an organisation has: the operator's --ca-file.
+    tls = make_tls(work / "tls")
+    token = TokenEndpoint(work / "token", USER, PASSWORD, tls=(tls.cert, tls.key))
+    notary = NotaryServer(work / "notary", tls=True, auth=token.auth_config(), tls_files=tls).start()
     registry = Registry(work / "registry", htpasswd=write_htpasswd(work / "htpasswd", USER, PASSWORD), tls=True,
-                        tls_files=notary.tls_files).start()  # fmt: skip
-    ca = notary.tls_files.ca_cert
+                        tls_files=tls).start()  # fmt: skip
+    ca = tls.ca_cert
     raw = image_manifest("tls-estate")
     options = RegistryOptions(ca_file=registry.tls_files.ca_cert, credentials=Basic(USER, PASSWORD))
     with RegistryClient(registry.host, options) as client:

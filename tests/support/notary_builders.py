@@ -308,7 +308,16 @@ class TokenEndpoint:
     requests get 401 unless ``allow_anonymous`` is set. ``requests`` records (user, scope) per token issued.
     """
 
-    def __init__(self, directory: Path, user: str, password: str, *, service: str = "notary-test") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        user: str,
+        password: str,
+        *,
+        service: str = "notary-test",
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """``tls`` (certificate, key) serves the token service over HTTPS, as a production one is."""
         import http.server
         import threading
         import urllib.parse
@@ -363,7 +372,15 @@ class TokenEndpoint:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
-        self.realm = f"http://127.0.0.1:{self.port}/token"
+        scheme = "http"
+        if tls is not None:
+            import ssl
+
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.realm = f"{scheme}://127.0.0.1:{self.port}/token"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

@@ -155,7 +155,7 @@ class NotaryServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         server: dict[str, object] = {"http_addr": f"127.0.0.1:{self.port}"}
         if self.tls:
-            self.tls_files = make_tls(self.workdir / "tls")
+            self.tls_files = self.tls_files or make_tls(self.workdir / "tls")
             server["tls_cert_file"] = str(self.tls_files.cert)
             server["tls_key_file"] = str(self.tls_files.key)
         config: dict[str, object] = {
