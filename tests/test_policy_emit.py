@@ -261,23 +261,85 @@ def test_admission_resources_carry_the_same_scopes_identities_and_certificates(
     assert sorted(p["spec"]["parameters"]["value"] for p in providers) == sorted(roots.values())
     (verifier,) = yaml.safe_load_all((out / "ratify" / "verifier.yaml").read_text())
     assert verifier["apiVersion"] == "config.ratify.deislabs.io/v1beta1" and verifier["kind"] == "Verifier"
-    assert verifier["spec"]["name"] == "notation"
+    assert verifier["spec"]["name"] == "notation" and verifier["spec"]["type"] == "notation"
     assert verifier["spec"]["parameters"]["trustPolicyDoc"] == policy
     stores = verifier["spec"]["parameters"]["verificationCertStores"]["ca"]
     names = {p["metadata"]["name"]: p["spec"]["parameters"]["value"] for p in providers}
     assert {store: names[kmp] for store, (kmp,) in stores.items()} == roots
 
-    (cluster_policy,) = yaml.safe_load_all((out / "kyverno" / "clusterpolicy.yaml").read_text())
-    assert cluster_policy["kind"] == "ClusterPolicy" and cluster_policy["spec"]["validationFailureAction"] == "Audit"
+    # Default Kyverno form: one ImageValidatingPolicy per statement, audit level records only.
+    ivps = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((out / "kyverno" / "imagevalidatingpolicies.yaml").read_text())
+    }
+    assert sorted(ivps) == sorted(f"dct2notation-{st['name']}" for st in policy["trustPolicies"])
+    for statement in policy["trustPolicies"]:
+        spec = ivps[f"dct2notation-{statement['name']}"]["spec"]
+        assert spec["validationActions"] == ["Audit"]
+        assert spec["validationConfigurations"] == {"mutateDigest": False, "verifyDigest": False, "required": True}
+        expected_refs = [f"{scope}{s}" for scope in statement["registryScopes"] for s in (":*", "@*")]
+        assert spec["matchImageReferences"] == [{"glob": ref} for ref in expected_refs]
+        certs = spec["attestors"][0]["notary"]["certs"]["value"]
+        assert certs == "".join(roots[store.removeprefix("ca:")] for store in statement["trustStores"])
+
+    # The ClusterPolicy form (clusters older than Kyverno 1.17): HEAD emitted validationFailureAction Audit with
+    # mutateDigest left at true, which Kyverno's admission refuses.
+    cp_out = tmp_path / "cp"
+    args = ("--level", "audit", "--kyverno", "clusterpolicy")
+    assert emit(inventory_file, write_signers(tmp_path, f"{PREFIX}/c"), notation_config, cp_out, *args) == 0
+    (cluster_policy,) = yaml.safe_load_all((cp_out / "kyverno" / "clusterpolicy.yaml").read_text())
+    assert cluster_policy["kind"] == "ClusterPolicy" and "validationFailureAction" not in cluster_policy["spec"]
+    assert cluster_policy["metadata"]["name"] == "dct2notation-verify-images"
     rules = {rule["name"]: rule for rule in cluster_policy["spec"]["rules"]}
     assert sorted(rules) == sorted(st["name"] for st in policy["trustPolicies"])
     for statement in policy["trustPolicies"]:
         (verify,) = rules[statement["name"]]["verifyImages"]
-        assert verify["type"] == "Notary"
+        assert verify["type"] == "Notary" and verify["failureAction"] == "Audit" and verify["mutateDigest"] is False
         expected_refs = [f"{scope}{s}" for scope in statement["registryScopes"] for s in (":*", "@*")]
         assert verify["imageReferences"] == expected_refs
         cert = verify["attestors"][0]["entries"][0]["certificates"]["cert"]
         assert cert == "".join(roots[store.removeprefix("ca:")] for store in statement["trustStores"])
+    assert not (cp_out / "kyverno" / "imagevalidatingpolicies.yaml").exists()
+
+
+def test_connaisseur_pins_the_archived_root_key_and_delegations(
+    estate: dict[str, Any], notation_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rich = _inventory_json(capsys, estate["rich"], "--archive", str(estate["archive"]))
+    inventory = tmp_path / "rich.json"
+    inventory.write_text(json.dumps(rich))
+    out = tmp_path / "out"
+    extra = ("--archive", str(estate["archive"]), "--notary-host", "notary.example:4443")
+    assert emit(inventory, write_signers(tmp_path, f"{PREFIX}/c"), notation_config, out, *extra) == 0
+    (values,) = yaml.safe_load_all((out / "connaisseur" / "values-dct.yaml").read_text())
+    dct = next(v for v in values["application"]["validators"] if v["type"] == "notaryv1")
+    assert dct["host"] == "notary.example:4443"
+    root_doc = json.loads((estate["archive"] / estate["rich"] / "root.json").read_text())["signed"]
+    (root_id,) = root_doc["roles"]["root"]["keyids"]
+    import base64
+
+    cert = x509.load_pem_x509_certificate(base64.b64decode(root_doc["keys"][root_id]["keyval"]["public"]))
+    expected = (
+        cert.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    assert [r["key"] for r in dct["trustRoots"]] == [expected]
+    rules = values["application"]["policy"]
+    assert [r["pattern"] for r in rules] == [f"{estate['rich']}:*", f"{estate['rich']}@*"]
+    # One pullable tag of rich is signed by targets (Repo Admin) alone: no delegation holds every tag, so none is
+    # required (requiring releases would deny that tag, which docker pull trusts).
+    assert rules[0]["with"] == {"trustRoot": dct["trustRoots"][0]["name"]}
+    gaps = json.loads((out / "gaps.json").read_text())["gaps"]
+    assert ("connaisseur-moved", f"{estate['rich']} -> {REGISTRY}/rich") in {(g["kind"], g["detail"]) for g in gaps}
+    # A tampered archive is refused like any other hostile input.
+    root_file = estate["archive"] / estate["rich"] / "root.json"
+    saved = root_file.read_bytes()
+    try:
+        root_file.write_bytes(saved.replace(b'"version"', b'"version" ', 1))
+        assert emit(inventory, write_signers(tmp_path, f"{PREFIX}/c"), notation_config, tmp_path / "o2", *extra) != 0
+    finally:
+        root_file.write_bytes(saved)
 
 
 def test_gaps_name_every_lost_rule_with_exact_wording(
@@ -288,11 +350,17 @@ def test_gaps_name_every_lost_rule_with_exact_wording(
     gaps = json.loads((out / "gaps.json").read_text())
     assert gaps["format"] == "dct2notation-gaps/1"
     rich = f"{REGISTRY}/rich"
+    policy = json.loads((out / "trustpolicy.json").read_text())
+    name = {scope: st["name"] for st in policy["trustPolicies"] for scope in st["registryScopes"]}
+    a_rich, b = name[rich], name[f"{REGISTRY}/b"]
     assert [(g["kind"], g["detail"], g["repositories"]) for g in gaps["gaps"]] == [
         ("threshold", "targets/alice (threshold 2)", [rich]),
         ("path-restricted", "targets/bob (v)", [rich]),
         ("non-release-only", "v3 (targets/bob)", [rich]),
         ("unmapped-signer", f"{PREFIX}/rich targets", [rich]),
+        # rel signs for both statements: under Kyverno's chain-only check each accepts the other's signers.
+        ("kyverno-any-identity", f"{a_rich} (shares a root with {b})", [f"{REGISTRY}/a", rich]),
+        ("kyverno-any-identity", f"{b} (shares a root with {a_rich})", [f"{REGISTRY}/b"]),
     ]
     assert gaps["gaps"][0]["what"] == (
         "delegation requires targets/alice (threshold 2) signatures; Notation accepts one valid signature per artifact"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -11,6 +12,12 @@ from ..errors import UsageError
 from ..report import stderr_console
 
 LEVELS = ("strict", "permissive", "audit")
+KYVERNO_FORMS = ("ivp", "clusterpolicy", "none")
+RATIFY_VERSIONS = ("v1", "v2", "none")
+VERIFY_TIMESTAMP = ("afterCertExpiry", "always")
+# Kubernetes object names (RFC 1123 subdomain) and namespace names (RFC 1123 label).
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def policy_command(
@@ -28,9 +35,42 @@ def policy_command(
         Path | None, typer.Option("--config-dir", help="Notation config holding signingkeys.json.")
     ] = None,
     check: Annotated[Path | None, typer.Option("--check", help="Validate an emitted directory instead.")] = None,
+    kyverno: Annotated[
+        str, typer.Option("--kyverno", help="ivp (ImageValidatingPolicy, Kyverno >= 1.17) | clusterpolicy | none.")
+    ] = "ivp",
+    ratify: Annotated[str, typer.Option("--ratify", help="v1 | v2 (config.ratify.sh Executor) | none.")] = "v1",
+    timestamp_root_cert: Annotated[
+        list[Path] | None, typer.Option("--timestamp-root-cert", help="TSA root the signatures were stamped under.")
+    ] = None,
+    verify_timestamp: Annotated[
+        str, typer.Option("--verify-timestamp", help="afterCertExpiry | always (with --timestamp-root-cert).")
+    ] = "afterCertExpiry",
+    pull_secret: Annotated[
+        str | None, typer.Option("--pull-secret", help="Registry pull secret the admission controllers use.")
+    ] = None,
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", help="Limit admission to this namespace (repeatable).")
+    ] = None,
+    archive: Annotated[
+        Path | None, typer.Option("--archive", help="DCT archive: root keys for Connaisseur's notaryv1 validator.")
+    ] = None,
+    notary_host: Annotated[
+        str | None, typer.Option("--notary-host", help="Notary server Connaisseur reads DCT trust data from.")
+    ] = None,
 ) -> None:
-    """Write trustpolicy.json, truststore/, ratify/, kyverno/, GAPS.md and gaps.json (docs/signers.md)."""
-    from ..migrate.policy import Level, build_emission, check_policy_dir, write_emission
+    """Write trustpolicy.json, truststore/, kyverno/, ratify/, nirmata/, connaisseur/, GAPS.md, gaps.json."""
+    from ..migrate.admission.base import Level
+    from ..migrate.policy import (
+        AdmissionOptions,
+        KyvernoForm,
+        RatifyVersion,
+        VerifyTimestamp,
+        build_emission,
+        check_policy_dir,
+        dct_repositories,
+        load_tsa_roots,
+        write_emission,
+    )
     from ..migrate.signers import RegistryMap, load_signers
 
     if check is not None:
@@ -41,25 +81,47 @@ def policy_command(
         return
     if inventory is None or signers is None or output is None:
         raise UsageError("policy: INVENTORY, --signers FILE and -o OUTDIR are required (or --check OUTDIR)")
-    if level not in LEVELS:
-        raise UsageError(f"--level {level!r}: expected one of {', '.join(LEVELS)}")
+    _one_of("--level", level, LEVELS)
     if notation_version not in (1, 2):
         raise UsageError(f"--notation-version {notation_version}: expected 1 or 2")
+    _one_of("--kyverno", kyverno, KYVERNO_FORMS)
+    _one_of("--ratify", ratify, RATIFY_VERSIONS)
+    _one_of("--verify-timestamp", verify_timestamp, VERIFY_TIMESTAMP)
+    if pull_secret is not None and not _OBJECT_NAME.fullmatch(pull_secret):
+        raise UsageError(f"--pull-secret {pull_secret!r}: not a Kubernetes secret name (RFC 1123 subdomain)")
+    for ns in namespace or []:
+        if not _NAMESPACE.fullmatch(ns):
+            raise UsageError(f"--namespace {ns!r}: not a Kubernetes namespace name (RFC 1123 label)")
+    if (archive is None) != (notary_host is None):
+        raise UsageError("--archive and --notary-host go together (Connaisseur's notaryv1 validator needs both)")
     from ..dct.inventory import load_inventory
 
+    loaded = load_inventory(inventory)
+    rmap = RegistryMap.parse(registry_map or [])
     emission = build_emission(
-        load_inventory(inventory),
-        load_signers(signers),
-        level=cast(Level, level),
-        registry_map=RegistryMap.parse(registry_map or []),
-        config_dir=config_dir,
+        loaded, load_signers(signers), level=cast(Level, level), registry_map=rmap, config_dir=config_dir
     )
-    write_emission(emission, output, notation_version=notation_version)
+    emission.tsa_roots = load_tsa_roots(timestamp_root_cert or [])
+    emission.verify_timestamp = cast(VerifyTimestamp, verify_timestamp)
+    options = AdmissionOptions(
+        kyverno=cast(KyvernoForm, kyverno),
+        ratify=cast(RatifyVersion, ratify),
+        pull_secret=pull_secret,
+        namespaces=tuple(sorted(set(namespace or []))),
+        dct=dct_repositories(loaded, archive, registry_map=rmap) if archive is not None else (),
+        notary_host=notary_host,
+    )
+    write_emission(emission, output, notation_version=notation_version, options=options)
     stderr_console.print(
         f"{len(emission.statements)} statements, {len(emission.roots)} trust stores written to {output}"
     )
     for gap in emission.gaps:
         stderr_console.print(f"gap: {gap.what} ({', '.join(gap.repositories)})")
+
+
+def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UsageError(f"{option} {value!r}: expected one of {', '.join(allowed)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,17 @@ WHAT = {
     "unmapped-signer": "DCT signer {detail} has no Notation key in signers.toml",
     "no-certificate": "mapped key for {detail} has no certificate; its identity cannot be trusted",
     "incomplete-subject": "certificate subject of {detail} lacks C, ST or O; Notation cannot name it as an identity",
+    # What an admission target cannot carry of the trust policy (migrate/admission/).
+    "kyverno-any-identity": 'Kyverno verifies statement {detail} with trustedIdentities ["*"]: any certificate '
+    "chaining to its roots is accepted, not only the mapped identities",
+    "kyverno-clusterpolicy-no-tsa": "a Kyverno ClusterPolicy Notary rule takes no TSA roots: timestamped signatures "
+    "of statement {detail} fail once their signing certificate expires",
+    "ratify-v2-one-statement": "Ratify v2 runs one notation verifier for every scope: statement {detail} loses its "
+    "own trusted identities and trust stores",
+    "nirmata-no-tsa": "Nirmata's TrustStore has no tsa type and its TrustPolicy drops verifyTimestamp: statement "
+    "{detail} verifies without its TSA roots",
+    "connaisseur-moved": "repository {detail} moved registry: Connaisseur's notaryv1 rule covers the DCT name only, "
+    "an image pulled by the new name matches no DCT rule",
 }
 TODO = {
     "threshold": "require every co-signer in admission (Kyverno attestors count) or accept a single signer",
@@ -24,6 +35,15 @@ TODO = {
     "unmapped-signer": "add a [[signer]] entry for this GUN and role to signers.toml and rerun",
     "no-certificate": "set cert_file (and ca_file) on its signers.toml entry and rerun",
     "incomplete-subject": "issue a certificate whose subject has C, ST and O; the signer is left out of the policy",
+    "kyverno-any-identity": "enforce identities with Ratify v1 or Nirmata's TrustPolicy (nirmata/), or give the "
+    "statement a root of its own",
+    "kyverno-clusterpolicy-no-tsa": "use the default ImageValidatingPolicy (tsaCerts, Kyverno 1.17 or later), or "
+    "re-sign before the certificates expire",
+    "ratify-v2-one-statement": "use Ratify v1 (the default) or Nirmata's TrustPolicy while more than one statement "
+    "is needed",
+    "nirmata-no-tsa": "use Kyverno's ImageValidatingPolicy or Ratify v1 for timestamped signatures, or re-sign "
+    "before the certificates expire",
+    "connaisseur-moved": "deploy by the DCT name during the dct phase, or go straight to the notation phase",
 }
 
 

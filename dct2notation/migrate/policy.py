@@ -6,6 +6,7 @@ derived from those identities, so adding or changing a delegation only touches t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -18,14 +19,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from ..config import DEFAULT_LIMITS, FixedClock, Limits, parse_rfc3339
 from ..errors import ConfigError, InputError
 from ..keys.signingkeys import SigningKeys, notation_config_dir, signing_keys_path
 from ..notation.certs import is_self_signed
 from ..notation.policy import TrustPolicyDocument
-from .gaps import Gap, GapCollector
+from .admission import connaisseur, kyverno_clusterpolicy, kyverno_ivp, nirmata, ratify_v1, ratify_v2
+from .admission.base import AdmissionInput, DctRepository, Level, Rendered, yaml_bytes
+from .gaps import Gap, GapCollector, gaps_json, gaps_markdown
 from .signers import RELEASES_ROLE, REPO_ADMIN_ROLE, MappedKey, RegistryMap, SignerMapping, signers_of_repository
 
-Level = Literal["strict", "permissive", "audit"]
+KyvernoForm = Literal["ivp", "clusterpolicy", "none"]
+RatifyVersion = Literal["v1", "v2", "none"]
+VerifyTimestamp = Literal["always", "afterCertExpiry"]
 RELEASED_ROLES = (REPO_ADMIN_ROLE, RELEASES_ROLE)
 _STORE_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
@@ -47,12 +53,19 @@ class Statement:
     identities: tuple[str, ...]
     stores: tuple[str, ...]
 
-    def to_dict(self, level: Level) -> dict[str, Any]:
+    def to_dict(
+        self, level: Level, tsa_stores: Sequence[str] = (), verify_timestamp: VerifyTimestamp = "always"
+    ) -> dict[str, Any]:
+        verification: dict[str, Any] = {"level": level}
+        if tsa_stores:
+            # Notation honours a timestamp only when the statement names a tsa store; without one every signature
+            # fails authenticTimestamp the day its signing certificate expires.
+            verification["verifyTimestamp"] = verify_timestamp
         return {
             "name": self.name,
             "registryScopes": list(self.repositories),
-            "signatureVerification": {"level": level},
-            "trustStores": [f"ca:{store}" for store in self.stores],
+            "signatureVerification": verification,
+            "trustStores": [f"ca:{store}" for store in self.stores] + [f"tsa:{store}" for store in tsa_stores],
             "trustedIdentities": [f"x509.subject: {identity}" for identity in self.identities],
         }
 
@@ -64,15 +77,59 @@ class Emission:
     gaps: list[Gap]
     level: Level = "strict"
     certificates: dict[str, list[x509.Certificate]] = field(default_factory=dict)
+    tsa_roots: dict[str, x509.Certificate] = field(default_factory=dict)
+    verify_timestamp: VerifyTimestamp = "afterCertExpiry"
 
     def trust_policy(self) -> dict[str, Any]:
-        return {"version": "1.0", "trustPolicies": [s.to_dict(self.level) for s in self.statements]}
+        tsa = sorted(self.tsa_roots)
+        return {
+            "version": "1.0",
+            "trustPolicies": [s.to_dict(self.level, tsa, self.verify_timestamp) for s in self.statements],
+        }
+
+    def stores(self) -> dict[tuple[str, str], tuple[x509.Certificate, ...]]:
+        found: dict[tuple[str, str], tuple[x509.Certificate, ...]] = {
+            ("ca", name): (root,) for name, root in self.roots.items()
+        }
+        found.update({("tsa", name): (root,) for name, root in self.tsa_roots.items()})
+        return found
+
+
+@dataclass(frozen=True)
+class AdmissionOptions:
+    """Which admission targets to render and the cluster facts they need (``policy --kyverno/--ratify/...``)."""
+
+    kyverno: KyvernoForm = "ivp"
+    ratify: RatifyVersion = "v1"
+    pull_secret: str | None = None
+    namespaces: tuple[str, ...] = ()
+    dct: tuple[DctRepository, ...] = ()
+    notary_host: str | None = None
+
+
+def load_tsa_roots(paths: Sequence[Path]) -> dict[str, x509.Certificate]:
+    """``--timestamp-root-cert`` files: each certificate must be a self-signed root (Notation's tsa store rule)."""
+    roots: dict[str, x509.Certificate] = {}
+    for path in paths:
+        certs = _pem_certs(path)
+        if not certs:
+            raise ConfigError(f"--timestamp-root-cert {path}: holds no certificate")
+        for cert in certs:
+            if not is_self_signed(cert):
+                raise ConfigError(
+                    f"--timestamp-root-cert {path}: {cert.subject.rfc4514_string()} is not a self-signed root; "
+                    "a tsa trust store holds TSA roots only"
+                )
+            roots["tsa-" + store_name(cert)] = cert
+    return roots
 
 
 def _pem_certs(path: Path) -> list[x509.Certificate]:
     try:
         return x509.load_pem_x509_certificates(path.read_bytes())
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
         raise ConfigError(f"{path}: not a PEM certificate file ({exc})") from None
 
 
@@ -210,11 +267,39 @@ def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def write_emission(emission: Emission, outdir: Path, *, notation_version: int = 1) -> list[Path]:
-    """Write trust policy, trust store, admission manifests and gaps; validates the policy before writing it."""
-    from .admission import kyverno_documents, ratify_documents, yaml_bytes
-    from .gaps import gaps_json, gaps_markdown
+def admission_input(emission: Emission, options: AdmissionOptions) -> AdmissionInput:
+    return AdmissionInput(
+        trust_policy=emission.trust_policy(),
+        stores=emission.stores(),
+        level=emission.level,
+        pull_secret=options.pull_secret,
+        namespaces=options.namespaces,
+        dct=options.dct,
+        notary_host=options.notary_host,
+    )
 
+
+def render_admission(inp: AdmissionInput, options: AdmissionOptions) -> list[Rendered]:
+    """Every selected target's documents; Nirmata's identity-preserving resources always, Connaisseur with DCT keys."""
+    rendered = []
+    if options.kyverno == "ivp":
+        rendered.append(kyverno_ivp.render(inp))
+    elif options.kyverno == "clusterpolicy":
+        rendered.append(kyverno_clusterpolicy.render(inp))
+    if options.ratify == "v1":
+        rendered.append(ratify_v1.render(inp))
+    elif options.ratify == "v2":
+        rendered.append(ratify_v2.render(inp))
+    rendered.append(nirmata.render(inp))
+    rendered.append(connaisseur.render(inp))
+    return rendered
+
+
+def write_emission(
+    emission: Emission, outdir: Path, *, notation_version: int = 1, options: AdmissionOptions | None = None
+) -> list[Path]:
+    """Write trust policy, trust store, admission manifests and gaps; validates the policy before writing it."""
+    options = options or AdmissionOptions()
     if not emission.statements:
         raise ConfigError("policy: no repository has a mapped signer with a usable certificate; see the gaps listed")
     if outdir.exists() and not outdir.is_dir():
@@ -227,16 +312,22 @@ def write_emission(emission: Emission, outdir: Path, *, notation_version: int = 
     for name in names:
         _write(outdir / name, policy_bytes)
         written.append(outdir / name)
-    for store, root in sorted(emission.roots.items()):
-        path = outdir / "truststore" / "x509" / "ca" / store / f"{store}.pem"
-        _write(path, pem(root))
+    for (kind, store), certs in sorted(emission.stores().items()):
+        path = outdir / "truststore" / "x509" / kind / store / f"{store}.pem"
+        _write(path, b"".join(pem(cert) for cert in certs))
         written.append(path)
-    for name, doc in ratify_documents(emission):
-        _write(outdir / "ratify" / name, yaml_bytes(doc))
-        written.append(outdir / "ratify" / name)
-    for name, doc in kyverno_documents(emission):
-        _write(outdir / "kyverno" / name, yaml_bytes(doc))
-        written.append(outdir / "kyverno" / name)
+    gaps = GapCollector()
+    for gap in emission.gaps:
+        for repository in gap.repositories:
+            gaps.add(gap.kind, gap.detail, repository)
+    for rendered in render_admission(admission_input(emission, options), options):
+        for name, documents in rendered.files:
+            _write(outdir / name, yaml_bytes(documents))
+            written.append(outdir / name)
+        for gap in rendered.gaps:
+            for repository in gap.repositories:
+                gaps.add(gap.kind, gap.detail, repository)
+    emission.gaps = gaps.gaps()
     _write(outdir / "gaps.json", gaps_json(emission.gaps))
     _write(outdir / "GAPS.md", gaps_markdown(emission.gaps))
     written += [outdir / "gaps.json", outdir / "GAPS.md"]
@@ -264,3 +355,41 @@ def check_policy_dir(outdir: Path) -> list[str]:
             f"{len(statement.trusted_identities)} identities, {count} trusted certificates"
         )
     return lines
+
+
+def dct_repositories(
+    inventory: Any, archive: Path, *, registry_map: RegistryMap | None = None, limits: Limits = DEFAULT_LIMITS
+) -> tuple[DctRepository, ...]:
+    """Root key and delegations per GUN for Connaisseur's notaryv1 validator, re-verified from the archive.
+
+    The archive is verified at the inventory's ``evaluated_at`` (it is hostile input like any other); the root key is
+    the root role's certificate key, and the delegations are those that hold every pullable tag at its digest.
+    """
+    from ..dct.source import ArchiveSource
+    from ..dct.tuf import verify_repository
+
+    rmap = registry_map or RegistryMap()
+    evaluated = inventory.get("evaluated_at") if isinstance(inventory, Mapping) else inventory.evaluated_at
+    clock = FixedClock(parse_rfc3339(str(evaluated)))
+    repos = inventory.get("repositories", []) if isinstance(inventory, Mapping) else inventory.repositories
+    source = ArchiveSource(archive)
+    found = []
+    for repo in repos:
+        gun = str(repo["gun"])
+        verified = verify_repository(gun, source, clock, limits)
+        root = json.loads(verified.files["root"])["signed"]
+        key_id = sorted(root["roles"]["root"]["keyids"])[0]
+        cert = x509.load_pem_x509_certificate(base64.b64decode(root["keys"][key_id]["keyval"]["public"]))
+        key_pem = cert.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        trusted = [(str(t["tag"]), str(t["digest"])) for t in repo.get("trusted_tags", [])]
+        holders = [
+            {role for role, targets in repo.get("role_targets", {}).items()
+             if any((str(t["tag"]), str(t["digest"])) == tag for t in targets)}
+            for tag in trusted
+        ]  # fmt: skip
+        common = set.intersection(*holders) if holders else set()
+        delegations = tuple(sorted(r.removeprefix("targets/") for r in common if r != REPO_ADMIN_ROLE))
+        found.append(DctRepository(gun, rmap.apply(gun), key_pem.decode(), delegations))
+    return tuple(found)
