@@ -431,6 +431,12 @@ def test_nothing_emittable_is_one_line_error(tmp_path: Path, capsys: pytest.Capt
         (["inv.json", "--signers", "s.toml", "-o", "o", "--level", "skip"], "--level 'skip': expected one of"),
         (["inv.json", "--signers", "s.toml", "-o", "o", "--notation-version", "3"], "--notation-version 3: expected"),
         (["--check", "absent-dir"], "absent-dir: policy directory does not exist"),
+        (["inv.json", "--signers", "s.toml", "-o", "o", "--kyverno", "v2"], "--kyverno 'v2': expected one of ivp,"),
+        (["inv.json", "--signers", "s.toml", "-o", "o", "--ratify", "v3"], "--ratify 'v3': expected one of v1, v2"),
+        (["inv.json", "--signers", "s.toml", "-o", "o", "--verify-timestamp", "never"], "--verify-timestamp 'never'"),
+        (["inv.json", "--signers", "s.toml", "-o", "o", "--pull-secret", "Reg_Cred"], "not a Kubernetes secret name"),
+        (["inv.json", "--signers", "s.toml", "-o", "o", "--namespace", "a.b"], "--namespace 'a.b': not a Kubernetes"),
+        (["inv.json", "--signers", "s.toml", "-o", "o", "--archive", "a"], "--archive and --notary-host go together"),
     ],
 )
 def test_cli_refusals_are_one_line(
