@@ -18,6 +18,9 @@ class Limits:
     root_bytes: int = 2 * MiB
     metadata_bytes: int = 100 * MiB
     max_root_rotations: int = 1024
+    # Every file of one GUN together (root versions, snapshot, targets, delegations): each cap above holds per file,
+    # so without this a server could make us read 1024 root versions of 2 MiB each.
+    gun_bytes: int = 256 * MiB
     max_delegations: int = 10_000
     # Notation (notation-go registry/repository.go: manifest 4 MiB, envelope blob 32 MiB)
     signature_manifest_bytes: int = 4 * MiB

@@ -94,12 +94,13 @@ def test_threshold_not_met(capsys: pytest.CaptureFixture[str], tmp_path: Path, r
 def test_signature_by_a_key_the_role_does_not_list(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner
 ) -> None:
-    resigner.resign("targets/alice", keys=resigner.signing_keys("targets/bob"))
+    # In the releases subtree, where a skipped role would change what docker pulls: refused, not skipped.
+    resigner.resign("targets/releases", keys=resigner.signing_keys("targets/bob"))
     resigner.rechain()
-    assert_refused(capsys, tmp_path, resigner, "targets/alice", "threshold not met")
+    assert_refused(capsys, tmp_path, resigner, "targets/releases", "threshold not met")
 
 
-@pytest.mark.parametrize("role", ["timestamp", "snapshot", "targets", "targets/alice"])
+@pytest.mark.parametrize("role", ["timestamp", "snapshot", "targets", "targets/releases"])
 def test_expired_role(capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner, role: str) -> None:
     resigner.docs[role]["signed"]["expires"] = "2020-01-01T00:00:00Z"
     resigner.resign(role)
@@ -108,11 +109,11 @@ def test_expired_role(capsys: pytest.CaptureFixture[str], tmp_path: Path, resign
 
 
 def test_expiry_uses_the_at_instant(capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner) -> None:
-    # Three days from now: inside the timestamp's 14-day life, so only alice's expiry decides.
+    # Three days from now: inside the timestamp's 14-day life, so only the releases role's expiry decides.
     expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).replace(microsecond=0)
     stamp = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
-    resigner.docs["targets/alice"]["signed"]["expires"] = stamp
-    resigner.resign("targets/alice")
+    resigner.docs["targets/releases"]["signed"]["expires"] = stamp
+    resigner.resign("targets/releases")
     resigner.rechain()
     archive = resigner.write_archive(tmp_path / "a", GUN)
     before = (expires - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -120,7 +121,7 @@ def test_expiry_uses_the_at_instant(capsys: pytest.CaptureFixture[str], tmp_path
     assert inventory(capsys, archive, "--at", before)[0] == 0
     code, _, err = inventory(capsys, archive, "--at", after)
     assert code == 1
-    assert err == f"dct2notation: error: {GUN}: targets/alice: expired at {stamp} (evaluated at {after})\n"
+    assert err == f"dct2notation: error: {GUN}: targets/releases: expired at {stamp} (evaluated at {after})\n"
 
 
 def test_rollback_below_an_earlier_archive(

@@ -57,6 +57,10 @@ def _source(
     return ArchiveSource(archive)
 
 
+def _warn(line: str) -> None:
+    print(f"dct2notation: warning: {line}", file=sys.stderr)
+
+
 def _clock(at: str | None) -> Clock:
     return FixedClock(parse_at_option(at)) if at else SystemClock()
 
@@ -75,7 +79,14 @@ def run_archive(
     from ..report import stderr_console
 
     source = _source(server, trust_dir, None, ca, username, password_stdin)
-    write_archive(guns, source, output, _clock(at), DEFAULT_LIMITS)
+    write_archive(
+        guns,
+        source,
+        output,
+        _clock(at),
+        DEFAULT_LIMITS,
+        lambda gun, skipped: _warn(skipped.warning(gun)),
+    )
     stderr_console.print(f"archived {len(guns)} GUN(s) to {output}")
 
 
@@ -113,14 +124,20 @@ def _inventory(args: InventoryArgs) -> None:
     source = _source(args.server, args.trust_dir, args.archive, args.ca, args.username, args.password_stdin)
     floors = None
     if args.archive is not None or args.baseline is not None:
-        from ..dct.archive import archive_versions, check_archive
+        from ..dct.archive import check_archive, read_baseline
 
         if args.archive is not None:
             check_archive(args.archive)
         if args.baseline is not None:
             check_archive(args.baseline)
-            floors = archive_versions(args.baseline)
+            floors = read_baseline(args.baseline, DEFAULT_LIMITS)
     inventory = build_inventory(args.guns, source, _clock(args.at), DEFAULT_LIMITS, floors)
+    if any(repo["skipped_roles"] for repo in inventory.repositories):
+        from ..dct.tuf import SkippedRole
+
+        for repo in inventory.repositories:
+            for skipped in repo["skipped_roles"]:
+                _warn(SkippedRole(skipped["role"], skipped["reason"]).warning(repo["gun"]))
     if args.as_json:
         # Compact output; an indented dump of 10,000 tags takes seconds.
         sys.stdout.write(inventory.to_json() + "\n")

@@ -7,29 +7,43 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..errors import InputError
-from ..files import FileError, inside, os_reason, read_regular, write_error
+from ..files import FileError, inside, os_reason, read_capped, read_regular, write_error
 from ..jsontext import loads as json_loads
-from .tuf import MetadataSource, verify_repository
+from .tuf import MetadataSource, SkippedRole, TrustedState, verify_repository
 
 FORMAT = "dct2notation-archive/1"
 MANIFEST = "ARCHIVE.json"
 
 
-def write_archive(guns: Iterable[str], source: MetadataSource, output: Path, clock: Clock, limits: Limits) -> Path:
-    """Verify every GUN from ``source`` and write its raw bytes under ``output``; returns ``output``."""
+def write_archive(
+    guns: Iterable[str],
+    source: MetadataSource,
+    output: Path,
+    clock: Clock,
+    limits: Limits,
+    on_skipped: Callable[[str, SkippedRole], None] | None = None,
+) -> Path:
+    """Verify every GUN from ``source`` and write its raw bytes under ``output``; returns ``output``.
+
+    A delegation notary would skip (expired, under-signed) is archived as served and reported to ``on_skipped``.
+    """
     gun_list = list(guns)
     if output.exists() and not output.is_dir():
         raise InputError(f"-o {output}: exists and is not a directory")
     if output.exists() and any(output.iterdir()):
         raise InputError(f"-o {output}: exists and is not empty; choose a new directory")
     # Everything is verified before a byte is written, so a refused GUN leaves nothing behind.
-    verified = [verify_repository(gun, source, clock, limits) for gun in gun_list]
+    verified = [verify_repository(gun, source, clock, limits, keep_files=True) for gun in gun_list]
+    for repo in verified:
+        for skipped in repo.skipped:
+            if on_skipped is not None:
+                on_skipped(repo.gun, skipped)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
@@ -69,10 +83,11 @@ def _write_new(target: Path, raw: bytes, output: Path) -> None:
         raise write_error(target, exc, f"-o {output}:") from exc
 
 
-def archive_versions(directory: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, dict[str, int]]:
-    """Role versions recorded in an archive, per GUN: the floor a later fetch must not go below."""
+def read_baseline(directory: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, TrustedState]:
+    """What an archive verified, per GUN: its root (the anchor of later roots) and each role's version (floors)."""
     manifest = read_manifest(directory, limits)
     versions: dict[str, dict[str, int]] = {}
+    roots: dict[str, bytes] = {}
     for entry in manifest["files"]:
         path = str(entry["path"])
         for gun in manifest["guns"]:
@@ -83,12 +98,15 @@ def archive_versions(directory: Path, limits: Limits = DEFAULT_LIMITS) -> dict[s
             if name.split(".", 1)[0].isdigit():
                 continue
             try:
-                doc = json_loads(read_regular(directory, path, limits.metadata_bytes))
+                raw = read_capped(directory, path, limits.metadata_bytes)
+                doc = json_loads(raw)
                 version = int(doc["signed"]["version"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise InputError(f"{directory / path}: unreadable archived metadata") from exc
             versions.setdefault(gun, {})[name] = version
-    return versions
+            if name == "root":
+                roots[gun] = raw
+    return {gun: TrustedState(roots.get(gun), floors) for gun, floors in versions.items()}
 
 
 def read_manifest(directory: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:

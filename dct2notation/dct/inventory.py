@@ -14,10 +14,9 @@ import orjson
 from ..config import Clock, Limits
 from ..errors import InputError
 from ..jsontext import loads as json_loads
-from .tuf import MetadataSource, VerifiedRepository, verify_repository
+from .tuf import RELEASES, MetadataSource, TrustedState, VerifiedRepository, verify_repository
 
 FORMAT = "dct2notation-inventory/1"
-RELEASES = "targets/releases"
 RELEASED_ROLES = (RELEASES, "targets")
 REPO_ADMIN = "Repo Admin"
 
@@ -75,14 +74,7 @@ class Inventory:
 def repository_document(repo: VerifiedRepository) -> dict[str, Any]:
     """One ``repositories[]`` entry (docs/CONTRACTS.md) from a verified repository."""
     roles = repo.roles
-    trusted: dict[str, dict[str, Any]] = {}
-    for released in RELEASED_ROLES:  # releases shadows targets; other delegations are not trusted for pull
-        verified = roles.get(released)
-        if verified is None:
-            continue
-        for name, target in verified.targets.items():
-            if name not in trusted:
-                trusted[name] = {"tag": name, "digest": target.digest, "size": target.size, "role": released}
+    trusted = _pull_trusted(repo)
     # Every sort below orders these tags (and ties keep insertion order): each natural key is computed once.
     sort_key = {name: natural_key(name) for name in trusted}
     trusted_tags = [trusted[name] for name in sorted(trusted, key=sort_key.__getitem__)]
@@ -148,6 +140,33 @@ def repository_document(repo: VerifiedRepository) -> dict[str, Any]:
         "delegations": delegations,
         "role_targets": role_targets,
         "root_version": repo.root_version,
+        "skipped_roles": [{"role": skip.role, "reason": skip.reason} for skip in repo.skipped],
+    }
+
+
+def _pull_trusted(repo: VerifiedRepository) -> dict[str, dict[str, Any]]:
+    """The tags ``docker pull`` trusts, as docker/cli resolves each: ``GetTargetByName(tag, releases, targets)``.
+
+    notary walks the ``targets/releases`` subtree breadth-first and the first role holding the tag answers; only
+    if none does is ``targets`` asked. docker then keeps the answer only when its role is exactly
+    ``targets/releases`` or ``targets``: a tag whose first holder is a nested ``targets/releases/x`` is not
+    trusted at all, and does not fall back to ``targets``' digest.
+    """
+    first: dict[str, tuple[str, Any]] = {}
+    subtree = RELEASES + "/"
+    for role in repo.roles.values():  # breadth-first from targets, so the subtree comes in notary's walk order
+        if role.name == RELEASES or role.name.startswith(subtree):
+            for name, target in role.targets.items():
+                if name not in first:
+                    first[name] = (role.name, target)
+    top = repo.roles.get("targets")
+    for name, target in top.targets.items() if top is not None else ():
+        if name not in first:
+            first[name] = ("targets", target)
+    return {
+        name: {"tag": name, "digest": target.digest, "size": target.size, "role": role}
+        for name, (role, target) in first.items()
+        if role in RELEASED_ROLES
     }
 
 
@@ -175,13 +194,13 @@ def build_inventory(
     source: MetadataSource,
     clock: Clock,
     limits: Limits,
-    trusted_versions: dict[str, dict[str, int]] | None = None,
+    baseline: dict[str, TrustedState] | None = None,
 ) -> Inventory:
-    """Verify every GUN, then apply Docker's rules. ``trusted_versions[gun]`` guards against rollback."""
+    """Verify every GUN, then apply Docker's rules. ``baseline[gun]`` anchors its root and guards against rollback."""
     now = clock.now()
     repositories = []
     for gun in guns:
-        repo = verify_repository(gun, source, clock, limits, (trusted_versions or {}).get(gun))
+        repo = verify_repository(gun, source, clock, limits, (baseline or {}).get(gun))
         repositories.append(repository_document(repo))
     stamp = now.isoformat().replace("+00:00", "Z")
     return Inventory(evaluated_at=stamp, repositories=repositories)

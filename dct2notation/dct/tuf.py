@@ -31,6 +31,8 @@ from ._sslib import Signature, SSlibKey
 from .canonical import CanonicalError, encode, go_string, loads
 
 BASE_ROLES = ("root", "targets", "snapshot", "timestamp")
+# The role docker pulls from before ``targets`` (docker/cli trust.ReleasesRole).
+RELEASES = "targets/releases"
 _KEYTYPES = frozenset({"ecdsa", "ecdsa-x509", "rsa", "rsa-x509", "ed25519"})
 
 
@@ -80,6 +82,28 @@ class VerifiedRole:
     paths: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class TrustedState:
+    """What an earlier verification of one GUN established, as the notary client's cache holds it.
+
+    ``root`` is the root.json verified then: the anchor every newer root must chain from (never trust on first use
+    again). ``versions`` are the role versions seen then: a lower one is a rollback, a missing one an omission.
+    """
+
+    root: bytes | None = None
+    versions: Mapping[str, int] = field(default_factory=dict)
+
+
+class SkippedRole(NamedTuple):
+    """A delegation notary would only warn about (expired or under-signed): its targets are not counted."""
+
+    role: str
+    reason: str
+
+    def warning(self, gun: str) -> str:
+        return f"{gun}: {self.role}: {self.reason}; skipped as notary does, its tags are not counted"
+
+
 @dataclass
 class VerifiedRepository:
     gun: str
@@ -90,18 +114,30 @@ class VerifiedRepository:
     roles: dict[str, VerifiedRole]
     delegations: list[Delegation]
     versions: dict[str, int]
-    # Raw bytes of every file read (``root``, ``N.root``, ``targets/x`` …) so an archive writes what was verified.
+    # Raw bytes of every file read (``root``, ``N.root``, ``targets/x`` …) so an archive writes what was verified;
+    # empty unless asked for (``keep_files``): an inventory needs none of them once verified.
     files: dict[str, bytes]
+    skipped: list[SkippedRole] = field(default_factory=list)
+
+
+class UnderSigned(DCTVerificationError):
+    """Fewer valid signatures than the threshold (notary's ``ErrRoleThreshold``)."""
+
+
+class Expired(DCTVerificationError):
+    """Validly signed but past its ``expires`` (notary's ``ErrExpired``)."""
 
 
 class _Fail:
-    """Builds ``DCTVerificationError`` for one GUN."""
+    """Builds ``DCTVerificationError`` (or the given subclass) for one GUN."""
 
     def __init__(self, gun: str) -> None:
         self.gun = gun
 
-    def __call__(self, role: str, reason: str) -> DCTVerificationError:
-        return DCTVerificationError(self.gun, role, reason)
+    def __call__(
+        self, role: str, reason: str, kind: type[DCTVerificationError] = DCTVerificationError
+    ) -> DCTVerificationError:
+        return kind(self.gun, role, reason)
 
 
 _KEY_CACHE: dict[tuple[str, str], PublicKey] = {}
@@ -246,7 +282,7 @@ def _check_threshold(
             bad += 1
     if len(valid) < threshold:
         reason = "bad signature" if bad else "threshold not met"
-        raise fail(role, f"{reason}: {len(valid)} valid of threshold {threshold}{what}")
+        raise fail(role, f"{reason}: {len(valid)} valid of threshold {threshold}{what}", UnderSigned)
 
 
 def _parse(fail: _Fail, role: str, raw: bytes, expected_type: str) -> dict[str, Any]:
@@ -274,7 +310,7 @@ def _expires(fail: _Fail, role: str, signed: dict[str, Any], clock: Clock) -> dt
         raise fail(role, f"expires: not an RFC 3339 time ({text!r})") from exc
     now = clock.now()
     if when <= now:
-        raise fail(role, f"expired at {text} (evaluated at {now.isoformat().replace('+00:00', 'Z')})")
+        raise fail(role, f"expired at {text} (evaluated at {now.isoformat().replace('+00:00', 'Z')})", Expired)
     return when
 
 
@@ -307,17 +343,31 @@ def _role_keys(fail: _Fail, role: str, all_keys: Mapping[str, Any], entry: Any) 
 
 
 class _Fetcher:
-    def __init__(self, gun: str, source: MetadataSource, limits: Limits) -> None:
+    """Reads one GUN's files under two caps: each file's own, and ``limits.gun_bytes`` for all of them together.
+
+    The total is what bounds memory: a server that signs a thousand 2 MiB root versions passes every per-file cap.
+    """
+
+    def __init__(self, gun: str, source: MetadataSource, limits: Limits, keep: bool) -> None:
         self.gun = gun
         self.source = source
         self.limits = limits
+        self.keep = keep
+        self.total = 0
         self.files: dict[str, bytes] = {}
 
     def get(self, name: str, cap: int) -> bytes:
-        raw = self.source.fetch(self.gun, name, max_bytes=cap)
+        budget = self.limits.gun_bytes
+        raw = self.source.fetch(self.gun, name, max_bytes=min(cap, budget - self.total))
         if len(raw) > cap:
             raise DCTVerificationError(self.gun, name, f"file is larger than the {cap}-byte limit")
-        self.files[name] = raw
+        self.total += len(raw)
+        if self.total > budget:
+            raise DCTVerificationError(
+                self.gun, name, f"the GUN's metadata is larger than the {budget}-byte total limit"
+            )
+        if self.keep:
+            self.files[name] = raw
         return raw
 
 
@@ -358,49 +408,74 @@ def _check_root_certs(fail: _Fail, gun: str, root_keys: Mapping[str, PublicKey],
             )
 
 
-def _verify_root(fetch: _Fetcher, fail: _Fail, clock: Clock, trusted: Mapping[str, int]) -> dict[str, Any]:
-    """Trust the first root on first use, then walk ``N.root`` versions: each signed by old and new thresholds."""
+class _Root(NamedTuple):
+    signed: dict[str, Any]
+    keys: dict[str, PublicKey]
+    raw: bytes
+
+
+def _verify_root(fetch: _Fetcher, fail: _Fail, clock: Clock, trusted: TrustedState) -> _Root:
+    """The current root, reached from the anchor through every ``N.root``: each signed by old and new thresholds.
+
+    The anchor is the baseline's root when there is one (as the notary client anchors on its cached root); only
+    without one is the first root trusted on first use.
+    """
     cap = fetch.limits.root_bytes
     latest_raw = fetch.get("root", cap)
     latest = _parse(fail, "root", latest_raw, "Root")
     latest_version: int = latest["signed"]["version"]
-    if latest_version < trusted.get("root", 0):
-        raise fail("root", f"version {latest_version} is lower than the trusted version {trusted['root']} (rollback)")
-    try:
-        first_raw = fetch.get("1.root", cap)
-    except NotFoundError:
-        first_raw = None
-    if first_raw is None or latest_version == 1:
-        fetch.files.pop("1.root", None)
-        signed, keys, threshold = _verify_root_doc(fail, "root", latest)
-        _check_threshold(fail, "root", latest, keys, threshold)
+    if latest_version < trusted.versions.get("root", 0):
+        raise fail(
+            "root", f"version {latest_version} is lower than the trusted version {trusted.versions['root']} (rollback)"
+        )
+    if trusted.root is not None:
+        anchor = _parse(fail, "baseline root", trusted.root, "Root")
+        signed, keys, threshold = _verify_root_doc(fail, "baseline root", anchor)
+        _check_threshold(fail, "baseline root", anchor, keys, threshold)
+        first: int = anchor["signed"]["version"]
+        if latest_version < first:
+            raise fail("root", f"version {latest_version} is lower than the trusted version {first} (rollback)")
+        if latest_version == first and latest_raw != trusted.root:
+            raise fail("root", f"version {first} differs from the baseline archive's root of the same version")
     else:
-        current = _parse(fail, "1.root", first_raw, "Root")
-        signed, keys, threshold = _verify_root_doc(fail, "1.root", current)
-        _check_threshold(fail, "1.root", current, keys, threshold)
-        if latest_version - 1 > fetch.limits.max_root_rotations:
-            raise fail("root", f"{latest_version} root versions exceed the limit")
-        for version in range(2, latest_version + 1):
-            name = f"{version}.root"
-            if version == latest_version:
-                try:
-                    raw = fetch.get(name, cap)
-                except NotFoundError:
-                    raw = fetch.files[name] = latest_raw
-                if raw != latest_raw:
-                    raise fail(name, "differs from root.json of the same version")
-            else:
+        try:
+            first_raw = fetch.get("1.root", cap)
+        except NotFoundError:
+            first_raw = None
+        if first_raw is None or latest_version == 1:
+            fetch.files.pop("1.root", None)
+            signed, keys, threshold = _verify_root_doc(fail, "root", latest)
+            _check_threshold(fail, "root", latest, keys, threshold)
+            first = latest_version
+        else:
+            current = _parse(fail, "1.root", first_raw, "Root")
+            signed, keys, threshold = _verify_root_doc(fail, "1.root", current)
+            _check_threshold(fail, "1.root", current, keys, threshold)
+            first = 1
+    if latest_version - first > fetch.limits.max_root_rotations:
+        raise fail("root", f"{latest_version - first} root rotations exceed the limit")
+    for version in range(first + 1, latest_version + 1):
+        name = f"{version}.root"
+        if version == latest_version:
+            try:
                 raw = fetch.get(name, cap)
-            doc = _parse(fail, name, raw, "Root")
-            if doc["signed"]["version"] != version:
-                raise fail(name, f"has version {doc['signed']['version']}")
-            _check_threshold(fail, name, doc, keys, threshold, " of the previous root")
-            signed, keys, threshold = _verify_root_doc(fail, name, doc)
-            _check_threshold(fail, name, doc, keys, threshold, " of its own keys")
+            except NotFoundError:
+                raw = latest_raw
+                if fetch.keep:
+                    fetch.files[name] = raw
+            if raw != latest_raw:
+                raise fail(name, "differs from root.json of the same version")
+        else:
+            raw = fetch.get(name, cap)
+        doc = _parse(fail, name, raw, "Root")
+        if doc["signed"]["version"] != version:
+            raise fail(name, f"has version {doc['signed']['version']}")
+        _check_threshold(fail, name, doc, keys, threshold, " of the previous root")
+        signed, keys, threshold = _verify_root_doc(fail, name, doc)
+        _check_threshold(fail, name, doc, keys, threshold, " of its own keys")
     _check_root_certs(fail, fetch.gun, keys, clock)
     _expires(fail, "root", signed, clock)
-    signed["__keys"] = keys
-    return signed
+    return _Root(signed, keys, latest_raw)
 
 
 def _parse_targets(fail: _Fail, role: str, signed: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Target]:
@@ -471,30 +546,50 @@ def _parse_delegations(
     return out
 
 
+def _tags_depend_on(role: str) -> bool:
+    """Roles whose failure notary would skip but whose skipping would change what docker pulls.
+
+    Notary warns about an expired or under-signed delegation and walks on without it (client/tufclient.go
+    downloadTargets); docker then resolves a tag through ``targets/releases`` and falls back to ``targets``. A
+    skipped releases subtree would make tags fall back to an older ``targets`` digest, silently: that is refused.
+    """
+    return role == RELEASES or role.startswith(RELEASES + "/")
+
+
 def verify_repository(
     gun: str,
     source: MetadataSource,
     clock: Clock,
     limits: Limits,
-    trusted_versions: Mapping[str, int] | None = None,
+    trusted: TrustedState | None = None,
+    *,
+    keep_files: bool = False,
 ) -> VerifiedRepository:
-    """Fully verify ``gun`` from ``source``; ``trusted_versions`` (e.g. an archive's) guards against rollback."""
+    """Fully verify ``gun`` from ``source``; ``trusted`` (an earlier archive's) anchors the root and guards rollback.
+
+    ``keep_files`` keeps every file's raw bytes in ``files`` (for an archive); otherwise nothing is kept that
+    verification no longer needs.
+    """
     fail = _Fail(gun)
-    trusted = trusted_versions or {}
-    fetch = _Fetcher(gun, source, limits)
-    root = _verify_root(fetch, fail, clock, trusted)
-    root_all_keys: dict[str, PublicKey] = root.pop("__keys")
+    state = trusted or TrustedState()
+    floors = state.versions
+    fetch = _Fetcher(gun, source, limits, keep_files)
+    verified_root = _verify_root(fetch, fail, clock, state)
+    root = verified_root.signed
+    root_all_keys = verified_root.keys
     roles_block = root["roles"]
     versions: dict[str, int] = {"root": root["version"]}
+
+    def floor(role: str, version: int) -> None:
+        if version < floors.get(role, 0):
+            raise fail(role, f"version {version} is lower than the trusted version {floors[role]} (rollback)")
+        versions[role] = version
 
     def load(role: str, raw: bytes, type_: str, keys_entry: Any) -> dict[str, Any]:
         doc = _parse(fail, role, raw, type_)
         keys, threshold = _role_keys(fail, role, root["keys"], keys_entry)
         _check_threshold(fail, role, doc, keys, threshold)
-        version: int = doc["signed"]["version"]
-        if version < trusted.get(role, 0):
-            raise fail(role, f"version {version} is lower than the trusted version {trusted[role]} (rollback)")
-        versions[role] = version
+        floor(role, doc["signed"]["version"])
         return doc
 
     ts = load("timestamp", fetch.get("timestamp", limits.timestamp_bytes), "Timestamp", roles_block["timestamp"])
@@ -506,7 +601,7 @@ def verify_repository(
     snap_meta = snap["signed"].get("meta")
     if not isinstance(snap_meta, dict):
         raise fail("snapshot", "meta: expected an object")
-    _check_meta(fail, "root", fetch.files["root"], snap_meta.get("root"), "snapshot")
+    _check_meta(fail, "root", verified_root.raw, snap_meta.get("root"), "snapshot")
     targets_raw = fetch.get("targets", limits.metadata_bytes)
     _check_meta(fail, "targets", targets_raw, snap_meta.get("targets"), "snapshot")
     tdoc = load("targets", targets_raw, "Targets", roles_block["targets"])
@@ -521,28 +616,52 @@ def verify_repository(
     )
     roles: dict[str, VerifiedRole] = {"targets": top}
     delegations: list[Delegation] = []
+    skipped: list[SkippedRole] = []
+    skipped_names: set[str] = set()
+
+    def skip(role: str, exc: DCTVerificationError) -> None:
+        if _tags_depend_on(role):
+            raise exc
+        skipped.append(SkippedRole(role, exc.reason))
+        skipped_names.add(role)
+
     queue: deque[Delegation] = deque(top.delegations)
     while queue:
         deleg = queue.popleft()
         delegations.append(deleg)
         if len(delegations) > limits.max_delegations:
             raise fail(deleg.role, f"more than {limits.max_delegations} delegations")
-        if deleg.role not in snap_meta or deleg.role in roles:
+        if deleg.role in roles or deleg.role in skipped_names:
+            continue
+        if deleg.role not in snap_meta:
+            if deleg.role in floors:
+                # Still delegated by a verified parent, listed in the baseline, dropped by the snapshot: only the
+                # snapshot key (server-held) was needed to hide it, and its tags would fall back to older ones.
+                raise fail(
+                    deleg.role,
+                    f"present at version {floors[deleg.role]} in the baseline archive and still delegated, but the "
+                    "snapshot no longer lists it (rollback by omission)",
+                )
             continue  # notary skips delegations the snapshot does not list: nothing was published for them
         raw = fetch.get(deleg.role, limits.metadata_bytes)
         _check_meta(fail, deleg.role, raw, snap_meta[deleg.role], "snapshot")
         doc = _parse(fail, deleg.role, raw, "Targets")
-        _check_threshold(fail, deleg.role, doc, {k.id: k for k in deleg.keys}, deleg.threshold)
-        version = doc["signed"]["version"]
-        if version < trusted.get(deleg.role, 0):
-            raise fail(
-                deleg.role, f"version {version} is lower than the trusted version {trusted[deleg.role]} (rollback)"
-            )
-        versions[deleg.role] = version
-        expires = _expires(fail, deleg.role, doc["signed"], clock)
+        # notary's rule: an expired or under-signed delegation (not targets) is a warning, and its children are not
+        # walked; a rollback below the baseline stays fatal, as does any failure in the releases subtree.
+        try:
+            _check_threshold(fail, deleg.role, doc, {k.id: k for k in deleg.keys}, deleg.threshold)
+        except (UnderSigned, Expired) as exc:
+            skip(deleg.role, exc)
+            continue
+        floor(deleg.role, doc["signed"]["version"])
+        try:
+            expires = _expires(fail, deleg.role, doc["signed"], clock)
+        except (UnderSigned, Expired) as exc:
+            skip(deleg.role, exc)
+            continue
         verified = VerifiedRole(
             deleg.role,
-            version,
+            doc["signed"]["version"],
             expires,
             _parse_targets(fail, deleg.role, doc["signed"], deleg.paths),
             _parse_delegations(fail, deleg.role, doc["signed"], deleg.paths),
@@ -560,4 +679,5 @@ def verify_repository(
         delegations=delegations,
         versions=versions,
         files=fetch.files,
+        skipped=skipped,
     )

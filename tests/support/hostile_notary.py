@@ -1,0 +1,57 @@
+"""A notary server of the test's own on loopback: it answers ``GET /v2/<gun>/_trust/tuf/<name>.json`` with whatever
+bytes the test decides, which is how a compromised or hostile notary-server is played (no real one serves forged
+roots on demand).
+
+``files`` maps a role file name (``root``, ``3.root``, ``targets/releases``) to bytes, or is a function of the name
+answering bytes or None (404); every name asked for is recorded in ``requested``, in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Files = Mapping[str, bytes] | Callable[[str], bytes | None]
+
+
+class HostileNotary:
+    def __init__(self, gun: str, files: Files) -> None:
+        self.gun = gun
+        self.files = files
+        self.requested: list[str] = []
+        owner = self
+        prefix = f"/v2/{gun}/_trust/tuf/"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                return None
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server naming
+                body: bytes | None = None
+                if self.path.startswith(prefix) and self.path.endswith(".json"):
+                    name = self.path[len(prefix) : -len(".json")]
+                    owner.requested.append(name)
+                    body = owner.answer(name)
+                self.send_response(404 if body is None else 200)
+                self.send_header("Content-Length", str(0 if body is None else len(body)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client stopped at its cap
+                    self.wfile.write(body or b"")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, name: str) -> bytes | None:
+        if callable(self.files):
+            return self.files(name)
+        return self.files.get(name)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
