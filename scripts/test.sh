@@ -16,6 +16,9 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 
+# The real Notation, ORAS and Referrers-API registry for tests/test_interop_*.py (cached; never fails the run).
+bash scripts/peers.sh
+
 python3 -m ruff check dct2notation tests bench scripts fixtures
 python3 -m mypy --strict dct2notation
 python3 -m pytest "$@"
