@@ -326,7 +326,20 @@ def test_ls_and_inspect_real_notation_layout(capsys: pytest.CaptureFixture[str],
     code, out, err = run(capsys, "inspect", "v1", "--json", "--oci-layout", layout)
     assert code == 0, err
     (entry,) = json.loads(out)["signatures"]
-    assert entry["error"] == "envelope media type application/jose+json is not inspected (COSE only)"
+    # A JWS envelope (Notation's default format) is read like a COSE one.
+    assert "error" not in entry
+    assert (entry["mediaType"], entry["signatureAlgorithm"], entry["signingScheme"]) == (
+        "application/jose+json",
+        "PS256",
+        "notary.x509",
+    )
+    assert (entry["signingTime"], entry["signingAgent"], entry["timestamped"]) == (
+        "2023-06-27T05:30:33Z",
+        "Notation/1.0.0",
+        False,
+    )
+    assert entry["signedArtifact"]["digest"] == listed["subject"]["digest"]
+    assert [c["sha256Thumbprint"] for c in entry["certificates"]] == listed["signatures"][0]["thumbprints"]
     code, _, err = run(capsys, "ls", "v9", "--oci-layout", layout)
     assert code == 2
     assert "v9 not found in index.json" in err

@@ -125,6 +125,7 @@ def sign_plan(
     rate_limit: float | None = None,
     timestamper: Any = None,
     progress: bool = True,
+    signature_format: Any = "cose",
 ) -> int:
     """Sign every job of ``plan`` (of one shard, and of ``key`` when given); JSON summary on stdout; 1 if any failed."""
     from ..keys.resolve import load_signing_key
@@ -169,6 +170,7 @@ def sign_plan(
             timestamper=timestamper,
             layout=oci_layout is not None,
             progress=progress,
+            signature_format=signature_format,
         )
 
         async def run() -> Any:

@@ -14,6 +14,7 @@ import typer
 from ..config import DEFAULT_LIMITS, SystemClock
 from ..errors import UsageError
 from ..keys.base import SigningKey
+from ..notation.formats import signature_format as signature_format_of
 from ..notation.manifest import FORMS, ManifestForm
 from ..oci import Descriptor
 from ..registry.options import RegistryOptions
@@ -111,6 +112,13 @@ def sign(
     signature_manifest: Annotated[
         str, typer.Option("--signature-manifest", help="legacy (Notation 1.x) or artifact.")
     ] = "legacy",
+    signature_format: Annotated[
+        str,
+        typer.Option(
+            "--signature-format",
+            help="cose (default, see docs/INTEROP.md) or jws (what plain notation sign writes).",
+        ),
+    ] = "cose",
     oci_layout: LayoutOpt = None,
     expiry: Annotated[str | None, typer.Option("--expiry", "-e", help="Signature lifetime, e.g. 8760h.")] = None,
     timestamp_url: Annotated[str | None, typer.Option("--timestamp-url", help="RFC 3161 TSA URL.")] = None,
@@ -133,6 +141,7 @@ def sign(
 ) -> None:
     """Sign an artifact by digest (or every job of a plan) and store the signature next to it."""
     form = _form(signature_manifest)
+    envelope_format = signature_format_of(signature_format)
     credentials = read_credentials(username, password_stdin)
     options = registry_options(insecure_registry, ca_file, credentials, force_referrers_tag)
     if Path(target).is_file():
@@ -153,6 +162,7 @@ def sign(
             dry_run=dry_run,
             rate_limit=rate_limit,
             timestamper=_timestamper(timestamp_url, timestamp_root_cert),
+            signature_format=envelope_format,
         )
         if isinstance(result, int) and result:
             raise typer.Exit(result)
@@ -176,6 +186,7 @@ def sign(
             user_metadata=metadata,
             expiry=lifetime,
             timestamper=stamper,
+            signature_format=envelope_format,
         )
         doc = result.to_dict()
         doc["retries"] = _report_retries(handle)

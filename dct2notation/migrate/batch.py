@@ -14,7 +14,8 @@ from ..config import Clock, SystemClock
 from ..errors import Dct2NotationError, RemoteError
 from ..jsontext import loads as json_loads
 from ..keys.base import SigningKey
-from ..notation.envelope import SignedEnvelope, Timestamper, sign_envelope
+from ..notation.envelope import SignedEnvelope, Timestamper
+from ..notation.formats import SignatureFormat, sign_in_format
 from ..notation.manifest import ManifestForm, thumbprints
 from ..oci import EMPTY_JSON, THUMBPRINT_ANNOTATION, Descriptor
 from ..registry.reference import Reference, parse_reference
@@ -153,8 +154,10 @@ class BatchSigner:
         clock: Clock | None = None,
         layout: bool = False,
         progress: bool = True,
+        signature_format: SignatureFormat = "cose",
     ) -> None:
         self.jobs = list(jobs)
+        self.signature_format: SignatureFormat = signature_format
         self.stores = stores
         self.keys = keys
         self.journal = journal
@@ -224,7 +227,13 @@ class BatchSigner:
             signed = await self._asign(job, subject, key)
             await bucket.take(4)
             desc = await store.apush_signature(
-                ref.repository, subject, signed.raw, signed.cert_chain, signed.signing_time, self.form
+                ref.repository,
+                subject,
+                signed.raw,
+                signed.cert_chain,
+                signed.signing_time,
+                self.form,
+                envelope_media_type=signed.media_type,
             )
             self.journal.done(job.key, "signed", desc.digest)
         except Dct2NotationError as exc:
@@ -239,8 +248,13 @@ class BatchSigner:
         return self._sign(job, subject, key)
 
     def _sign(self, job: Job, subject: Descriptor, key: SigningKey) -> SignedEnvelope:
-        return sign_envelope(
-            subject, key, clock=self.clock, user_metadata=job.annotations(), timestamper=self.timestamper
+        return sign_in_format(
+            self.signature_format,
+            subject,
+            key,
+            clock=self.clock,
+            user_metadata=job.annotations(),
+            timestamper=self.timestamper,
         )
 
     async def run(self) -> BatchResult:

@@ -21,7 +21,7 @@ from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..errors import InputError, SigningKeyError
 from ..jsontext import loads as json_loads
 from ..keys.base import ALGORITHMS_BY_COSE_ID, Algorithm, SigningKey, algorithm_for, key_spec_of, verify_raw
-from ..oci import NOTATION_PAYLOAD, Descriptor, go_json
+from ..oci import COSE_MEDIA_TYPE, NOTATION_PAYLOAD, Descriptor, go_json
 from .certs import validate_code_signing_chain
 
 LABEL_ALG = 1
@@ -59,6 +59,7 @@ class SignedEnvelope:
     signing_time: dt.datetime
     cert_chain: list[x509.Certificate]
     payload: bytes
+    media_type: str = COSE_MEDIA_TYPE
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,13 @@ class Envelope:
     timestamp_token: bytes | None
     target_artifact: Descriptor
     extended_attributes: dict[Any, Any] = field(default_factory=dict)
+    media_type: str = COSE_MEDIA_TYPE
+    # JWS: the signing input exactly as received (base64url protected "." base64url payload).
+    signing_input: bytes | None = None
 
     def to_be_signed(self) -> bytes:
+        if self.signing_input is not None:
+            return self.signing_input
         return sig_structure(self.protected_raw, self.payload_raw)
 
     def signature_valid(self) -> bool:
@@ -214,17 +220,27 @@ def _chain_facts(chain: list[x509.Certificate]) -> tuple[str, tuple[bytes, ...]]
     return facts[0], facts[1]
 
 
-def sign_envelope(
+@dataclass(frozen=True)
+class PreparedSigning:
+    """What every envelope format needs before it signs: checked chain, its DER, the algorithm, the agent."""
+
+    signing_time: dt.datetime
+    chain: tuple[x509.Certificate, ...]
+    chain_der: tuple[bytes, ...]
+    algorithm: Algorithm
+    agent: str
+
+
+def prepare_signing(
     target: Descriptor,
     key: SigningKey,
     *,
     clock: Clock,
     expiry: dt.datetime | None = None,
-    user_metadata: Mapping[str, str] | None = None,
-    timestamper: Timestamper | None = None,
-    signing_agent: str = DEFAULT_SIGNING_AGENT,
-) -> SignedEnvelope:
-    """Sign ``target`` with ``key``. The chain is checked against the certificate requirements first."""
+    signing_agent: str | None = None,
+) -> PreparedSigning:
+    """The checks before signing in any format: the chain meets the certificate requirements at the signing
+    time, the key spec matches the leaf, the expiry is after the signing time."""
     signing_time = clock.now().replace(microsecond=0)
     chain = key.certificate_chain()
     if not chain:
@@ -237,15 +253,37 @@ def sign_envelope(
         )
     if expiry is not None and expiry.replace(microsecond=0) <= signing_time:
         raise InputError("expiry must be after the signing time")
-    algorithm = algorithm_for(leaf_spec)
+    # Notation names the plugin after the agent ("<agent> <plugin>/<version>", notation-go signer/plugin.go).
+    base_agent = signing_agent or DEFAULT_SIGNING_AGENT
+    suffix = getattr(key, "signing_agent_suffix", None)
+    agent = f"{base_agent} {suffix}" if isinstance(suffix, str) and suffix else base_agent
+    return PreparedSigning(signing_time, tuple(chain), chain_der, algorithm_for(leaf_spec), agent)
+
+
+def sign_envelope(
+    target: Descriptor,
+    key: SigningKey,
+    *,
+    clock: Clock,
+    expiry: dt.datetime | None = None,
+    user_metadata: Mapping[str, str] | None = None,
+    timestamper: Timestamper | None = None,
+    signing_agent: str = DEFAULT_SIGNING_AGENT,
+) -> SignedEnvelope:
+    """Sign ``target`` with ``key``. The chain is checked against the certificate requirements first."""
+    prepared = prepare_signing(target, key, clock=clock, expiry=expiry, signing_agent=signing_agent)
+    signing_time, chain, chain_der, algorithm, agent = (
+        prepared.signing_time,
+        prepared.chain,
+        prepared.chain_der,
+        prepared.algorithm,
+        prepared.agent,
+    )
     payload = build_payload(target, user_metadata)
     protected_raw = _protected_cached(
         algorithm.cose_id, int(signing_time.timestamp()), None if expiry is None else int(expiry.timestamp())
     )
     signature = key.sign(sig_structure(protected_raw, payload))
-    # Notation names the plugin after the agent ("<agent> <plugin>/<version>", notation-go signer/plugin.go).
-    suffix = getattr(key, "signing_agent_suffix", None)
-    agent = f"{signing_agent} {suffix}" if isinstance(suffix, str) and suffix else signing_agent
     if timestamper is None:
         unprotected_raw = _unprotected_cached(chain_der, agent)
     else:
@@ -280,7 +318,8 @@ def _decode(data: bytes, what: str) -> Any:
         raise EnvelopeError(f"{what}: malformed CBOR ({exc})") from exc
 
 
-def _parse_payload(payload: bytes) -> Descriptor:
+def parse_payload(payload: bytes) -> Descriptor:
+    """The signed payload's ``targetArtifact`` (the same JSON in every envelope format)."""
     try:
         obj = json_loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -392,7 +431,7 @@ def parse_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         cert_chain=chain,
         signing_agent=agent,
         timestamp_token=token,
-        target_artifact=_parse_payload(payload),
+        target_artifact=parse_payload(payload),
         extended_attributes={k: v for k, v in protected.items() if k not in known},
     )
 

@@ -20,7 +20,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..errors import ConfigError, Dct2NotationError, InputError
-from ..oci import Descriptor
+from ..oci import JWS_MEDIA_TYPE, Descriptor
 from .certs import CertificateRequirementError, validate_code_signing_chain
 from .envelope import (
     AUTHENTIC_SIGNING_TIME,
@@ -30,8 +30,8 @@ from .envelope import (
     SCHEME_X509,
     SIGNING_SCHEME,
     Envelope,
-    parse_envelope,
 )
+from .formats import parse_signature_envelope, signature_valid
 from .policy import CHECKS, TrustPolicyDocument, TrustPolicyStatement, dn_map, is_subset_dn
 from .truststore import TrustStore
 
@@ -162,14 +162,18 @@ def _fmt(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _check_integrity(env: Envelope) -> None:
+def _check_integrity(env: Envelope, limits: Limits) -> None:
     # A critical header is one the verifier MUST understand (RFC 9052); extended attributes such as
     # io.cncf.notary.verificationPlugin need a verification plugin, which we do not run, so they fail closed.
-    crit = env.protected.get(LABEL_CRIT, [])
+    crit = env.protected.get("crit" if env.media_type == JWS_MEDIA_TYPE else LABEL_CRIT, [])
     unknown = [label for label in crit if label not in UNDERSTOOD_CRITICAL]
     if unknown:
         raise _Failed(f"critical protected header(s) {', '.join(map(repr, unknown))} are not supported")
-    if not env.signature_valid():
+    try:
+        valid = signature_valid(env, limits)
+    except InputError as exc:
+        raise _Failed(f"malformed signature envelope: {exc}") from exc
+    if not valid:
         raise _Failed("the signature does not verify with the signing certificate's key (payload or header altered)")
     try:
         validate_code_signing_chain(env.cert_chain)
@@ -308,9 +312,11 @@ def verify_envelope(
     clock: Clock,
     user_metadata: Mapping[str, str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    media_type: str | None = None,
 ) -> VerificationResult:
     """Verify one envelope over ``subject`` under the statement that governs ``reference``.
 
+    ``media_type`` is the signature manifest layer's (COSE or JWS); without it the bytes tell the format.
     Configuration errors (no applicable statement) raise; every verification failure is a result naming the check.
     """
     statement = _select(policy, reference)
@@ -329,13 +335,13 @@ def verify_envelope(
         return VerificationResult(False, check, reason, checks, statement.name, env)
 
     try:
-        env = parse_envelope(raw, limits)
+        env = parse_signature_envelope(raw, media_type, limits)
     except InputError as exc:
         checks.append(CheckResult("integrity", "enforce", False, str(exc)))
         return fail("integrity", f"malformed signature envelope: {exc}")
 
     steps: list[tuple[str, Any]] = [
-        ("integrity", lambda: _check_integrity(env)),
+        ("integrity", lambda: _check_integrity(env, limits)),
         ("authenticity", lambda: _check_authenticity(env, statement, truststore)),
         ("authenticTimestamp", lambda: _check_authentic_timestamp(env, statement, truststore, now)),
         ("expiry", lambda: _check_expiry(env, now)),

@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives import hashes
 
 from ..errors import Dct2NotationError, NotFoundError
 from ..jsontext import loads as json_loads
-from ..notation.envelope import parse_envelope
+from ..notation.formats import parse_signature_envelope
 from ..notation.manifest import format_created, parse_signature_manifest
-from ..oci import COSE_MEDIA_TYPE, CREATED_ANNOTATION, THUMBPRINT_ANNOTATION, Descriptor
+from ..oci import CREATED_ANNOTATION, THUMBPRINT_ANNOTATION, Descriptor
 from .store import fetch_signatures
 from .target import Target
 
@@ -93,12 +93,8 @@ def inspect_attached(target: Target, subject: Descriptor) -> list[dict[str, Any]
             "envelopeSize": manifest.envelope.size,
             "annotations": dict(manifest.annotations),
         }
-        if manifest.envelope.media_type != COSE_MEDIA_TYPE:
-            entry["error"] = f"envelope media type {manifest.envelope.media_type} is not inspected (COSE only)"
-            details.append(entry)
-            continue
         try:
-            env = parse_envelope(stored.envelope, target.store.limits)
+            env = parse_signature_envelope(stored.envelope, manifest.envelope.media_type, target.store.limits)
         except Dct2NotationError as exc:
             entry["error"] = str(exc)
             details.append(entry)

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..config import Clock
 from ..keys.base import SigningKey
-from ..notation.envelope import Timestamper, sign_envelope
+from ..notation.envelope import Timestamper
+from ..notation.formats import SignatureFormat, sign_in_format
 from ..notation.manifest import ManifestForm, format_created, thumbprints
 from ..oci import Descriptor
 from .reference import require_digest
@@ -25,6 +26,7 @@ class SignResult:
     store: str
     signing_time: dt.datetime
     thumbprints: list[str]
+    envelope_media_type: str
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,6 +38,7 @@ class SignResult:
                 "artifactType": self.signature.artifact_type,
                 "size": self.signature.size,
                 "form": self.form,
+                "envelopeMediaType": self.envelope_media_type,
             },
             "signingTime": format_created(self.signing_time),
             "thumbprints": self.thumbprints,
@@ -52,12 +55,14 @@ def sign_artifact(
     user_metadata: Mapping[str, str] | None = None,
     expiry: dt.timedelta | None = None,
     timestamper: Timestamper | None = None,
+    signature_format: SignatureFormat = "cose",
 ) -> SignResult:
     """Resolve the digest (its media type and size go into the payload), sign, push. Tags are refused."""
     ref = require_digest(target.reference, command="sign")
     subject = target.store.resolve(ref)
     now = clock.now()
-    signed = sign_envelope(
+    signed = sign_in_format(
+        signature_format,
         subject,
         key,
         clock=clock,
@@ -65,7 +70,15 @@ def sign_artifact(
         user_metadata=dict(user_metadata or {}),
         timestamper=timestamper,
     )
-    desc = target.store.push_signature(target.repo, subject, signed.raw, signed.cert_chain, signed.signing_time, form)
+    desc = target.store.push_signature(
+        target.repo,
+        subject,
+        signed.raw,
+        signed.cert_chain,
+        signed.signing_time,
+        form,
+        envelope_media_type=signed.media_type,
+    )
     return SignResult(
         reference=str(ref),
         subject=subject,
@@ -74,4 +87,5 @@ def sign_artifact(
         store=target.kind,
         signing_time=signed.signing_time,
         thumbprints=thumbprints(signed.cert_chain),
+        envelope_media_type=signed.media_type,
     )

@@ -294,7 +294,13 @@ class RegistryStore:
                     return found, True
                 signed = await make()
                 desc = await self.apush_signature(
-                    repo, subject, signed.raw, signed.cert_chain, signed.signing_time, form
+                    repo,
+                    subject,
+                    signed.raw,
+                    signed.cert_chain,
+                    signed.signing_time,
+                    form,
+                    envelope_media_type=signed.media_type,
                 )
                 return desc, False
             self._referrers_absent = True
@@ -307,7 +313,7 @@ class RegistryStore:
             # A fresh envelope (new signing time and signature) cannot already be in the registry: no HEAD first,
             # and no entry in the client's per-blob lock and presence cache, which only repeated blobs need.
             envelope_desc = await client.run(
-                lambda: client.core.op_push_blob(repo, signed.raw, COSE_MEDIA_TYPE, check_exists=False)
+                lambda: client.core.op_push_blob(repo, signed.raw, signed.media_type, check_exists=False)
             )
             await client.push_blob(repo, EMPTY_JSON)
             raw = signature_manifest(envelope_desc, subject, signed.cert_chain, signed.signing_time, form)

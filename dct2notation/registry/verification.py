@@ -72,6 +72,7 @@ def verify_target(
             clock=clock or SystemClock(),
             user_metadata=user_metadata or None,
             limits=target.store.limits,
+            media_type=sig.manifest.envelope.media_type,
         )
         results.append(
             {
