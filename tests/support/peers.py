@@ -108,7 +108,9 @@ class Tool:
     home: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         self.home.mkdir(parents=True, exist_ok=True)
         full = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
