@@ -19,6 +19,7 @@ from dct2notation.config import DEFAULT_LIMITS, FixedClock, parse_rfc3339
 from dct2notation.dct.inventory import build_inventory
 from dct2notation.dct.source import ArchiveSource
 from dct2notation.errors import GateFailed, InputError
+from dct2notation.migrate.plan import Plan
 from dct2notation.migrate.signoff import MANIFEST, BundleIntegrityError, verify_bundle, write_manifest
 from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
@@ -317,8 +318,8 @@ def test_unmet_final_check_alone_makes_not_ready(ready_bundle: Path, tmp_path: P
     assert all(c.covered for c in verdict.coverage)
 
 
-def test_signoff_reads_signatures_from_a_real_registry(registry: Registry, tmp_path: Path) -> None:
-    """The registry path: subjects and signatures in docker-registry (tag-schema referrers), bundle verified offline."""
+def registry_estate(registry: Registry, tmp_path: Path) -> tuple[list[str], Plan]:
+    """The demo images in docker-registry (tag-schema referrers), signed by a plan: signoff args and the plan."""
     unique = uuid.uuid4().hex[:8]
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
     blobs, entries, _ = build_images()
@@ -349,14 +350,52 @@ def test_signoff_reads_signatures_from_a_real_registry(registry: Registry, tmp_p
     layout_at = args.index("--oci-layout")
     check_at = args.index("--check-json")
     args = args[:layout_at] + args[layout_at + 2 : check_at] + args[check_at + 2 :]
-    assert main([*args, "--insecure-registry", registry.host]) == 0
+    return [*args, "--insecure-registry", registry.host], plan
+
+
+def test_signoff_reads_signatures_from_a_real_registry(registry: Registry, tmp_path: Path) -> None:
+    """The registry path: subjects and signatures in docker-registry (tag-schema referrers), bundle verified offline."""
+    args, plan = registry_estate(registry, tmp_path)
+    assert main(args) == 0
     checked = verify_bundle(tmp_path / "bundle")
     assert checked.verdict.ready
+    unique = plan.jobs[0].repository.split("/")[1]
     assert {c.repository for c in checked.verdict.coverage} == {
         f"{registry.host}/{unique}/shop/frontend", f"{registry.host}/{unique}/shop/backend",
         f"{registry.host}/{unique}/platform/base",
     }  # fmt: skip
     assert len(list((tmp_path / "bundle" / "signatures").glob("*/*.cose"))) == 6
+
+
+def test_attack_dangling_referrer_blinds_signoff(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A signature manifest deleted behind its index entry: that digest is not covered, the sign-off still runs."""
+    from tests.test_coexist_scenario import sign
+    from tests.test_dangling_referrer import delete_signature
+
+    args, plan = registry_estate(registry, tmp_path)
+    options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+    only, twice = plan.jobs[0], plan.jobs[1]
+    host, _, only_repo = only.repository.partition("/")
+    twice_repo = twice.repository.partition("/")[2]
+    sign(host, twice_repo, twice.digest, tmp_path / "notation", "demo")  # a second signature, then the first goes
+    with RegistryClient(host, options) as client:
+        gone = delete_signature(client, only_repo, only.digest, 0)
+        delete_signature(client, twice_repo, twice.digest, 0)
+    capsys.readouterr()
+    assert main(args) == 1
+    bundle = tmp_path / "bundle"
+    record = json.loads((bundle / "SIGNOFF.json").read_text())
+    uncovered = [c for c in record["coverage"] if not c["covered"]]
+    assert [c["digest"] for c in uncovered] == [only.digest]
+    reason = uncovered[0]["reason"]
+    assert reason.startswith(f"no readable Notation signature in the bundle: signature {gone} unreadable at sign-off: ")
+    assert "not found (404)" in reason
+    assert len(record["reasons"]) == 1 and record["reasons"][0].endswith(f"is not covered: {reason}")
+    assert capsys.readouterr().out == "not ready: " + record["reasons"][0] + "\n"
+    assert (bundle / "signatures" / only.digest.removeprefix("sha256:") / "unreadable.jsonl").is_file()
+    assert not verify_bundle(bundle).verdict.ready  # the recorded verdict re-verifies offline
 
 
 def test_malformed_bundle_parts_are_named(ready_bundle: Path, tmp_path: Path) -> None:

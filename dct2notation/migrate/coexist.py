@@ -35,6 +35,7 @@ from ..dct.inventory import build_inventory
 from ..dct.tuf import MetadataSource
 from ..errors import (
     ConfigError,
+    Dct2NotationError,
     DCTVerificationError,
     DigestMismatchError,
     InputError,
@@ -294,6 +295,10 @@ class StoreView:
                 # A stored signature whose bytes no longer match their digest is a tampered signature (integrity),
                 # not an outage.
                 out.append((desc.digest, None, str(exc)))
+            except Dct2NotationError as exc:
+                # A dangling index entry (its manifest deleted), a refused or failing read: that one signature is
+                # invalid for this digest. Raising would abort the whole check and leave the gate with no tags.
+                out.append((desc.digest, None, f"signature {desc.digest} is unreadable: {exc}"))
         return out
 
 

@@ -7,6 +7,7 @@ last, so its presence means the bundle is complete)::
     inventory.json      the inventory the migration ran from (``evaluated_at`` = the DCT evaluation time)
     plan.json           the signing plan; journal-summary.json  state counts and entries of the signing journal
     signatures/<subject hex>/<manifest hex>.json|.cose   every signature manifest and its envelope
+    signatures/<subject hex>/unreadable.jsonl   listed signatures that could not be read (digest, reason)
     policy/trustpolicy.json, policy/truststore/x509/...   the Notation trust policy and trust store
     check.json          the final coexistence run
     SIGNOFF.json        the verdict, its reasons and per-subject coverage; REPORT.md / REPORT.html render it
@@ -22,7 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from .plan import ANNOTATION_PREFIX, plan_from_dict
 
 FORMAT = "dct2notation-signoff/1"
 MANIFEST = "MANIFEST.json"
+UNREADABLE = "unreadable.jsonl"  # per subject folder: listed signatures that could not be read, one JSON per line
 
 
 class BundleIntegrityError(VerificationError):
@@ -201,6 +203,24 @@ def _signatures(signatures_dir: Path) -> dict[str, list[tuple[str, bytes]]]:
     return found
 
 
+def _unreadable(signatures_dir: Path, limits: Limits) -> dict[str, list[str]]:
+    """subject digest -> why each of its listed signatures could not be read at sign-off (``UNREADABLE`` files)."""
+    found: dict[str, list[str]] = {}
+    if not signatures_dir.is_dir():
+        return found
+    for path in sorted(signatures_dir.glob(f"*/{UNREADABLE}")):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[: limits.max_signature_attempts]
+        reasons = []
+        for line in lines:
+            try:
+                record = json_loads(line)
+                reasons.append(f"signature {record['signature']} unreadable at sign-off: {record['reason']}")
+            except (ValueError, KeyError, TypeError):
+                reasons.append(f"{path}: a record that is not an unreadable-signature entry")
+        found["sha256:" + path.parent.name] = reasons
+    return found
+
+
 def evaluate(
     *,
     archive: Path,
@@ -223,6 +243,7 @@ def evaluate(
     truststore = TrustStore(policy_dir / "truststore")
     repositories = _repositories(plan_doc)
     signatures = _signatures(signatures_dir)
+    unreadable = _unreadable(signatures_dir, limits)
     clock: Clock = FixedClock(notation_at)
     verdict = Verdict(ready=True, reasons=[])
     for gun in _archive_guns(archive):
@@ -240,7 +261,17 @@ def evaluate(
             repository = repositories.get((gun, digest), gun)
             verdict.coverage.append(
                 _cover(
-                    gun, repository, digest, size, tags, signatures.get(digest, []), policy, truststore, clock, limits
+                    gun,
+                    repository,
+                    digest,
+                    size,
+                    tags,
+                    signatures.get(digest, []),
+                    policy,
+                    truststore,
+                    clock,
+                    limits,
+                    unreadable.get(digest, []),
                 )
             )
     for item in verdict.uncovered:
@@ -279,6 +310,7 @@ def _cover(
     truststore: Any,
     clock: Clock,
     limits: Limits,
+    unreadable: Sequence[str] = (),
 ) -> Coverage:
     from ..notation.verify import not_counted, verify_artifact
 
@@ -286,6 +318,8 @@ def _cover(
         return Coverage(gun, repository, digest, size, tags, covered, reason)
 
     if not envelopes:
+        if unreadable:
+            return result(False, "no readable Notation signature in the bundle: " + "; ".join(unreadable))
         return result(False, "no Notation signature in the bundle")
     media = envelopes[0][0]
     try:
@@ -306,7 +340,8 @@ def _cover(
         if gap is not None:
             return result(False, gap)
         return result(True, "verified")
-    return result(False, f"no signature verifies ({outcome.failed_check}: {outcome.reason})")
+    also = f"; and {'; '.join(unreadable)}" if unreadable else ""
+    return result(False, f"no signature verifies ({outcome.failed_check}: {outcome.reason}){also}")
 
 
 # --- creation -----------------------------------------------------------------------------------------------
@@ -336,7 +371,7 @@ def _journal_summary(path: Path) -> dict[str, Any]:
 
 def _copy_signatures(stores: Callable[[str], Any], plan_doc: Any, out: Path) -> int:
     """Every signature manifest + envelope of every planned subject, keyed by subject and manifest digest."""
-    from ..registry.store import fetch_signatures
+    from ..registry.store import UnreadableSignature, fetch_signatures
 
     count = 0
     seen: set[tuple[str, str]] = set()
@@ -346,7 +381,10 @@ def _copy_signatures(stores: Callable[[str], Any], plan_doc: Any, out: Path) -> 
             continue
         seen.add((repository, digest))
         host, _, path = repository.partition("/")
-        for stored in fetch_signatures(stores(host), path, digest):
+        # A signature that cannot be read (its manifest deleted behind a dangling index entry) is recorded as
+        # such and the rest are still copied: one bad referrer must not stop the sign-off or hide the others.
+        bad: list[UnreadableSignature] = []
+        for stored in fetch_signatures(stores(host), path, digest, bad):
             raw_manifest = stored.manifest.raw
             # The plan's digest names a folder: kept inside signatures/ whatever the plan says.
             folder = inside(out, digest.removeprefix("sha256:"), what="subject folder")
@@ -355,6 +393,11 @@ def _copy_signatures(stores: Callable[[str], Any], plan_doc: Any, out: Path) -> 
             (folder / f"{name}.json").write_bytes(raw_manifest)
             (folder / f"{name}.cose").write_bytes(stored.envelope)
             count += 1
+        if bad:
+            folder = inside(out, digest.removeprefix("sha256:"), what="subject folder")
+            folder.mkdir(parents=True, exist_ok=True)
+            lines = [json.dumps({"signature": b.digest, "reason": b.reason}) + "\n" for b in bad]
+            (folder / UNREADABLE).write_text("".join(lines), encoding="utf-8")
     return count
 
 

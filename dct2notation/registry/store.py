@@ -14,7 +14,7 @@ import httpx
 from cryptography import x509
 
 from ..config import Limits
-from ..errors import NotFoundError, RemoteError
+from ..errors import Dct2NotationError, NotFoundError, RemoteError
 from ..notation.envelope import SignedEnvelope
 from ..notation.manifest import (
     ManifestForm,
@@ -109,15 +109,35 @@ def unique_signatures(descriptors: Sequence[Descriptor]) -> list[Descriptor]:
     return out
 
 
-def fetch_signatures(store: SignatureStore, repo: str, subject_digest: str) -> list[StoredSignature]:
-    """Every signature of the subject with its envelope, bounded by ``Limits.max_signature_attempts``."""
+@dataclass(frozen=True)
+class UnreadableSignature:
+    """A listed signature whose manifest or envelope could not be read (gone, tampered, malformed, refused)."""
+
+    digest: str
+    reason: str
+
+
+def fetch_signatures(
+    store: SignatureStore, repo: str, subject_digest: str, unreadable: list[UnreadableSignature] | None = None
+) -> list[StoredSignature]:
+    """Every signature of the subject with its envelope, bounded by ``Limits.max_signature_attempts``.
+
+    With ``unreadable`` given, a signature that cannot be read is recorded there and the others are still read: one
+    dangling index entry (its manifest deleted) must not hide the subject's other signatures. Without it, it raises.
+    """
     found: list[StoredSignature] = []
     for desc in store.list_signatures(repo, subject_digest)[: store.limits.max_signature_attempts]:
-        raw = store.get_manifest(repo, desc.digest)
-        manifest = parse_signature_manifest(raw, where=f"signature manifest {desc.digest}", limits=store.limits)
-        if manifest.subject.digest != subject_digest:
-            continue  # a referrer listed under the wrong subject proves nothing about this one
-        envelope = store.get_blob(repo, manifest.envelope.digest)
+        try:
+            raw = store.get_manifest(repo, desc.digest)
+            manifest = parse_signature_manifest(raw, where=f"signature manifest {desc.digest}", limits=store.limits)
+            if manifest.subject.digest != subject_digest:
+                continue  # a referrer listed under the wrong subject proves nothing about this one
+            envelope = store.get_blob(repo, manifest.envelope.digest)
+        except Dct2NotationError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(UnreadableSignature(desc.digest, str(exc)))
+            continue
         found.append(StoredSignature(manifest, envelope))
     return found
 
