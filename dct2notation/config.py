@@ -30,6 +30,9 @@ class Limits:
     max_signature_attempts: int = 50
     # An OCI layout's index.json lists every tag: ~220 bytes per entry, so 100,000 tags is ~22 MiB.
     layout_index_bytes: int = 256 * MiB
+    # A JSON document the tool wrote itself (plan, inventory, check run, sign-off record and manifest), read back
+    # from a bundle: 100,000 jobs or tags are ~50 MiB.
+    document_bytes: int = 512 * MiB
     # Plugins (plugin-extensibility spec: each channel capped at 64 MiB)
     plugin_output_bytes: int = 64 * MiB
     plugin_timeout_seconds: float = 60.0

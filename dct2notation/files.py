@@ -15,7 +15,7 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +25,8 @@ _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer that never comes.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_SYMLINK = "is a symbolic link; refused (only plain files and directories are read)"
+_SPECIAL = "is not a regular file; refused"
 _NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -73,9 +75,30 @@ def _open_at(name: str | Path, flags: int, dir_fd: int | None, path: Path) -> in
                 link = stat.S_ISLNK(os.lstat(path).st_mode)
             except OSError:
                 link = False
-            kind = "a symbolic link" if link else "not a directory"
-            raise UnsafePathError(f"{path}: is {kind}; refused (only plain files and directories are read)") from exc
+            raise UnsafePathError(f"{path}: {_SYMLINK if link else 'is not a directory; refused'}") from exc
         raise FileError(f"{path}: cannot read ({os_reason(exc)})") from exc
+
+
+def _walk_dirs(root: Path, parts: list[str], *, create: bool = False) -> int:
+    """A descriptor of ``root/parts…``, each component opened without following symlinks (made if ``create``)."""
+    fd = _open_at(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, None, root)  # the root is the user's choice
+    try:
+        for depth, part in enumerate(parts, 1):
+            where = root.joinpath(*parts[:depth])
+            if create:
+                try:
+                    os.mkdir(part, 0o777, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    raise write_error(where, exc) from exc
+            child = _open_at(part, _DIR_FLAGS, fd, where)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def open_regular(root: Path, relative: str, *, what: str = "file") -> BinaryIO:
@@ -85,19 +108,15 @@ def open_regular(root: Path, relative: str, *, what: str = "file") -> BinaryIO:
     """
     parts = segments(relative, f"{root}: {what}")
     path = root.joinpath(*parts)
-    fd = _open_at(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, None, root)  # the root is the user's choice
+    fd = _walk_dirs(root, parts[:-1])
     try:
-        for depth, part in enumerate(parts[:-1], 1):
-            child = _open_at(part, _DIR_FLAGS, fd, root.joinpath(*parts[:depth]))
-            os.close(fd)
-            fd = child
         file_fd = _open_at(parts[-1], _FILE_FLAGS, fd, path)
     finally:
         os.close(fd)
     # The check is on the descriptor we read from, so nothing can be swapped in between.
     if not stat.S_ISREG(os.fstat(file_fd).st_mode):
         os.close(file_fd)
-        raise UnsafePathError(f"{path}: not a regular file; refused")
+        raise UnsafePathError(f"{path}: {_SPECIAL}")
     os.set_blocking(file_fd, True)
     return os.fdopen(file_fd, "rb")
 
@@ -142,8 +161,7 @@ def walk_plain(root: Path) -> Iterator[str]:
             if stat.S_ISDIR(mode):
                 continue
             if not stat.S_ISREG(mode):
-                kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-                raise UnsafePathError(f"{path}: is {kind}; refused")
+                raise UnsafePathError(f"{path}: {_SYMLINK if stat.S_ISLNK(mode) else _SPECIAL}")
             yield path.relative_to(root).as_posix()
 
 
@@ -151,44 +169,74 @@ def _raise(exc: OSError) -> None:
     raise FileError(f"{exc.filename}: cannot read ({os_reason(exc)})") from exc
 
 
-@contextmanager
-def _new_file(path: Path, mode: int) -> Iterator[BinaryIO]:
-    fd = os.open(path, _NEW_FLAGS, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+def write_beneath(root: Path, relative: str, data: bytes | str, *, what: str = "", private: bool = False) -> None:
+    """Replace ``root/relative`` with ``data`` through a temp file in the same directory and a rename.
 
-
-def write_atomic(path: Path, data: bytes | str, *, what: str = "", private: bool = False) -> None:
-    """Replace ``path`` with ``data`` through a temp file in the same directory and a rename.
-
-    The temp name is fresh and created ``O_EXCL|O_NOFOLLOW``, so nothing planted there is written through; the
-    rename replaces a symlink at ``path`` rather than following it. ``private`` files are created 0600.
+    Directories below ``root`` are made as needed and never followed through a symlink (a layout whose
+    ``blobs/sha256`` is a symlink is not written through); the temp name is fresh and created
+    ``O_EXCL|O_NOFOLLOW``; the rename replaces a symlink at the target rather than following it, and a failure
+    (a full disk) leaves the previous file whole. ``private`` files are created 0600.
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    parts = segments(relative, f"{root}: {what or 'file'}")
+    path = root.joinpath(*parts)
+    tmp = f".{parts[-1]}.{secrets.token_hex(6)}.tmp"
     try:
-        with _new_file(tmp, 0o600 if private else 0o666) as handle:
-            handle.write(raw)
+        dir_fd = _walk_dirs(root, parts[:-1], create=True)
+    except FileNotFoundError as exc:
+        raise write_error(path, exc, what) from exc
+    try:
+        fd = os.open(tmp, _NEW_FLAGS, 0o600 if private else 0o666, dir_fd=dir_fd)
         try:
-            os.replace(tmp, path)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(raw)
+            os.replace(tmp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
             raise
     except OSError as exc:
         raise write_error(path, exc, what) from exc
+    finally:
+        os.close(dir_fd)
+
+
+def write_atomic(path: Path, data: bytes | str, *, what: str = "", private: bool = False) -> None:
+    """:func:`write_beneath` for a path the user named: its directory is theirs to choose."""
+    write_beneath(path.parent, path.name, data, what=what, private=private)
+
+
+def remove_beneath(root: Path, relative: str) -> None:
+    """Delete ``root/relative`` if present, never through a symlinked directory (it would delete elsewhere)."""
+    parts = segments(relative, f"{root}: file")
+    try:
+        dir_fd = _walk_dirs(root, parts[:-1])
+    except FileNotFoundError:
+        return
+    try:
+        os.unlink(parts[-1], dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise FileError(f"{root.joinpath(*parts)}: cannot remove ({os_reason(exc)})") from exc
+    finally:
+        os.close(dir_fd)
 
 
 def create_private(path: Path, data: bytes, *, what: str = "") -> None:
     """A new 0600 file (a private key): refused if anything, a file or a symlink, is already at ``path``."""
     try:
-        with _new_file(path, 0o600) as handle:
-            handle.write(data)
+        fd = os.open(path, _NEW_FLAGS, 0o600)
     except FileExistsError as exc:
         prefix = f"{what} " if what else ""
         raise FileError(f"{prefix}{path}: already exists; refusing to replace it (remove it first)") from exc
     except OSError as exc:
         raise write_error(path, exc, what) from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except BaseException as exc:
+        path.unlink(missing_ok=True)  # ours: created O_EXCL just above
+        if isinstance(exc, OSError):
+            raise write_error(path, exc, what) from exc
+        raise

@@ -82,7 +82,7 @@ def test_layout_index_refusals(tmp_path: Path) -> None:
     (root / "index.json").write_text('{"manifests": {}}')
     with pytest.raises(InputError) as shape:
         LayoutView(OCILayoutStore(root))
-    assert str(shape.value) == f"{root / 'index.json'}: manifests: expected a list"
+    assert str(shape.value) == f"{root / 'index.json'}: manifests: missing or not a list"
     (root / "index.json").write_text("{")
-    with pytest.raises(InputError, match="manifests: missing or not JSON"):
+    with pytest.raises(InputError, match="index.json: not JSON"):
         LayoutView(OCILayoutStore(root))

@@ -42,7 +42,6 @@ from ..errors import (
     NotFoundError,
     UsageError,
 )
-from ..jsontext import loads as json_loads
 from ..notation.manifest import parse_index, parse_signature_manifest, referrers_tag
 from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
@@ -314,7 +313,7 @@ class LayoutView(StoreView):
         self._store = store
         self._tags: dict[str, Descriptor] = {}
         self._untagged: list[Descriptor] = []
-        for desc in _layout_manifests(store):
+        for desc in store.layout.manifests():  # capped at layout_index_bytes, as for every command
             name = (desc.annotations or {}).get(REF_NAME)
             if name is None:
                 self._untagged.append(desc)
@@ -366,27 +365,6 @@ class LayoutView(StoreView):
             with contextlib.suppress(InputError):
                 found += parse_index(raw, where=f"referrers index {index.digest}", limits=self._store.limits)
         return unique_signatures(found)
-
-
-def _layout_manifests(store: OCILayoutStore) -> Iterator[Descriptor]:
-    """index.json's manifests under ``layout_index_bytes`` (the store's own reader caps it at a referrers index's size,
-    too small for a layout holding a whole migration's tags)."""
-    path = store.layout.root / "index.json"
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read(store.limits.layout_index_bytes + 1)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
-    if len(raw) > store.limits.layout_index_bytes:
-        raise InputError(f"{path}: exceeds the {store.limits.layout_index_bytes}-byte limit (layout_index_bytes)")
-    try:
-        manifests = json_loads(raw)["manifests"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: manifests: missing or not JSON ({exc})") from exc
-    if not isinstance(manifests, list):
-        raise InputError(f"{path}: manifests: expected a list")
-    for i, entry in enumerate(manifests):
-        yield Descriptor.from_dict(entry, where=f"{path}: manifests[{i}]")
 
 
 def layout_view(store: OCILayoutStore) -> StoreView:

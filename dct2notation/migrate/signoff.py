@@ -30,7 +30,7 @@ from typing import Any
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, Limits, parse_rfc3339
 from ..errors import ConfigError, Dct2NotationError, GateFailed, InputError, VerificationError
-from ..files import inside
+from ..files import UnsafePathError, inside, open_regular, read_capped, read_regular, walk_plain, write_beneath
 from ..jsontext import loads as json_loads
 from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
 from .plan import ANNOTATION_PREFIX, plan_from_dict
@@ -90,25 +90,30 @@ class Verdict:
 # --- integrity ----------------------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
+def _sha256_file(bundle: Path, relative: str) -> tuple[str, int]:
+    """sha256 and size of a plain file in the bundle, both taken from the one descriptor read."""
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    size = 0
+    with open_regular(bundle, relative) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _bundle_files(bundle: Path) -> list[str]:
-    return sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST)
+    # Every entry is a plain file or directory: a symlink (a directory the manifest would not cover, or a file
+    # elsewhere) or a FIFO/device is refused rather than hashed, skipped or read.
+    return sorted(rel for rel in walk_plain(bundle) if rel != MANIFEST)
 
 
 def write_manifest(bundle: Path) -> None:
-    files = [
-        {"path": rel, "sha256": _sha256_file(bundle / rel), "size": (bundle / rel).stat().st_size}
-        for rel in _bundle_files(bundle)
-    ]
+    files = []
+    for rel in _bundle_files(bundle):
+        sha, size = _sha256_file(bundle, rel)
+        files.append({"path": rel, "sha256": sha, "size": size})
     doc = {"format": FORMAT, "files": files}
-    (bundle / MANIFEST).write_text(_manifest_text(doc), encoding="utf-8")
+    write_beneath(bundle, MANIFEST, _manifest_text(doc))
 
 
 def _manifest_text(doc: Any) -> str:
@@ -117,20 +122,28 @@ def _manifest_text(doc: Any) -> str:
 
 def bundle_digest(bundle: Path) -> str:
     """sha256 of MANIFEST.json: one value an approver can record and compare on any later re-check."""
-    return "sha256:" + _sha256_file(bundle / MANIFEST)
+    return "sha256:" + _sha256_file(bundle, MANIFEST)[0]
 
 
-def check_integrity(bundle: Path) -> int:
+def check_integrity(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> int:
     """Every listed file present with its hash and size, nothing extra. Returns the file count."""
+    try:
+        return _check_integrity(bundle, limits)
+    except UnsafePathError as exc:
+        raise BundleIntegrityError(str(exc)) from exc
+
+
+def _check_integrity(bundle: Path, limits: Limits) -> int:
     path = bundle / MANIFEST
     try:
-        doc = json_loads(path.read_text(encoding="utf-8"))
+        text = read_capped(bundle, MANIFEST, limits.document_bytes).decode("utf-8")
+        doc = json_loads(text)
         listed = {str(f["path"]): (str(f["sha256"]), int(f["size"])) for f in doc["files"]}
-    except OSError as exc:
+    except FileNotFoundError as exc:
         raise BundleIntegrityError(f"{path}: cannot read the bundle manifest ({exc.strerror})") from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleIntegrityError(f"{path}: not a sign-off bundle manifest ({exc})") from exc
-    if path.read_text(encoding="utf-8") != _manifest_text(doc):
+    if text != _manifest_text(doc):
         # Hashes cannot cover the manifest itself; its exact bytes are pinned by our own serialisation instead.
         raise BundleIntegrityError(f"{path}: bundle changed since sign-off: edited {MANIFEST}")
     if doc.get("format") != FORMAT:
@@ -139,8 +152,7 @@ def check_integrity(bundle: Path) -> int:
     problems = [f"missing {rel}" for rel in sorted(set(listed) - present)]
     problems += [f"added {rel}" for rel in sorted(present - set(listed))]
     for rel in sorted(set(listed) & present):
-        sha, size = listed[rel]
-        if (bundle / rel).stat().st_size != size or _sha256_file(bundle / rel) != sha:
+        if _sha256_file(bundle, rel) != listed[rel]:
             problems.append(f"edited {rel}")
     if problems:
         raise BundleIntegrityError(f"{bundle}: bundle changed since sign-off: {', '.join(problems)}")
@@ -159,6 +171,18 @@ def _read_json(path: Path, what: str) -> Any:
         raise InputError(f"{path}: {what} is not JSON ({exc})") from exc
 
 
+def _read_bundle_json(root: Path, relative: str, what: str, limits: Limits) -> Any:
+    """A JSON file inside a bundle: a plain file below plain directories, at most ``document_bytes``."""
+    path = root / relative
+    try:
+        raw = read_capped(root, relative, limits.document_bytes, what=what)
+        return json_loads(raw.decode("utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise InputError(f"{path}: {what} is not JSON ({exc})") from exc
+
+
 def _instant(value: str, path: Path, name: str) -> dt.datetime:
     try:
         return parse_rfc3339(value)
@@ -166,8 +190,8 @@ def _instant(value: str, path: Path, name: str) -> dt.datetime:
         raise InputError(f"{path}: field {name!r}: not an RFC 3339 time: {value!r}") from exc
 
 
-def _archive_guns(archive: Path) -> list[str]:
-    doc = _read_json(archive / "ARCHIVE.json", "the archive manifest")
+def _archive_guns(archive: Path, limits: Limits) -> list[str]:
+    doc = _read_bundle_json(archive, "ARCHIVE.json", "the archive manifest", limits)
     guns = doc.get("guns") if isinstance(doc, dict) else None
     if not isinstance(guns, list) or not all(isinstance(g, str) for g in guns):
         raise InputError(f"{archive / 'ARCHIVE.json'}: field 'guns' must be a list of GUNs")
@@ -187,7 +211,7 @@ def _repositories(plan_doc: Any) -> dict[tuple[str, str], str]:
     return out
 
 
-def _signatures(signatures_dir: Path) -> dict[str, list[tuple[str, bytes]]]:
+def _signatures(signatures_dir: Path, limits: Limits) -> dict[str, list[tuple[str, bytes]]]:
     """subject digest -> [(subject media type, envelope bytes)] from the bundle's signatures/ tree."""
     found: dict[str, list[tuple[str, bytes]]] = {}
     if not signatures_dir.is_dir():
@@ -196,10 +220,13 @@ def _signatures(signatures_dir: Path) -> dict[str, list[tuple[str, bytes]]]:
         envelope_path = manifest_path.with_suffix(".cose")
         if not envelope_path.is_file():
             continue  # integrity checking names the missing envelope; here it simply covers nothing
-        manifest = _read_json(manifest_path, "a signature manifest")
+        relative = manifest_path.relative_to(signatures_dir).as_posix()
+        manifest = _read_bundle_json(signatures_dir, relative, "a signature manifest", limits)
         subject = manifest.get("subject") if isinstance(manifest, dict) else None
         media = str(subject.get("mediaType", OCI_MANIFEST)) if isinstance(subject, dict) else OCI_MANIFEST
-        found.setdefault("sha256:" + manifest_path.parent.name, []).append((media, envelope_path.read_bytes()))
+        # One byte past the envelope cap is enough for verification to refuse it as oversized.
+        envelope = read_regular(signatures_dir, relative.removesuffix(".json") + ".cose", limits.envelope_bytes)
+        found.setdefault("sha256:" + manifest_path.parent.name, []).append((media, envelope))
     return found
 
 
@@ -209,7 +236,9 @@ def _unreadable(signatures_dir: Path, limits: Limits) -> dict[str, list[str]]:
     if not signatures_dir.is_dir():
         return found
     for path in sorted(signatures_dir.glob(f"*/{UNREADABLE}")):
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[: limits.max_signature_attempts]
+        relative = path.relative_to(signatures_dir).as_posix()
+        text = read_regular(signatures_dir, relative, limits.document_bytes).decode("utf-8", errors="replace")
+        lines = text.splitlines()[: limits.max_signature_attempts]
         reasons = []
         for line in lines:
             try:
@@ -242,11 +271,11 @@ def evaluate(
     policy = TrustPolicyDocument.load_from_config(policy_dir)
     truststore = TrustStore(policy_dir / "truststore")
     repositories = _repositories(plan_doc)
-    signatures = _signatures(signatures_dir)
+    signatures = _signatures(signatures_dir, limits)
     unreadable = _unreadable(signatures_dir, limits)
     clock: Clock = FixedClock(notation_at)
     verdict = Verdict(ready=True, reasons=[])
-    for gun in _archive_guns(archive):
+    for gun in _archive_guns(archive, limits):
         try:
             inventory = build_inventory([gun], source, FixedClock(dct_at), limits)
         except Dct2NotationError as exc:
@@ -499,9 +528,9 @@ def verify_bundle(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> BundleCheck:
     """Integrity first (naming any changed file), then DCT + Notation from the bundle alone; no network."""
     if not bundle.is_dir():
         raise InputError(f"{bundle}: not a directory")
-    files = check_integrity(bundle)
+    files = check_integrity(bundle, limits)
     where = bundle / "SIGNOFF.json"
-    record = _read_json(where, "the sign-off record")
+    record = _read_bundle_json(bundle, "SIGNOFF.json", "the sign-off record", limits)
     if not isinstance(record, dict):
         raise InputError(f"{where}: the sign-off record is not a JSON object")
     try:
@@ -511,7 +540,7 @@ def verify_bundle(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> BundleCheck:
         raise InputError(f"{where}: field {exc} is missing") from exc
     if record.get("format") != FORMAT:
         raise InputError(f"{where}: format is {record.get('format')!r}, expected {FORMAT!r}")
-    plan_doc = _read_json(bundle / "plan.json", "the plan")
+    plan_doc = _read_bundle_json(bundle, "plan.json", "the plan", limits)
     plan_from_dict(plan_doc, str(bundle / "plan.json"))
     verdict = evaluate(
         archive=bundle / "archive",
@@ -520,7 +549,7 @@ def verify_bundle(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> BundleCheck:
         policy_dir=bundle / "policy",
         dct_at=dct_at,
         notation_at=notation_at,
-        check_doc=_read_json(bundle / "check.json", "the coexistence run")
+        check_doc=_read_bundle_json(bundle, "check.json", "the coexistence run", limits)
         if (bundle / "check.json").is_file()
         else None,
         limits=limits,

@@ -21,6 +21,7 @@ from cryptography import x509
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import InputError, NotFoundError
+from ..files import read_capped, read_regular, remove_beneath, write_beneath
 from ..jsontext import loads as json_loads
 from ..notation.manifest import (
     ManifestForm,
@@ -57,14 +58,16 @@ class OCILayout:
             return
         if self.root.exists() and any(self.root.iterdir()):
             raise InputError(f"{self.root}: not an OCI image layout (no oci-layout file) and not empty")
-        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        self._write_atomic(marker, LAYOUT_FILE)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._write_atomic("oci-layout", LAYOUT_FILE)
         self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
 
     def _check_marker(self) -> None:
         marker = self.root / "oci-layout"
         try:
-            version = json_loads(marker.read_bytes()).get("imageLayoutVersion")
+            version = json_loads(read_capped(self.root, "oci-layout", self.limits.manifest_bytes)).get(
+                "imageLayoutVersion"
+            )
         except (OSError, ValueError, AttributeError) as exc:
             raise InputError(f"{marker}: not a readable oci-layout file ({exc})") from exc
         if version != "1.0.0":
@@ -91,13 +94,15 @@ class OCILayout:
 
     # --- index.json -----------------------------------------------------------------------------------
     def read_index(self) -> dict[str, Any]:
+        # One reader and one cap (layout_index_bytes) for every command: a layout holds a whole migration's tags.
         path = self.root / "index.json"
+        cap = self.limits.layout_index_bytes
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
-        if len(raw) > self.limits.referrers_index_bytes:
-            raise InputError(f"{path}: {len(raw)} bytes exceeds the {self.limits.referrers_index_bytes}-byte limit")
+            raw = read_regular(self.root, "index.json", cap)
+        except FileNotFoundError as exc:
+            raise InputError(f"{path}: cannot read (No such file or directory)") from exc
+        if len(raw) > cap:
+            raise InputError(f"{path}: exceeds the {cap}-byte limit (layout_index_bytes)")
         try:
             doc = json_loads(raw)
         except ValueError as exc:
@@ -115,39 +120,44 @@ class OCILayout:
 
     def _write_index(self, doc: dict[str, Any]) -> None:
         # Keep the document's own fields and order; oras writes compact JSON.
-        self._write_atomic(self.root / "index.json", go_json(doc))
+        self._write_atomic("index.json", go_json(doc))
 
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+    def _write_atomic(self, relative: str, data: bytes) -> None:
+        # Never through a symlinked blobs/ or blobs/sha256: that would write outside the layout.
+        write_beneath(self.root, relative, data)
 
     # --- blobs ----------------------------------------------------------------------------------------
-    def blob_path(self, digest: str) -> Path:
+    @staticmethod
+    def _blob_name(digest: str) -> str:
         validate_digest(digest)
         alg, _, hexpart = digest.partition(":")
-        return self.root / "blobs" / alg / hexpart
+        return f"blobs/{alg}/{hexpart}"
+
+    def blob_path(self, digest: str) -> Path:
+        return self.root / self._blob_name(digest)
 
     def put_blob(self, data: bytes) -> str:
         digest = sha256_digest(data)
-        path = self.blob_path(digest)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._write_atomic(path, data)
+        if not self.blob_path(digest).exists():
+            self._write_atomic(self._blob_name(digest), data)
         return digest
 
     def get_blob(self, digest: str, max_bytes: int) -> bytes:
         path = self.blob_path(digest)
         try:
-            size = path.stat().st_size
+            # A regular file under plain directories only, and never more than max_bytes + 1 read: /dev/zero
+            # or a FIFO planted as a blob is refused, not read until memory or patience runs out.
+            data = read_regular(self.root, self._blob_name(digest), max_bytes, what="blob")
         except FileNotFoundError as exc:
             raise NotFoundError(f"{self.root}: blob {digest} not found") from exc
-        if size > max_bytes:
-            raise InputError(f"{path}: {size} bytes exceeds the {max_bytes}-byte limit")
-        data = path.read_bytes()
+        if len(data) > max_bytes:
+            raise InputError(f"{path}: exceeds the {max_bytes}-byte limit")
         if sha256_digest(data) != digest:
             raise InputError(f"{path}: content does not match its digest")
         return data
+
+    def remove_blob(self, digest: str) -> None:
+        remove_beneath(self.root, self._blob_name(digest))
 
     # --- references -----------------------------------------------------------------------------------
     def resolve(self, ref: str) -> Descriptor:
@@ -278,7 +288,7 @@ class OCILayoutStore:
                 still_listed = {m.digest for m in layout.manifests()}
                 if previous and previous not in still_listed:
                     # The old index is unreachable now; leaving it would be the orphan users complain about.
-                    layout.blob_path(previous).unlink(missing_ok=True)
+                    layout.remove_blob(previous)
         return entry
 
     async def aresolve(self, reference: Reference) -> Descriptor:
