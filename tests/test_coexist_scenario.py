@@ -231,6 +231,8 @@ def test_every_status_from_its_real_cause(scenario: Scenario, capsys: pytest.Cap
             "dct-invalid": 1,
             "manifest-missing": 1,
         },
+        "empty_guns": [],
+        "failures": [],
     }
     assert code == 1
     assert "evaluated_at" not in rows[(main_r, "ok")]  # per-tag rows carry no timestamps: runs diff cleanly

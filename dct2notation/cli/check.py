@@ -192,6 +192,9 @@ def check_command(
             _write("--junit", junit, render_junit(result))
         if markdown is not None:
             _write("--markdown", markdown, render_markdown(result).encode("utf-8"))
+        for line in result.failures:
+            # Plain writes, table or not: a gate that checked nothing must say so in any CI log.
+            sys.stderr.write(f"dct2notation: check: {line}\n")
         if watch is not None:
             previous = rows_by_key(result)
         code = result.exit_code

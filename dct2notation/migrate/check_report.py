@@ -32,6 +32,11 @@ def render_junit(result: CheckResult) -> bytes:
             "timestamp": result.evaluated_at,
         },
     )
+    for line in result.failures:
+        # A GUN that gave no tag is a failing case of its own: the CI report must not be an empty green suite.
+        case = ET.SubElement(suite, "testcase", {"classname": "dct2notation.check", "name": line.split(": ")[0]})
+        ET.SubElement(case, "failure", {"type": "nothing-checked", "message": line})
+    suite.set("tests", str(len(doc["tags"]) + len(result.failures)))
     for row in doc["tags"]:
         case = ET.SubElement(suite, "testcase", {"classname": row["repository"], "name": row["tag"]})
         if not row["requirement_met"]:
@@ -53,7 +58,7 @@ def _md_cell(text: object) -> str:
 def render_markdown(result: CheckResult) -> str:
     """For a change ticket: verdict first, counts, then only the tags that block the gate."""
     unmet = result.unmet
-    verdict = "PASS" if not unmet else "FAIL"
+    verdict = "PASS" if not result.unmet_count else "FAIL"
     lines = [
         f"## Coexistence check: {verdict} (require `{result.require}`)",
         "",
@@ -63,6 +68,8 @@ def render_markdown(result: CheckResult) -> str:
         "|---|---:|",
     ]
     lines += [f"| `{status}` | {count} |" for status, count in result.counts.items()]
+    if result.failures:
+        lines += ["", "### Nothing checked", ""] + [f"- {_md_cell(line)}" for line in result.failures]
     if unmet:
         lines += ["", "### Tags blocking the gate", "", "| Repository | Tag | Status | Registry digest | Reason |"]
         lines.append("|---|---|---|---|---|")
@@ -136,7 +143,12 @@ def diff_since(previous: dict[str, dict[str, Any]], current: CheckResult) -> dic
         "format": CHECK_FORMAT + "+diff",
         "evaluated_at": current.evaluated_at,
         "require": current.require,
-        "summary": {"total": len(current.rows), "unmet": len(unmet), "counts": current.counts},
+        "summary": {
+            "total": len(current.rows),
+            "unmet": len(unmet) + len(current.failures),
+            "counts": current.counts,
+            "failures": current.failures,
+        },
         "changes": changes,
     }
 

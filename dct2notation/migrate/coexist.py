@@ -177,6 +177,10 @@ class CheckResult:
     require: Require
     evaluated_at: str
     verified_digests: int = 0
+    # GUNs that gave no row at all (unknown to the notary server, unreadable, or no tag on either side), as
+    # {"gun", "repository", "reason"}: each fails the gate, as does a run with nothing to check. A typo'd GUN
+    # (acme/wbe) checked 0 tags and passed.
+    empty_guns: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -190,8 +194,21 @@ class CheckResult:
         return [row for row in self.rows if not requirement_met(row, self.require)]
 
     @property
+    def failures(self) -> list[str]:
+        """One line per reason the gate fails besides unmet tags: an empty GUN, or nothing to check at all."""
+        lines = [f"{g['gun']}: nothing checked: {g['reason']}" for g in self.empty_guns]
+        if not self.rows and not lines:
+            lines.append("nothing to check: no GUN and no tag")
+        return lines
+
+    @property
+    def unmet_count(self) -> int:
+        """Unmet tags plus the gate's other failures: ``summary.unmet == 0`` holds only when the gate passes."""
+        return len(self.unmet) + len(self.failures)
+
+    @property
     def exit_code(self) -> int:
-        return 0 if not self.unmet else 1
+        return 0 if not self.unmet_count else 1
 
     def to_dict(self) -> dict[str, Any]:
         unmet = {row.key for row in self.unmet}
@@ -199,7 +216,13 @@ class CheckResult:
             "format": CHECK_FORMAT,
             "evaluated_at": self.evaluated_at,
             "require": self.require,
-            "summary": {"total": len(self.rows), "unmet": len(unmet), "counts": self.counts},
+            "summary": {
+                "total": len(self.rows),
+                "unmet": len(unmet) + len(self.failures),
+                "counts": self.counts,
+                "empty_guns": list(self.empty_guns),
+                "failures": self.failures,
+            },
             "tags": [dict(row.to_dict(), requirement_met=row.key not in unmet) for row in self.rows],
         }
 
@@ -507,7 +530,13 @@ def run_check(
             TagStatus(p.gun, p.repository, p.tag, status, p.dct, p.dct_digest, p.registry_digest, notation, reason)
         )
     rows.sort(key=lambda r: (r.repository, r.tag))
-    return CheckResult(rows, require, evaluated_at, verified_digests=len(cache))
+    seen = {row.gun for row in rows}
+    empty = [
+        {"gun": repo.gun, "repository": repository, "reason": repo.error or f"DCT trusts no tag, {repository} has none"}
+        for repo, repository in mapped
+        if repo.gun not in seen
+    ]
+    return CheckResult(rows, require, evaluated_at, verified_digests=len(cache), empty_guns=empty)
 
 
 def _run_workers(fn: Callable[[T], None], items: Sequence[T], workers: int) -> None:

@@ -322,10 +322,17 @@ def _check_reasons(check_doc: Any) -> list[str]:
         return ["the final coexistence run (check.json) has no 'tags' list"]
     unmet = [t for t in tags if isinstance(t, dict) and not t.get("requirement_met")]
     names = [f"{t.get('repository')}:{t.get('tag')} ({t.get('status')})" for t in unmet]
+    summary = check_doc.get("summary")
+    failures = summary.get("failures") if isinstance(summary, dict) else None
+    # A run that checked a GUN's nothing (a typo, an unknown GUN) or nothing at all is no evidence.
+    reasons = [f"final coexistence run: {line}" for line in failures or [] if isinstance(line, str)]
+    if not tags:
+        reasons = reasons or ["final coexistence run: nothing to check (0 tags)"]
     if not names:
-        return []
+        return reasons
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    return [f"final coexistence run: {len(names)} tag(s) do not meet --require {check_doc.get('require')}: {shown}"]
+    req = check_doc.get("require")
+    return [f"final coexistence run: {len(names)} tag(s) do not meet --require {req}: {shown}", *reasons]
 
 
 def _cover(
