@@ -99,7 +99,7 @@ def _timestamper(url: str | None, root_cert: Path | None) -> Any:
 
 
 def _report_retries(target: Target) -> dict[str, Any] | None:
-    stats = getattr(target.store, "stats", None)
+    stats = target.store.retry_stats()
     return None if stats is None else dict(stats.to_dict())
 
 

@@ -17,9 +17,9 @@ from ..keys.base import SigningKey
 from ..notation.envelope import SignedEnvelope, Timestamper
 from ..notation.formats import SignatureFormat, sign_in_format
 from ..notation.manifest import ManifestForm, thumbprints
-from ..oci import EMPTY_JSON, THUMBPRINT_ANNOTATION, Descriptor
+from ..oci import THUMBPRINT_ANNOTATION, Descriptor
 from ..registry.reference import Reference, parse_reference
-from ..registry.store import RegistryStore, SignatureStore, registry_lane
+from ..registry.store import SignatureStore, registry_lane
 from .journal import DONE, Journal
 from .plan import Job
 
@@ -178,10 +178,9 @@ class BatchSigner:
         for registry, job in first.items():
             store = self.stores(registry)
             try:
-                await store.aresolve(_reference(job, self.layout))
-                client = getattr(store, "client", None)
-                if client is not None:
-                    await asyncio.to_thread(client.push_blob, _reference(job, False).repository, EMPTY_JSON)
+                ref = _reference(job, self.layout)
+                await store.aresolve(ref)
+                await store.acheck_writable(ref.repository)
             except Dct2NotationError as exc:
                 # The same exit code as the error itself: refused credentials are exit 2 in every command, a
                 # registry that keeps failing exit 3.
@@ -205,37 +204,19 @@ class BatchSigner:
                 await bucket.take(1)
                 subject = await store.aresolve(ref)
             await bucket.take(1)
-            if isinstance(store, RegistryStore):
 
-                async def make() -> SignedEnvelope:
-                    self.journal.intent(job.key)
-                    await bucket.take(5)
-                    return await self._asign(job, subject, key)
+            async def find(listed: list[Descriptor]) -> Descriptor | None:
+                return existing_signature(listed, thumbs)
 
-                # Checked on every run, not only after a crash: a signature made outside this journal (an earlier
-                # shard layout, a manual sign) is reused too, never duplicated.
-                desc, reused = await store.apush_signature_once(
-                    ref.repository, subject, lambda listed: existing_signature(listed, thumbs), make, self.form
-                )
-                self.journal.done(job.key, "reused" if reused else "signed", desc.digest)
-                return
-            found = existing_signature(await store.alist_signatures(ref.repository, job.digest), thumbs)
-            if found is not None:
-                self.journal.done(job.key, "reused", found.digest)
-                return
-            self.journal.intent(job.key)
-            signed = await self._asign(job, subject, key)
-            await bucket.take(4)
-            desc = await store.apush_signature(
-                ref.repository,
-                subject,
-                signed.raw,
-                signed.cert_chain,
-                signed.signing_time,
-                self.form,
-                envelope_media_type=signed.media_type,
-            )
-            self.journal.done(job.key, "signed", desc.digest)
+            async def make() -> SignedEnvelope:
+                self.journal.intent(job.key)
+                await bucket.take(5)
+                return await self._asign(job, subject, key)
+
+            # Checked on every run, not only after a crash: a signature made outside this journal (an earlier
+            # shard layout, a manual sign) is reused too, never duplicated.
+            desc, reused = await store.apush_signature_once(ref.repository, subject, find, make, self.form)
+            self.journal.done(job.key, "reused" if reused else "signed", desc.digest)
         except Dct2NotationError as exc:
             self.journal.fail(job.key, exc.message)
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop thousands; its reason is journaled
@@ -310,7 +291,7 @@ class BatchSigner:
                     if id(store) in seen:
                         continue
                     seen.add(id(store))
-                    stats = getattr(store, "stats", None)
+                    stats = store.retry_stats()
                     if stats is not None:
                         retries[registry] = stats.to_dict()
                     await store.aclose()

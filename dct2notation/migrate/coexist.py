@@ -290,12 +290,7 @@ class StoreView:
         # subject whose tag the run's own tag listing lacks has none: no request needed (most unsigned digests).
         # A signature pushed after the listing is missed, as is a tag re-pushed after its HEAD: one snapshot.
         listed = self._index_tags.get(repository)
-        if (
-            listed is not None
-            and isinstance(store, RegistryStore)
-            and store.referrers_api_absent
-            and referrers_tag(digest) not in listed
-        ):
+        if listed is not None and store.index_tag_required and referrers_tag(digest) not in listed:
             return []
         return store.list_signatures(repository.partition("/")[2], digest)
 
@@ -651,7 +646,7 @@ def registry_view(options: RegistryOptions, oci_layout: Path | None = None) -> t
         return store
 
     def list_tags(repository: str) -> list[str]:
-        return store_for(repository).client.list_tags(repository.partition("/")[2])
+        return store_for(repository).list_tags(repository.partition("/")[2])
 
     def close() -> None:
         for store in made:

@@ -32,8 +32,9 @@ from ..notation.manifest import (
     signature_manifest,
 )
 from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Descriptor, go_json, sha256_digest
+from .client import RetryStats
 from .reference import Reference, validate_digest
-from .store import unique_signatures
+from .store import Find, Make, unique_signatures
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
@@ -81,16 +82,38 @@ class OCILayout:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """One writer at a time: a thread lock within the process, flock on the directory across processes."""
+        held = self.lock()
+        try:
+            yield
+        finally:
+            self.unlock(held)
+
+    def lock(self) -> tuple[threading.Lock, int]:
+        """Take what ``locked`` holds and return it, for a holder that releases it from another thread (an asyncio
+        task whose blocking calls each run in a worker thread)."""
         with _LOCKS_GUARD:
             lock = _LOCKS.setdefault(self.root.resolve(), threading.Lock())
-        with lock:
+        lock.acquire()
+        try:
             fd = os.open(self.root, os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+        except OSError:
+            lock.release()
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            lock.release()
+            raise
+        return lock, fd
+
+    def unlock(self, held: tuple[threading.Lock, int]) -> None:
+        lock, fd = held
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+            lock.release()
 
     # --- index.json -----------------------------------------------------------------------------------
     def read_index(self) -> dict[str, Any]:
@@ -234,16 +257,40 @@ class OCILayoutStore:
     def __init__(self, root: Path, limits: Limits = DEFAULT_LIMITS, *, create: bool = False) -> None:
         self.layout = OCILayout(root, limits)
         self.limits = limits
+        self._alock: tuple[int, asyncio.Lock] | None = None
         if create:
             self.layout.init()
         else:
             self.layout.require()
+
+    @property
+    def index_tag_required(self) -> bool:
+        return False  # Notation 1.x finds a layout's signatures through index.json's graph, tagged or not
+
+    def retry_stats(self) -> RetryStats | None:
+        return None  # local files: nothing is retried
 
     def close(self) -> None:
         return None
 
     async def aclose(self) -> None:
         return None
+
+    def list_tags(self, repo: str) -> list[str]:
+        """Tags (``ref.name``) of ``repo``: a ``REPOSITORY:TAG`` name where REPOSITORY is or ends with ``/repo``
+        (a layout holding several repositories), and every bare TAG."""
+        out = []
+        for desc in self.layout.manifests():
+            name = (desc.annotations or {}).get(REF_NAME)
+            if name is None:
+                continue
+            owner, sep, tag = name.rpartition(":")
+            if sep and "/" in owner and "/" not in tag:
+                if owner == repo or owner.endswith("/" + repo):
+                    out.append(tag)
+            else:
+                out.append(name)
+        return out
 
     def resolve(self, reference: Reference) -> Descriptor:
         return self.layout.resolve(reference.reference)
@@ -270,29 +317,85 @@ class OCILayoutStore:
         *,
         envelope_media_type: str = COSE_MEDIA_TYPE,
     ) -> Descriptor:
+        with self.layout.locked():
+            return self._push_locked(subject, envelope, cert_chain, signing_time, form, envelope_media_type)
+
+    def _push_locked(
+        self,
+        subject: Descriptor,
+        envelope: bytes,
+        cert_chain: Sequence[x509.Certificate],
+        signing_time: dt.datetime,
+        form: ManifestForm,
+        envelope_media_type: str,
+    ) -> Descriptor:
         layout = self.layout
         envelope_desc = Descriptor(envelope_media_type, layout.put_blob(envelope), len(envelope))
         layout.put_blob(EMPTY_JSON)
         raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form)
         manifest = parse_signature_manifest(raw)
-        layout.put_blob(raw)
         entry = manifest.descriptor()
         tag = referrers_tag(subject.digest)
-        with layout.locked():
-            layout.add_manifest(Descriptor(OCI_MANIFEST, manifest.digest, len(raw)))
-            entries = layout.referrers_from_tag(subject.digest)
-            if all(e.digest != entry.digest for e in entries):
-                index_raw = referrers_index([*entries, entry])
-                layout.put_blob(index_raw)
-                previous = layout.tag(Descriptor(OCI_INDEX, sha256_digest(index_raw), len(index_raw)), tag)
-                still_listed = {m.digest for m in layout.manifests()}
-                if previous and previous not in still_listed:
-                    # The old index is unreachable now; leaving it would be the orphan users complain about.
-                    layout.remove_blob(previous)
+        layout.put_blob(raw)
+        layout.add_manifest(Descriptor(OCI_MANIFEST, manifest.digest, len(raw)))
+        entries = layout.referrers_from_tag(subject.digest)
+        if all(e.digest != entry.digest for e in entries):
+            index_raw = referrers_index([*entries, entry])
+            layout.put_blob(index_raw)
+            previous = layout.tag(Descriptor(OCI_INDEX, sha256_digest(index_raw), len(index_raw)), tag)
+            still_listed = {m.digest for m in layout.manifests()}
+            if previous and previous not in still_listed:
+                # The old index is unreachable now; leaving it would be the orphan users complain about.
+                layout.remove_blob(previous)
         return entry
 
     async def aresolve(self, reference: Reference) -> Descriptor:
         return await asyncio.to_thread(self.resolve, reference)
+
+    async def aget_manifest(self, repo: str, digest: str) -> bytes:
+        return await asyncio.to_thread(self.get_manifest, repo, digest)
+
+    async def aget_blob(self, repo: str, digest: str) -> bytes:
+        return await asyncio.to_thread(self.get_blob, repo, digest)
+
+    async def acheck_writable(self, repo: str) -> None:
+        blobs = self.layout.root / "blobs" / "sha256"
+        for path in (self.layout.root, blobs):
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise InputError(f"{path}: not writable (a signature could not be stored in this OCI layout)")
+
+    async def apush_signature_once(
+        self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm = "legacy"
+    ) -> tuple[Descriptor, bool]:
+        """The listing ``find`` reads and the write are under the layout's lock, so no other writer (thread or
+        process) lands between them: two runs never sign one subject twice with one certificate."""
+        # Tasks take turns on an asyncio lock first: tasks blocked in worker threads on the thread lock would
+        # starve the holder of the threads it needs to finish (the default pool has a handful).
+        async with self._task_lock():
+            return await self._push_once_locked(repo, subject, find, make, form)
+
+    def _task_lock(self) -> asyncio.Lock:
+        loop = id(asyncio.get_running_loop())
+        if self._alock is None or self._alock[0] != loop:
+            self._alock = (loop, asyncio.Lock())
+        return self._alock[1]
+
+    async def _push_once_locked(
+        self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm
+    ) -> tuple[Descriptor, bool]:
+        held = await asyncio.to_thread(self.layout.lock)
+        try:
+            listed = await asyncio.to_thread(self.list_signatures, repo, subject.digest)
+            found = await find(listed)
+            if found is not None:
+                return found, True
+            signed = await make()
+            desc = await asyncio.to_thread(
+                self._push_locked, subject, signed.raw, signed.cert_chain, signed.signing_time, form, signed.media_type
+            )
+            return desc, False
+        finally:
+            await asyncio.to_thread(self.layout.unlock, held)
 
     async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
         return await asyncio.to_thread(self.list_signatures, repo, subject_digest)

@@ -43,17 +43,35 @@ from .reference import Reference
 registry_lane: contextvars.ContextVar[int] = contextvars.ContextVar("registry_lane", default=0)
 
 
+Find = Callable[[list[Descriptor]], Awaitable[Descriptor | None]]
+"""Picks, among the signatures listed for a subject, one that may be reused instead of signing again."""
+
+Make = Callable[[], Awaitable[SignedEnvelope]]
+"""Signs the subject (called only when nothing listed may be reused)."""
+
+
 @runtime_checkable
 class SignatureStore(Protocol):
-    """What signing, listing and verification need from storage (docs/CONTRACTS.md)."""
+    """What signing, listing, the batch, the check and the sign-off need from storage (docs/CONTRACTS.md).
+
+    A registry and an OCI layout both answer it, so each caller has one code path: no caller asks which it has.
+    """
 
     limits: Limits
+
+    @property
+    def index_tag_required(self) -> bool:
+        """True when this store finds signatures only through the ``sha256-<hex>`` tag index, so a subject whose tag
+        a tag listing lacks has none (the check skips the request)."""
+        ...
 
     def resolve(self, reference: Reference) -> Descriptor: ...
 
     def get_manifest(self, repo: str, digest: str) -> bytes: ...
 
     def get_blob(self, repo: str, digest: str) -> bytes: ...
+
+    def list_tags(self, repo: str) -> list[str]: ...
 
     def list_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]: ...
 
@@ -69,9 +87,21 @@ class SignatureStore(Protocol):
         envelope_media_type: str = COSE_MEDIA_TYPE,
     ) -> Descriptor: ...
 
+    def retry_stats(self) -> RetryStats | None:
+        """Retries taken so far (None where the store never retries)."""
+        ...
+
     async def aresolve(self, reference: Reference) -> Descriptor: ...
 
+    async def aget_manifest(self, repo: str, digest: str) -> bytes: ...
+
+    async def aget_blob(self, repo: str, digest: str) -> bytes: ...
+
     async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]: ...
+
+    async def acheck_writable(self, repo: str) -> None:
+        """Raise unless a signature could be written to ``repo`` (the batch's pre-flight)."""
+        ...
 
     async def apush_signature(
         self,
@@ -84,6 +114,13 @@ class SignatureStore(Protocol):
         *,
         envelope_media_type: str = COSE_MEDIA_TYPE,
     ) -> Descriptor: ...
+
+    async def apush_signature_once(
+        self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm = "legacy"
+    ) -> tuple[Descriptor, bool]:
+        """Push the signature ``make()`` returns unless ``find`` picks one among those listed: (descriptor, reused).
+        Returns only once the descriptor is listed for the subject."""
+        ...
 
     def close(self) -> None: ...
 
@@ -168,7 +205,7 @@ class RegistryStore:
         self._referrers_absent = False
 
     @property
-    def referrers_api_absent(self) -> bool:
+    def index_tag_required(self) -> bool:
         """True once this store has seen the registry answer without the referrers API: every signature it lists
         then comes from the ``sha256-<hex>`` tag index, so a subject whose tag is not listed has none."""
         return self._referrers_absent
@@ -176,6 +213,9 @@ class RegistryStore:
     @property
     def stats(self) -> RetryStats:
         """Retries of both flavours (they share one counter)."""
+        return self.client.stats
+
+    def retry_stats(self) -> RetryStats | None:
         return self.client.stats
 
     def _aclient(self) -> AsyncRegistryClient:
@@ -220,6 +260,9 @@ class RegistryStore:
     def get_blob(self, repo: str, digest: str) -> bytes:
         return self.client.get_blob(repo, digest, self.limits.envelope_bytes)
 
+    def list_tags(self, repo: str) -> list[str]:
+        return self.client.list_tags(repo)
+
     def list_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
         listed = None if self._referrers_absent else self.client.referrers(repo, subject_digest, NOTATION_SIGNATURE)
         if listed is None:
@@ -259,6 +302,16 @@ class RegistryStore:
             raise NotFoundError(f"{reference}: manifest not found")
         return desc
 
+    async def aget_manifest(self, repo: str, digest: str) -> bytes:
+        return (await self._aclient().get_manifest(repo, digest, self.limits.signature_manifest_bytes))[0]
+
+    async def aget_blob(self, repo: str, digest: str) -> bytes:
+        return await self._aclient().get_blob(repo, digest, self.limits.envelope_bytes)
+
+    async def acheck_writable(self, repo: str) -> None:
+        # The one blob every signature needs: a registry that refuses it refuses the whole batch.
+        await self._aclient().push_blob(repo, EMPTY_JSON)
+
     async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
         client = self._aclient()
         listed = None
@@ -294,8 +347,8 @@ class RegistryStore:
         self,
         repo: str,
         subject: Descriptor,
-        find: Callable[[list[Descriptor]], Descriptor | None],
-        make: Callable[[], Awaitable[SignedEnvelope]],
+        find: Find,
+        make: Make,
         form: ManifestForm = "legacy",
     ) -> tuple[Descriptor, bool]:
         """Push the signature ``make()`` returns unless ``find`` picks one among those listed: (descriptor, reused).
@@ -309,7 +362,7 @@ class RegistryStore:
         if not self._referrers_absent:
             listed = await client.referrers(repo, subject.digest, NOTATION_SIGNATURE)
             if listed is not None:
-                found = find(unique_signatures(listed))
+                found = await find(unique_signatures(listed))
                 if found is not None:
                     return found, True
                 signed = await make()
@@ -326,7 +379,7 @@ class RegistryStore:
             self._referrers_absent = True
         async with client.subject_lock(repo, subject.digest):
             known = await client.run(lambda: client.core.op_tag_index(repo, subject.digest))
-            found = find(unique_signatures(known[0]))
+            found = await find(unique_signatures(known[0]))
             if found is not None:
                 return found, True
             signed = await make()
