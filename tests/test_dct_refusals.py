@@ -422,3 +422,32 @@ def test_attack_missing_root_version(capsys: pytest.CaptureFixture[str], tmp_pat
     code, out, err = inventory(capsys, archive)
     assert (code, out) == (2, ""), err
     assert err == f"dct2notation: error: {GUN}: 2.root: no {archive / GUN / '2.root.json'}\n"
+
+
+def test_expired_non_release_delegation_is_a_warning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner, built: RichGun
+) -> None:
+    # alice's metadata expires in three days; at four days the timestamp (14 days from the server) is still
+    # fresh, so only alice is expired. notary warns and walks on without her; so do we.
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).replace(microsecond=0)
+    stamp = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    resigner.docs["targets/alice"]["signed"]["expires"] = stamp
+    resigner.resign("targets/alice")
+    resigner.rechain()
+    archive = resigner.write_archive(tmp_path / "a", GUN)
+    at = (expires + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    code, out, err = inventory(capsys, archive, "--at", at)
+    assert code == 0, err
+    reason = f"expired at {stamp} (evaluated at {at})"
+    assert err == (
+        f"dct2notation: warning: {GUN}: targets/alice: {reason}; skipped as notary does, its tags are not counted\n"
+    )
+    repo = json.loads(out)["repositories"][0]
+    assert repo["skipped_roles"] == [{"role": "targets/alice", "reason": reason}]
+    assert "targets/alice" not in repo["role_targets"]
+    # v2 was co-signed by alice: with her role skipped its row has no signer but the admin.
+    v2 = next(row for row in repo["signed_tags"] if row["tag"] == "v2")
+    assert v2 == {"tag": "v2", "digest": "sha256:" + built.digests["v2"], "signers": ["Repo Admin"]}
+    assert {t["tag"] for t in repo["trusted_tags"]} == {"latest", "v1", "v2", "v10"}
+    # Her delegation (keys, paths) is still what targets signed, so she stays a listed signer.
+    assert "alice" in {s["name"] for s in repo["signers"]}

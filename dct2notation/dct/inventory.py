@@ -94,6 +94,9 @@ def repository_document(repo: VerifiedRepository) -> dict[str, Any]:
             holders = rows.get((name, target.digest))
             if holders is not None:
                 holders.append(signer)
+    for tag, _ in rows:
+        if tag not in sort_key:  # released by targets, but docker resolves it to a nested releases role
+            sort_key[tag] = natural_key(tag)
     signed_tags = [
         {"tag": tag, "digest": digest, "signers": holders or [REPO_ADMIN]}
         for (tag, digest), holders in sorted(rows.items(), key=lambda item: (sort_key[item[0][0]], item[0][1]))
