@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,13 +42,30 @@ class Limits:
     # The skew bound refuses a genTime this far ahead of our clock: a TSA clock that wrong cannot be trusted.
     tsa_response_bytes: int = 1 * MiB
     tsa_max_clock_skew_seconds: float = 300.0
-    # HTTP
+    # HTTP: each connect/read/write gets the timeout; each whole request (its redirects, its token fetch, its body)
+    # the deadline, so a server that drips a byte at a time cannot hold a command (DCT2NOTATION_HTTP_DEADLINE).
     http_timeout_seconds: float = 30.0
+    http_deadline_seconds: float = 300.0
     retry_attempts: int = 5
     retry_max_wait_seconds: float = 30.0
 
 
-DEFAULT_LIMITS = Limits()
+def _deadline_from_environment(default: float) -> float:
+    raw = os.environ.get("DCT2NOTATION_HTTP_DEADLINE")
+    if raw is None or not raw.strip():
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds < math.inf):
+        from .errors import UsageError
+
+        raise UsageError(f"DCT2NOTATION_HTTP_DEADLINE: {raw[:40]!r} is not a positive number of seconds")
+    return seconds
+
+
+DEFAULT_LIMITS = Limits(http_deadline_seconds=_deadline_from_environment(Limits.http_deadline_seconds))
 
 
 class Clock(Protocol):

@@ -83,5 +83,16 @@ class RemoteError(Dct2NotationError):
     exit_code = 3
 
 
+class DeadlineExceeded(RemoteError):
+    """A request got no complete answer within the overall per-request deadline (a stalled or dripping server)."""
+
+    def __init__(self, what: str, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"{what}: no complete answer within {seconds:g} s (the per-request deadline; "
+            "DCT2NOTATION_HTTP_DEADLINE=SECONDS sets it)"
+        )
+
+
 class DigestMismatchError(RemoteError):
     """The registry served bytes whose digest is not the one asked for: tampered or corrupt content, not an outage."""

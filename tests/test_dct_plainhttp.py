@@ -80,7 +80,7 @@ def ok(body: bytes, extra: bytes = b"") -> Reply:
 
 
 def client(server: ScriptedServer) -> PlainHttp:
-    return PlainHttp("127.0.0.1", server.port, "", 5.0)
+    return PlainHttp("127.0.0.1", server.port, "", 5.0, deadline=30.0)
 
 
 def test_content_length_bodies_share_one_connection() -> None:
@@ -179,7 +179,7 @@ def test_refused_connection_is_a_connection_failure() -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
     with pytest.raises(ConnectionFailed, match="ConnectionRefusedError"):
-        PlainHttp("127.0.0.1", port, "", 5.0).get("/a", 100)
+        PlainHttp("127.0.0.1", port, "", 5.0, deadline=30.0).get("/a", 100)
 
 
 @pytest.mark.parametrize(

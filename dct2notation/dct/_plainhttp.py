@@ -9,8 +9,11 @@ Content-Length values) by raising ``Unsupported`` so the caller hands the reques
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
 import ssl
+import threading
 
 
 class Unsupported(Exception):
@@ -21,6 +24,10 @@ class ConnectionFailed(Exception):
     """The connection failed or the response broke HTTP framing: worth another attempt."""
 
 
+class DeadlinePassed(Exception):
+    """The request did not end within its overall deadline: the watchdog shut the connection down."""
+
+
 class CertificateNotTrusted(Exception):
     """The server's TLS certificate does not verify: retrying will not help, a CA (``--ca``) might."""
 
@@ -28,8 +35,12 @@ class CertificateNotTrusted(Exception):
 class PlainHttp:
     """One connection to ``host:port``; ``get`` returns (status, body cut at ``max_bytes + 1`` bytes)."""
 
-    def __init__(self, host: str, port: int, prefix: str, timeout: float, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, prefix: str, timeout: float, tls: ssl.SSLContext | None = None, *, deadline: float
+    ) -> None:
+        """``timeout`` bounds each socket operation, ``deadline`` each whole ``get``."""
         self.prefix = prefix
+        self.deadline = deadline
         self._conn = (
             http.client.HTTPConnection(host, port, timeout=timeout)
             if tls is None
@@ -41,11 +52,12 @@ class PlainHttp:
 
     def get(self, path: str, max_bytes: int) -> tuple[int, bytes]:
         reused = self._conn.sock is not None
+        watchdog = _Watchdog(self._conn, self.deadline)
         try:
             try:
                 return self._get(path, max_bytes)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                if not reused:
+                if not reused or watchdog.fired:
                     raise
                 # The server closed the idle keep-alive connection: one fresh connection, no retry spent.
                 return self._get(path, max_bytes)
@@ -54,10 +66,15 @@ class PlainHttp:
             raise CertificateNotTrusted(exc.verify_message or str(exc)) from exc
         except (OSError, http.client.HTTPException) as exc:
             self._conn.close()
+            if watchdog.fired:
+                raise DeadlinePassed from exc
             raise ConnectionFailed(f"{exc.__class__.__name__}: {exc}") from exc
         except Unsupported:
             self._conn.close()
             raise
+        finally:
+            if watchdog.stop():
+                self._conn.close()  # shut down after the answer was complete: not reusable, the answer stands
 
     def _get(self, path: str, max_bytes: int) -> tuple[int, bytes]:
         self._conn.request("GET", self.prefix + path, headers={"Accept": "*/*"})
@@ -71,6 +88,36 @@ class PlainHttp:
         if not response.isclosed():
             self._conn.close()  # the rest of an oversized body was never read: the connection is not reusable
         return response.status, body
+
+
+class _Watchdog:
+    """Shuts the connection's socket down once ``seconds`` have passed, so a blocked read or handshake ends.
+
+    A socket timeout bounds each read; a server that drips one byte per read holds ``http.client`` forever.
+    A connection still being made has no socket to shut: the watchdog tries again until the request ends.
+    """
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self._conn = conn
+        self._done = threading.Event()
+        self.fired = False
+        threading.Thread(target=self._watch, args=(seconds,), daemon=True, name="http-deadline").start()
+
+    def _watch(self, seconds: float) -> None:
+        if self._done.wait(seconds):
+            return
+        self.fired = True
+        while not self._done.is_set():
+            sock = self._conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._done.wait(0.05)
+
+    def stop(self) -> bool:
+        """End the watch; True when it had already fired."""
+        self._done.set()
+        return self.fired
 
 
 def _check_framing(response: http.client.HTTPResponse) -> None:

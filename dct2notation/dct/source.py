@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..config import DEFAULT_LIMITS, Limits
-from ..errors import AuthError, InputError, NotFoundError, RemoteError
+from ..errors import AuthError, DeadlineExceeded, InputError, NotFoundError, RemoteError
 from ..files import read_regular, segments
-from ._plainhttp import CertificateNotTrusted, ConnectionFailed, PlainHttp, Unsupported
+from ._plainhttp import CertificateNotTrusted, ConnectionFailed, DeadlinePassed, PlainHttp, Unsupported
 
 if TYPE_CHECKING:
     import ssl
@@ -98,7 +98,14 @@ class NotaryServerSource:
         if anonymous and parts.scheme in ("http", "https") and not _proxy_configured(parts.scheme):
             tls = self._tls_context() if parts.scheme == "https" else None
             port = parts.port or (443 if tls is not None else 80)
-            self._plain = PlainHttp(parts.hostname or "", port, parts.path, limits.http_timeout_seconds, tls)
+            self._plain = PlainHttp(
+                parts.hostname or "",
+                port,
+                parts.path,
+                limits.http_timeout_seconds,
+                tls,
+                deadline=limits.http_deadline_seconds,
+            )
         else:
             self.client = self._httpx_client()
 
@@ -111,6 +118,7 @@ class NotaryServerSource:
     def _httpx_client(self) -> httpx.Client:
         from ._httpx import httpx  # isort: skip  # before ..auth, which imports httpx too
         from ..auth import ChallengeAuth, resolve_credentials
+        from ..deadline import bounded_client
 
         # Plain HTTP needs no TLS context; building the default one costs ~0.3 s per process.
         verify: ssl.SSLContext | bool = False if self.url.startswith("http://") else self._tls_context()
@@ -123,7 +131,7 @@ class NotaryServerSource:
             # token service may be reached in clear on that host (any port), no other host may.
             plain = frozenset({url.host}) if url.scheme == "http" else frozenset()
             auth = ChallengeAuth(credentials, where=self.url, plain_http_hosts=plain)
-        return httpx.Client(auth=auth, verify=verify, timeout=self.limits.http_timeout_seconds)
+        return bounded_client(auth=auth, verify=verify, timeout=self.limits.http_timeout_seconds)
 
     def close(self) -> None:
         if self._plain is not None:
@@ -168,6 +176,8 @@ class NotaryServerSource:
         if self._plain is not None and _SAFE_PATH.fullmatch(path):
             try:
                 status, body = self._plain.get(path, max_bytes)
+            except DeadlinePassed as exc:
+                raise DeadlineExceeded(f"{self.url}: {gun}: {name}.json", self.limits.http_deadline_seconds) from exc
             except ConnectionFailed as exc:
                 raise _Retryable(f"connection failed ({exc})") from exc
             except CertificateNotTrusted as exc:
@@ -200,6 +210,17 @@ class NotaryServerSource:
         raise RemoteError(f"{self.url}: {gun}: {name}.json: unexpected status {status}")
 
     def _get_httpx(self, client: httpx.Client, url: str, gun: str, name: str, max_bytes: int) -> bytes:
+        from ..deadline import deadline
+
+        with deadline(self.limits.http_deadline_seconds) as limit:
+            try:
+                return self._stream_httpx(client, url, gun, name, max_bytes)
+            except _Retryable as exc:
+                if limit.expired:  # not retried: a server that drips once does it again
+                    raise limit.error(f"{self.url}: {gun}: {name}.json") from exc
+                raise
+
+    def _stream_httpx(self, client: httpx.Client, url: str, gun: str, name: str, max_bytes: int) -> bytes:
         from ._httpx import httpx
 
         try:

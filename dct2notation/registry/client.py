@@ -30,9 +30,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ..deadline import Deadline, bounded_client, deadline
 from ..errors import (
     AuthError,
     Dct2NotationError,
+    DeadlineExceeded,
     DigestMismatchError,
     InputError,
     NotFoundError,
@@ -427,6 +429,10 @@ class RegistryCore:
         # Connection-level failures (reset, refused, timeout, truncated reply) are worth another try.
         return RetryableError(f"{where}: {type(exc).__name__}")
 
+    def too_slow(self, call: Call, limit: Deadline) -> DeadlineExceeded:
+        """Not retried: a server that stalls or drips once does it again, and each attempt would take as long."""
+        return limit.error(f"{self.host}: {call.request.method} {call.request.url.path}")
+
     def too_big(self, call: Call) -> RemoteError:
         return RemoteError(
             f"{self.host}: {call.request.method} {call.request.url.path}: reply exceeds the {call.max_bytes}-byte limit"
@@ -518,7 +524,7 @@ class RegistryClient:
         opts = self.core.options
         # No explicit auth: credentials from the options / docker config, as every registry command does.
         self._auth = auth if auth is not None else registry_auth(host, self.core.options)
-        self._http = httpx.Client(
+        self._http = bounded_client(
             verify=tls_context(opts, host) if transport is None else True,  # a given transport has its own
             timeout=opts.limits.http_timeout_seconds,
             transport=transport,
@@ -539,19 +545,22 @@ class RegistryClient:
         self.close()
 
     def _send(self, call: Call) -> Reply:
-        try:
-            response = self._http.send(call.request, auth=self._auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+        with deadline(self.core.limits.http_deadline_seconds) as limit:
             try:
-                self.core.classify(call, response)
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > call.max_bytes and call.request.method != "HEAD":
-                        raise self.core.too_big(call)
-            finally:
-                response.close()
-        except httpx.TransportError as exc:
-            raise self.core.transport_error(call, exc) from exc
+                response = self._http.send(call.request, auth=self._auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+                try:
+                    self.core.classify(call, response)
+                    body = bytearray()
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) > call.max_bytes and call.request.method != "HEAD":
+                            raise self.core.too_big(call)
+                finally:
+                    response.close()
+            except httpx.TransportError as exc:
+                if limit.expired:
+                    raise self.core.too_slow(call, limit) from exc
+                raise self.core.transport_error(call, exc) from exc
         return Reply(response.status_code, response.headers, bytes(body), response.url)
 
     def run(self, factory: Callable[[], Op[T]]) -> T:
@@ -664,17 +673,21 @@ class AsyncRegistryClient:
         await self.aclose()
 
     async def _send(self, call: Call) -> Reply:
+        limit = Deadline(self.core.limits.http_deadline_seconds)
         try:
-            response = await self._http.send(call.request, auth=self._auth or httpx.USE_CLIENT_DEFAULT, stream=True)
-            try:
-                self.core.classify(call, response)
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > call.max_bytes and call.request.method != "HEAD":
-                        raise self.core.too_big(call)
-            finally:
-                await response.aclose()
+            async with asyncio.timeout(limit.seconds):
+                response = await self._http.send(call.request, auth=self._auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+                try:
+                    self.core.classify(call, response)
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > call.max_bytes and call.request.method != "HEAD":
+                            raise self.core.too_big(call)
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            raise self.core.too_slow(call, limit) from exc
         except httpx.TransportError as exc:
             raise self.core.transport_error(call, exc) from exc
         return Reply(response.status_code, response.headers, bytes(body), response.url)
