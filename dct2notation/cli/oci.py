@@ -79,7 +79,7 @@ def _form(value: str) -> ManifestForm:
     return value
 
 
-def _load_key(spec: str, config_dir: Path | None) -> SigningKey:
+def _load_key(spec: str | None, config_dir: Path | None) -> SigningKey:
     from ..keys.resolve import load_signing_key
     from ..keys.signingkeys import notation_config_dir
 
@@ -98,6 +98,11 @@ def _timestamper(url: str | None, root_cert: Path | None) -> Any:
     return timestamp.HttpTimestamper(url, root_cert, limits=DEFAULT_LIMITS, clock=SystemClock())
 
 
+def _looks_like_a_path(text: str) -> bool:
+    """A file name rather than an image reference: relative or absolute path syntax, or a file-like suffix."""
+    return text.startswith((".", "/", "~")) or Path(text).suffix.lower() in (".json", ".jsn", ".jsonl", ".txt")
+
+
 def _report_retries(target: Target) -> dict[str, Any] | None:
     stats = target.store.retry_stats()
     return None if stats is None else dict(stats.to_dict())
@@ -106,7 +111,10 @@ def _report_retries(target: Target) -> dict[str, Any] | None:
 def sign(
     target: Annotated[str, typer.Argument(help="REF@sha256:… to sign, or a plan file for batch signing.")],
     key: Annotated[
-        str | None, typer.Option("--key", "-k", help="signingkeys.json name, key.pem:chain.pem or plugin:NAME:KEYID.")
+        str | None,
+        typer.Option(
+            "--key", "-k", help="signingkeys.json name (default: its default), KEY.pem:CHAIN.pem or plugin:NAME:KEYID."
+        ),
     ] = None,
     user_metadata: MetadataOpt = [],  # noqa: B006 - typer reads the default, never mutates it
     signature_manifest: Annotated[
@@ -167,8 +175,14 @@ def sign(
         if isinstance(result, int) and result:
             raise typer.Exit(result)
         return
-    if key is None:
-        raise UsageError("sign: --key is required")
+    if "@" not in target and _looks_like_a_path(target):
+        # `sign ./plan.jsn` (a typo) was "--key is required": say which reading failed.
+        raise UsageError(f"sign: {target}: no such plan file (one artifact is signed as REF@sha256:…)")
+    # Plan-only options would be silently dropped for one signature (`--dry-run` signed and pushed).
+    plan_only = [name for name, value in (("--concurrency", concurrency), ("--shard", shard), ("--journal", journal),
+                 ("--dry-run", dry_run or None), ("--rate-limit", rate_limit)) if value is not None]  # fmt: skip
+    if plan_only:
+        raise UsageError(f"sign {target}: {', '.join(plan_only)} only apply to signing a plan file")
     from ..registry.signing import sign_artifact
 
     lifetime = parse_duration(expiry) if expiry is not None else None
