@@ -326,17 +326,17 @@ def test_connaisseur_values_step_the_window(keys: Path, tmp_path: Path) -> None:
 
 
 def test_timestamp_root_must_be_a_readable_self_signed_root(keys: Path, tmp_path: Path) -> None:
-    from dct2notation.errors import ConfigError
+    from dct2notation.errors import InputError
     from dct2notation.migrate.policy import load_tsa_roots
 
     leaf = tmp_path / "leaf.pem"
     leaf.write_bytes(make_chain().chain[0].public_bytes(serialization.Encoding.PEM))
-    with pytest.raises(ConfigError, match=r"leaf.pem: .* is not a self-signed root; a tsa trust store holds TSA roots"):
+    with pytest.raises(InputError, match=r"leaf.pem: .* is not a self-signed root certificate"):
         load_tsa_roots([leaf])
-    with pytest.raises(ConfigError, match=r"absent.pem: cannot read \(No such file or directory\)"):
+    with pytest.raises(InputError, match=r"absent.pem: cannot read TSA root certificate \(No such file or directory\)"):
         load_tsa_roots([tmp_path / "absent.pem"])
     (tmp_path / "empty.pem").write_text("no certificate here\n")
-    with pytest.raises(ConfigError, match="empty.pem: "):
+    with pytest.raises(InputError, match="empty.pem: not a PEM or DER certificate"):
         load_tsa_roots([tmp_path / "empty.pem"])
     roots = load_tsa_roots([keys / "tsa-root.crt", keys / "tsa-root.crt"])
     assert len(roots) == 1 and next(iter(roots)).startswith("tsa-")

@@ -124,6 +124,7 @@ def sign_plan(
     dry_run: bool = False,
     rate_limit: float | None = None,
     timestamper: Any = None,
+    timestamp_roots: str = "",
     progress: bool = True,
     signature_format: Any = "cose",
 ) -> int:
@@ -159,6 +160,8 @@ def sign_plan(
     try:
         book.claim()  # before anything is read from it: a second writer would sign every job again
         book.bind_plan(loaded.migration_id)
+        if timestamp_roots:
+            book.record_tsa_roots(timestamp_roots)
         signer = BatchSigner(
             jobs,
             stores=store_factory(registry_options or RegistryOptions(), oci_layout),

@@ -86,6 +86,12 @@ def _load_key(spec: str | None, config_dir: Path | None) -> SigningKey:
     return load_signing_key(spec, notation_config_dir(config_dir), DEFAULT_LIMITS)
 
 
+def _pem(certs: list[Any]) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
+
+
 def _timestamper(url: str | None, root_cert: Path | None) -> Any:
     if url is None and root_cert is None:
         return None
@@ -157,6 +163,7 @@ def sign(
         sign_plan = getattr(migrate_cli, "sign_plan", None)
         if sign_plan is None:
             raise UsageError("batch signing from a plan is not available")
+        stamper = _timestamper(timestamp_url, timestamp_root_cert)
         result = sign_plan(
             plan=Path(target),
             key=key,
@@ -169,8 +176,10 @@ def sign(
             journal=journal,
             dry_run=dry_run,
             rate_limit=rate_limit,
-            timestamper=_timestamper(timestamp_url, timestamp_root_cert),
+            timestamper=stamper,
             signature_format=envelope_format,
+            # `policy --journal` reads them back to write the tsa trust store the signatures need.
+            timestamp_roots=_pem(stamper.roots) if stamper else "",
         )
         if isinstance(result, int) and result:
             raise typer.Exit(result)

@@ -42,6 +42,9 @@ def policy_command(
     timestamp_root_cert: Annotated[
         list[Path] | None, typer.Option("--timestamp-root-cert", help="TSA root the signatures were stamped under.")
     ] = None,
+    journal: Annotated[
+        list[Path] | None, typer.Option("--journal", help="Signing journal: trust the TSA roots it signed under.")
+    ] = None,
     verify_timestamp: Annotated[
         str, typer.Option("--verify-timestamp", help="afterCertExpiry | always (with --timestamp-root-cert).")
     ] = "afterCertExpiry",
@@ -68,6 +71,7 @@ def policy_command(
         build_emission,
         check_policy_dir,
         dct_repositories,
+        journal_tsa_roots,
         load_tsa_roots,
         write_emission,
     )
@@ -101,7 +105,7 @@ def policy_command(
     emission = build_emission(
         loaded, load_signers(signers), level=cast(Level, level), registry_map=rmap, config_dir=config_dir
     )
-    emission.tsa_roots = load_tsa_roots(timestamp_root_cert or [])
+    emission.tsa_roots = {**load_tsa_roots(timestamp_root_cert or []), **journal_tsa_roots(journal or [])}
     emission.verify_timestamp = cast(VerifyTimestamp, verify_timestamp)
     options = AdmissionOptions(
         kyverno=cast(KyvernoForm, kyverno),

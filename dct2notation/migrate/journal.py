@@ -117,6 +117,16 @@ class Journal:
         elif row[0] != migration_id:
             raise InputError(f"{self.path}: journal belongs to migration {row[0]!r}, not {migration_id!r}")
 
+    def record_tsa_roots(self, pem: str) -> None:
+        """Remember the TSA roots this journal's signatures were stamped under, so ``policy --journal`` trusts them.
+
+        A resumed run may use another TSA: the roots of every run are kept (each PEM block once).
+        """
+        row = self._db.execute("SELECT value FROM meta WHERE name='tsa_roots'").fetchone()
+        blocks = _pem_blocks(row[0] if row else "")
+        blocks += [b for b in _pem_blocks(pem) if b not in blocks]
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('tsa_roots', ?)", ("".join(blocks),))
+
     def add(self, keys: Iterable[str]) -> None:
         with self._db:
             self._db.execute("BEGIN")
@@ -146,6 +156,28 @@ class Journal:
         for state, n in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
             out[state] = n
         return out
+
+
+_PEM_END = "-----END CERTIFICATE-----\n"
+
+
+def _pem_blocks(text: str) -> list[str]:
+    return [block.strip() + "\n" + _PEM_END for block in text.split(_PEM_END) if block.strip()]
+
+
+def read_tsa_roots(path: Path) -> str:
+    """The TSA roots a journal recorded (PEM, may be empty), read without creating or changing the file."""
+    if not path.is_file():
+        raise InputError(f"--journal {path}: no such journal")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE name='tsa_roots'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"--journal {path}: not a usable journal ({exc})") from exc
+    return str(row[0]) if row else ""
 
 
 def _holder(raw: bytes) -> str:

@@ -107,21 +107,36 @@ class AdmissionOptions:
     notary_host: str | None = None
 
 
+def tsa_stores(certs: Sequence[x509.Certificate]) -> dict[str, x509.Certificate]:
+    """One tsa trust store per TSA root, named like the ca stores (CN + fingerprint prefix), duplicates merged."""
+    return {"tsa-" + store_name(cert): cert for cert in certs}
+
+
 def load_tsa_roots(paths: Sequence[Path]) -> dict[str, x509.Certificate]:
-    """``--timestamp-root-cert`` files: each certificate must be a self-signed root (Notation's tsa store rule)."""
-    roots: dict[str, x509.Certificate] = {}
+    """``--timestamp-root-cert`` files (PEM or DER, each a self-signed root: Notation's tsa store rule)."""
+    from ..notation.timestamp import load_tsa_roots as load_roots
+
+    return tsa_stores([cert for path in paths for cert in load_roots(path)])
+
+
+def journal_tsa_roots(paths: Sequence[Path]) -> dict[str, x509.Certificate]:
+    """The TSA roots ``sign PLAN --journal J --timestamp-url ...`` recorded in each journal (``policy --journal``)."""
+    from .journal import read_tsa_roots
+
+    certs: list[x509.Certificate] = []
     for path in paths:
-        certs = _pem_certs(path)
-        if not certs:
-            raise ConfigError(f"--timestamp-root-cert {path}: holds no certificate")
-        for cert in certs:
+        text = read_tsa_roots(path)
+        if not text:
+            raise ConfigError(f"--journal {path}: its signatures were not timestamped (no TSA root recorded)")
+        try:
+            found = x509.load_pem_x509_certificates(text.encode())
+        except ValueError as exc:
+            raise ConfigError(f"--journal {path}: recorded TSA roots are not PEM certificates ({exc})") from None
+        for cert in found:
             if not is_self_signed(cert):
-                raise ConfigError(
-                    f"--timestamp-root-cert {path}: {cert.subject.rfc4514_string()} is not a self-signed root; "
-                    "a tsa trust store holds TSA roots only"
-                )
-            roots["tsa-" + store_name(cert)] = cert
-    return roots
+                raise ConfigError(f"--journal {path}: recorded TSA root {cert.subject.rfc4514_string()} is not a root")
+        certs += found
+    return tsa_stores(certs)
 
 
 def _pem_certs(path: Path) -> list[x509.Certificate]:
