@@ -391,7 +391,7 @@ def dct_repositories(
     found = []
     for repo in repos:
         gun = str(repo["gun"])
-        verified = verify_repository(gun, source, clock, limits)
+        verified = verify_repository(gun, source, clock, limits, keep_files=True)
         root = json.loads(verified.files["root"])["signed"]
         key_id = sorted(root["roles"]["root"]["keyids"])[0]
         cert = x509.load_pem_x509_certificate(base64.b64decode(root["keys"][key_id]["keyval"]["public"]))
