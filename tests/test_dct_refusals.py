@@ -451,3 +451,29 @@ def test_expired_non_release_delegation_is_a_warning(
     assert {t["tag"] for t in repo["trusted_tags"]} == {"latest", "v1", "v2", "v10"}
     # Her delegation (keys, paths) is still what targets signed, so she stays a listed signer.
     assert "alice" in {s["name"] for s in repo["signers"]}
+
+
+def test_archive_keeps_a_skipped_delegation_as_served_and_warns(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, resigner: Resigner
+) -> None:
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).replace(microsecond=0)
+    resigner.docs["targets/alice"]["signed"]["expires"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    resigner.resign("targets/alice")
+    resigner.rechain()
+    trust = tmp_path / "trust"
+    for name, raw in resigner.raw.items():
+        path = trust / "tuf" / GUN / "metadata" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(raw)
+    at = (expires + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    output = tmp_path / "out"
+    code = main(["archive", GUN, "--trust-dir", str(trust), "-o", str(output), "--at", at])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err.splitlines()[0] == (
+        f"dct2notation: warning: {GUN}: targets/alice: expired at {expires:%Y-%m-%dT%H:%M:%SZ} (evaluated at {at}); "
+        "skipped as notary does, its tags are not counted"
+    )
+    assert err.splitlines()[1].startswith("archived 1 GUN(s) to ")
+    # Archived as served, so a later inventory of the archive sees (and skips) the same role.
+    assert (output / GUN / "targets" / "alice.json").read_bytes() == resigner.raw["targets/alice"]
