@@ -228,6 +228,7 @@ def plan_command(
         oci_layout=oci_layout,
         check=not no_preflight,
     )
+    _warn_version_traps(signers, {job.identity for job in made.jobs})
     if dry_run:
         render_plan_table(made)
         print_json(made.to_dict())
@@ -247,6 +248,15 @@ def plan_command(
             raise InputError(f"--emit-k8s-job {emit_k8s_job}: cannot write ({exc.strerror})") from exc
     summary = made.preflight or {"jobs": len(made.jobs)}
     stderr_console.print(f"plan {output}: {len(made.jobs)} job(s); pre-flight {summary}", highlight=False)
+
+
+def _warn_version_traps(signers: Path, identities: set[str]) -> None:
+    from ..migrate.compat import plan_warnings
+    from ..migrate.signers import load_signers
+
+    used = [entry for entry in load_signers(signers).entries if entry.spec in identities]
+    for line in plan_warnings(used):
+        stderr_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -109,6 +109,14 @@ def _looks_like_a_path(text: str) -> bool:
     return text.startswith((".", "/", "~")) or Path(text).suffix.lower() in (".json", ".jsn", ".jsonl", ".txt")
 
 
+def _warn_form(form: str, kind: str) -> None:
+    from ..migrate.compat import layout_form_warning
+
+    warning = layout_form_warning(form, kind)
+    if warning is not None:
+        stderr_console.print(warning, highlight=False, markup=False, soft_wrap=True)
+
+
 def _report_retries(target: Target) -> dict[str, Any] | None:
     stats = target.store.retry_stats()
     return None if stats is None else dict(stats.to_dict())
@@ -181,6 +189,7 @@ def sign(
             # `policy --journal` reads them back to write the tsa trust store the signatures need.
             timestamp_roots=_pem(stamper.roots) if stamper else "",
         )
+        _warn_form(form, "oci-layout" if oci_layout is not None else "registry")
         if isinstance(result, int) and result:
             raise typer.Exit(result)
         return
@@ -214,6 +223,7 @@ def sign(
         doc = result.to_dict()
         doc["retries"] = _report_retries(handle)
         print_json(doc)
+        _warn_form(form, handle.kind)
     finally:
         handle.close()
 
