@@ -43,7 +43,7 @@ from ..errors import (
 )
 from ..jsontext import loads as json_loads
 from ..notation.manifest import parse_index, referrers_index, referrers_tag
-from ..oci import MANIFEST_ACCEPT, OCI_INDEX, Descriptor, sha256_digest
+from ..oci import MANIFEST_ACCEPT, OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
 from ..tlstrust import tls_context as host_tls_context
 from .options import RegistryOptions
 
@@ -70,6 +70,52 @@ class Reply:
 
 
 Op = Generator[Call, Reply, T]
+
+
+class ForeignIndexError(RemoteError):
+    """The ``sha256-<hex>`` tag names something that is not a referrers index we may rewrite (the subject itself, an
+    image index, anything not made of referrer descriptors): it is reported and left alone, never overwritten."""
+
+
+@dataclass(frozen=True)
+class TagIndex:
+    """What the ``sha256-<hex>`` tag holds: its referrer entries, the index digest (None: no tag), and why it may not
+    be rewritten (None: absent, or a pure referrers index)."""
+
+    entries: list[Descriptor]
+    digest: str | None
+    foreign: str | None = None
+
+
+def _stderr_warn(message: str) -> None:
+    import sys
+
+    sys.stderr.write(message + "\n")
+
+
+def referrers_index_problem(raw: bytes, subject_digest: str, limits: Any) -> str | None:
+    """Why ``raw`` (what the subject's ``sha256-<hex>`` tag resolves to) is not a referrers index, or None.
+
+    A referrers index is an OCI image index that is not the subject and whose every entry is a referrer descriptor:
+    a manifest with an ``artifactType`` and no ``platform``. Anything else is someone's content (GitLab resolves the
+    tag to the subject itself; on distribution anyone may push that tag)."""
+    if sha256_digest(raw) == subject_digest:
+        return "the tag resolves to the subject itself"
+    try:
+        doc = json_loads(raw)
+    except ValueError:
+        return "not JSON"
+    if not isinstance(doc, dict) or doc.get("mediaType") != OCI_INDEX:
+        kind = doc.get("mediaType") if isinstance(doc, dict) else None
+        return f"not an OCI image index (mediaType {kind!r})"
+    try:
+        entries = parse_index(raw, where="referrers index", limits=limits)
+    except InputError as exc:
+        return str(exc)
+    for i, entry in enumerate(entries):
+        if not entry.artifact_type or entry.media_type not in (OCI_MANIFEST, OCI_INDEX) or "platform" in entry.extra:
+            return f"manifests[{i}] ({entry.digest}) is not a referrer descriptor (no artifactType, or a platform)"
+    return None
 
 
 class RetryableError(RemoteError):
@@ -145,6 +191,9 @@ class RegistryCore:
         self.limits = options.limits
         self.base = httpx.URL(f"{options.scheme(host)}://{host}")
         self.stats = RetryStats()
+        # Digests of the referrers indexes this process wrote: the only ones it ever deletes once outdated.
+        self.written_indexes: set[str] = set()
+        self.warn: Callable[[str], None] = _stderr_warn
         # Blobs known to be in a repository: concurrent re-uploads of one blob (the shared empty config) make
         # distribution rewrite its link file under a manifest PUT that is checking it.
         self.present: set[tuple[str, str]] = set()
@@ -355,24 +404,52 @@ class RegistryCore:
             url = link
         raise RemoteError(f"{self.host}: referrers of {repo}@{digest}: more than {MAX_PAGES} pages")
 
-    def op_tag_index(self, repo: str, subject_digest: str) -> Op[tuple[list[Descriptor], str | None]]:
-        """Referrers from the ``sha256-<hex>`` tag: (entries, digest of the index or None)."""
+    def op_tag_index(self, repo: str, subject_digest: str) -> Op[TagIndex]:
+        """Referrers from the ``sha256-<hex>`` tag. A tag holding anything but a referrers index lists no referrers
+        (distribution-spec) and is marked ``foreign`` so no write replaces it."""
         raw = yield from self.op_find_manifest(repo, referrers_tag(subject_digest), self.limits.referrers_index_bytes)
         if raw is None:
-            return [], None
-        try:
-            entries = parse_index(raw, where="referrers index", limits=self.limits)
-        except InputError:
-            # distribution-spec: if the tag is not a valid index, assume there are no referrers.
-            return [], None
-        return entries, sha256_digest(raw)
+            return TagIndex([], None)
+        problem = referrers_index_problem(raw, subject_digest, self.limits)
+        if problem is not None:
+            return TagIndex([], sha256_digest(raw), problem)
+        return TagIndex(parse_index(raw, where="referrers index", limits=self.limits), sha256_digest(raw))
+
+    def refuse_foreign(self, repo: str, subject_digest: str, index: TagIndex) -> ForeignIndexError:
+        return ForeignIndexError(
+            f"{self.host}: {repo}:{referrers_tag(subject_digest)} is not a referrers index ({index.foreign}); "
+            f"left alone and nothing signed: move that tag away from {index.digest}, then sign again"
+        )
+
+    def op_write_tag_index(
+        self, repo: str, subject_digest: str, entries: list[Descriptor], old: TagIndex
+    ) -> Op[None]:
+        """Point the tag at an index of ``entries``; remove the index it replaced only when this process wrote it
+        (certainly ours, and it was pure, or ``old`` would be foreign). A registry that refuses deletes gets
+        Notation's warning and the batch goes on."""
+        if old.foreign is not None:
+            raise self.refuse_foreign(repo, subject_digest, old)
+        tag = referrers_tag(subject_digest)
+        raw = referrers_index(entries)
+        new_digest = sha256_digest(raw)
+        self.written_indexes.add(new_digest)
+        yield from self.op_put_manifest(repo, tag, raw, OCI_INDEX)
+        if old.digest is None or old.digest == new_digest or old.digest not in self.written_indexes:
+            return
+        reply = yield self.call("DELETE", f"/v2/{repo}/manifests/{old.digest}", max_bytes=65536)
+        if reply.status in (200, 202, 404):
+            return
+        self.warn(
+            f"Warning: Removal of outdated referrers index {repo}@{old.digest} failed ({reply.status}). "
+            "Garbage collection may be required."
+        )
 
     def op_add_to_tag_index(
         self,
         repo: str,
         subject_digest: str,
         entry: Descriptor,
-        known: tuple[list[Descriptor], str | None] | None = None,
+        known: TagIndex | None = None,
     ) -> Op[bool]:
         """Read-modify-write the tag index once; True when our entry is in the index after the write.
 
@@ -380,28 +457,20 @@ class RegistryCore:
         our read and write (the lost update other tools suffer from), which the re-read catches. ``known`` is an
         ``op_tag_index`` result the caller read under that same lock, used instead of reading again.
         """
-        tag = referrers_tag(subject_digest)
-        entries, old_digest = known if known is not None else (yield from self.op_tag_index(repo, subject_digest))
-        if all(e.digest != entry.digest for e in entries):
-            raw = referrers_index([*entries, entry])
-            yield from self.op_put_manifest(repo, tag, raw, OCI_INDEX)
-            new_digest = sha256_digest(raw)
-            if old_digest is not None and old_digest != new_digest:
-                # Orphaned indexes pile up otherwise (oras' referrers GC); deletes may be disabled: tolerated.
-                yield from self.op_delete_manifest(repo, old_digest)
-        after, _ = yield from self.op_tag_index(repo, subject_digest)
-        return any(e.digest == entry.digest for e in after)
+        index = known if known is not None else (yield from self.op_tag_index(repo, subject_digest))
+        if index.foreign is not None:
+            raise self.refuse_foreign(repo, subject_digest, index)
+        if all(e.digest != entry.digest for e in index.entries):
+            yield from self.op_write_tag_index(repo, subject_digest, [*index.entries, entry], index)
+        after = yield from self.op_tag_index(repo, subject_digest)
+        return any(e.digest == entry.digest for e in after.entries)
 
     def op_remove_from_tag_index(self, repo: str, subject_digest: str, manifest_digest: str) -> Op[None]:
-        tag = referrers_tag(subject_digest)
-        entries, old_digest = yield from self.op_tag_index(repo, subject_digest)
-        kept = [e for e in entries if e.digest != manifest_digest]
-        if len(kept) == len(entries):
+        index = yield from self.op_tag_index(repo, subject_digest)
+        kept = [e for e in index.entries if e.digest != manifest_digest]
+        if len(kept) == len(index.entries):
             return
-        raw = referrers_index(kept)
-        yield from self.op_put_manifest(repo, tag, raw, OCI_INDEX)
-        if old_digest is not None and old_digest != sha256_digest(raw):
-            yield from self.op_delete_manifest(repo, old_digest)
+        yield from self.op_write_tag_index(repo, subject_digest, kept, index)
 
     # --- shared by both drivers ----------------------------------------------------------------------
     def classify(self, call: Call, response: httpx.Response) -> None:
@@ -618,7 +687,7 @@ class RegistryClient:
         return self.run(lambda: self.core.op_referrers(repo, digest, artifact_type))
 
     def tag_index(self, repo: str, subject_digest: str) -> list[Descriptor]:
-        return self.run(lambda: self.core.op_tag_index(repo, subject_digest))[0]
+        return self.run(lambda: self.core.op_tag_index(repo, subject_digest)).entries
 
     def add_referrer_by_tag(self, repo: str, subject_digest: str, entry: Descriptor) -> None:
         with subject_lock(self.core.host, repo, subject_digest):
@@ -748,7 +817,7 @@ class AsyncRegistryClient:
         return await self.run(lambda: self.core.op_referrers(repo, digest, artifact_type))
 
     async def tag_index(self, repo: str, subject_digest: str) -> list[Descriptor]:
-        return (await self.run(lambda: self.core.op_tag_index(repo, subject_digest)))[0]
+        return (await self.run(lambda: self.core.op_tag_index(repo, subject_digest))).entries
 
     def _lock(self, repo: str, subject_digest: str) -> asyncio.Lock:
         # Module-wide per event loop, so two clients for one registry in one process still take turns.

@@ -32,7 +32,7 @@ from ..notation.manifest import (
     signature_manifest,
 )
 from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Descriptor, go_json, sha256_digest
-from .client import RetryStats
+from .client import ForeignIndexError, RetryStats, TagIndex, referrers_index_problem
 from .reference import Reference, validate_digest
 from .store import Find, Make, unique_signatures
 
@@ -225,15 +225,19 @@ class OCILayout:
         self._write_index(doc)
         return previous
 
-    def referrers_from_tag(self, subject_digest: str) -> list[Descriptor]:
+    def tag_index(self, subject_digest: str) -> TagIndex:
+        """What the subject's ``sha256-<hex>`` ref.name holds (see ``client.TagIndex``)."""
         desc = self.tagged(referrers_tag(subject_digest))
         if desc is None:
-            return []
+            return TagIndex([], None)
         raw = self.get_blob(desc.digest, self.limits.referrers_index_bytes)
-        try:
-            return parse_index(raw, where=f"{self.root}: referrers index {desc.digest}", limits=self.limits)
-        except InputError:
-            return []  # distribution-spec: a tag that is not an index means no referrers
+        problem = referrers_index_problem(raw, subject_digest, self.limits)
+        if problem is not None:
+            return TagIndex([], desc.digest, problem)  # distribution-spec: not an index means no referrers
+        return TagIndex(parse_index(raw, where=f"{self.root}: referrers index", limits=self.limits), desc.digest)
+
+    def referrers_from_tag(self, subject_digest: str) -> list[Descriptor]:
+        return self.tag_index(subject_digest).entries
 
     def referrers_from_graph(self, subject_digest: str) -> list[Descriptor]:
         """Signature manifests listed in index.json whose subject is the digest (how Notation 1.x finds them)."""
@@ -258,6 +262,7 @@ class OCILayoutStore:
         self.layout = OCILayout(root, limits)
         self.limits = limits
         self._alock: tuple[int, asyncio.Lock] | None = None
+        self._written_indexes: set[str] = set()  # the only outdated indexes this store ever removes
         if create:
             self.layout.init()
         else:
@@ -336,16 +341,22 @@ class OCILayoutStore:
         manifest = parse_signature_manifest(raw)
         entry = manifest.descriptor()
         tag = referrers_tag(subject.digest)
+        index = layout.tag_index(subject.digest)
+        if index.foreign is not None:
+            # Before anything is written: the tag's content is someone else's (it may be the subject itself).
+            raise ForeignIndexError(
+                f"{layout.root}: {tag} is not a referrers index ({index.foreign}); left alone and nothing signed"
+            )
         layout.put_blob(raw)
         layout.add_manifest(Descriptor(OCI_MANIFEST, manifest.digest, len(raw)))
-        entries = layout.referrers_from_tag(subject.digest)
-        if all(e.digest != entry.digest for e in entries):
-            index_raw = referrers_index([*entries, entry])
-            layout.put_blob(index_raw)
-            previous = layout.tag(Descriptor(OCI_INDEX, sha256_digest(index_raw), len(index_raw)), tag)
+        if all(e.digest != entry.digest for e in index.entries):
+            index_raw = referrers_index([*index.entries, entry])
+            index_digest = layout.put_blob(index_raw)
+            self._written_indexes.add(index_digest)
+            previous = layout.tag(Descriptor(OCI_INDEX, index_digest, len(index_raw)), tag)
             still_listed = {m.digest for m in layout.manifests()}
-            if previous and previous not in still_listed:
-                # The old index is unreachable now; leaving it would be the orphan users complain about.
+            if previous and previous in self._written_indexes and previous not in still_listed:
+                # Ours, pure and unreachable now; leaving it would be the orphan users complain about.
                 layout.remove_blob(previous)
         return entry
 

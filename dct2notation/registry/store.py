@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as dt
 import ssl
@@ -28,9 +29,11 @@ from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, NOTATION_SIGNATURE, OCI_MANIFEST,
 from .client import (
     MAX_INDEX_WRITE_ATTEMPTS,
     AsyncRegistryClient,
+    ForeignIndexError,
     Op,
     RegistryClient,
     RetryStats,
+    TagIndex,
     registry_auth,
     tls_context,
 )
@@ -236,6 +239,8 @@ class RegistryStore:
             client = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=transport)
             client.core.stats = self.client.core.stats
             client.core.present = self.client.core.present
+            client.core.written_indexes = self.client.core.written_indexes
+            client.core.warn = self.client.core.warn
             self._lanes[lane] = client
         return client
 
@@ -287,7 +292,14 @@ class RegistryStore:
         manifest = parse_signature_manifest(raw)
         headers = self.client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
         if self._needs_tag_index(headers):
-            self.client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
+            try:
+                self.client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
+            except ForeignIndexError:
+                # The tag is someone else's and stays as it is; the signature manifest we just pushed is ours and
+                # would be listed by nothing: take it back (best effort) so the refusal leaves no trace.
+                with contextlib.suppress(Dct2NotationError):
+                    self.client.delete_manifest(repo, manifest.digest)
+                raise
         return manifest.descriptor()
 
     def _needs_tag_index(self, headers: httpx.Headers) -> bool:
@@ -340,7 +352,12 @@ class RegistryStore:
         manifest = parse_signature_manifest(raw)
         headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
         if self._needs_tag_index(headers):
-            await client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
+            try:
+                await client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
+            except ForeignIndexError:
+                with contextlib.suppress(Dct2NotationError):  # as in push_signature
+                    await client.delete_manifest(repo, manifest.digest)
+                raise
         return manifest.descriptor()
 
     async def apush_signature_once(
@@ -379,7 +396,10 @@ class RegistryStore:
             self._referrers_absent = True
         async with client.subject_lock(repo, subject.digest):
             known = await client.run(lambda: client.core.op_tag_index(repo, subject.digest))
-            found = await find(unique_signatures(known[0]))
+            if known.foreign is not None:
+                # Checked before signing: nothing is pushed for a subject whose tag someone else owns.
+                raise client.core.refuse_foreign(repo, subject.digest, known)
+            found = await find(unique_signatures(known.entries))
             if found is not None:
                 return found, True
             signed = await make()
@@ -402,9 +422,9 @@ class RegistryStore:
         repo: str,
         subject_digest: str,
         entry: Descriptor,
-        known: tuple[list[Descriptor], str | None],
+        known: TagIndex,
     ) -> None:
-        seed: list[tuple[list[Descriptor], str | None]] = [known]
+        seed: list[TagIndex] = [known]
 
         def attempt() -> Op[bool]:
             # Only the first try builds on the earlier read; a retry (a reset mid-write) or a lost entry reads anew.
