@@ -1,7 +1,9 @@
 """Every ```bash block of runbooks/01-08 runs in order against real notary-server and docker-registry (#8, show 4).
 
 The demo estate is published on the live servers under a unique GUN prefix; the runbooks get ``NOTARY_URL``,
-``REGISTRY``, ``GUNS``, ``REGISTRY_MAP`` and ``WORK`` as an operator would set them. Blocks that only make sense in a
+``REGISTRY``, ``GUNS``, ``REGISTRY_MAP``, ``WORK``, ``TSA_URL`` and ``TSA_ROOT`` as an operator would set them.
+The cluster commands of runbooks 04-07 (``kubectl``/``helm``) are not run, but every object, field and file they
+name must be one ``policy`` emitted. Blocks that only make sense in a
 cluster are ```text (or carry ``# runbook-test: skip``) and are not run.
 """
 
@@ -22,6 +24,7 @@ from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
 from fixtures.generate_demo import build_images, prefixed, publish_estate
 from tests.support.servers import NotaryServer, Registry
+from tests.support.tsa import TestTSA
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = sorted((ROOT / "runbooks").glob("0[1-8]-*.md"))
@@ -71,7 +74,9 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(notary_server: NotaryServer, registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Env:
+def env(
+    notary_server: NotaryServer, registry: Registry, tsa_server: TestTSA, tmp_path_factory: pytest.TempPathFactory
+) -> Env:
     work = tmp_path_factory.mktemp("runbooks")
     unique = uuid.uuid4().hex[:8]
     prefix = f"runbook.example/{unique}"
@@ -95,6 +100,9 @@ def env(notary_server: NotaryServer, registry: Registry, tmp_path_factory: pytes
         "GUNS": " ".join(guns),
         "REGISTRY_MAP": f"{prefix}={registry.host}/{unique}",
         "WORK": str(work / "work"),
+        # The loopback RFC 3161 TSA (real openssl ts): runbook 03 timestamps, runbook 04 trusts its root.
+        "TSA_URL": tsa_server.url,
+        "TSA_ROOT": str(tsa_server.pki.root_pem),
     }
     (work / "work").mkdir()
     return Env(variables, work / "work", {})
@@ -138,8 +146,58 @@ def check_outcome(name: str, work: Path, out: str) -> None:
     elif name == "03-batch-re-sign":
         assert json.loads((work / "plan.json").read_text())["jobs"]
         assert json.loads((work / "sign.json").read_text())["failures"] == []
+    elif name == "04-policy-and-admission":
+        policy = json.loads((work / "policy" / "trustpolicy.json").read_text())
+        tsa = {s for st in policy["trustPolicies"] for s in st["trustStores"] if s.startswith("tsa:")}
+        assert len(tsa) == 1  # the root runbook 03 timestamped under, read back from the journal
+        assert all(st["signatureVerification"]["level"] == "strict" for st in policy["trustPolicies"])
+    elif name == "07-rollback":
+        check_cluster_commands(work)
     elif name == "08-decommission-sign-off":
         assert "ready" in out.splitlines()
         record = json.loads((work / "signoff-bundle" / "SIGNOFF.json").read_text())
         assert record["verdict"] == "ready"
         assert len(record["coverage"]) == 6
+
+
+FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
+KUBECTL_OBJECT = re.compile(r"kubectl (patch|delete) (\S+) (\S+)(?: .*?-p '(.*?)')?")
+FILE_ARG = re.compile(r"(?:kubectl apply|helm upgrade .*?) -f \"\$WORK/([^\"]+)\"")
+
+
+def emitted_objects(work: Path) -> list[dict[str, object]]:
+    import yaml
+
+    found = []
+    for directory in ("policy", "policy-audit"):
+        for path in sorted((work / directory).rglob("*.yaml")):
+            found += [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict) and "kind" in d]
+    return found
+
+
+def has_path(doc: object, patch: object) -> bool:
+    if not isinstance(patch, dict):
+        return True
+    return isinstance(doc, dict) and all(k in doc and has_path(doc[k], v) for k, v in patch.items())
+
+
+def check_cluster_commands(work: Path) -> None:
+    """Runbooks 04-07 patch, delete and apply only what `policy` emitted (#17 item 7: they patched a name it never
+    wrote, ``clusterpolicy dct2notation-verify``)."""
+    objects = emitted_objects(work)
+    checked = 0
+    for name in NAMES[3:7]:
+        for block in FENCE.findall((ROOT / "runbooks" / f"{name}.md").read_text()):
+            for line in block.splitlines():
+                if "# the chart's sample" in line:
+                    continue
+                for verb, kind, obj, patch in KUBECTL_OBJECT.findall(line):
+                    matches = [o for o in objects if str(o["kind"]).lower() == kind and o["metadata"]["name"] == obj]  # type: ignore[index]
+                    assert matches, f"{name}: kubectl {verb} {kind} {obj}: no such emitted object"
+                    if patch:
+                        assert any(has_path(m, json.loads(patch)) for m in matches), f"{name}: {line}: no such field"
+                    checked += 1
+                for relative in FILE_ARG.findall(line):
+                    assert (work / relative).exists(), f"{name}: {line}: $WORK/{relative} was not emitted"
+                    checked += 1
+    assert checked >= 8
