@@ -140,7 +140,7 @@ def check_command(
         rows_by_key,
     )
     from ..migrate.coexist import REQUIRE_MODES, registry_view, run_check
-    from ..migrate.plan import map_repository, parse_registry_map
+    from ..migrate.plan import map_repository, parse_registry_map, require_used_prefixes
     from ..notation.policy import TrustPolicyDocument
     from ..notation.truststore import TrustStore
     from ..report import stderr_console
@@ -167,6 +167,7 @@ def check_command(
             time.sleep(watch or 0)
         clock: Clock = fixed or SystemClock()
         repositories = _dct(list(guns or []), server, archive, inventory, options, clock)
+        require_used_prefixes((repo.gun for repo in repositories), mapping)
         view, close = registry_view(options, oci_layout)
         try:
             with _progress(stderr_console, enabled=table) as advance:

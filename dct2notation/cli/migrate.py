@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,7 +92,7 @@ def make_plan(
     plan = build_plan(
         load_inventory(inventory),
         key_for,
-        migration_id=migration_id or str(uuid.uuid4()),
+        migration_id=migration_id,
         registry_map=parse_registry_map(registry_map or []),
     )
     if check:
@@ -203,7 +202,9 @@ def plan_command(
     registry_map: Annotated[
         list[str], typer.Option("--registry-map", help="GUN_PREFIX=REGISTRY_PREFIX (repeatable).")
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
-    migration_id: Annotated[str | None, typer.Option("--migration-id", help="Default: a new UUID.")] = None,
+    migration_id: Annotated[
+        str | None, typer.Option("--migration-id", help="Default: derived from the jobs (same inputs, same id).")
+    ] = None,
     no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip HEADing manifests and tags.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the reviewer table; write nothing.")] = False,
     emit_k8s_job: Annotated[

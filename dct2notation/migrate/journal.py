@@ -109,6 +109,12 @@ class Journal:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    @property
+    def migration_id(self) -> str | None:
+        """The migration this journal is bound to (None: no batch has run on it yet)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name='migration_id'").fetchone()
+        return None if row is None else str(row[0])
+
     def bind_plan(self, migration_id: str) -> None:
         """A journal belongs to one migration: reusing it for another plan would mark foreign jobs done."""
         row = self._db.execute("SELECT value FROM meta WHERE name='migration_id'").fetchone()

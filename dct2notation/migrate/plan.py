@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,18 +148,53 @@ def map_repository(gun: str, registry_map: Iterable[tuple[str, str]]) -> str:
     return gun
 
 
+def unused_prefixes(guns: Iterable[str], registry_map: Iterable[tuple[str, str]]) -> list[str]:
+    """``--registry-map`` entries that map none of ``guns``: a typo'd prefix silently sent its GUNs to their own
+    registry host (docker.io for Docker Hub GUNs)."""
+    names = list(guns)
+    return [
+        f"{gun_prefix}={registry_prefix}"
+        for gun_prefix, registry_prefix in registry_map
+        if not any(g == gun_prefix or g.startswith(gun_prefix + "/") for g in names)
+    ]
+
+
+def require_used_prefixes(guns: Iterable[str], registry_map: Iterable[tuple[str, str]]) -> None:
+    names = sorted(set(guns))
+    unused = unused_prefixes(names, registry_map)
+    if unused:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise UsageError(f"--registry-map {', '.join(unused)}: matches no GUN ({shown or 'no GUN'})")
+
+
+def derived_migration_id(jobs: Iterable[Job]) -> str:
+    """A UUID from what the plan signs (each job's repository, digest, size, key, GUN, role and tags): the same
+    inventory and signers give the same id, so re-running `plan` (say with --emit-k8s-job) keeps the journal and the
+    signatures already made valid; a plan that signs anything else is another migration."""
+    canonical = json.dumps(
+        [[j.repository, j.digest, j.size, j.identity, j.gun, j.role, list(j.tags)] for j in jobs],
+        separators=(",", ":"),
+    )
+    return str(uuid.uuid5(_MIGRATION_NAMESPACE, canonical))
+
+
+_MIGRATION_NAMESPACE = uuid.UUID("6f0c7d1e-3f1b-5b8e-9a44-2d6a7c1e0b15")
+
+
 def build_plan(
     inventory: Inventory,
     key_for: KeyFor,
     *,
-    migration_id: str,
+    migration_id: str | None = None,
     registry_map: Iterable[tuple[str, str]] = (),
 ) -> Plan:
     """Jobs for every trusted tag (docker pull semantics): a tag only in another delegation is never signed.
 
     ``key_for(gun, role)`` gives the Notation key mapped to a DCT role, or None; every unmapped role is reported.
+    ``migration_id`` None: derived from the jobs (``derived_migration_id``).
     """
     mapping = list(registry_map)
+    require_used_prefixes((str(repo["gun"]) for repo in inventory.repositories), mapping)
     merged: dict[tuple[str, str, str], dict[str, Any]] = {}
     unmapped: set[tuple[str, str]] = set()
     for repo in inventory.repositories:
@@ -188,10 +224,13 @@ def build_plan(
             gun=slot["gun"],
             role=",".join(sorted(slot["roles"])),
             tags=tuple(sorted(slot["tags"])),
-            migration_id=migration_id,
+            migration_id=migration_id or "",
         )
         for (repository, digest, identity), slot in sorted(merged.items())
     ]
+    if migration_id is None:
+        migration_id = derived_migration_id(jobs)
+        jobs = [dataclasses.replace(job, migration_id=migration_id) for job in jobs]
     return Plan(migration_id, jobs)
 
 

@@ -34,6 +34,7 @@ from ..files import UnsafePathError, inside, open_regular, read_capped, read_reg
 from ..jsontext import loads as json_loads
 from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
 from .plan import ANNOTATION_PREFIX, plan_from_dict
+from .signoff_inputs import require_check_of_inventory, require_journal_of_plan, require_plan_of_inventory
 
 FORMAT = "dct2notation-signoff/1"
 MANIFEST = "MANIFEST.json"
@@ -400,7 +401,11 @@ def _journal_summary(path: Path) -> dict[str, Any]:
         raise InputError(f"--journal {path}: no such file")
     journal = Journal(path)
     try:
-        return {"counts": journal.counts(), "entries": [asdict(e) for e in journal.entries()]}
+        return {
+            "migration_id": journal.migration_id,
+            "counts": journal.counts(),
+            "entries": [asdict(e) for e in journal.entries()],
+        }
     finally:
         journal.close()
 
@@ -461,6 +466,15 @@ def create_bundle(
         raise InputError(f"{inputs.plan}: field 'jobs' must be a list")
     # Every job as `sign` reads it: the bundle reads repository/digest/annotations of each.
     plan_from_dict(plan_doc, str(inputs.plan))
+    # One migration's files, or no bundle: checked before anything is staged.
+    require_plan_of_inventory(plan_doc, inputs.plan, inventory_doc, inputs.inventory)
+    journal_summary = _journal_summary(inputs.journal) if inputs.journal is not None else None
+    if inputs.journal is not None and journal_summary is not None:
+        require_journal_of_plan(journal_summary["migration_id"], inputs.journal, plan_doc, inputs.plan)
+    check_doc = None
+    if inputs.check_json is not None:
+        check_doc = _read_json(inputs.check_json, "the coexistence run")
+        require_check_of_inventory(check_doc, inputs.check_json, inventory_doc, inputs.inventory)
     staging = output.with_name(output.name + ".partial")
     try:
         if staging.exists():
@@ -472,13 +486,11 @@ def create_bundle(
         shutil.copytree(inputs.archive, staging / "archive")
         shutil.copyfile(inputs.inventory, staging / "inventory.json")
         shutil.copyfile(inputs.plan, staging / "plan.json")
-        if inputs.journal is not None:
-            summary = _journal_summary(inputs.journal)
-            (staging / "journal-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if journal_summary is not None:
+            text = json.dumps(journal_summary, indent=2) + "\n"
+            (staging / "journal-summary.json").write_text(text, encoding="utf-8")
         _copy_policy(inputs.policy_dir, staging / "policy")
-        check_doc = None
         if inputs.check_json is not None:
-            check_doc = _read_json(inputs.check_json, "the coexistence run")
             shutil.copyfile(inputs.check_json, staging / "check.json")
         _copy_signatures(stores, plan_doc, staging / "signatures")
         now = clock.now()
