@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import suppress
@@ -42,9 +44,23 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
 
 
-def write_error(path: Path, exc: OSError, what: str = "") -> FileError:
+def os_failure(exc: OSError) -> str:
+    """``PATH: OS reason`` for any OSError, including ``shutil.Error``'s list of per-file failures."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        _src, dst, why = exc.args[0][0]
+        more = len(exc.args[0]) - 1
+        # copytree keeps only str(error): "[Errno 28] No space left on device: 'src' -> 'dst'"; keep the reason.
+        reason = re.match(r"(?:\[Errno \d+\] )?([^:]*)", str(why))
+        return f"{dst}: {reason.group(1) if reason else why}" + (f" (and {more} more)" if more else "")
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{os_reason(exc)}"
+
+
+def write_error(path: Path, exc: OSError, what: str = "", noun: str = "") -> FileError:
+    """``[WHAT ]PATH: cannot write[ NOUN] (OS reason)``: WHAT is the option that named the file."""
     prefix = f"{what} " if what else ""
-    return FileError(f"{prefix}{path}: cannot write ({os_reason(exc)})")
+    object_ = f" {noun}" if noun else ""
+    return FileError(f"{prefix}{path}: cannot write{object_} ({os_reason(exc)})")
 
 
 def segments(relative: str, where: str) -> list[str]:
@@ -169,7 +185,9 @@ def _raise(exc: OSError) -> None:
     raise FileError(f"{exc.filename}: cannot read ({os_reason(exc)})") from exc
 
 
-def write_beneath(root: Path, relative: str, data: bytes | str, *, what: str = "", private: bool = False) -> None:
+def write_beneath(
+    root: Path, relative: str, data: bytes | str, *, what: str = "", noun: str = "", private: bool = False
+) -> None:
     """Replace ``root/relative`` with ``data`` through a temp file in the same directory and a rename.
 
     Directories below ``root`` are made as needed and never followed through a symlink (a layout whose
@@ -184,7 +202,7 @@ def write_beneath(root: Path, relative: str, data: bytes | str, *, what: str = "
     try:
         dir_fd = _walk_dirs(root, parts[:-1], create=True)
     except FileNotFoundError as exc:
-        raise write_error(path, exc, what) from exc
+        raise write_error(path, exc, what, noun) from exc
     try:
         fd = os.open(tmp, _NEW_FLAGS, 0o600 if private else 0o666, dir_fd=dir_fd)
         try:
@@ -196,14 +214,14 @@ def write_beneath(root: Path, relative: str, data: bytes | str, *, what: str = "
                 os.unlink(tmp, dir_fd=dir_fd)
             raise
     except OSError as exc:
-        raise write_error(path, exc, what) from exc
+        raise write_error(path, exc, what, noun) from exc
     finally:
         os.close(dir_fd)
 
 
-def write_atomic(path: Path, data: bytes | str, *, what: str = "", private: bool = False) -> None:
+def write_atomic(path: Path, data: bytes | str, *, what: str = "", noun: str = "", private: bool = False) -> None:
     """:func:`write_beneath` for a path the user named: its directory is theirs to choose."""
-    write_beneath(path.parent, path.name, data, what=what, private=private)
+    write_beneath(path.parent, path.name, data, what=what, noun=noun, private=private)
 
 
 def remove_beneath(root: Path, relative: str) -> None:

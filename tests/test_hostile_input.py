@@ -425,6 +425,13 @@ def test_sqlite_file_of_another_shape_is_not_a_journal(
     with contextlib.closing(sqlite3.connect(journal)) as db:
         db.execute(f"CREATE TABLE {table}")
         db.commit()
+    expected = (2, f"{journal}: not a usable journal ({message})")
+    assert error_of(signoff_with_journal(tmp_path, journal), capsys) == expected
+    assert not (tmp_path / "bundle").exists() and not (tmp_path / "bundle.partial").exists()
+
+
+def signoff_with_journal(tmp_path: Path, journal: Path) -> list[str]:
+    """``signoff`` over minimal inputs written to ``tmp_path``: the journal is the first thing it reads in depth."""
     (tmp_path / "archive").mkdir()
     (tmp_path / "archive" / "ARCHIVE.json").write_text("{}")
     (tmp_path / "policy").mkdir()
@@ -432,9 +439,7 @@ def test_sqlite_file_of_another_shape_is_not_a_journal(
     (tmp_path / "plan.json").write_text(json.dumps(PLAN))
     argv = ["signoff", "--archive", str(tmp_path / "archive"), "--inventory", str(tmp_path / "inventory.json")]
     argv += ["--plan", str(tmp_path / "plan.json"), "--journal", str(journal), "--policy-dir", str(tmp_path / "policy")]
-    argv += ["-o", str(tmp_path / "bundle")]
-    assert error_of(argv, capsys) == (2, f"{journal}: not a usable journal ({message})")
-    assert not (tmp_path / "bundle").exists() and not (tmp_path / "bundle.partial").exists()
+    return [*argv, "-o", str(tmp_path / "bundle")]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_at_option
-from ..errors import InputError, UsageError
+from ..errors import UsageError
 from ..registry.options import RegistryOptions
 from .credentials import read_credentials, registry_options
 from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
@@ -80,10 +80,9 @@ def _print_json(doc: dict[str, Any]) -> None:
 
 
 def _write(option: str, path: Path, data: bytes) -> None:
-    try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise InputError(f"{option} {path}: cannot write ({exc.strerror})") from exc
+    from ..files import write_atomic
+
+    write_atomic(path, data, what=option)
 
 
 @contextlib.contextmanager

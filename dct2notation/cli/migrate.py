@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import DEFAULT_LIMITS
-from ..errors import InputError, UsageError
+from ..errors import UsageError
 from ..keys.base import SigningKey
 from ..migrate.plan import KeyFor, Plan
 from ..registry.options import RegistryOptions
@@ -243,10 +243,9 @@ def plan_command(
         manifests = dump_manifests(
             indexed_job(name="dct2notation-sign", image=image, shards=shards, plan_config_map="dct2notation-plan")
         )
-        try:
-            emit_k8s_job.write_text(manifests, encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"--emit-k8s-job {emit_k8s_job}: cannot write ({exc.strerror})") from exc
+        from ..files import write_atomic
+
+        write_atomic(emit_k8s_job, manifests, what="--emit-k8s-job")
     summary = made.preflight or {"jobs": len(made.jobs)}
     stderr_console.print(f"plan {output}: {len(made.jobs)} job(s); pre-flight {summary}", highlight=False)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import write_atomic, write_error
 from ..jsontext import loads as json_loads
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]+$")
@@ -138,11 +139,12 @@ class SigningKeys:
         return out
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=4) + "\n")
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(path, exc) from exc
+        # A fresh O_EXCL temp name (a fixed one could be a planted symlink), 0600 from creation, then a rename.
+        write_atomic(path, json.dumps(self.to_dict(), indent=4) + "\n", private=True)
 
     def get(self, name: str | None) -> KeyEntry:
         wanted = name or self.default

@@ -8,7 +8,6 @@ keyUsage digitalSignature (critical); extendedKeyUsage codeSigning; valid for on
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..config import Clock, SystemClock
 from ..errors import ConfigError, UsageError
+from ..files import create_private, write_atomic, write_error
 from .base import PrivateKey
 from .signingkeys import NAME_PATTERN, KeyEntry, SigningKeys, signing_keys_path
 
@@ -130,21 +130,26 @@ def generate_test_key(
     cert = make_test_certificate(name, key, now=now, days=days)
 
     local = config_dir / "localkeys"
-    local.mkdir(parents=True, exist_ok=True)
     key_path = local / f"{name}.key"
     cert_path = local / f"{name}.crt"
     pem_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    # Create the key file 0600 from the start so it is never readable by others, even briefly.
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem_key)
     pem_cert = cert.public_bytes(serialization.Encoding.PEM)
-    cert_path.write_bytes(pem_cert)
-    os.chmod(cert_path, 0o644)
-    store_dir.mkdir(parents=True, exist_ok=True)
-    store_cert.write_bytes(pem_cert)
+    try:
+        local.mkdir(parents=True, exist_ok=True)
+        store_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(Path(exc.filename or local), exc) from exc
+    # 0600 from creation and O_EXCL|O_NOFOLLOW, as notation writes it: a leftover key file (perhaps 0644) or a
+    # planted symlink is refused, never reused or followed.
+    create_private(key_path, pem_key)
+    try:
+        write_atomic(cert_path, pem_cert)
+        write_atomic(store_cert, pem_cert)
+    except BaseException:
+        key_path.unlink(missing_ok=True)  # created by us just above: no key without its certificate
+        raise
 
     keys.add(KeyEntry(name=name, key_path=str(key_path), cert_path=str(cert_path)), make_default=make_default)
     keys.save(keys_file)

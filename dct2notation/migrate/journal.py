@@ -11,16 +11,20 @@ the holder dies (even by SIGKILL), so a crashed run never blocks its own resume.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import secrets
 import socket
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import write_error
 from ..jsontext import loads as json_loads
 
 STATES = ("pending", "pushing", "signed", "reused", "failed")
@@ -59,6 +63,8 @@ class Entry:
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
+        if not os.path.lexists(path):
+            _create(path)
         try:
             # autocommit: every state change is durable on its own, which is what resume relies on.
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -75,8 +81,22 @@ class Journal:
                         f"{path}: not a usable journal (table {table} has columns {', '.join(found)}; "
                         f"expected {', '.join(columns)})"
                     )
+            # A good header over damaged pages opens fine and fails at some later query, mid-batch: check every
+            # page now (quick_check reads each once; a 100,000-job journal takes milliseconds).
+            problems = [str(row[0]) for row in self._db.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                self._db.close()
+                raise InputError(f"{path}: the journal is damaged ({'; '.join(problems)})")
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{path}: not a usable journal ({exc})") from exc
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        # The disk can still fill or fail after the open: one line naming the journal, never a traceback.
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise InputError(f"{self.path}: the journal failed ({exc})") from exc
 
     _lock_fd: int | None = None
 
@@ -117,11 +137,12 @@ class Journal:
 
     def bind_plan(self, migration_id: str) -> None:
         """A journal belongs to one migration: reusing it for another plan would mark foreign jobs done."""
-        row = self._db.execute("SELECT value FROM meta WHERE name='migration_id'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('migration_id', ?)", (migration_id,))
-        elif row[0] != migration_id:
-            raise InputError(f"{self.path}: journal belongs to migration {row[0]!r}, not {migration_id!r}")
+        with self._errors():
+            row = self._db.execute("SELECT value FROM meta WHERE name='migration_id'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('migration_id', ?)", (migration_id,))
+            elif row[0] != migration_id:
+                raise InputError(f"{self.path}: journal belongs to migration {row[0]!r}, not {migration_id!r}")
 
     def record_tsa_roots(self, pem: str) -> None:
         """Remember the TSA roots this journal's signatures were stamped under, so ``policy --journal`` trusts them.
@@ -134,34 +155,63 @@ class Journal:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('tsa_roots', ?)", ("".join(blocks),))
 
     def add(self, keys: Iterable[str]) -> None:
-        with self._db:
+        rows = ((k,) for k in keys)
+        with self._errors(), self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR IGNORE INTO jobs(key, state) VALUES (?, 'pending')", ((k,) for k in keys))
+            self._db.executemany("INSERT OR IGNORE INTO jobs(key, state) VALUES (?, 'pending')", rows)
 
     def get(self, key: str) -> Entry | None:
-        row = self._db.execute("SELECT key, state, signature, attempts, error FROM jobs WHERE key=?", (key,)).fetchone()
+        query = "SELECT key, state, signature, attempts, error FROM jobs WHERE key=?"
+        with self._errors():
+            row = self._db.execute(query, (key,)).fetchone()
         return None if row is None else Entry(*row)
 
     def entries(self) -> list[Entry]:
-        rows = self._db.execute("SELECT key, state, signature, attempts, error FROM jobs ORDER BY key").fetchall()
-        return [Entry(*r) for r in rows]
+        with self._errors():
+            rows = self._db.execute("SELECT key, state, signature, attempts, error FROM jobs ORDER BY key").fetchall()
+            return [Entry(*r) for r in rows]
 
     def intent(self, key: str) -> None:
-        self._db.execute("UPDATE jobs SET state='pushing', attempts=attempts+1, error=NULL WHERE key=?", (key,))
+        with self._errors():
+            self._db.execute("UPDATE jobs SET state='pushing', attempts=attempts+1, error=NULL WHERE key=?", (key,))
 
     def done(self, key: str, state: str, signature: str) -> None:
         if state not in DONE:
             raise ValueError(state)
-        self._db.execute("UPDATE jobs SET state=?, signature=?, error=NULL WHERE key=?", (state, signature, key))
+        with self._errors():
+            self._db.execute("UPDATE jobs SET state=?, signature=?, error=NULL WHERE key=?", (state, signature, key))
 
     def fail(self, key: str, error: str) -> None:
-        self._db.execute("UPDATE jobs SET state='failed', error=? WHERE key=?", (error, key))
+        with self._errors():
+            self._db.execute("UPDATE jobs SET state='failed', error=? WHERE key=?", (error, key))
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(STATES, 0)
-        for state, n in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
-            out[state] = n
-        return out
+        with self._errors():
+            out = dict.fromkeys(STATES, 0)
+            for state, n in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+                out[state] = n
+            return out
+
+
+def _create(path: Path) -> None:
+    """A new journal is built under a temp name and linked into place: never a half-made file at ``path``."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+        finally:
+            db.close()
+        with contextlib.suppress(FileExistsError):  # another run made it first: use theirs, never replace it
+            os.link(tmp, path)
+    except sqlite3.Error as exc:
+        raise InputError(f"{path}: cannot create the journal ({exc})") from exc
+    except OSError as exc:
+        raise write_error(path, exc, noun="the journal") from exc
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
 
 
 _PEM_END = "-----END CERTIFICATE-----\n"

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..dct.inventory import Inventory
 from ..errors import InputError, UsageError
+from ..files import write_atomic
 from ..jsontext import loads as json_loads
 
 FORMAT = "dct2notation-plan/1"
@@ -100,10 +101,8 @@ class Plan:
         return out
 
     def save(self, path: Path) -> None:
-        try:
-            path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"{path}: cannot write the plan ({exc.strerror})") from exc
+        # Temp file + rename: a failed rewrite (a full disk) leaves the previous plan whole.
+        write_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", noun="the plan")
 
 
 def shard_of(repository: str, digest: str, count: int) -> int:

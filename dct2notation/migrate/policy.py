@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from ..config import DEFAULT_LIMITS, FixedClock, Limits, parse_rfc3339
 from ..errors import ConfigError, InputError
+from ..files import write_atomic, write_error
 from ..keys.signingkeys import SigningKeys, notation_config_dir, signing_keys_path
 from ..notation.certs import is_self_signed
 from ..notation.policy import TrustPolicyDocument
@@ -273,9 +274,9 @@ def build_emission(
 def _write(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
     except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
+        raise write_error(path, exc) from exc
+    write_atomic(path, data)
 
 
 def pem(cert: x509.Certificate) -> bytes:

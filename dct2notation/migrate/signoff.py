@@ -30,7 +30,17 @@ from typing import Any
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, Limits, parse_rfc3339
 from ..errors import ConfigError, Dct2NotationError, GateFailed, InputError, VerificationError
-from ..files import UnsafePathError, inside, open_regular, read_capped, read_regular, walk_plain, write_beneath
+from ..files import (
+    FileError,
+    UnsafePathError,
+    inside,
+    open_regular,
+    os_failure,
+    read_capped,
+    read_regular,
+    walk_plain,
+    write_beneath,
+)
 from ..jsontext import loads as json_loads
 from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
 from .plan import ANNOTATION_PREFIX, plan_from_dict
@@ -516,6 +526,10 @@ def create_bundle(
         write_reports(staging, record)
         write_manifest(staging)
         staging.rename(output)
+    except OSError as exc:
+        # A full disk or a vanished input mid-copy: one line, and no half-made bundle left behind.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FileError(f"-o {output}: {os_failure(exc)}") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
