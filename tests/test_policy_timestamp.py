@@ -30,9 +30,8 @@ from dct2notation.dct.inventory import build_inventory
 from dct2notation.dct.source import ArchiveSource
 from dct2notation.keys.testcert import generate_test_key
 from dct2notation.migrate.journal import read_tsa_roots
-from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
-from fixtures.generate_demo import build_images
+from tests.support.demo_registry import push_demo_images
 from tests.support.servers import Registry
 from tests.support.tsa import TestTSA
 
@@ -52,27 +51,13 @@ def later(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
 
 
-def push_demo_images(registry: Registry, prefix: str) -> None:
-    blobs, entries, _ = build_images()
-    with RegistryClient(registry.host, RegistryOptions(insecure_registries=frozenset({registry.host}))) as client:
-        for entry in entries:
-            name = str(entry["annotations"]["org.opencontainers.image.ref.name"])  # type: ignore[index]
-            gun, _, tag = name.rpartition(":")
-            repo = prefix + gun.removeprefix("registry.demo.local")
-            manifest = blobs[str(entry["digest"])]
-            doc = json.loads(manifest)
-            for desc in (doc["config"], *doc["layers"]):
-                client.push_blob(repo, blobs[desc["digest"]])
-            client.put_manifest(repo, tag, manifest, str(entry["mediaType"]))
-
-
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory, tsa_server: TestTSA, registry: Registry) -> Path:
     work = tmp_path_factory.mktemp("tsa-estate")
     tsa_server.reset()
     at, guns = EXPECTED["evaluate_at"], EXPECTED["guns"]
     prefix = f"tsa-{uuid.uuid4().hex[:8]}"
-    push_demo_images(registry, prefix)
+    push_demo_images(registry.host, prefix)
     rmap = f"registry.demo.local={registry.host}/{prefix}"
     (work / "env.json").write_text(json.dumps({"registry": registry.host, "map": rmap}))
     assert main(["archive", *guns, "--trust-dir", str(DEMO / "trust"), "--at", at, "-o", str(work / "archive")]) == 0

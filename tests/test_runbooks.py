@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from dct2notation.registry.client import RegistryClient
-from dct2notation.registry.options import RegistryOptions
-from fixtures.generate_demo import build_images, prefixed, publish_estate
+from fixtures.generate_demo import prefixed, publish_estate
+from tests.support.demo_registry import push_demo_images
 from tests.support.servers import NotaryServer, Registry
 from tests.support.tsa import TestTSA
 
@@ -82,17 +81,8 @@ def env(
     prefix = f"runbook.example/{unique}"
     images = prefixed(prefix)
     publish_estate(notary_server.client(work / "operator-trust"), work / "operator-keys", images)
-    blobs, entries, _ = build_images(images)
     # The very images DCT names, in the real registry under the mapped repositories.
-    with RegistryClient(registry.host, RegistryOptions(insecure_registries=frozenset({registry.host}))) as client:
-        for entry in entries:
-            gun, _, tag = str(entry["annotations"]["org.opencontainers.image.ref.name"]).rpartition(":")  # type: ignore[index]
-            repo = f"{unique}{gun.removeprefix(prefix)}"
-            manifest = blobs[str(entry["digest"])]
-            doc = json.loads(manifest)
-            for desc in (doc["config"], *doc["layers"]):
-                client.push_blob(repo, blobs[desc["digest"]])
-            client.put_manifest(repo, tag, manifest, str(entry["mediaType"]))
+    push_demo_images(registry.host, unique, images, gun_prefix=prefix)
     guns = sorted({image.gun for image in images})
     variables = {
         "NOTARY_URL": notary_server.url,

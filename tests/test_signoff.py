@@ -23,7 +23,7 @@ from dct2notation.migrate.plan import Plan
 from dct2notation.migrate.signoff import MANIFEST, BundleIntegrityError, verify_bundle, write_manifest
 from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
-from fixtures.generate_demo import build_images
+from tests.support.demo_registry import push_demo_images
 from tests.support.servers import Registry
 
 DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "demo"
@@ -322,16 +322,7 @@ def registry_estate(registry: Registry, tmp_path: Path) -> tuple[list[str], Plan
     """The demo images in docker-registry (tag-schema referrers), signed by a plan: signoff args and the plan."""
     unique = uuid.uuid4().hex[:8]
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
-    blobs, entries, _ = build_images()
-    with RegistryClient(registry.host, options) as client:
-        for entry in entries:
-            gun, _, tag = entry["annotations"]["org.opencontainers.image.ref.name"].rpartition(":")  # type: ignore[index]
-            repo = unique + gun.removeprefix("registry.demo.local")
-            manifest = blobs[str(entry["digest"])]
-            doc = json.loads(manifest)
-            for desc in (doc["config"], *doc["layers"]):
-                client.push_blob(repo, blobs[desc["digest"]])
-            client.put_manifest(repo, tag, manifest, str(entry["mediaType"]))
+    push_demo_images(registry.host, unique)
     estate = migrate_demo(tmp_path)  # the layout run gives archive, inventory, key and policy scopes to re-use
     mapping = [f"registry.demo.local={registry.host}/{unique}"]
     plan = make_plan(
