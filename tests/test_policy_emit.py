@@ -332,14 +332,29 @@ def test_connaisseur_pins_the_archived_root_key_and_delegations(
     assert rules[0]["with"] == {"trustRoot": dct["trustRoots"][0]["name"]}
     gaps = json.loads((out / "gaps.json").read_text())["gaps"]
     assert ("connaisseur-moved", f"{estate['rich']} -> {REGISTRY}/rich") in {(g["kind"], g["detail"]) for g in gaps}
-    # A tampered archive is refused like any other hostile input.
-    root_file = estate["archive"] / estate["rich"] / "root.json"
-    saved = root_file.read_bytes()
-    try:
-        root_file.write_bytes(saved.replace(b'"version"', b'"version" ', 1))
-        assert emit(inventory, write_signers(tmp_path, f"{PREFIX}/c"), notation_config, tmp_path / "o2", *extra) != 0
-    finally:
-        root_file.write_bytes(saved)
+
+
+def test_attack_tampered_archive_root_pins_another_connaisseur_key(
+    estate: dict[str, Any], notation_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An archive whose root.json was edited (to pin another root key in Connaisseur) is re-verified and refused."""
+    archive = tmp_path / "archive"
+    shutil.copytree(estate["archive"], archive)
+    rich = _inventory_json(capsys, estate["rich"], "--archive", str(archive))
+    inventory = tmp_path / "rich.json"
+    inventory.write_text(json.dumps(rich))
+    root_file = archive / estate["rich"] / "root.json"
+    doc = json.loads(root_file.read_text())
+    (root_id,) = doc["signed"]["roles"]["root"]["keyids"]
+    other = next(k for k in doc["signed"]["keys"] if k != root_id)
+    doc["signed"]["keys"][root_id] = doc["signed"]["keys"][other]  # another key's certificate under the root's ID
+    root_file.write_text(json.dumps(doc))
+    extra = ("--archive", str(archive), "--notary-host", "notary.example")
+    out = tmp_path / "out"
+    assert emit(inventory, write_signers(tmp_path, f"{PREFIX}/c"), notation_config, out, *extra) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and estate["rich"] in err and "root" in err
+    assert not (out / "connaisseur").exists()
 
 
 def test_gaps_name_every_lost_rule_with_exact_wording(

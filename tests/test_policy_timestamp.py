@@ -169,3 +169,24 @@ def test_policy_journal_refusals_are_one_line_and_never_create_a_journal(tmp_pat
     book.close()
     assert read_tsa_roots(tmp_path / "plain.db") == first + second
     assert len(journal_tsa_roots([tmp_path / "plain.db"])) == 2
+
+
+def test_attack_journal_records_a_leaf_as_tsa_root(tmp_path: Path) -> None:
+    """A journal edited to name a TSA leaf (or garbage) as the root is refused: policy never writes it to a store."""
+    import sqlite3
+
+    from dct2notation.errors import ConfigError
+    from dct2notation.migrate.journal import Journal
+    from dct2notation.migrate.policy import journal_tsa_roots
+    from tests.support.plugin_pki import make_chain
+
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    leaf = make_chain().chain[0].public_bytes(Encoding.PEM).decode()
+    for value, message in ((leaf, "is not a root"), ("-----BEGIN CERTIFICATE-----\nAAAA\n", "not PEM certificates")):
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('tsa_roots', ?)", (value,))
+        before = path.read_bytes()
+        with pytest.raises(ConfigError, match=message):
+            journal_tsa_roots([path])
+        assert path.read_bytes() == before  # read-only: nothing written to a journal it only reads
