@@ -11,12 +11,12 @@ from typing import Any
 from cryptography import x509
 
 from ..config import Clock, SystemClock
-from ..errors import Dct2NotationError, RemoteError
+from ..errors import Dct2NotationError, DigestMismatchError, InputError, NotFoundError, RemoteError
 from ..jsontext import loads as json_loads
 from ..keys.base import SigningKey
 from ..notation.envelope import SignedEnvelope, Timestamper
-from ..notation.formats import SignatureFormat, sign_in_format
-from ..notation.manifest import ManifestForm, thumbprints
+from ..notation.formats import SignatureFormat, parse_signature_envelope, sign_in_format, signature_valid
+from ..notation.manifest import ManifestForm, parse_signature_manifest, thumbprints
 from ..oci import THUMBPRINT_ANNOTATION, Descriptor
 from ..registry.reference import Reference, parse_reference
 from ..registry.store import SignatureStore, registry_lane
@@ -124,8 +124,10 @@ def _reference(job: Job, layout: bool) -> Reference:
     return parse_reference(job.reference).with_digest(job.digest)
 
 
-def existing_signature(descriptors: Sequence[Descriptor], thumbs: list[str]) -> Descriptor | None:
-    """A signature already made with the same certificate chain (what makes a rerun idempotent)."""
+def same_signer(descriptors: Sequence[Descriptor], thumbs: list[str]) -> list[Descriptor]:
+    """The listed signatures whose thumbprint annotation names this certificate chain: candidates only, since an
+    annotation is whatever the index says (the manifest may be gone, or name another subject)."""
+    out = []
     for desc in descriptors:
         raw = (desc.annotations or {}).get(THUMBPRINT_ANNOTATION)
         if raw is None:
@@ -135,6 +137,50 @@ def existing_signature(descriptors: Sequence[Descriptor], thumbs: list[str]) -> 
         except ValueError:
             continue
         if listed == thumbs:
+            out.append(desc)
+    return out
+
+
+async def real_signature(
+    store: SignatureStore, repo: str, subject: Descriptor, desc: Descriptor, thumbs: list[str]
+) -> str | None:
+    """None when ``desc`` is a signature this certificate chain really made over ``subject``, else why not.
+
+    Its manifest exists and names the subject, its envelope exists, signs the subject's digest, carries this chain
+    and verifies under the chain's leaf key. Trust (policy, trust store) is the check's business, not reuse's."""
+    limits = store.limits
+    try:
+        manifest = parse_signature_manifest(
+            await store.aget_manifest(repo, desc.digest), where=f"signature manifest {desc.digest}", limits=limits
+        )
+        if manifest.subject.digest != subject.digest:
+            return f"signature manifest {desc.digest} names subject {manifest.subject.digest}"
+        raw = await store.aget_blob(repo, manifest.envelope.digest)
+        envelope = parse_signature_envelope(raw, manifest.envelope.media_type, limits)
+    except (NotFoundError, InputError, DigestMismatchError) as exc:
+        # Gone or not a signature. A registry that keeps failing (RemoteError) or refuses us (AuthError) fails
+        # the job instead: signing again because a read failed would make a duplicate.
+        return exc.message
+    if envelope.target_artifact.digest != subject.digest:
+        return f"signature {desc.digest} signs {envelope.target_artifact.digest}"
+    if thumbprints(envelope.cert_chain) != thumbs:
+        return f"signature {desc.digest} carries another certificate chain than its annotation says"
+    try:
+        valid = signature_valid(envelope, limits)
+    except (Dct2NotationError, ValueError) as exc:
+        return f"signature {desc.digest}: {exc}"
+    if not valid:
+        return f"signature {desc.digest} does not verify under its signing certificate"
+    return None
+
+
+async def reusable_signature(
+    store: SignatureStore, repo: str, subject: Descriptor, listed: Sequence[Descriptor], thumbs: list[str]
+) -> Descriptor | None:
+    """The first listed signature by this chain that is real (``real_signature``): what makes a rerun idempotent
+    without ever calling a dangling or forged index entry a signature."""
+    for desc in same_signer(listed, thumbs):
+        if await real_signature(store, repo, subject, desc, thumbs) is None:
             return desc
     return None
 
@@ -206,7 +252,7 @@ class BatchSigner:
             await bucket.take(1)
 
             async def find(listed: list[Descriptor]) -> Descriptor | None:
-                return existing_signature(listed, thumbs)
+                return await reusable_signature(store, ref.repository, subject, listed, thumbs)
 
             async def make() -> SignedEnvelope:
                 self.journal.intent(job.key)

@@ -433,7 +433,25 @@ class RegistryCore:
         raw = referrers_index(entries)
         new_digest = sha256_digest(raw)
         self.written_indexes.add(new_digest)
-        yield from self.op_put_manifest(repo, tag, raw, OCI_INDEX)
+        try:
+            yield from self.op_put_manifest(repo, tag, raw, OCI_INDEX)
+        except InputError as exc:
+            if "MANIFEST_BLOB_UNKNOWN" not in str(exc):
+                raise
+            # Distribution refuses an index naming a manifest it no longer has (a signature deleted behind its
+            # entry): that entry points at nothing and cannot be carried on. Keep every entry that still exists.
+            alive = []
+            for entry in entries:
+                if (yield from self.op_head_manifest(repo, entry.digest)) is not None:
+                    alive.append(entry)
+            if len(alive) == len(entries):
+                raise
+            gone = ", ".join(e.digest for e in entries if e not in alive)
+            self.warn(f"Warning: referrers index {repo}:{tag} listed manifests that no longer exist, not kept: {gone}")
+            raw = referrers_index(alive)
+            new_digest = sha256_digest(raw)
+            self.written_indexes.add(new_digest)
+            yield from self.op_put_manifest(repo, tag, raw, OCI_INDEX)
         if old.digest is None or old.digest == new_digest or old.digest not in self.written_indexes:
             return
         reply = yield self.call("DELETE", f"/v2/{repo}/manifests/{old.digest}", max_bytes=65536)
