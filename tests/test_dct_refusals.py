@@ -24,9 +24,10 @@ from dct2notation.dct.canonical import encode_exact
 from tests.support.notary_builders import (
     Resigner,
     RichGun,
-    build_rich_gun,
     canonical,
     key_id,
+    published_rich_gun,
+    resigner_for,
     sign_raw,
     write_key_and_cert,
 )
@@ -37,16 +38,12 @@ GUN = "example.com/refusals/app"
 
 @pytest.fixture(scope="module")
 def built(notary_server: NotaryServer, tmp_path_factory: pytest.TempPathFactory) -> RichGun:
-    work = tmp_path_factory.mktemp("refusals")
-    rich = build_rich_gun(notary_server.client(work / "trust"), GUN, work / "keys")
-    rich.client.list(GUN)  # refresh the client's cache with every published role
-    return rich
+    return published_rich_gun(notary_server, tmp_path_factory.mktemp("refusals"), GUN)
 
 
 @pytest.fixture
 def resigner(built: RichGun) -> Resigner:
-    metadata = built.client.trust_dir / "tuf" / GUN / "metadata"
-    return Resigner(metadata, built.client.trust_dir, built.keys_dir)
+    return resigner_for(built)
 
 
 def inventory(capsys: pytest.CaptureFixture[str], archive: Path, *extra: str) -> tuple[int, str, str]:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from tests.support.servers import PASSPHRASES, NotaryClient
+from tests.support.servers import PASSPHRASES, NotaryClient, NotaryServer
 
 
 def sha256_hex(text: str) -> str:
@@ -99,6 +99,18 @@ def build_rich_gun(client: NotaryClient, gun: str, keys_dir: Path) -> RichGun:
     client.publish(gun)
     client.run("key", "rotate", gun, "root", input="yes\n")
     return built
+
+
+def published_rich_gun(server: NotaryServer, work: Path, gun: str) -> RichGun:
+    """``build_rich_gun`` in ``work`` (trust dir and keys), the client's cache then holding every published role."""
+    rich = build_rich_gun(server.client(work / "trust"), gun, work / "keys")
+    rich.client.list(gun)
+    return rich
+
+
+def resigner_for(rich: RichGun) -> Resigner:
+    """A fresh ``Resigner`` over the client's cached metadata of ``rich``."""
+    return Resigner(rich.client.trust_dir / "tuf" / rich.gun / "metadata", rich.client.trust_dir, rich.keys_dir)
 
 
 def parse_notary_list(text: str) -> list[dict[str, Any]]:
