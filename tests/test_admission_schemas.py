@@ -319,6 +319,9 @@ def test_connaisseur_values_step_the_window(keys: Path, tmp_path: Path) -> None:
         assert all(r["with"]["verifyTimestamp"] == "afterCertExpiry" for r in mine)
     gaps = json.loads((out / "gaps.json").read_text())["gaps"]
     assert [g["detail"] for g in gaps if g["kind"] == "connaisseur-moved"] == ["reg.example/c -> mirror.example/c"]
+    # Its notation validator is chain-only too: the same statements as under Kyverno are reported for it.
+    kyverno = sorted(g["detail"] for g in gaps if g["kind"] == "kyverno-any-identity")
+    assert sorted(g["detail"] for g in gaps if g["kind"] == "connaisseur-any-identity") == kyverno and kyverno
     # Without an archive and a notary host there is nothing to pin: no Connaisseur values.
     plain = tmp_path / "plain"
     write_emission(emission(keys, "strict"), plain)

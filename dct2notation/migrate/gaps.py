@@ -25,6 +25,8 @@ WHAT = {
     "own trusted identities and trust stores",
     "nirmata-no-tsa": "Nirmata's TrustStore has no tsa type and its TrustPolicy drops verifyTimestamp: statement "
     "{detail} verifies without its TSA roots",
+    "connaisseur-any-identity": "Connaisseur's notation validator verifies statement {detail} with trustedIdentities "
+    '["*"]: any certificate chaining to its roots is accepted, not only the mapped identities',
     "connaisseur-moved": "repository {detail} moved registry: Connaisseur's notaryv1 rule covers the DCT name only, "
     "an image pulled by the new name matches no DCT rule",
 }
@@ -43,6 +45,8 @@ TODO = {
     "is needed",
     "nirmata-no-tsa": "use Kyverno's ImageValidatingPolicy or Ratify v1 for timestamped signatures, or re-sign "
     "before the certificates expire",
+    "connaisseur-any-identity": "enforce identities with Ratify v1 or Nirmata's TrustPolicy beside it, or give the "
+    "statement a root of its own",
     "connaisseur-moved": "deploy by the DCT name during the dct phase, or go straight to the notation phase",
 }
 

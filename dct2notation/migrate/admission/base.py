@@ -93,8 +93,8 @@ def yaml_bytes(documents: list[Document]) -> bytes:
     return text.encode()
 
 
-def any_identity_gaps(inp: AdmissionInput) -> list[Gap]:
-    """Statements a chain-only verifier (Kyverno) weakens: roots shared with another statement, or a CA root.
+def any_identity_gaps(inp: AdmissionInput, kind: str = "kyverno-any-identity") -> list[Gap]:
+    """Statements a chain-only verifier (Kyverno, Connaisseur) weakens: a root shared with another statement, a CA root.
 
     A self-signed root that is itself one of the statement's identities admits only that certificate; a root shared
     with another statement admits that statement's signers too, and a CA root admits any leaf it ever issued.
@@ -119,7 +119,7 @@ def any_identity_gaps(inp: AdmissionInput) -> list[Gap]:
         if issuing:
             reasons.append(f"CA root {', '.join(sorted(issuing))} may issue other certificates")
         if reasons:
-            gaps.append(Gap("kyverno-any-identity", f"{name} ({'; '.join(reasons)})", tuple(st["registryScopes"])))
+            gaps.append(Gap(kind, f"{name} ({'; '.join(reasons)})", tuple(st["registryScopes"])))
     return gaps
 
 

@@ -4,7 +4,8 @@ Connaisseur applies exactly one validator per image (the rule with the most spec
 files holding the same validators and different rules: ``values-dct.yaml`` keeps DCT as the admission gate while
 Notation is observed (``either``) and then enforced beside it by Kyverno or Ratify (``both``); ``values-notation.yaml``
 switches the migrated repositories to Notation only (runbooks 05, 06, 07). The notaryv1 validator pins each GUN's
-root key from the archive and requires the delegations that signed every pullable tag.
+root key from the archive and requires the delegations that signed every pullable tag. Its notation validator checks
+the certificate chain only (trustedIdentities "*"), reported per statement like Kyverno's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 from typing import Any
 
 from ..gaps import Gap
-from .base import PREFIX, AdmissionInput, Document, Rendered, image_globs
+from .base import PREFIX, AdmissionInput, Document, Rendered, any_identity_gaps, image_globs
 
 DCT_VALIDATOR = f"{PREFIX}-dct"
 
@@ -88,4 +89,6 @@ def render(inp: AdmissionInput) -> Rendered:
         for r in inp.dct
         if r.gun != r.repository
     ]
+    # notation-go under Connaisseur runs with trustedIdentities ["*"]: the chain is checked, not the subject.
+    gaps += any_identity_gaps(inp, "connaisseur-any-identity")
     return Rendered(files=files, gaps=gaps)
