@@ -35,6 +35,8 @@ class Limits:
     # A JSON document the tool wrote itself (plan, inventory, check run, sign-off record and manifest), read back
     # from a bundle: 100,000 jobs or tags are ~50 MiB.
     document_bytes: int = 512 * MiB
+    # A trust policy or one trust store certificate file: kilobytes in practice.
+    config_file_bytes: int = 16 * MiB
     # Plugins (plugin-extensibility spec: each channel capped at 64 MiB)
     plugin_output_bytes: int = 64 * MiB
     plugin_timeout_seconds: float = 60.0

@@ -203,3 +203,37 @@ def test_attack_bundle_file_is_a_symlink(bundle: Path, tmp_path: Path) -> None:
     assert one_line(proc) == (
         f"{bundle / 'plan.json'}: is a symbolic link; refused (only plain files and directories are read)"
     )
+
+
+def test_attack_trust_policy_fifo_hangs_verify(signed_layout: tuple[Path, str], config: Path, tmp_path: Path) -> None:
+    layout, _ = signed_layout
+    policy = tmp_path / "trustpolicy.json"
+    os.mkfifo(policy)
+    proc = cli(
+        "verify", "v1", "--oci-layout", str(layout), "--policy", str(policy),
+        "--truststore", str(config / "truststore"), timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert one_line(proc) == f"{policy}: is not a regular file; refused"
+
+
+def test_attack_trust_store_entry_fifo(signed_layout: tuple[Path, str], config: Path, tmp_path: Path) -> None:
+    layout, _ = signed_layout
+    store = tmp_path / "truststore"
+    shutil.copytree(config / "truststore", store)
+    fifo = store / "x509" / "ca" / "tester" / "zz.pem"
+    os.mkfifo(fifo)
+    policy = tmp_path / "trustpolicy.json"
+    statement = {
+        "name": "p",
+        "registryScopes": ["*"],
+        "signatureVerification": {"level": "strict"},
+        "trustStores": ["ca:tester"],
+        "trustedIdentities": ["*"],
+    }
+    policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    proc = cli(
+        "verify", "v1", "--oci-layout", str(layout), "--policy", str(policy), "--truststore", str(store), timeout=30
+    )
+    assert proc.returncode == 1, proc.stderr  # a trust store that cannot be read fails authenticity
+    assert one_line(proc).endswith(f": {fifo}: trust store entries must be regular files (a FIFO or device is not)")

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError, UsageError
+from ..files import read_capped
 from ..jsontext import loads as json_loads
 
 CHECKS = ("integrity", "authenticity", "authenticTimestamp", "expiry", "revocation")
@@ -337,7 +339,8 @@ class TrustPolicyDocument:
         if path.is_symlink():
             raise ConfigError(f"{path}: trust policy is a symlink, which Notation refuses")
         try:
-            data = path.read_bytes()
+            # O_NOFOLLOW, a regular file only (a FIFO would hang), at most config_file_bytes + 1 bytes.
+            data = read_capped(path.parent, path.name, DEFAULT_LIMITS.config_file_bytes, what="trust policy")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read trust policy ({exc.strerror})") from exc
         try:

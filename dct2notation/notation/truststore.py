@@ -11,13 +11,20 @@ from pathlib import Path
 
 from cryptography import x509
 
+from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError
+from ..files import read_capped
 from .certs import is_self_signed
 from .policy import STORE_NAME, STORE_TYPES
 
 
 def _load_file(path: Path) -> list[x509.Certificate]:
-    data = path.read_bytes()
+    # O_NOFOLLOW and a regular-file check on the opened descriptor: a symlink swapped in after the directory
+    # listing, or a FIFO, is refused rather than followed or waited on.
+    try:
+        data = read_capped(path.parent, path.name, DEFAULT_LIMITS.config_file_bytes, what="trust store entry")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: cannot read the trust store entry (No such file or directory)") from exc
     if b"-----BEGIN" in data:
         try:
             return x509.load_pem_x509_certificates(data)
@@ -63,6 +70,8 @@ class TrustStore:
                 raise ConfigError(f"{entry}: trust store entries must be regular files, not symlinks")
             if entry.is_dir():
                 raise ConfigError(f"{entry}: trust store {store_type}:{name} must not contain directories")
+            if not entry.is_file():
+                raise ConfigError(f"{entry}: trust store entries must be regular files (a FIFO or device is not)")
             for cert in _load_file(entry):
                 if store_type == "tsa":
                     if not is_self_signed(cert):
