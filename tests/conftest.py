@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.peers import Olareg
 from tests.support.servers import NotaryServer, Registry, have
 from tests.support.tsa import TestTSA
 
@@ -43,6 +44,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """One docker-registry for the session. Use a unique repository per test."""
     _need("docker-registry")
     server = Registry(tmp_path_factory.mktemp("registry")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def olareg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Olareg]:
+    """olareg, a real registry with the OCI Referrers API (built by scripts/peers.sh; skips when absent)."""
+    server = Olareg(tmp_path_factory.mktemp("olareg")).start()
     yield server
     server.stop()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,6 @@ pytestmark = pytest.mark.servers
 
 FORMATS = ("cose", "jws")
 FORMS = ("legacy", "artifact")
-
-
-@pytest.fixture(scope="module")
-def olareg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Olareg]:
-    server = Olareg(tmp_path_factory.mktemp("olareg")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -65,21 +65,24 @@ def build_estate(
     *,
     short_lived: tuple[str, ...] = (),
     tsa_root: Path | None = None,
+    targets: dict[str, tuple[str, int]] | None = None,
 ) -> Estate:
     """One DCT GUN per entry of ``repositories`` (releases delegation, one signed tag), migrated to that repository.
 
     Signers: the estates named in ``short_lived`` map to key ``shortlived`` (a certificate that expires
-    ``SHORT_LIVED_SECONDS`` from now), the others to ``release``; ``stranger`` is a key no statement trusts."""
+    ``SHORT_LIVED_SECONDS`` from now), the others to ``release``; ``stranger`` is a key no statement trusts.
+    ``targets`` gives an estate's tag v1 a real image (digest, size); by default it names a made-up digest."""
     stamp = root.name.replace("_", "-").lower()
     guns = {name: f"dct.example/{stamp}/{name}" for name in repositories}
     client = notary.client(root / "trust")
     dct_keys = root / "dctkeys"
     write_key_and_cert(dct_keys, "rel")
-    for gun in guns.values():
+    for name, gun in guns.items():
         client.init(gun)
         client.run("delegation", "add", gun, "targets/releases", str(dct_keys / "rel.crt"), "--all-paths")
         client.run("key", "import", str(dct_keys / "rel.key"), "--role", "targets/releases", "--gun", gun)
-        client.addhash(gun, "v1", 100, sha256_hex(f"{gun}-v1"), "targets/releases")
+        digest, size = (targets or {}).get(name, ("sha256:" + sha256_hex(f"{gun}-v1"), 100))
+        client.addhash(gun, "v1", size, digest.removeprefix("sha256:"), "targets/releases")
         client.publish(gun)
 
     keys = root / "notation"
@@ -108,13 +111,17 @@ def build_estate(
     return Estate(root, keys, policy, dict(repositories), born + dt.timedelta(days=1), guns)
 
 
-def push_image(host: str, repository: str, label: str) -> str:
-    """An image manifest pushed by digest and tagged ``label``; returns its digest."""
+def push_image(host: str, repository: str, label: str, *, content: str | None = None) -> str:
+    """An image manifest tagged ``label`` (its content from ``content``, default repository+label); its digest."""
     with RegistryClient(host, RegistryOptions(insecure_registries=frozenset({host}))) as client:
         client.push_blob(repository, EMPTY_JSON)
-        raw = image_manifest(f"{repository}-{label}")
+        raw = image_manifest(content or f"{repository}-{label}")
         client.put_manifest(repository, label, raw, OCI_MANIFEST)
     return sha256_digest(raw)
+
+
+def image_size(repository: str, label: str) -> int:
+    return len(image_manifest(f"{repository}-{label}"))
 
 
 def layout_image(layout_dir: Path, label: str) -> str:

@@ -1,0 +1,315 @@
+"""Signatures the real Notation CLI (v1.3.2) makes, read by this tool; and ORAS lists what we list.
+
+``notation sign`` writes COSE and JWS (its default), with and without an RFC 3161 timestamp and with user metadata,
+into docker-registry 2.8 (tag schema) and olareg (Referrers API, ``--force-referrers-tag=false``). Our ``verify``,
+``ls``, ``inspect`` and ``check`` reach the verdicts ``notation verify`` reaches, refusals included (a root the policy
+does not trust, an identity it does not list, an expired signature, a tampered envelope, missing user metadata).
+``oras discover`` lists exactly the signatures ``dct2notation ls`` lists, on both storage paths.
+
+Notation 1.x writes only the legacy signature-manifest form (config.mediaType), so that is the form read here;
+the artifact form is read in test_oci_cli.py and judged by Notation in test_interop_notation.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dct2notation.notation.formats import parse_signature_envelope
+from dct2notation.oci import EMPTY_JSON, JWS_MEDIA_TYPE, OCI_MANIFEST
+from dct2notation.registry.options import RegistryOptions
+from dct2notation.registry.reference import parse_reference
+from dct2notation.registry.store import RegistryStore, fetch_signatures
+from tests.support.images import image_manifest
+from tests.support.interop import Estate, build_estate, ours, ours_ok, push_image
+from tests.support.peers import Olareg, notation, oras, peer
+from tests.support.servers import NotaryServer, Registry
+from tests.support.tsa import TestTSA
+
+pytestmark = pytest.mark.servers
+
+MEDIA = {"cose": "application/cose", "jws": JWS_MEDIA_TYPE}
+
+
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory,
+    notary_server: NotaryServer,
+    registry: Registry,
+    olareg: Olareg,
+    tsa_server: TestTSA,
+) -> dict[str, Any]:
+    peer("notation")
+    root = tmp_path_factory.mktemp("interop-theirs")
+    repositories = {
+        "dist": f"{registry.host}/{root.name}/dist",
+        "olareg": f"{olareg.host}/{root.name}/olareg",
+        "checked": f"{registry.host}/{root.name}/checked",
+        "tampered": f"{olareg.host}/{root.name}/tampered",
+    }
+    # The DCT tag checked:v1 is the image Notation signs below, so that `check` sees both signature kinds on it.
+    checked = image_manifest("checked")
+    checked_digest = push_image(registry.host, f"{root.name}/checked", "v1", content="checked")
+    estate = build_estate(
+        root,
+        notary_server,
+        repositories,
+        tsa_root=tsa_server.pki.root_pem,
+        targets={"checked": (checked_digest, len(checked))},
+    )
+    hosts = {"dist": registry.host, "olareg": olareg.host}
+    return {
+        "estate": estate,
+        "hosts": hosts,
+        "tsa": tsa_server,
+        "notary": notary_server.url,
+        "checked": f"{repositories['checked']}@{checked_digest}",
+    }
+
+
+def notation_sign(estate: Estate, ref: str, key: str, *args: str) -> None:
+    done = notation(estate.root / "notation-home").run(
+        "sign", "--insecure-registry", "--key", key, *args, ref, env={"NOTATION_CONFIG": str(estate.keys)}
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"Successfully signed {ref}"
+
+
+def notation_verify(estate: Estate, ref: str, *args: str, config: Path | None = None) -> Any:
+    return notation(estate.root / "notation-home").run(
+        "verify", "--insecure-registry", "--verbose", *args, ref, env={"NOTATION_CONFIG": str(config or estate.policy)}
+    )
+
+
+def our_verify(estate: Estate, ref: str, host: str, *args: str, policy: Path | None = None) -> tuple[int, Any]:
+    directory = policy or estate.policy
+    done = ours(
+        "verify",
+        ref,
+        "--policy",
+        str(directory / "trustpolicy.json"),
+        "--truststore",
+        str(directory / "truststore"),
+        "--insecure-registry",
+        host,
+        "--json",
+        *args,
+    )
+    return done.returncode, json.loads(done.stdout) if done.stdout else {"error": done.stderr}
+
+
+def storage_args(storage: str) -> list[str]:
+    # Notation 1.3 writes the tag schema unless told it may use the Referrers API.
+    return ["--force-referrers-tag=false"] if storage == "olareg" else []
+
+
+def new_image(setup: dict[str, Any], storage: str, label: str) -> str:
+    repository = setup["estate"].repositories[storage]
+    return f"{repository}@{push_image(setup['hosts'][storage], repository.split('/', 1)[1], label)}"
+
+
+def notation_ls(estate: Estate, ref: str) -> list[str]:
+    done = notation(estate.root / "notation-home").run("ls", "--insecure-registry", ref)
+    assert done.returncode == 0, done.stderr
+    return sorted(word for line in done.stdout.splitlines()[1:] for word in line.split() if word.startswith("sha256:"))
+
+
+def oras_discover(estate: Estate, ref: str) -> list[str]:
+    doc = oras(estate.root / "oras-home").json(
+        "discover", "--plain-http", "--format", "json", "--artifact-type", "application/vnd.cncf.notary.signature", ref
+    )
+    return sorted(m["digest"] for m in doc.get("referrers", doc.get("manifests", [])))
+
+
+def our_ls(ref: str, host: str) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = json.loads(ours_ok("ls", ref, "--json", "--insecure-registry", host))["signatures"]
+    return listed
+
+
+CASES = [
+    ("cose", "dist", False),
+    ("jws", "dist", False),
+    ("cose", "olareg", False),
+    ("jws", "olareg", False),
+    ("cose", "olareg", True),
+    ("jws", "dist", True),
+]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "storage", "stamped"), CASES, ids=[f"{f}-{s}-{'ts' if t else 'plain'}" for f, s, t in CASES]
+)
+def test_notation_signature_read_with_the_same_verdicts(
+    setup: dict[str, Any], fmt: str, storage: str, stamped: bool
+) -> None:
+    estate: Estate = setup["estate"]
+    host = setup["hosts"][storage]
+    ref = new_image(setup, storage, f"theirs-{fmt}-{stamped}")
+    args = ["--signature-format", fmt, "-m", "team=platform", *storage_args(storage)]
+    if stamped:
+        tsa: TestTSA = setup["tsa"]
+        args += ["--timestamp-url", tsa.url, "--timestamp-root-cert", str(tsa.pki.root_pem)]
+    notation_sign(estate, ref, "release", *args)
+
+    assert notation_verify(estate, ref).returncode == 0
+    code, verdict = our_verify(estate, ref, host)
+    assert (code, verdict["verified"], verdict["failedCheck"]) == (0, True, None), verdict
+    # User metadata: required and present passes both; required and absent fails both.
+    assert notation_verify(estate, ref, "-m", "team=platform").returncode == 0
+    assert our_verify(estate, ref, host, "-m", "team=platform")[0] == 0
+    refused = notation_verify(estate, ref, "-m", "team=other")
+    assert refused.returncode == 1 and "team=other" in refused.stderr, refused.stderr
+    code, verdict = our_verify(estate, ref, host, "-m", "team=other")
+    assert (code, verdict["failedCheck"]) == (1, "userMetadata")
+
+    listed = our_ls(ref, host)
+    assert [s["digest"] for s in listed] == notation_ls(estate, ref) == oras_discover(estate, ref)
+    assert [(s["form"], s["envelopeMediaType"]) for s in listed] == [("legacy", MEDIA[fmt])]
+    (details,) = json.loads(ours_ok("inspect", ref, "--json", "--insecure-registry", host))["signatures"]
+    assert "error" not in details
+    assert (details["mediaType"], details["timestamped"], details["userMetadata"]) == (
+        MEDIA[fmt],
+        stamped,
+        {"team": "platform"},
+    )
+    assert details["signingAgent"].startswith("notation-go/1.3.2")
+    assert details["signatureAlgorithm"] == "ES256"
+
+
+@pytest.mark.parametrize("storage", ["dist", "olareg"])
+def test_oras_discover_lists_exactly_our_signatures(setup: dict[str, Any], storage: str) -> None:
+    """Ours (COSE legacy, COSE artifact, JWS) and Notation's on one subject: oras discover == dct2notation ls."""
+    estate: Estate = setup["estate"]
+    host = setup["hosts"][storage]
+    ref = new_image(setup, storage, "listed")
+    for fmt, form in (("cose", "legacy"), ("cose", "artifact"), ("jws", "legacy")):
+        args = ["sign", ref, "--key", "release", "--config-dir", str(estate.keys), "--insecure-registry", host]
+        ours_ok(*args, "--signature-format", fmt, "--signature-manifest", form)
+    notation_sign(estate, ref, "release", *storage_args(storage))
+    listed = our_ls(ref, host)
+    assert len(listed) == 4
+    assert sorted(s["digest"] for s in listed) == oras_discover(estate, ref)
+    assert sorted(s["digest"] for s in listed) == notation_ls(estate, ref)
+
+
+def test_check_sees_the_notation_signature_on_the_dct_tag(setup: dict[str, Any]) -> None:
+    estate: Estate = setup["estate"]
+    ref = setup["checked"]
+    notation_sign(estate, ref, "release")  # JWS, Notation's default
+    host = setup["hosts"]["dist"]
+    done = ours(
+        "check",
+        estate.guns["checked"],
+        "--server",
+        setup["notary"],
+        "--policy",
+        str(estate.policy / "trustpolicy.json"),
+        "--truststore",
+        str(estate.policy / "truststore"),
+        "--registry-map",
+        f"{estate.guns['checked']}={estate.repositories['checked']}",
+        "--insecure-registry",
+        host,
+        "--require",
+        "both",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    statuses = {(t["tag"], t["status"]) for t in doc["tags"]} if "tags" in doc else doc
+    assert statuses == {("v1", "ok")}, doc
+
+
+# --- refusals: Notation's and ours on the same signature -------------------------------------------------------------
+
+
+def test_untrusted_root_refused_by_both(setup: dict[str, Any]) -> None:
+    estate: Estate = setup["estate"]
+    ref = new_image(setup, "dist", "stranger")
+    notation_sign(estate, ref, "stranger")
+    done = notation_verify(estate, ref)
+    assert done.returncode == 1 and "authenticity validation failed" in done.stderr
+    code, verdict = our_verify(estate, ref, setup["hosts"]["dist"])
+    assert (code, verdict["failedCheck"]) == (1, "authenticity")
+
+
+def test_wrong_identity_refused_by_both(setup: dict[str, Any], tmp_path: Path) -> None:
+    """The emitted trust store, but a statement whose trusted identity is someone else."""
+    estate: Estate = setup["estate"]
+    policy = tmp_path / "policy"
+    shutil.copytree(estate.policy, policy)
+    document = json.loads((policy / "trustpolicy.json").read_text())
+    for statement in document["trustPolicies"]:
+        statement["trustedIdentities"] = ["x509.subject: C=US, ST=WA, O=Notary, CN=somebody-else"]
+    (policy / "trustpolicy.json").write_text(json.dumps(document))
+    ref = new_image(setup, "dist", "identity")
+    notation_sign(estate, ref, "release")
+    done = notation_verify(estate, ref, config=policy)
+    assert done.returncode == 1 and "authenticity validation failed" in done.stderr, done.stderr
+    code, verdict = our_verify(estate, ref, setup["hosts"]["dist"], policy=policy)
+    assert (code, verdict["failedCheck"]) == (1, "authenticity")
+    assert "does not match the X.509 trusted identities" in verdict["reason"]
+
+
+def test_expired_signature_refused_by_both(setup: dict[str, Any]) -> None:
+    estate: Estate = setup["estate"]
+    ref = new_image(setup, "olareg", "expiring")
+    notation_sign(estate, ref, "release", "--signature-format", "cose", "--expiry", "1s", *storage_args("olareg"))
+    time.sleep(2.1)
+    done = notation_verify(estate, ref)
+    assert done.returncode == 1 and "expiry validation failed" in done.stderr, done.stderr
+    code, verdict = our_verify(estate, ref, setup["hosts"]["olareg"])
+    assert (code, verdict["failedCheck"]) == (1, "expiry")
+
+
+@pytest.mark.parametrize("fmt", ["cose", "jws"])
+def test_tampered_notation_envelope_refused_by_both(setup: dict[str, Any], fmt: str) -> None:
+    """Someone with push rights copies the image to another repository and attaches Notation's envelope with one
+    payload annotation changed: the only signature there no longer verifies."""
+    estate: Estate = setup["estate"]
+    host = setup["hosts"]["olareg"]
+    source = new_image(setup, "olareg", f"tamper-{fmt}")
+    notation_sign(estate, source, "release", "--signature-format", fmt, "-m", "team=platform", *storage_args("olareg"))
+    repository = estate.repositories["olareg"].split("/", 1)[1]
+    store = RegistryStore(host, RegistryOptions(insecure_registries=frozenset({host})))
+    try:
+        subject = store.resolve(parse_reference(source))
+        (stored,) = fetch_signatures(store, repository, subject.digest)
+        original = parse_signature_envelope(stored.envelope, stored.manifest.envelope.media_type)
+        envelope = stored.envelope.replace(b"platform", b"attacker") if fmt == "cose" else _tamper_jws(stored.envelope)
+        assert envelope != stored.envelope
+        copy = estate.repositories["tampered"].split("/", 1)[1]
+        raw, _ = store.client.get_manifest(repository, subject.digest)
+        store.client.push_blob(copy, EMPTY_JSON)
+        store.client.put_manifest(copy, subject.digest, raw, OCI_MANIFEST)
+        assert original.signing_time is not None
+        store.push_signature(
+            copy,
+            subject,
+            envelope,
+            original.cert_chain,
+            original.signing_time,
+            "legacy",
+            envelope_media_type=stored.manifest.envelope.media_type,
+        )
+    finally:
+        store.close()
+    ref = f"{host}/{copy}@{subject.digest}"
+    done = notation_verify(estate, ref)
+    assert done.returncode == 1 and "integrity validation failed" in done.stderr, done.stderr
+    code, verdict = our_verify(estate, ref, host)
+    assert (code, verdict.get("failedCheck")) == (1, "integrity"), verdict
+
+
+def _tamper_jws(raw: bytes) -> bytes:
+    import base64
+
+    envelope = json.loads(raw)
+    payload = base64.urlsafe_b64decode(envelope["payload"] + "=" * (-len(envelope["payload"]) % 4))
+    envelope["payload"] = base64.urlsafe_b64encode(payload.replace(b"platform", b"attacker")).rstrip(b"=").decode()
+    return json.dumps(envelope).encode()
