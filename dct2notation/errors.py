@@ -6,6 +6,8 @@ Exit codes (README "Exit codes"): 0 success; 1 a check failed (verification, coe
 
 from __future__ import annotations
 
+from .safetext import printable
+
 
 class Dct2NotationError(Exception):
     """Base of every error the tool reports to a user. ``str(err)`` is the one line shown."""
@@ -13,8 +15,9 @@ class Dct2NotationError(Exception):
     exit_code: int = 2
 
     def __init__(self, message: str) -> None:
-        # Keep it one line: a multi-line message would break log scrapers and CI annotations.
-        super().__init__(" ".join(message.split()))
+        # Keep it one line: a multi-line message would break log scrapers and CI annotations. Messages quote what
+        # servers sent (error bodies, names, realms): no control character of theirs reaches the terminal.
+        super().__init__(printable(" ".join(message.split())))
 
     @property
     def message(self) -> str:

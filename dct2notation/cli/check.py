@@ -17,6 +17,7 @@ from rich.progress import MofNCompleteColumn, Progress, TaskID
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_at_option
 from ..errors import UsageError
 from ..registry.options import RegistryOptions
+from ..safetext import printable
 from .credentials import read_credentials, registry_options
 from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
@@ -194,7 +195,7 @@ def check_command(
             _write("--markdown", markdown, render_markdown(result).encode("utf-8"))
         for line in result.failures:
             # Plain writes, table or not: a gate that checked nothing must say so in any CI log.
-            sys.stderr.write(f"dct2notation: check: {line}\n")
+            sys.stderr.write(f"dct2notation: check: {printable(line)}\n")
         if watch is not None:
             previous = rows_by_key(result)
         code = result.exit_code

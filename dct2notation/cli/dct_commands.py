@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_at_option
 from ..errors import UsageError
+from ..safetext import printable
 
 
 def _source(
@@ -58,7 +59,7 @@ def _source(
 
 
 def _warn(line: str) -> None:
-    print(f"dct2notation: warning: {line}", file=sys.stderr)
+    print(f"dct2notation: warning: {printable(line)}", file=sys.stderr)
 
 
 def _clock(at: str | None) -> Clock:

@@ -16,7 +16,8 @@ from ..keys.base import SigningKey
 from ..migrate.plan import KeyFor, Plan
 from ..registry.options import RegistryOptions
 from ..registry.store import SignatureStore
-from ..report import print_json, stderr_console
+from ..report import print_json, shown, stderr_console
+from ..safetext import printable
 from .credentials import read_credentials, registry_options
 from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
@@ -65,14 +66,15 @@ def render_plan_table(plan: Plan) -> None:
     for column in ("repository", "digest", "tags", "DCT role", "Notation key"):
         table.add_column(column)
     for job in plan.jobs:
-        table.add_row(job.repository, job.digest[:19] + "…", ", ".join(job.tags), job.role, job.identity)
+        cells = (job.repository, job.digest[:19] + "…", ", ".join(job.tags), job.role, job.identity)
+        table.add_row(*map(shown, cells))
     stderr_console.print(table)
     if plan.findings:
         findings = Table(title="pre-flight findings")
         for column in ("repository", "digest", "finding", "detail"):
             findings.add_column(column)
         for item in plan.findings:
-            findings.add_row(item["repository"], item["digest"][:19] + "…", item["kind"], item["detail"])
+            findings.add_row(*map(shown, (item["repository"], item["digest"][:19] + "…", item["kind"], item["detail"])))
         stderr_console.print(findings)
 
 
@@ -187,7 +189,9 @@ def sign_plan(
         if failures:
             # Plain writes: rich would wrap a long reference over two lines and break grep-ability.
             lines = [f"{len(failures)} job(s) failed (rerun to resume):"]
-            lines += [f"  {f['repository']}@{f['digest']} [{f['identity']}]: {f['error']}" for f in failures]
+            lines += [
+                printable(f"  {f['repository']}@{f['digest']} [{f['identity']}]: {f['error']}") for f in failures
+            ]
             sys.stderr.write("\n".join(lines) + "\n")
             return 1
         return 0

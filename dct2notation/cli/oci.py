@@ -20,7 +20,7 @@ from ..oci import Descriptor
 from ..registry.options import RegistryOptions
 from ..registry.reference import require_digest
 from ..registry.target import Target, open_target
-from ..report import print_json, stderr_console
+from ..report import print_json, shown, stderr_console
 from .credentials import read_credentials, registry_options
 from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
@@ -265,11 +265,12 @@ def ls(
         return
     from rich.table import Table
 
-    table = Table(title=f"{pinned}: {len(summaries)} signature(s)")
+    table = Table(title=f"{shown(pinned)}: {len(summaries)} signature(s)")
     for column in ("DIGEST", "FORM", "ENVELOPE", "SIGNED", "CERT SHA256"):
         table.add_column(column)
     for s in summaries:
-        table.add_row(s.digest, s.form, s.envelope_media_type, s.signing_time or "-", ", ".join(s.thumbprints))
+        cells = (s.digest, s.form, s.envelope_media_type, s.signing_time or "-", ", ".join(s.thumbprints))
+        table.add_row(*map(shown, cells))
     stderr_console.print(table)
 
 
@@ -291,17 +292,18 @@ def inspect(
     if json_out:
         print_json(doc)
         return
-    stderr_console.print(f"[bold]{doc['reference']}[/bold]: {len(details)} signature(s)")
+    # Everything below comes from the registry or from whoever pushed the signature: shown() on each value.
+    stderr_console.print(f"[bold]{shown(pinned)}[/bold]: {len(details)} signature(s)")
     for entry in details:
-        stderr_console.print(f"└── {entry['digest']} ({entry['form']}, {entry['mediaType']})")
+        stderr_console.print(f"└── {shown(entry['digest'])} ({shown(entry['form'])}, {shown(entry['mediaType'])})")
         for key in ("signatureAlgorithm", "signingTime", "expiry", "signingAgent", "timestamped", "error"):
             if entry.get(key) is not None:
-                stderr_console.print(f"    {key}: {entry[key]}")
+                stderr_console.print(f"    {key}: {shown(str(entry[key]))}")
         for name, value in entry.get("userMetadata", {}).items():
-            stderr_console.print(f"    metadata {name}: {value}")
+            stderr_console.print(f"    metadata {shown(name)}: {shown(value)}")
         for cert in entry.get("certificates", []):
             stderr_console.print(
-                f"    cert {cert['subject']} sha256:{cert['sha256Thumbprint']} until {cert['notAfter']}"
+                f"    cert {shown(cert['subject'])} sha256:{cert['sha256Thumbprint']} until {cert['notAfter']}"
             )
 
 
@@ -332,7 +334,7 @@ def verify(
     if json_out:
         print_json(report.to_dict())
     elif report.ok:
-        stderr_console.print(f"Successfully verified signature for {report.reference}")
+        stderr_console.print(f"Successfully verified signature for {shown(report.reference)}")
     if not report.ok:
         report.raise_failure()
 

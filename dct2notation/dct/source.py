@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..config import DEFAULT_LIMITS, Limits
-from ..errors import AuthError, DeadlineExceeded, InputError, NotFoundError, RemoteError
+from ..errors import AuthError, DeadlineExceeded, InputError, NotFoundError, RemoteError, UsageError
 from ..files import read_regular, segments
+from ..safetext import has_userinfo, redact_url
 from ._plainhttp import CertificateNotTrusted, ConnectionFailed, DeadlinePassed, PlainHttp, Unsupported
 
 if TYPE_CHECKING:
@@ -85,6 +86,11 @@ class NotaryServerSource:
         username: str | None = None,
         password: str | None = None,
     ) -> None:
+        if has_userinfo(url):
+            raise UsageError(
+                f"--server {redact_url(url)}: credentials in the URL are refused (they show in process lists and "
+                "shell history); give -u USER --password-stdin"
+            )
         self.url = url.rstrip("/")
         self.limits = limits
         self._auth = auth

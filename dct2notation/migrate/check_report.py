@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from ..jsontext import loads as json_loads
+from ..report import shown
 from .coexist import CHECK_FORMAT, STATUSES, CheckResult
 
 # Fields that define a tag's state; a change in any of them is a change worth reporting.
@@ -87,12 +88,12 @@ def render_table(result: CheckResult, console: Console) -> None:
     for row in result.rows:
         style = "green" if row.status == "ok" else "red"
         table.add_row(
-            row.repository,
-            row.tag,
+            shown(row.repository),
+            shown(row.tag),
             f"[{style}]{row.status}[/{style}]",
-            row.dct,
-            row.notation.verdict,
-            row.reason,
+            shown(row.dct),
+            shown(row.notation.verdict),
+            shown(row.reason),
         )
     console.print(table)
     counts = ", ".join(f"{status} {n}" for status, n in result.counts.items() if n)

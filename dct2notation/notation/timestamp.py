@@ -31,6 +31,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_a
 
 from ..config import DEFAULT_LIMITS, Clock, Limits, SystemClock
 from ..errors import InputError, TimestampError, UsageError
+from ..safetext import has_userinfo, redact_url
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
@@ -323,6 +324,11 @@ class HttpTimestamper:
         limits: Limits = DEFAULT_LIMITS,
         clock: Clock | None = None,
     ) -> None:
+        if has_userinfo(url):
+            raise UsageError(
+                f"--timestamp-url {redact_url(url)}: credentials in the URL are refused (they show in process lists "
+                "and shell history, and Notation's TSA client sends none)"
+            )
         if httpx.URL(url).scheme not in ("http", "https"):
             raise UsageError(f"--timestamp-url: {url!r} is not an http(s) URL")
         self.url = url

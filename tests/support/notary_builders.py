@@ -190,6 +190,8 @@ class Resigner:
             role, key = _load_notary_private_key(path)
             self.by_role.setdefault(role, []).append(key)
         for name in ("releases", "alice", "bob"):
+            if not (keys_dir / f"{name}.key").exists():
+                continue  # a GUN without that delegation (not one build_rich_gun made)
             pem = (keys_dir / f"{name}.key").read_bytes()
             self.by_role[f"targets/{name}"] = [serialization.load_pem_private_key(pem, None)]
         root = self.docs["root"]["signed"]
