@@ -182,7 +182,12 @@ def sign_plan(
                 await signer.preflight()
             return await signer.run()
 
-        result = asyncio.run(run())
+        try:
+            result = asyncio.run(run())
+        except KeyboardInterrupt:
+            # Ctrl-C left the JSON summary empty: say what the journal holds and how to go on, then exit 130.
+            _report_interrupted(book, jobs, loaded.migration_id, shard, journal)
+            raise
         summary = {"migration_id": loaded.migration_id, "shard": shard, "journal": str(journal), **result.summary()}
         print_json(summary)
         failures = summary["failures"]
@@ -197,6 +202,19 @@ def sign_plan(
         return 0
     finally:
         book.close()
+
+
+def _report_interrupted(book: Any, jobs: list[Any], migration_id: str, shard: str | None, journal: Path) -> None:
+    from ..migrate.journal import DONE
+
+    states = [entry.state if (entry := book.get(job.key)) is not None else "pending" for job in jobs]
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state] = counts.get(state, 0) + 1
+    done = sum(1 for state in states if state in DONE)
+    print_json({"migration_id": migration_id, "shard": shard, "journal": str(journal), "interrupted": True,
+                "jobs": len(jobs), "counts": counts})  # fmt: skip
+    sys.stderr.write(f"interrupted: {done} of {len(jobs)} job(s) done; rerun the same command to resume\n")
 
 
 def plan_command(

@@ -44,10 +44,12 @@ class TokenBucket:
                 now = time.monotonic()
                 self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
                 self.stamp = now
-                if self.tokens >= n:
+                # A request dearer than the burst (a signature costs 5) goes once the bucket is full, into debt:
+                # waiting for tokens >= n would wait forever under --rate-limit below 5.
+                if self.tokens >= min(n, self.capacity):
                     self.tokens -= n
                     return
-                await asyncio.sleep((n - self.tokens) / self.rate)
+                await asyncio.sleep((min(n, self.capacity) - self.tokens) / self.rate)
 
 
 class TimedTimestamper:
@@ -74,6 +76,9 @@ class BatchResult:
     elapsed: float
     timestamp_seconds: float = 0.0
     retries: dict[str, Any] = field(default_factory=dict)
+    # What this run did per job (signed, reused, failed, already-done): a resumed run that signs nothing must not
+    # report the journal's earlier signatures as its own ("signed: 307 at 13,835/s").
+    this_run: dict[str, int] = field(default_factory=dict)
 
     def failures(self) -> list[dict[str, Any]]:
         return [r for r in self.results() if r["state"] not in DONE]
@@ -101,12 +106,13 @@ class BatchResult:
         counts: dict[str, int] = {}
         for r in results:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
-        signed = counts.get("signed", 0)
+        signed = self.this_run.get("signed", 0)
         return {
             "jobs": len(results),
             "counts": counts,
+            "this_run": dict(self.this_run),
             "elapsed_seconds": round(self.elapsed, 3),
-            "signatures_per_second": round(signed / self.elapsed, 2) if self.elapsed > 0 else None,
+            "signatures_per_second": round(signed / self.elapsed, 2) if self.elapsed > 0 and signed else None,
             "timestamp_seconds": round(self.timestamp_seconds, 3),
             "retries": self.retries,
             "results": results,
@@ -233,10 +239,11 @@ class BatchSigner:
                 kind = type(exc) if type(exc).__init__ is Dct2NotationError.__init__ else RemoteError
                 raise kind(f"pre-flight {registry}: cannot read and write {job.repository}: {exc}") from exc
 
-    async def _one(self, job: Job, bucket: TokenBucket) -> None:
+    async def _one(self, job: Job, bucket: TokenBucket) -> str:
+        """Run one job; what this run did with it: signed, reused, failed or already-done (by an earlier run)."""
         entry = self.journal.get(job.key)
         if entry is not None and entry.state in DONE:
-            return
+            return "already-done"
         key = self.keys[job.identity]
         store = self.stores(_registry_of(job))
         ref = _reference(job, self.layout)
@@ -263,10 +270,12 @@ class BatchSigner:
             # shard layout, a manual sign) is reused too, never duplicated.
             desc, reused = await store.apush_signature_once(ref.repository, subject, find, make, self.form)
             self.journal.done(job.key, "reused" if reused else "signed", desc.digest)
+            return "reused" if reused else "signed"
         except Dct2NotationError as exc:
             self.journal.fail(job.key, exc.message)
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop thousands; its reason is journaled
             self.journal.fail(job.key, f"{type(exc).__name__}: {exc}")
+        return "failed"
 
     async def _asign(self, job: Job, subject: Descriptor, key: SigningKey) -> SignedEnvelope:
         # A TSA round trip would block the loop; local signing takes ~1 ms and stays on it.
@@ -306,6 +315,7 @@ class BatchSigner:
             transient=False,
         )
         errors = 0
+        this_run: dict[str, int] = {}
 
         async def worker(task_id: Any, lane: int) -> None:
             nonlocal errors
@@ -317,9 +327,9 @@ class BatchSigner:
                     return
                 registry = _registry_of(job)
                 bucket = buckets.setdefault(registry, TokenBucket(self.rate_limit))
-                await self._one(job, bucket)
-                entry = self.journal.get(job.key)
-                if entry is not None and entry.state == "failed":
+                outcome = await self._one(job, bucket)
+                this_run[outcome] = this_run.get(outcome, 0) + 1
+                if outcome == "failed":
                     errors += 1
                 elapsed = max(time.monotonic() - start, 1e-6)
                 progress.update(task_id, advance=1, rate=progress.tasks[0].completed / elapsed, errors=errors)
@@ -347,4 +357,5 @@ class BatchSigner:
             time.monotonic() - start,
             self.timestamper.seconds if self.timestamper else 0.0,
             retries,
+            this_run,
         )

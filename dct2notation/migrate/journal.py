@@ -182,8 +182,13 @@ class Journal:
             self._db.execute("UPDATE jobs SET state=?, signature=?, error=NULL WHERE key=?", (state, signature, key))
 
     def fail(self, key: str, error: str) -> None:
+        # A failure before the signing step (resolve, listing) is an attempt too: `attempts: 0` on a failed job
+        # read as "never tried". One that failed after intent() was already counted there.
         with self._errors():
-            self._db.execute("UPDATE jobs SET state='failed', error=? WHERE key=?", (error, key))
+            self._db.execute(
+                "UPDATE jobs SET state='failed', error=?, attempts=attempts + (state != 'pushing') WHERE key=?",
+                (error, key),
+            )
 
     def counts(self) -> dict[str, int]:
         with self._errors():
