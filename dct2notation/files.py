@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -198,7 +197,7 @@ def write_beneath(
     raw = data.encode("utf-8") if isinstance(data, str) else data
     parts = segments(relative, f"{root}: {what or 'file'}")
     path = root.joinpath(*parts)
-    tmp = f".{parts[-1]}.{secrets.token_hex(6)}.tmp"
+    tmp = f".{parts[-1]}.{os.urandom(6).hex()}.tmp"
     try:
         dir_fd = _walk_dirs(root, parts[:-1], create=True)
     except FileNotFoundError as exc:

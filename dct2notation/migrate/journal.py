@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -200,7 +199,7 @@ class Journal:
 
 def _create(path: Path) -> None:
     """A new journal is built under a temp name and linked into place: never a half-made file at ``path``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     try:
         db = sqlite3.connect(tmp, isolation_level=None)
         try:
