@@ -9,7 +9,7 @@ from typing import Annotated, cast
 import typer
 
 from ..errors import UsageError
-from ..report import stderr_console
+from ..report import shown, stderr_console
 
 LEVELS = ("strict", "permissive", "audit")
 KYVERNO_FORMS = ("ivp", "clusterpolicy", "none")
@@ -120,7 +120,8 @@ def policy_command(
         f"{len(emission.statements)} statements, {len(emission.roots)} trust stores written to {output}"
     )
     for gap in emission.gaps:
-        stderr_console.print(f"gap: {gap.what} ({', '.join(gap.repositories)})")
+        # Gap texts quote certificate subjects and repository names from the archived DCT metadata.
+        stderr_console.print(f"gap: {shown(gap.what)} ({shown(', '.join(gap.repositories))})")
 
 
 def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:

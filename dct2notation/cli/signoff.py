@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import GateFailed, UsageError
+from ..safetext import printable
 from .credentials import read_credentials, registry_options
 from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
@@ -62,7 +63,7 @@ def signoff_command(
     inputs = SignoffInputs(archive, inventory, plan, policy_dir, journal, check_json)
     verdict = create_bundle(inputs, store_factory(options, oci_layout), output, SystemClock())
     stderr_console.print(f"bundle {output}: digest {bundle_digest(output)}", highlight=False, soft_wrap=True)
-    print(summary_line(verdict))
+    print(printable(summary_line(verdict)))  # the reasons name repositories, tags and registry answers
     if not verdict.ready:
         raise typer.Exit(1)
 
