@@ -433,7 +433,10 @@ def test_nothing_emittable_is_one_line_error(tmp_path: Path, capsys: pytest.Capt
     )
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("policy: no repository has a mapped signer with a usable certificate; see the gaps listed")
+    assert err.endswith(
+        "policy: no repository has a mapped signer with a usable certificate: "
+        "the inventory has no repository with a trusted tag"
+    )
     assert "\n" not in err
     assert RegistryMap.parse([]).apply("x/y") == "x/y"
 

@@ -139,6 +139,15 @@ def _inventory(args: InventoryArgs) -> None:
         for repo in inventory.repositories:
             for skipped in repo["skipped_roles"]:
                 _warn(SkippedRole(skipped["role"], skipped["reason"]).warning(repo["gun"]))
+    if args.trust_dir is not None:
+        for repo in inventory.repositories:
+            if not repo["trusted_tags"]:
+                # docker's trust dir is a cache of the last pull or sign on this machine: no tag there is no
+                # evidence that the GUN has none (it said 0 tags, exit 0, and nothing else).
+                _warn(
+                    f"{repo['gun']}: no trusted tag in --trust-dir {args.trust_dir}; docker's trust cache is only"
+                    " as fresh as this machine's last pull or sign: read the notary server with --server URL"
+                )
     if args.as_json:
         # Compact output; an indented dump of 10,000 tags takes seconds.
         sys.stdout.write(inventory.to_json() + "\n")

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import DEFAULT_LIMITS
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..keys.base import SigningKey
 from ..migrate.plan import KeyFor, Plan
 from ..registry.options import RegistryOptions
@@ -217,6 +217,24 @@ def _report_interrupted(book: Any, jobs: list[Any], migration_id: str, shard: st
     sys.stderr.write(f"interrupted: {done} of {len(jobs)} job(s) done; rerun the same command to resume\n")
 
 
+def _check_key_names(made: Plan, signers: Path, config_dir: Path | None) -> None:
+    """A misspelt key in signers.toml passed `plan` and failed only at `sign`, hours later on another machine."""
+    from ..keys.signingkeys import notation_config_dir, signing_keys_path, unknown_key_specs
+
+    where = notation_config_dir(config_dir)
+    unknown, checked = unknown_key_specs((job.identity for job in made.jobs), where)
+    if unknown:
+        raise InputError(
+            f"--signers {signers}: key(s) {', '.join(repr(k) for k in unknown)} not found"
+            f" ({signing_keys_path(where)} / key files); fix signers.toml or add the key"
+        )
+    if not checked and any(":" not in job.identity for job in made.jobs):
+        sys.stderr.write(
+            f"plan: warning: key names not checked: no {signing_keys_path(where)} (give --config-dir or set"
+            " NOTATION_CONFIG to the signing machine's Notation config)\n"
+        )
+
+
 def plan_command(
     inventory: Annotated[Path, typer.Argument(help="Inventory JSON (dct2notation inventory --json).")],
     signers: Annotated[Path, typer.Option("--signers", help="signers.toml: DCT signer → Notation key.")],
@@ -239,6 +257,9 @@ def plan_command(
     username: UserOpt = None,
     password_stdin: PasswordStdinOpt = False,
     oci_layout: Annotated[Path | None, typer.Option("--oci-layout", help="Subjects are in this OCI layout.")] = None,
+    config_dir: Annotated[
+        Path | None, typer.Option("--config-dir", help="Notation config whose signingkeys.json names the keys.")
+    ] = None,
 ) -> None:
     """Make a signing plan from a DCT inventory: one job per (repository, digest, identity), with pre-flight."""
     options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
@@ -252,6 +273,7 @@ def plan_command(
         check=not no_preflight,
     )
     _warn_version_traps(signers, {job.identity for job in made.jobs})
+    _check_key_names(made, signers, config_dir)
     if dry_run:
         render_plan_table(made)
         print_json(made.to_dict())

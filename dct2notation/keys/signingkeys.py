@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,22 @@ class SigningKeys:
 
 def signing_keys_path(config_dir: Path) -> Path:
     return config_dir / "signingkeys.json"
+
+
+def unknown_key_specs(specs: Iterable[str], config_dir: Path) -> tuple[list[str], bool]:
+    """The key specs that name no key: signingkeys.json names it does not hold, KEY.pem:CHAIN.pem files that do not
+    exist (plugin keys are the plugin's to know). The second value is False when there is no signingkeys.json to
+    check names against."""
+    path = signing_keys_path(config_dir)
+    present = path.exists()
+    names = {entry.name for entry in SigningKeys.load(path).keys} if present else set()
+    unknown = []
+    for spec in sorted(set(specs)):
+        if spec.startswith("plugin:"):
+            continue
+        if ":" in spec:
+            if not all(Path(part).is_file() for part in spec.split(":", 1)):
+                unknown.append(spec)
+        elif present and spec not in names:
+            unknown.append(spec)
+    return unknown, present

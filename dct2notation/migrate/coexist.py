@@ -140,7 +140,7 @@ def decide(
     if registry_digest is None:
         return "manifest-missing", f"DCT trusts {dct_digest} but the registry serves no manifest for the tag"
     if dct == "missing":
-        return "dct-missing", "the registry has the tag but DCT does not sign it"
+        return "dct-missing", f"the registry has the tag but {dct_reason or 'DCT does not sign it'}"
     if dct_digest != registry_digest:
         return "drift", f"DCT trusts {dct_digest} but the registry serves {registry_digest}"
     if notation.verdict == "missing":
@@ -238,6 +238,9 @@ class DctRepository:
     gun: str
     trusted: Mapping[str, str] = field(default_factory=dict)  # tag -> digest
     error: str | None = None
+    # tag -> the roles that sign it, for tags signed only in delegations docker pull does not trust (targets/alice):
+    # such a tag is reported as that, not as "DCT does not sign it".
+    untrusted_signers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def dct_repositories(inventory_repositories: Iterable[Mapping[str, Any]]) -> list[DctRepository]:
@@ -245,7 +248,15 @@ def dct_repositories(inventory_repositories: Iterable[Mapping[str, Any]]) -> lis
     out = []
     for repo in inventory_repositories:
         trusted = {str(t["tag"]): str(t["digest"]) for t in repo.get("trusted_tags", [])}
-        out.append(DctRepository(str(repo["gun"]), trusted))
+        others: dict[str, set[str]] = {}
+        role_targets = repo.get("role_targets")
+        for role, targets in (role_targets.items() if isinstance(role_targets, dict) else ()):
+            for target in targets if isinstance(targets, list) else ():
+                tag = target.get("tag") if isinstance(target, dict) else None
+                if isinstance(tag, str) and tag not in trusted:
+                    others.setdefault(tag, set()).add(str(role))
+        untrusted = {tag: tuple(sorted(roles)) for tag, roles in others.items()}
+        out.append(DctRepository(str(repo["gun"]), trusted, untrusted_signers=untrusted))
     return out
 
 
@@ -602,7 +613,14 @@ def _rows_for(repo: DctRepository, repository: str, listed: Iterable[str]) -> It
         return
     for tag in sorted(registry_tags | set(repo.trusted)):
         digest = repo.trusted.get(tag)
-        yield _Pending(repo.gun, repository, tag, "valid" if digest else "missing", digest)
+        roles = repo.untrusted_signers.get(tag)
+        why = (
+            f"DCT signs it only in {', '.join(roles)}, which docker pull does not trust "
+            "(only targets/releases, then targets)"
+            if roles and not digest
+            else ""
+        )
+        yield _Pending(repo.gun, repository, tag, "valid" if digest else "missing", digest, why)
 
 
 def dct_from_source(guns: Iterable[str], source: MetadataSource, clock: Clock, limits: Limits) -> list[DctRepository]:

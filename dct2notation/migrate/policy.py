@@ -317,7 +317,11 @@ def write_emission(
     """Write trust policy, trust store, admission manifests and gaps; validates the policy before writing it."""
     options = options or AdmissionOptions()
     if not emission.statements:
-        raise ConfigError("policy: no repository has a mapped signer with a usable certificate; see the gaps listed")
+        # The gaps are the reasons; they were announced ("see the gaps listed") but never printed.
+        reasons = [f"{gap.what} ({', '.join(gap.repositories)}); {gap.todo}" for gap in emission.gaps[:3]]
+        more = f" (and {len(emission.gaps) - 3} more)" if len(emission.gaps) > 3 else ""
+        why = "; ".join(reasons) + more if reasons else "the inventory has no repository with a trusted tag"
+        raise ConfigError(f"policy: no repository has a mapped signer with a usable certificate: {why}")
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"-o {outdir}: exists and is not a directory")
     policy = emission.trust_policy()
