@@ -331,7 +331,12 @@ def test_connaisseur_pins_the_archived_root_key_and_delegations(
     # required (requiring releases would deny that tag, which docker pull trusts).
     assert rules[0]["with"] == {"trustRoot": dct["trustRoots"][0]["name"]}
     gaps = json.loads((out / "gaps.json").read_text())["gaps"]
-    assert ("connaisseur-moved", f"{estate['rich']} -> {REGISTRY}/rich") in {(g["kind"], g["detail"]) for g in gaps}
+    found = {(g["kind"], g["detail"]) for g in gaps}
+    assert ("connaisseur-moved", f"{estate['rich']} -> {REGISTRY}/rich") in found
+    # With delegations present and none required, Connaisseur reads targets/releases only: the Repo Admin's tag is
+    # denied in the dct phase, and said so.
+    admin_tags = sorted(t["tag"] for t in rich["repositories"][0]["trusted_tags"] if t["role"] == "targets")
+    assert admin_tags and ("connaisseur-releases-only", f"{estate['rich']} ({', '.join(admin_tags)})") in found
 
 
 def test_attack_tampered_archive_root_pins_another_connaisseur_key(
@@ -455,6 +460,10 @@ def test_nothing_emittable_is_one_line_error(tmp_path: Path, capsys: pytest.Capt
         (["inv.json", "--signers", "s.toml", "-o", "o", "--pull-secret", "Reg_Cred"], "not a Kubernetes secret name"),
         (["inv.json", "--signers", "s.toml", "-o", "o", "--namespace", "a.b"], "--namespace 'a.b': not a Kubernetes"),
         (["inv.json", "--signers", "s.toml", "-o", "o", "--archive", "a"], "--archive and --notary-host go together"),
+        (
+            ["inv.json", "--signers", "s.toml", "-o", "o", "--notary-host", "ftp://n"],
+            "expected HOST[:PORT] or an http(s)",
+        ),
     ],
 )
 def test_cli_refusals_are_one_line(

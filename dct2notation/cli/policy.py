@@ -96,6 +96,8 @@ def policy_command(
     for ns in namespace or []:
         if not _NAMESPACE.fullmatch(ns):
             raise UsageError(f"--namespace {ns!r}: not a Kubernetes namespace name (RFC 1123 label)")
+    if notary_host is not None and "://" in notary_host and not notary_host.startswith(("http://", "https://")):
+        raise UsageError(f"--notary-host {notary_host!r}: expected HOST[:PORT] or an http(s) URL")
     if (archive is None) != (notary_host is None):
         raise UsageError("--archive and --notary-host go together (Connaisseur's notaryv1 validator needs both)")
     from ..dct.inventory import load_inventory

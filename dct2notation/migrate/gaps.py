@@ -27,6 +27,8 @@ WHAT = {
     "{detail} verifies without its TSA roots",
     "connaisseur-any-identity": "Connaisseur's notation validator verifies statement {detail} with trustedIdentities "
     '["*"]: any certificate chaining to its roots is accepted, not only the mapped identities',
+    "connaisseur-releases-only": "Connaisseur's notaryv1 validator reads targets/releases in a repository with "
+    "delegations: tags of {detail} signed only by the Repo Admin (targets) are denied in the dct phase",
     "connaisseur-moved": "repository {detail} moved registry: Connaisseur's notaryv1 rule covers the DCT name only, "
     "an image pulled by the new name matches no DCT rule",
 }
@@ -47,6 +49,8 @@ TODO = {
     "before the certificates expire",
     "connaisseur-any-identity": "enforce identities with Ratify v1 or Nirmata's TrustPolicy beside it, or give the "
     "statement a root of its own",
+    "connaisseur-releases-only": "sign those tags into targets/releases too, or go straight to the notation phase "
+    "for this repository",
     "connaisseur-moved": "deploy by the DCT name during the dct phase, or go straight to the notation phase",
 }
 

@@ -411,5 +411,11 @@ def dct_repositories(
         ]  # fmt: skip
         common = set.intersection(*holders) if holders else set()
         delegations = tuple(sorted(r.removeprefix("targets/") for r in common if r != REPO_ADMIN_ROLE))
-        found.append(DctRepository(gun, rmap.apply(gun), key_pem.decode(), delegations))
+        # With delegations present and none required, Connaisseur reads targets/releases only (not docker's order).
+        admin_only = sorted(
+            str(t["tag"])
+            for t in repo.get("trusted_tags", [])
+            if repo.get("delegations") and t["role"] == REPO_ADMIN_ROLE
+        )
+        found.append(DctRepository(gun, rmap.apply(gun), key_pem.decode(), delegations, tuple(admin_only)))
     return tuple(found)

@@ -31,6 +31,8 @@ class DctRepository:
     repository: str
     root_key_pem: str  # the public key of the GUN's root role, PEM
     delegations: tuple[str, ...]  # delegation names whose signatures made tags pullable (without ``targets/``)
+    # Pullable tags only the Repo Admin (targets) signed, in a repository that has delegations.
+    admin_only_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,11 @@ def render(inp: AdmissionInput) -> Rendered:
         ),
     ]
     gaps = [
+        Gap("connaisseur-releases-only", f"{r.gun} ({', '.join(r.admin_only_tags)})", (r.repository,))
+        for r in inp.dct
+        if r.admin_only_tags and not r.delegations
+    ]
+    gaps += [
         Gap("connaisseur-moved", f"{r.gun} -> {r.repository}", (r.repository,))
         for r in inp.dct
         if r.gun != r.repository
