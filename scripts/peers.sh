@@ -45,10 +45,10 @@ plugin_src="tests/support/notation_plugin"
 if [ -d "$plugin_src" ]; then
   sum=$(cat "$plugin_src"/*.go "$plugin_src"/go.mod "$plugin_src"/go.sum 2>/dev/null | sha256sum | cut -c1-12)
   dir="$root/plugin-$sum"
-  if [ ! -x "$dir/notation-dct2notation-test" ]; then
+  if [ ! -x "$dir/notation-gokms" ]; then
     mkdir -p "$dir.tmp"
     start=$(date +%s)
-    if (cd "$plugin_src" && CGO_ENABLED=0 go build -trimpath -o "$dir.tmp/notation-dct2notation-test" .) >"$dir.tmp/build.log" 2>&1; then
+    if (cd "$plugin_src" && CGO_ENABLED=0 go build -trimpath -o "$dir.tmp/notation-gokms" .) >"$dir.tmp/build.log" 2>&1; then
       echo "$(( $(date +%s) - start ))" >"$dir.tmp/build-seconds"
       rm -rf "$dir" && mv "$dir.tmp" "$dir"
     else

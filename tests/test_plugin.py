@@ -92,7 +92,17 @@ def test_plugin_key_from_signingkeys_json(tmp_path: Path) -> None:
         ("wrongkey", "generate-signature: answered for keyId 'other-key', asked 'kms-key-1'"),
         ("badsig", "generate-signature: signature does not verify against the returned signing certificate"),
         ("oldcontract", "get-plugin-metadata: contract version 1.0 is not supported (['2.0'])"),
-        ("nocap", "get-plugin-metadata: plugin lacks the SIGNATURE_GENERATOR.RAW capability"),
+        (
+            "nocap",
+            "get-plugin-metadata: plugin has neither the SIGNATURE_GENERATOR.RAW nor the "
+            "SIGNATURE_GENERATOR.ENVELOPE capability",
+        ),
+        # Envelope plugins are driven by generate-envelope (tests/test_interop_plugin.py), which this one refuses.
+        (
+            "envelopeonly",
+            'plugin "testkms" generate-envelope: failed with exit code 1: VALIDATION_ERROR: unsupported command '
+            "generate-envelope",
+        ),
         ("badspec", "unsupported key spec 'RSA-1024'"),
         ("specmismatch", "generate-signature: certificate key is EC-256 but describe-key said EC-384"),
         ("badalg", "signingAlgorithm 'RSASSA-PSS-SHA-512' does not match key spec EC-256 (expected ECDSA-SHA-256)"),

@@ -1,13 +1,18 @@
-"""Signing through a Notation plugin (plugin-extensibility.md; contract 1.0, SIGNATURE_GENERATOR.RAW).
+"""Signing through a Notation plugin (plugin-extensibility.md; contract 1.0), both signing contracts.
 
-The plugin only returns its certificate chain together with a signature, yet the certificate requirements must be
-checked before any artifact is signed. So the first use of a key signs a fixed probe, which also proves early (before
-a long batch) that the KMS grants us the key and that its signatures verify against the returned certificate.
+``SIGNATURE_GENERATOR.RAW`` (``generate-signature``): the plugin signs the bytes we give it and we build the envelope.
+``SIGNATURE_GENERATOR.ENVELOPE`` (``generate-envelope``): the plugin returns the whole envelope (AWS Signer works this
+way); ``notation/formats.py`` then checks it as Notation does. A plugin offering both is used RAW, as Notation does.
+
+The plugin only returns its certificate chain together with a signature (or envelope), yet the certificate
+requirements must be checked before any artifact is signed. So the first use of a key signs a fixed probe, which also
+proves early (before a long batch) that the KMS grants us the key.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import stat
@@ -26,7 +31,19 @@ from .base import algorithm_for, key_spec_of, verify_raw
 
 CONTRACT_VERSION = "1.0"
 CAPABILITY_RAW = "SIGNATURE_GENERATOR.RAW"
+CAPABILITY_ENVELOPE = "SIGNATURE_GENERATOR.ENVELOPE"
 PROBE_PAYLOAD = b"dct2notation: plugin key probe (not an artifact signature)"
+NOTATION_PAYLOAD_TYPE = "application/vnd.cncf.notary.payload.v1+json"
+JWS_ENVELOPE = "application/jose+json"
+
+
+def probe_envelope_payload() -> bytes:
+    """A Notation payload naming the probe bytes (what an envelope plugin signs when the key is first used)."""
+    digest = "sha256:" + hashlib.sha256(PROBE_PAYLOAD).hexdigest()
+    media = "application/vnd.oci.image.manifest.v1+json"
+    return json.dumps(
+        {"targetArtifact": {"mediaType": media, "digest": digest, "size": len(PROBE_PAYLOAD)}}, separators=(",", ":")
+    ).encode()
 
 
 def plugin_executable(config_dir: Path, plugin_name: str) -> Path:
@@ -137,6 +154,15 @@ def _describe_error(stderr: bytes) -> str:
     return stderr.decode(errors="replace").strip()[:500]
 
 
+def _jws_chain(raw: bytes, where: str) -> list[x509.Certificate]:
+    """The x5c chain of a JWS envelope (the probe's): enough to pin and check the chain before any artifact."""
+    try:
+        header = json_loads(raw)["header"]
+        return [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in header["x5c"]]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SigningKeyError(f"{where}: the probe envelope has no readable x5c chain ({exc})") from exc
+
+
 def _field(response: dict[str, Any], name: str, where: str) -> Any:
     if name not in response:
         raise SigningKeyError(f"{where}: response is missing {name}")
@@ -176,8 +202,10 @@ class PluginKey:
             if not isinstance(versions, list) or CONTRACT_VERSION not in versions:
                 raise SigningKeyError(f"{where}: contract version {CONTRACT_VERSION} is not supported ({versions!r})")
             capabilities = _field(meta, "capabilities", where)
-            if not isinstance(capabilities, list) or CAPABILITY_RAW not in capabilities:
-                raise SigningKeyError(f"{where}: plugin lacks the {CAPABILITY_RAW} capability")
+            if not isinstance(capabilities, list) or not {CAPABILITY_RAW, CAPABILITY_ENVELOPE} & set(capabilities):
+                raise SigningKeyError(
+                    f"{where}: plugin has neither the {CAPABILITY_RAW} nor the {CAPABILITY_ENVELOPE} capability"
+                )
             if not isinstance(meta.get("version", ""), str):
                 raise SigningKeyError(f"{where}: version must be a string")
             if meta.get("name") != self.plugin_name:
@@ -186,6 +214,11 @@ class PluginKey:
                 )
             self._metadata = meta
         return self._metadata
+
+    @property
+    def contract(self) -> str:
+        """``raw`` or ``envelope``: which signing contract this plugin is driven by (RAW first, as Notation)."""
+        return "raw" if CAPABILITY_RAW in self.metadata()["capabilities"] else "envelope"
 
     @property
     def signing_agent_suffix(self) -> str:
@@ -211,10 +244,56 @@ class PluginKey:
 
     def certificate_chain(self) -> list[x509.Certificate]:
         if self._chain is None:
-            self._chain = self._generate(PROBE_PAYLOAD)[1]
+            if self.contract == "envelope":
+                raw, _ = self.generate_envelope(probe_envelope_payload(), JWS_ENVELOPE, None)
+                self._chain = _jws_chain(raw, f'plugin "{self.plugin_name}" generate-envelope')
+            else:
+                self._chain = self._generate(PROBE_PAYLOAD)[1]
         return list(self._chain)
 
+    def generate_envelope(
+        self, payload: bytes, envelope_type: str, expiry_seconds: int | None
+    ) -> tuple[bytes, dict[str, str]]:
+        """``generate-envelope``: the plugin's envelope of ``payload`` and the manifest annotations it asks for.
+
+        Only the response's shape is checked here; the envelope itself is verified by the caller
+        (``notation/formats.py``), which knows envelope formats."""
+        self.metadata()
+        where = f'plugin "{self.plugin_name}" generate-envelope'
+        request: dict[str, Any] = {
+            "contractVersion": CONTRACT_VERSION,
+            "keyId": self.key_id,
+            "payloadType": NOTATION_PAYLOAD_TYPE,
+            "signatureEnvelopeType": envelope_type,
+            "payload": base64.b64encode(payload).decode(),
+            "pluginConfig": self.plugin_config,
+        }
+        if expiry_seconds:
+            request["expiryDurationInSeconds"] = expiry_seconds
+        response = self.runner.call("generate-envelope", request)
+        answered = _field(response, "signatureEnvelopeType", where)
+        if answered != envelope_type:
+            raise SigningKeyError(
+                f"{where}: signatureEnvelopeType {answered!r} does not match the request {envelope_type!r}"
+            )
+        try:
+            envelope = base64.b64decode(_field(response, "signatureEnvelope", where), validate=True)
+        except (ValueError, TypeError) as exc:
+            raise SigningKeyError(f"{where}: signatureEnvelope is not base64 ({exc})") from exc
+        if not envelope:
+            raise SigningKeyError(f"{where}: signatureEnvelope is empty")
+        annotations = response.get("annotations") or {}
+        if not isinstance(annotations, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+        ):
+            raise SigningKeyError(f"{where}: annotations must be an object of strings")
+        return envelope, dict(annotations)
+
     def sign(self, to_be_signed: bytes) -> bytes:
+        if self.contract == "envelope":
+            raise SigningKeyError(
+                f'plugin "{self.plugin_name}" makes whole envelopes (SIGNATURE_GENERATOR.ENVELOPE), not raw signatures'
+            )
         signature, chain = self._generate(to_be_signed)
         if self._chain is not None and [c.fingerprint(hashes.SHA256()) for c in chain] != [
             c.fingerprint(hashes.SHA256()) for c in self._chain

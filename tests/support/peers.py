@@ -7,8 +7,10 @@ reason (no Go on the machine, or the module did not build: its build log's last 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,3 +139,41 @@ def notation(home: Path) -> Tool:
 
 def oras(home: Path) -> Tool:
     return Tool(peer("oras"), home)
+
+
+PLUGIN_SOURCE = REPO / "tests" / "support" / "notation_plugin"
+
+
+def _plugin_sources() -> list[Path]:
+    # The same files, in the same order, as scripts/peers.sh hashes ("$src"/*.go go.mod go.sum).
+    return sorted(PLUGIN_SOURCE.glob("*.go")) + [PLUGIN_SOURCE / "go.mod", PLUGIN_SOURCE / "go.sum"]
+
+
+def gokms_plugin() -> Path:
+    """``notation-gokms`` (tests/support/notation_plugin, on notation-plugin-framework-go), built by
+    scripts/peers.sh into the cache; built here when missing and Go is present; else skip with the reason."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in _plugin_sources())).hexdigest()[:12]
+    directory = peers_root() / f"plugin-{digest}"
+    binary = directory / "notation-gokms"
+    if os.access(binary, os.X_OK):
+        return binary
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("notation-gokms is not built and go is not on PATH (scripts/peers.sh builds it)")
+    staging = peers_root() / f"plugin-{digest}.tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [go, "build", "-trimpath", "-o", str(staging / "notation-gokms"), "."],
+        cwd=PLUGIN_SOURCE,
+        env={**os.environ, "CGO_ENABLED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        pytest.skip(f"notation-gokms did not build: {lines[-1] if lines else done.returncode}")
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+    return binary

@@ -175,8 +175,9 @@ if MODE == "flood":
 if command == "get-plugin-metadata":
     print(json.dumps({"name": "testkms", "description": "test KMS", "version": "1.2.3", "url": "http://127.0.0.1",
                       "supportedContractVersions": ["2.0"] if MODE == "oldcontract" else ["1.0"],
-                      "capabilities": ["SIGNATURE_GENERATOR.ENVELOPE"] if MODE == "nocap"
-                      else ["SIGNATURE_GENERATOR.RAW"]}))
+                      "capabilities": {"nocap": ["SIGNATURE_VERIFIER.TRUSTED_IDENTITY"],
+                                       "envelopeonly": ["SIGNATURE_GENERATOR.ENVELOPE"]}.get(
+                          MODE, ["SIGNATURE_GENERATOR.RAW"])}))
 elif command == "describe-key":
     if request.get("keyId") != KEY_ID:
         fail("VALIDATION_ERROR", "unknown key " + str(request.get("keyId")))
