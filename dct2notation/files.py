@@ -158,6 +158,29 @@ def read_regular(root: Path, relative: str, max_bytes: int, *, what: str = "file
         return read_at_most(handle, max_bytes, root / relative)
 
 
+def read_document(path: Path, max_bytes: int) -> bytes:
+    """A file the user named (symlinks followed: the path is theirs), regular only, at most ``max_bytes + 1`` bytes.
+
+    A FIFO or device given as a plan or an inventory would hang or never end; ``FileNotFoundError`` passes
+    through, every other failure is a :class:`FileError` naming the path.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise FileError(f"{path}: cannot read ({os_reason(exc)})") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePathError(f"{path}: {_SPECIAL}")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as handle:
+        data = read_at_most(handle, max_bytes, path)
+    if len(data) > max_bytes:
+        raise FileError(f"{path}: larger than the {max_bytes}-byte limit")
+    return data
+
+
 def read_capped(root: Path, relative: str, max_bytes: int, *, what: str = "file") -> bytes:
     """:func:`read_regular`, refusing a file larger than ``max_bytes`` with a line naming the limit."""
     data = read_regular(root, relative, max_bytes, what=what)

@@ -237,3 +237,18 @@ def test_attack_trust_store_entry_fifo(signed_layout: tuple[Path, str], config: 
     )
     assert proc.returncode == 1, proc.stderr  # a trust store that cannot be read fails authenticity
     assert one_line(proc).endswith(f": {fifo}: trust store entries must be regular files (a FIFO or device is not)")
+
+
+def test_attack_inventory_fifo_hangs_plan(tmp_path: Path) -> None:
+    from tests.test_hostile_input import SIGNERS_K
+
+    inventory = tmp_path / "inventory.json"
+    os.mkfifo(inventory)
+    (tmp_path / "signers.toml").write_text(SIGNERS_K)
+    proc = cli(
+        "plan", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--no-preflight",
+        "-o", str(tmp_path / "plan.json"), timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert one_line(proc) == f"{inventory}: is not a regular file; refused"
+    assert not (tmp_path / "plan.json").exists()

@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 
-from ..config import Clock, Limits
+from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..errors import InputError
+from ..files import read_document
 from ..jsontext import loads as json_loads
 from .tuf import RELEASES, MetadataSource, TrustedState, VerifiedRepository, verify_repository
 
@@ -212,7 +213,7 @@ def build_inventory(
 def load_inventory(path: Path) -> Inventory:
     """Read back a ``--json`` inventory document."""
     try:
-        data = json_loads(path.read_bytes())
+        data = json_loads(read_document(path, DEFAULT_LIMITS.document_bytes))
     except OSError as exc:
         raise InputError(f"{path}: cannot read inventory ({exc.strerror})") from exc
     except ValueError as exc:

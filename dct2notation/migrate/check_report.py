@@ -10,7 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..config import DEFAULT_LIMITS
 from ..errors import InputError
+from ..files import read_document
 from ..jsontext import loads as json_loads
 from ..report import shown
 from .coexist import CHECK_FORMAT, STATUSES, CheckResult
@@ -105,7 +107,7 @@ def render_table(result: CheckResult, console: Console) -> None:
 def load_previous(path: Path) -> dict[str, dict[str, Any]]:
     """A previous ``--json`` document, keyed by ``repository:tag``."""
     try:
-        doc = json_loads(path.read_bytes())
+        doc = json_loads(read_document(path, DEFAULT_LIMITS.document_bytes))
     except OSError as exc:
         raise InputError(f"{path}: cannot read previous check ({exc.strerror})") from exc
     except ValueError as exc:

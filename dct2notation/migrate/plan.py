@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_LIMITS
 from ..dct.inventory import Inventory
 from ..errors import InputError, UsageError
-from ..files import write_atomic
+from ..files import read_document, write_atomic
 from ..jsontext import loads as json_loads
 
 FORMAT = "dct2notation-plan/1"
@@ -284,7 +285,7 @@ def plan_from_dict(doc: Any, where: str) -> Plan:
 
 def load_plan(path: Path) -> Plan:
     try:
-        doc = json_loads(path.read_text(encoding="utf-8"))
+        doc = json_loads(read_document(path, DEFAULT_LIMITS.document_bytes).decode("utf-8"))
     except OSError as exc:
         raise InputError(f"{path}: cannot read plan ({exc.strerror})") from exc
     except ValueError as exc:

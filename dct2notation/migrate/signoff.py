@@ -37,6 +37,7 @@ from ..files import (
     open_regular,
     os_failure,
     read_capped,
+    read_document,
     read_regular,
     walk_plain,
     write_beneath,
@@ -175,7 +176,7 @@ def _check_integrity(bundle: Path, limits: Limits) -> int:
 
 def _read_json(path: Path, what: str) -> Any:
     try:
-        return json_loads(path.read_text(encoding="utf-8"))
+        return json_loads(read_document(path, DEFAULT_LIMITS.document_bytes).decode("utf-8"))
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from exc
     except ValueError as exc:
