@@ -18,8 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from dct2notation.errors import ConfigError
 from dct2notation.keys.local import LocalKey
 from dct2notation.notation.envelope import sign_envelope
+from dct2notation.notation.policy import parse_dn
 from dct2notation.notation.truststore import TrustStore
 from dct2notation.notation.verify import VerificationResult, go_subject_string, verify_envelope
 from tests.support.plugin_pki import NOW, issue, name, new_key, trust
@@ -172,3 +174,64 @@ def test_subject_rendering_matches_go_crypto_x509(tmp_path: Path) -> None:
         [str(tmp_path / "subject"), str(tmp_path / "certs.pem")], capture_output=True, check=True, timeout=60
     )
     assert done.stdout.decode().splitlines() == [go_subject_string(subject) for subject in SUBJECTS]
+
+
+# --- trust-policy values, as go-ldap v3.4.11 (notation-go's parser) reads them ------------------------------------
+# Expected values were read off go-ldap's own ParseDN for the same strings.
+
+
+@pytest.mark.parametrize(
+    ("text", "rdns"),
+    [
+        ("c=US, st=WA, o=Acme", [[("c", "US")], [("st", "WA")], [("o", "Acme")]]),
+        ("C=US, O=", [[("C", "US")], [("O", "")]]),
+        ("O=a=b", [[("O", "a=b")]]),
+        ("O=a\\  ", [[("O", "a ")]]),
+        ("O=\\41\\42", [[("O", "AB")]]),
+        (" C = US ; ST = WA ", [[("C", "US")], [("ST", "WA")]]),
+        ("C=US,ST=WA,O=A;CN=x+OU=y", [[("C", "US")], [("ST", "WA")], [("O", "A")], [("CN", "x"), ("OU", "y")]]),
+    ],
+)
+def test_dn_parsing_matches_go_ldap(text: str, rdns: list[list[tuple[str, str]]]) -> None:
+    assert parse_dn(text) == rdns
+
+
+@pytest.mark.parametrize("text", ["C=US,", "C=US,,ST=WA", "O=\\zz", "O=\\é1", "O=a\\", "=US"])
+def test_dn_go_ldap_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="is not valid RFC 4514"):
+        parse_dn(text)
+
+
+def test_attack_lowercase_attribute_types_in_trusted_identity(tmp_path: Path) -> None:
+    # notation-go keeps attribute types as written: "c=US, st=WA, o=Acme" has no C, ST or O, so Notation refuses
+    # the policy. Read case-insensitively it matched every Acme leaf.
+    with pytest.raises(ConfigError) as caught:
+        policy(["ca:corp"], ["x509.subject: c=US, st=WA, o=Acme"])
+    assert str(caught.value).endswith(
+        'has trusted identity "x509.subject: c=US, st=WA, o=Acme" whose distinguished name (DN) has no mandatory '
+        'RDN attribute for "C" (C, ST and O are all required)'
+    )
+
+
+def test_empty_value_in_identity_means_the_leaf_has_none(tmp_path: Path) -> None:
+    # Go's map lookup of a missing type is "": "OU=" accepts a leaf without OU and refuses one with an OU.
+    without = x509.Name([A(C, "US"), A(ST, "WA"), A(ORG, "Acme"), A(CN, "signer")])
+    with_ou = x509.Name([A(C, "US"), A(ST, "WA"), A(ORG, "Acme"), A(OU, "Build"), A(CN, "signer")])
+    assert verify(without, "C=US, ST=WA, O=Acme, OU=", tmp_path / "a").ok
+    assert not verify(with_ou, "C=US, ST=WA, O=Acme, OU=", tmp_path / "b").ok
+
+
+def test_identity_prefix_is_compared_exactly(tmp_path: Path) -> None:
+    # "x509.subject :" is not notation-go's prefix: a plugin identity, so no X.509 identity matches the leaf.
+    subject = x509.Name([A(C, "US"), A(ST, "WA"), A(ORG, "Acme"), A(CN, "signer")])
+    key, store = leaf_with(subject, tmp_path)
+    raw = sign_envelope(TARGET, key, clock=CLOCK).raw
+    result = verify_envelope(
+        raw,
+        subject=TARGET,
+        reference=REF,
+        policy=policy(["ca:corp"], ["x509.subject : C=US, ST=WA, O=Acme"]),
+        truststore=store,
+        clock=CLOCK,
+    )
+    assert (result.ok, result.failed_check) == (False, "authenticity")

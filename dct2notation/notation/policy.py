@@ -51,78 +51,95 @@ Kind = Literal["oci", "blob"]
 # --- RFC 4514 distinguished names ------------------------------------------------------------------------------------
 
 
-def parse_dn(text: str) -> list[tuple[str, str]]:
-    """RFC 4514 string → [(TYPE, value)], with the escapes the spec lists; raises ``ValueError`` with the reason."""
+def parse_dn(text: str) -> list[list[tuple[str, str]]]:
+    """An RFC 4514 string → its RDNs, each a list of (type, value), split and unescaped as go-ldap's ``ParseDN``
+    (v3.4.11, which notation-go uses) does: types keep their case, unescaped spaces around a type or value are
+    dropped, ``\\`` escapes one special character or one hex byte, a value may be empty. Raises ``ValueError``."""
     if "=#" in text:
+        # notation-go refuses these before parsing (hex-encoded BER values); go-ldap would decode them.
         raise ValueError('notation does not support x509.subject identities containing "=#"')
-    rdns: list[list[tuple[str, str]]] = [[]]
-    buf: list[str] = []
-    key: str | None = None
+    rdns: list[list[tuple[str, str]]] = []
+    if not text.strip():
+        return rdns
+    rdn: list[tuple[str, str]] = []
+    kind = ""  # the current attribute's type; "" until its "=" (an empty decoded type counts as none, as in Go)
+    start = 0
+    escaping = False
+    for i, ch in enumerate(text):
+        if escaping:
+            escaping = False
+        elif ch == "\\":
+            escaping = True
+        elif ch == "=" and not kind:
+            kind = _ldap_decode(text[start:i])
+            start = i + 1
+        elif ch in ",+;":
+            if not kind:
+                raise ValueError("is not valid RFC 4514 (incomplete type, value pair)")
+            rdn.append((kind, _ldap_decode(text[start:i])))
+            kind, start = "", i + 1
+            if ch != "+":
+                rdns.append(rdn)
+                rdn = []
+    if not kind:
+        raise ValueError("is not valid RFC 4514 (it ends with an incomplete type, value pair)")
+    rdn.append((kind, _ldap_decode(text[start:])))
+    rdns.append(rdn)
+    return rdns
+
+
+_LDAP_SPECIAL = frozenset(' "#+,;<=>\\')
+
+
+def _ldap_decode(raw: str) -> str:
+    """go-ldap's ``decodeString``: trim unescaped spaces (an escaped trailing one stays), then unescape."""
+    text = raw.strip(" ")
+    if text.endswith("\\") and raw.endswith(" "):
+        text += " "
+    out = bytearray()
     i = 0
-
-    def flush_attr() -> None:
-        nonlocal key, buf
-        if key is None:
-            raise ValueError(f"attribute {''.join(buf).strip()!r} has no '='")
-        value = "".join(buf)
-        # Unescaped leading/trailing spaces are insignificant (escaped ones were kept as \x00 markers below).
-        value = value.strip(" ").replace("\x00", " ")
-        if not key.strip() or not value:
-            raise ValueError(f"attribute {key.strip()!r} has an empty type or value")
-        rdns[-1].append((key.strip().upper(), value))
-        key, buf = None, []
-
     while i < len(text):
         ch = text[i]
-        if ch == "\\":
-            if i + 1 >= len(text):
-                raise ValueError("ends with a lone backslash")
-            nxt = text[i + 1]
-            if re.match(r"[0-9a-fA-F]{2}", text[i + 1 : i + 3]):
-                raw = bytearray()
-                while i < len(text) and text[i] == "\\" and re.match(r"[0-9a-fA-F]{2}", text[i + 1 : i + 3]):
-                    raw.append(int(text[i + 1 : i + 3], 16))
-                    i += 3
-                buf.append(raw.decode("utf-8", errors="strict"))
-                continue
-            buf.append("\x00" if nxt == " " else nxt)
+        if ch != "\\":
+            out += ch.encode("utf-8", "surrogatepass")  # a lone surrogate from JSON: kept, matching nothing
+            i += 1
+            continue
+        if i + 1 >= len(text):
+            raise ValueError("is not valid RFC 4514 (a corrupted escaped character)")
+        if text[i + 1] in _LDAP_SPECIAL:
+            out += text[i + 1].encode()
             i += 2
             continue
-        if ch == "=" and key is None:
-            key, buf = "".join(buf), []
-        elif ch in ",;":
-            flush_attr()
-            rdns.append([])
-        elif ch == "+":
-            flush_attr()
-        else:
-            buf.append(ch)
-        i += 1
-    flush_attr()
-    out: list[tuple[str, str]] = []
-    for rdn in rdns:
-        if len(rdn) > 1:
-            raise ValueError("has multi-valued RDN attributes, which are not supported")
-        out.extend(rdn)
-    return out
+        pair = text[i + 1 : i + 3].encode("utf-8", "surrogatepass")
+        if len(pair) != 2 or not all(c in b"0123456789abcdefABCDEF" for c in pair):
+            raise ValueError(f"is not valid RFC 4514 (a bad escape {text[i : i + 3]!r})")
+        out.append(int(pair, 16))
+        i += 3
+    # Go compares bytes: a hex escape that is not UTF-8 stays distinct from every certificate value.
+    return out.decode("utf-8", "surrogateescape")
 
 
 def dn_map(text: str) -> dict[str, str]:
-    """Parsed trusted-identity DN as a map (``S`` is an alias of ``ST``); C, ST and O are mandatory."""
+    """notation-go's ``ParseDistinguishedName``: single-valued RDNs only, each type once (``S`` is ``ST``), and
+    non-empty C, ST and O. Types are case-sensitive, as there: ``o=Acme`` is not an ``O``."""
     result: dict[str, str] = {}
-    for attr, value in parse_dn(text):
-        name = "ST" if attr == "S" else attr
-        if name in result:
-            raise ValueError(f'has duplicate RDN attribute for "{name}", DN can only have unique RDN attributes')
-        result[name] = value
+    for rdn in parse_dn(text):
+        if len(rdn) > 1:
+            raise ValueError("has multi-valued RDN attributes, which are not supported")
+        for attr, value in rdn:
+            name = "ST" if attr == "S" else attr
+            if result.get(name):
+                raise ValueError(f'has duplicate RDN attribute for "{name}", DN can only have unique RDN attributes')
+            result[name] = value  # an empty earlier value is overwritten, as Go's map check allows
     for mandatory in ("C", "ST", "O"):
-        if mandatory not in result:
+        if not result.get(mandatory):
             raise ValueError(f'has no mandatory RDN attribute for "{mandatory}" (C, ST and O are all required)')
     return result
 
 
 def is_subset_dn(small: Mapping[str, str], big: Mapping[str, str]) -> bool:
-    return all(big.get(k) == v for k, v in small.items())
+    """Every pair of ``small`` is in ``big``; a missing type reads as the empty value (a Go map lookup)."""
+    return all(big.get(k, "") == v for k, v in small.items())
 
 
 # --- model ------------------------------------------------------------------------------------------------------------
@@ -256,12 +273,12 @@ def _parse_identities(name: str, values: list[str]) -> tuple[dict[str, str], ...
         prefix, sep, value = identity.partition(":")
         if not sep:
             raise _fail(name, f'has trusted identity "{identity}" missing separator')
-        if prefix.strip() != X509_SUBJECT:
-            continue  # other identity types belong to verification plugins
+        if prefix != X509_SUBJECT:
+            continue  # other identity types belong to verification plugins (notation-go compares the prefix exactly)
         if not value.strip():
             raise _fail(name, f'has trusted identity "{identity}" without an identity value')
         try:
-            parsed.append((identity, dn_map(value.strip())))
+            parsed.append((identity, dn_map(value)))  # as notation-go: go-ldap trims the spaces it should
         except ValueError as exc:
             raise _fail(name, f'has trusted identity "{identity}" whose distinguished name (DN) {exc}') from exc
     for i, (raw_a, dn_a) in enumerate(parsed):

@@ -204,7 +204,7 @@ def _check_authenticity(env: Envelope, statement: TrustPolicyStatement, truststo
         leaf = dn_map(subject)
     except ValueError as exc:
         # notation-go refuses the signature here too (ParseDistinguishedName(leaf.Subject.String())).
-        reason = f"it {exc}" if str(exc).startswith("has ") else str(exc)
+        reason = f"it {exc}" if str(exc).startswith(("has ", "is ")) else str(exc)
         message = f'cannot parse the signing certificate subject "{subject}" as notation-go does: {reason}'
         raise _Failed(message) from exc
     if not any(is_subset_dn(dn, leaf) for dn in statement.x509_subjects):
