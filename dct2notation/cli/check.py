@@ -35,7 +35,7 @@ def _dct(
     from ..dct.archive import check_archive
     from ..dct.inventory import load_inventory
     from ..dct.source import ArchiveSource, NotaryServerSource
-    from ..migrate.coexist import dct_from_source, dct_repositories
+    from ..migrate.coexist import DctRepository, dct_from_source, dct_repositories
 
     sources = (("--server", server), ("--archive", archive), ("--inventory", inventory))
     given = [name for name, value in sources if value]
@@ -44,7 +44,12 @@ def _dct(
     if inventory is not None:
         if guns:
             raise UsageError("check: --inventory already names its GUNs; do not list GUNs as well")
-        return dct_repositories(load_inventory(inventory).repositories)
+        loaded = load_inventory(inventory)
+        # A GUN the inventory could not read is checked as unreadable, never dropped from the gate.
+        failed = [
+            DctRepository(f["gun"], {}, f"not in --inventory {inventory}: {f['reason']}") for f in loaded.failed_guns
+        ]
+        return dct_repositories(loaded.repositories) + failed
     if not guns:
         raise UsageError(f"check: {given[0]} needs at least one GUN")
     if archive is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_at_option
-from ..errors import UsageError
+from ..errors import GateFailed, UsageError
 from ..safetext import printable
 
 
@@ -80,6 +80,7 @@ def run_archive(
     from ..report import stderr_console
 
     source = _source(server, trust_dir, None, ca, username, password_stdin)
+    failures: list[dict[str, str]] = []
     write_archive(
         guns,
         source,
@@ -87,8 +88,25 @@ def run_archive(
         _clock(at),
         DEFAULT_LIMITS,
         lambda gun, skipped: _warn(skipped.warning(gun)),
+        # One GUN: its own error (and exit code) as it is; several: keep going past each that fails.
+        failures if len(guns) > 1 else None,
     )
-    stderr_console.print(f"archived {len(guns)} GUN(s) to {output}")
+    archived = len(guns) - len(failures)
+    if archived:
+        stderr_console.print(f"archived {archived} GUN(s) to {output}", highlight=False, soft_wrap=True)
+    _fail_for(failures, len(guns), "archive", f"{output} holds the other {archived}" if archived else "nothing written")
+
+
+def _fail_for(failures: list[dict[str, str]], total: int, command: str, rest: str) -> None:
+    """One line per GUN that could not be read, then exit 1: the others were still done (never all or nothing)."""
+    if not failures:
+        return
+    for failure in failures:
+        gun, reason = failure["gun"], failure["reason"]
+        # The verification errors already start with the GUN.
+        line = reason if reason.startswith(gun + ":") else f"{gun}: {reason}"
+        print(f"dct2notation: {command}: {printable(line)}", file=sys.stderr)
+    raise GateFailed(f"{command}: {len(failures)} of {total} GUN(s) could not be read; {rest}")
 
 
 @dataclass
@@ -132,7 +150,8 @@ def _inventory(args: InventoryArgs) -> None:
         if args.baseline is not None:
             check_archive(args.baseline)
             floors = read_baseline(args.baseline, DEFAULT_LIMITS)
-    inventory = build_inventory(args.guns, source, _clock(args.at), DEFAULT_LIMITS, floors)
+    many = len(args.guns) > 1
+    inventory = build_inventory(args.guns, source, _clock(args.at), DEFAULT_LIMITS, floors, keep_going=many)
     if any(repo["skipped_roles"] for repo in inventory.repositories):
         from ..dct.tuf import SkippedRole
 
@@ -148,14 +167,18 @@ def _inventory(args: InventoryArgs) -> None:
                     f"{repo['gun']}: no trusted tag in --trust-dir {args.trust_dir}; docker's trust cache is only"
                     " as fresh as this machine's last pull or sign: read the notary server with --server URL"
                 )
+    failed, total = inventory.failed_guns, len(args.guns)
+    if failed and not inventory.repositories:
+        _fail_for(failed, total, "inventory", "nothing printed")
     if args.as_json:
         # Compact output; an indented dump of 10,000 tags takes seconds.
         sys.stdout.write(inventory.to_json() + "\n")
         sys.stdout.flush()
-        return
-    from ..dct.render import print_inventory
+    else:
+        from ..dct.render import print_inventory
 
-    print_inventory(inventory)
+        print_inventory(inventory)
+    _fail_for(failed, total, "inventory", f"the other {total - len(failed)} are listed (failed_guns in --json)")
 
 
 # Option spelling -> (InventoryArgs field, converter); converter None marks a flag.

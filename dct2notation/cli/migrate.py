@@ -222,16 +222,12 @@ def _check_key_names(made: Plan, signers: Path, config_dir: Path | None) -> None
     from ..keys.signingkeys import notation_config_dir, signing_keys_path, unknown_key_specs
 
     where = notation_config_dir(config_dir)
-    unknown, checked = unknown_key_specs((job.identity for job in made.jobs), where)
+    # Names are checked when this machine has a signingkeys.json (the plan may be made where no key lives).
+    unknown, _ = unknown_key_specs((job.identity for job in made.jobs), where)
     if unknown:
         raise InputError(
             f"--signers {signers}: key(s) {', '.join(repr(k) for k in unknown)} not found"
             f" ({signing_keys_path(where)} / key files); fix signers.toml or add the key"
-        )
-    if not checked and any(":" not in job.identity for job in made.jobs):
-        sys.stderr.write(
-            f"plan: warning: key names not checked: no {signing_keys_path(where)} (give --config-dir or set"
-            " NOTATION_CONFIG to the signing machine's Notation config)\n"
         )
 
 

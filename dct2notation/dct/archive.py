@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
-from ..errors import InputError
+from ..errors import DCTVerificationError, InputError, NotFoundError
 from ..files import FileError, inside, os_reason, read_capped, read_regular, write_error
 from ..jsontext import loads as json_loads
 from .tuf import MetadataSource, SkippedRole, TrustedState, verify_repository
@@ -28,18 +28,34 @@ def write_archive(
     clock: Clock,
     limits: Limits,
     on_skipped: Callable[[str, SkippedRole], None] | None = None,
+    failures: list[dict[str, str]] | None = None,
 ) -> Path:
     """Verify every GUN from ``source`` and write its raw bytes under ``output``; returns ``output``.
 
     A delegation notary would skip (expired, under-signed) is archived as served and reported to ``on_skipped``.
+    ``failures`` given: a GUN that is unknown or does not verify is appended there ({"gun", "reason"}, also recorded
+    in ARCHIVE.json) and the others are still archived (one expired GUN lost the whole estate's archive); nothing is
+    written when none verifies. Without it the first such error is raised.
     """
     gun_list = list(guns)
     if output.exists() and not output.is_dir():
         raise InputError(f"-o {output}: exists and is not a directory")
     if output.exists() and any(output.iterdir()):
         raise InputError(f"-o {output}: exists and is not empty; choose a new directory")
-    # Everything is verified before a byte is written, so a refused GUN leaves nothing behind.
-    verified = [verify_repository(gun, source, clock, limits, keep_files=True) for gun in gun_list]
+    # Everything is verified before a byte is written, so a refused GUN leaves nothing of its own behind.
+    verified = []
+    failed: list[dict[str, str]] = []
+    for gun in gun_list:
+        try:
+            verified.append(verify_repository(gun, source, clock, limits, keep_files=True))
+        except (DCTVerificationError, NotFoundError) as exc:
+            if failures is None:
+                raise
+            failed.append({"gun": gun, "reason": str(exc)})
+    if failures is not None:
+        failures.extend(failed)
+        if not verified:
+            return output
     for repo in verified:
         for skipped in repo.skipped:
             if on_skipped is not None:
@@ -59,7 +75,9 @@ def write_archive(
                 target = inside(staging, relative, what=f"{repo.gun}: role file")
                 _write_new(target, raw, output)
                 files.append({"path": relative, "sha256": hashlib.sha256(raw).hexdigest(), "length": len(raw)})
-        manifest = {"format": FORMAT, "guns": gun_list, "files": files}
+        manifest: dict[str, Any] = {"format": FORMAT, "guns": [repo.gun for repo in verified], "files": files}
+        if failed:
+            manifest["failed_guns"] = failed
         # The manifest's presence is what marks the archive complete, so it is written after every file.
         _write_new(staging / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), output)
         try:

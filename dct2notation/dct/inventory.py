@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
-from ..errors import InputError
+from ..errors import DCTVerificationError, InputError, NotFoundError
 from ..files import read_document
 from ..jsontext import loads as json_loads
 from .tuf import RELEASES, MetadataSource, TrustedState, VerifiedRepository, verify_repository
@@ -49,9 +49,14 @@ def _signer_name(role: str) -> str:
 class Inventory:
     evaluated_at: str
     repositories: list[dict[str, Any]]
+    # GUNs that could not be read ({"gun", "reason"}): unknown to the server, expired, refused by verification.
+    failed_guns: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "evaluated_at": self.evaluated_at, "repositories": self.repositories}
+        doc: dict[str, Any] = {"format": FORMAT, "evaluated_at": self.evaluated_at, "repositories": self.repositories}
+        if self.failed_guns:
+            doc["failed_guns"] = self.failed_guns
+        return doc
 
     def to_json(self) -> str:
         """The compact ``--json`` text: what ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` writes.
@@ -199,15 +204,28 @@ def build_inventory(
     clock: Clock,
     limits: Limits,
     baseline: dict[str, TrustedState] | None = None,
+    *,
+    keep_going: bool = False,
 ) -> Inventory:
-    """Verify every GUN, then apply Docker's rules. ``baseline[gun]`` anchors its root and guards against rollback."""
+    """Verify every GUN, then apply Docker's rules. ``baseline[gun]`` anchors its root and guards against rollback.
+
+    ``keep_going``: a GUN that is unknown or does not verify is recorded in ``failed_guns`` and the others are still
+    read (one expired GUN made a whole estate's inventory fail with nothing written); otherwise its error is raised.
+    """
     now = clock.now()
     repositories = []
+    failed: list[dict[str, str]] = []
     for gun in guns:
-        repo = verify_repository(gun, source, clock, limits, (baseline or {}).get(gun))
+        try:
+            repo = verify_repository(gun, source, clock, limits, (baseline or {}).get(gun))
+        except (DCTVerificationError, NotFoundError) as exc:
+            if not keep_going:
+                raise
+            failed.append({"gun": gun, "reason": str(exc)})
+            continue
         repositories.append(repository_document(repo))
     stamp = now.isoformat().replace("+00:00", "Z")
-    return Inventory(evaluated_at=stamp, repositories=repositories)
+    return Inventory(evaluated_at=stamp, repositories=repositories, failed_guns=failed)
 
 
 def load_inventory(path: Path) -> Inventory:
@@ -228,7 +246,12 @@ def load_inventory(path: Path) -> Inventory:
         raise InputError(f"{path}: evaluated_at: expected an RFC 3339 string")
     for n, repo in enumerate(repos):
         _check_repository(repo, f"{path}: repositories[{n}]")
-    return Inventory(evaluated_at=stamp, repositories=repos)
+    failed = data.get("failed_guns", [])
+    if not isinstance(failed, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("gun"), str) and isinstance(f.get("reason"), str) for f in failed
+    ):
+        raise InputError(f"{path}: failed_guns: expected a list of objects with gun and reason")
+    return Inventory(evaluated_at=stamp, repositories=repos, failed_guns=failed)
 
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
