@@ -189,3 +189,23 @@ def test_deadline_from_the_environment_must_be_positive_seconds(value: str) -> N
         2,
         f"dct2notation: error: DCT2NOTATION_HTTP_DEADLINE: {value!r} is not a positive number of seconds\n",
     )
+
+
+def test_attack_dripping_timestamp_authority(dripper: Dripper) -> None:
+    # Not a notary server or registry, but a remote every timestamped signature waits on.
+    from dct2notation.errors import TimestampError
+    from dct2notation.notation.timestamp import HttpTimestamper
+
+    dripper.mode = "head"
+    start = time.monotonic()
+    with (
+        HttpTimestamper(f"http://{dripper.host}/tsr", [], limits=LIMITS) as tsa,
+        pytest.raises(TimestampError) as caught,
+    ):
+        tsa.timestamp(b"signature", hash_algorithm="SHA-256", signing_chain=[])
+    assert str(caught.value) == (
+        f"TSA http://{dripper.host}/tsr: no complete answer within 1 s (the per-request deadline; "
+        "DCT2NOTATION_HTTP_DEADLINE=SECONDS sets it)"
+    )
+    assert time.monotonic() - start < DEADLINE + 3
+    assert tsa.attempts == 1

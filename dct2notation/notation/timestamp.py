@@ -30,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ..config import DEFAULT_LIMITS, Clock, Limits, SystemClock
+from ..deadline import bounded_client, deadline
 from ..errors import InputError, TimestampError, UsageError
 from ..safetext import has_userinfo, redact_url
 
@@ -336,7 +337,7 @@ class HttpTimestamper:
         self.limits = limits
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._own_client = client is None
-        self.client = client if client is not None else httpx.Client(timeout=limits.http_timeout_seconds)
+        self.client = client if client is not None else bounded_client(timeout=limits.http_timeout_seconds)
         self._lock = threading.Lock()
         self.calls = 0  # tokens obtained
         self.attempts = 0  # HTTP requests sent, retries included
@@ -419,6 +420,15 @@ class HttpTimestamper:
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _post_once(self, request: bytes) -> bytes:
+        with deadline(self.limits.http_deadline_seconds) as limit:
+            try:
+                return self._exchange(request)
+            except httpx.TransportError as exc:
+                if limit.expired:  # not retried: a TSA that drips once does it again
+                    raise TimestampError(str(limit.error(f"TSA {self.url}"))) from exc
+                raise
+
+    def _exchange(self, request: bytes) -> bytes:
         with self._lock:
             self.attempts += 1
         cap = self.limits.tsa_response_bytes
