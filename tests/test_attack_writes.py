@@ -113,8 +113,11 @@ def test_attack_disk_full_during_plan_rewrite_keeps_the_old_plan(
 ) -> None:
     (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
     (tmp_path / "signers.toml").write_text(SIGNERS_K)
+    config = tmp_path / "notation"
+    assert main(["cert", "generate-test", "k", "--key-type", "ec-p256", "--config-dir", str(config)]) == 0
     plan = tiny_disk / "plan.json"
     argv = ["plan", str(tmp_path / "inventory.json"), "--signers", str(tmp_path / "signers.toml"), "--no-preflight"]
+    argv += ["--config-dir", str(config)]
     assert main([*argv, "-o", str(plan)]) == 0
     good = plan.read_bytes()
     capsys.readouterr()
