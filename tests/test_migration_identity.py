@@ -132,3 +132,27 @@ def test_the_matching_files_still_make_a_ready_bundle(
     summary = json.loads((tmp_path / "bundle" / "journal-summary.json").read_text())
     assert summary["migration_id"] == json.loads(estate.plan.read_text())["migration_id"]
     shutil.rmtree(tmp_path / "bundle")
+
+
+def test_the_bundle_carries_the_policy_gaps(estate: Estate, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """GAPS.md / gaps.json were left out of the bundle: the auditor never saw what Notation does not enforce."""
+    cert = estate.work / "notation" / "localkeys" / "demo.crt"
+    toml = tmp_path / "signers.toml"
+    toml.write_text(f'[[signer]]\ngun = "registry.demo.local/*"\nrole = "*"\nkey = "demo"\ncert_file = "{cert}"\n')
+    policy = tmp_path / "policy"
+    argv = ["policy", str(estate.work / "inventory.json"), "--signers", str(toml), "--ratify", "v2"]
+    assert main([*argv, "-o", str(policy)]) == 0
+    gaps = json.loads((policy / "gaps.json").read_text())["gaps"]
+    assert gaps, "Ratify v2 runs one verifier for every scope: a gap to report"
+    capsys.readouterr()
+    code, err = signoff(estate, tmp_path, capsys, policy_dir=policy)
+    assert code == 0, err
+    bundle = tmp_path / "bundle"
+    assert (bundle / "policy" / "GAPS.md").read_bytes() == (policy / "GAPS.md").read_bytes()
+    assert (bundle / "policy" / "gaps.json").read_bytes() == (policy / "gaps.json").read_bytes()
+    record = json.loads((bundle / "SIGNOFF.json").read_text())
+    assert [g["what"] for g in record["gaps"]] == [g["what"] for g in gaps]
+    report = (bundle / "REPORT.md").read_text()
+    assert "## What the Notation policy does not enforce (policy/GAPS.md)" in report
+    assert gaps[0]["what"] in report
+    assert main(["signoff", "verify", str(bundle)]) == 0  # the gap files are inside the integrity manifest

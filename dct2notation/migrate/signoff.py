@@ -516,13 +516,14 @@ def create_bundle(
             check_doc=check_doc,
             limits=limits,
         )
-        record = {
+        record: dict[str, Any] = {
             "format": FORMAT,
             "created_at": stamp,
             "dct_evaluated_at": evaluated_at,
             "notation_verified_at": stamp,
         }
         record.update(verdict.to_dict())
+        record["gaps"] = _policy_gaps(staging / "policy")
         (staging / "SIGNOFF.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         write_reports(staging, record)
         write_manifest(staging)
@@ -544,9 +545,30 @@ def _copy_policy(policy_dir: Path, out: Path) -> None:
     if not (policy_dir / "truststore").is_dir():
         raise ConfigError(f"--policy-dir {policy_dir}: no truststore/ directory")
     out.mkdir(parents=True)
-    for name in names:
+    # GAPS.md / gaps.json: what the Notation policy cannot enforce that DCT did. The auditor never saw them.
+    for name in [*names, *(n for n in GAP_FILES if (policy_dir / n).is_file())]:
         shutil.copyfile(policy_dir / name, out / name)
     shutil.copytree(policy_dir / "truststore", out / "truststore")
+
+
+GAP_FILES = ("GAPS.md", "gaps.json")
+
+
+def _policy_gaps(policy: Path) -> list[dict[str, Any]]:
+    """The emitted gaps (``policy/gaps.json``) as the report shows them: what, where, what to do."""
+    if not (policy / "gaps.json").is_file():
+        return []
+    doc = _read_json(policy / "gaps.json", "the policy gaps")
+    items = doc.get("gaps") if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise InputError(f"{policy / 'gaps.json'}: expected a list of gaps")
+    gaps = []
+    for item in items:
+        if isinstance(item, dict):
+            repos = item.get("repositories")
+            gaps.append({"what": str(item.get("what", item.get("kind", ""))), "todo": str(item.get("todo", "")),
+                         "repositories": [str(r) for r in repos] if isinstance(repos, list) else []})  # fmt: skip
+    return gaps
 
 
 # --- verification -------------------------------------------------------------------------------------------

@@ -28,6 +28,11 @@ def render_markdown(record: dict[str, Any]) -> str:
     ]
     if record["reasons"]:
         lines += ["## Why not ready", ""] + [f"- {_md_cell(r)}" for r in record["reasons"]] + [""]
+    gaps = record.get("gaps") or []
+    if gaps:
+        lines += ["## What the Notation policy does not enforce (policy/GAPS.md)", ""]
+        lines += [f"- {_md_cell(g['what'])} ({_md_cell(', '.join(g['repositories']))}): {_md_cell(g['todo'])}"
+                  for g in gaps] + [""]  # fmt: skip
     lines += [
         "## Repositories",
         "",
@@ -58,6 +63,9 @@ def render_html(record: dict[str, Any]) -> str:
         for c in record["coverage"]
     )
     reasons = "".join(f"<li>{e(r)}</li>" for r in record["reasons"])
+    gaps = "".join(
+        f"<li>{e(g['what'])} ({e(', '.join(g['repositories']))}): {e(g['todo'])}</li>" for g in record.get("gaps") or []
+    )
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>DCT decommission sign-off</title></head><body>\n'
         f"<h1>DCT decommission sign-off</h1>\n<p><strong>Verdict: {e(record['verdict'])}</strong></p>\n"
@@ -65,6 +73,7 @@ def render_html(record: dict[str, Any]) -> str:
         f"<li>DCT metadata evaluated at: {e(record['dct_evaluated_at'])}</li>"
         f"<li>Notation signatures verified at: {e(record['notation_verified_at'])}</li></ul>\n"
         + (f"<h2>Why not ready</h2><ul>{reasons}</ul>\n" if reasons else "")
+        + (f"<h2>What the Notation policy does not enforce (policy/GAPS.md)</h2><ul>{gaps}</ul>\n" if gaps else "")
         + "<h2>Repositories</h2><table><tr><th>GUN</th><th>trusted digests</th><th>tags</th><th>covered</th>"
         f"<th>uncovered</th></tr>{rows}</table>\n"
         "<h2>Coverage</h2><table><tr><th>repository</th><th>digest</th><th>tags</th><th>covered</th><th>reason</th>"
