@@ -380,8 +380,9 @@ def test_preflight_media_type_saves_a_head_per_job_and_signs_the_same_subject(
     assert code == 0
     assert json.loads(capsys.readouterr().out)["counts"] == {"signed": 5}
     # Pre-flight of sign: HEAD subject + HEAD empty config. The first job probes the referrers API once. Each job:
-    # GET tag index, POST + PUT envelope, PUT signature manifest, PUT tag index, re-read; + HEAD without mediaType.
-    assert requests == 2 + 1 + 6 * 5 + 2
+    # GET tag index, POST + PUT envelope, PUT signature manifest, PUT tag index; + HEAD without mediaType. Then the
+    # reconciliation pass, per job: GET tag index (the listing) and HEAD of the signature manifest.
+    assert requests == 2 + 1 + 5 * 5 + 2 + 2 * 5
     try:
         assert [_signed_subjects(store, repo, digest) for _, _, digest in images] == [
             [(OCI_MANIFEST, digest, size)] for _, size, digest in images

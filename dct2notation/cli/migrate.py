@@ -190,6 +190,8 @@ def sign_plan(
             raise
         summary = {"migration_id": loaded.migration_id, "shard": shard, "journal": str(journal), **result.summary()}
         print_json(summary)
+        if result.reconciliation.checked:
+            sys.stderr.write("\n".join(result.reconciliation.lines()) + "\n")
         failures = summary["failures"]
         if failures:
             # Plain writes: rich would wrap a long reference over two lines and break grep-ability.

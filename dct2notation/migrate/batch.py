@@ -17,7 +17,7 @@ from ..keys.base import SigningKey
 from ..notation.envelope import SignedEnvelope, Timestamper
 from ..notation.formats import SignatureFormat, parse_signature_envelope, sign_in_format, signature_valid
 from ..notation.manifest import ManifestForm, parse_signature_manifest, thumbprints
-from ..oci import THUMBPRINT_ANNOTATION, Descriptor
+from ..oci import OCI_MANIFEST, THUMBPRINT_ANNOTATION, Descriptor
 from ..registry.reference import Reference, parse_reference
 from ..registry.store import SignatureStore, registry_lane
 from .journal import DONE, Journal
@@ -69,6 +69,55 @@ class TimedTimestamper:
             self.calls += 1
 
 
+RECONCILE_ROUNDS = 5  # listings per subject in the reconciliation pass before its jobs are left for a rerun
+
+
+@dataclass
+class Reconciliation:
+    """What the reconciliation pass checked and repaired (summary JSON ``reconciliation`` and stderr)."""
+
+    checked: int = 0
+    seconds: float = 0.0
+    repairs: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, action: str, job: Job, signature: str, now: str | None) -> None:
+        self.repairs.append(
+            {
+                "action": action,
+                "repository": job.repository,
+                "digest": job.digest,
+                "identity": job.identity,
+                "signature": signature,
+                "now": now,
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for repair in self.repairs:
+            counts[repair["action"]] = counts.get(repair["action"], 0) + 1
+        return {
+            "checked": self.checked,
+            "seconds": round(self.seconds, 3),
+            "repaired": len(self.repairs),
+            "counts": dict(sorted(counts.items())),
+            "repairs": self.repairs,
+        }
+
+    def lines(self) -> list[str]:
+        """For stderr: one summary line, then one per repair."""
+        counts = self.to_dict()["counts"]
+        what = ", ".join(f"{action} {n}" for action, n in counts.items()) or "nothing to repair"
+        head = f"reconciliation: {self.checked} job(s) checked in {self.seconds:.2f} s"
+        out = [f"{head}; {len(self.repairs)} repaired ({what})"]
+        for r in self.repairs:
+            out.append(
+                f"  {r['action']}: {r['repository']}@{r['digest']} [{r['identity']}] {r['signature']}"
+                + (f" -> {r['now']}" if r["now"] and r["now"] != r["signature"] else "")
+            )
+        return out
+
+
 @dataclass
 class BatchResult:
     jobs: list[Job]
@@ -79,6 +128,7 @@ class BatchResult:
     # What this run did per job (signed, reused, failed, already-done): a resumed run that signs nothing must not
     # report the journal's earlier signatures as its own ("signed: 307 at 13,835/s").
     this_run: dict[str, int] = field(default_factory=dict)
+    reconciliation: Reconciliation = field(default_factory=Reconciliation)
 
     def failures(self) -> list[dict[str, Any]]:
         return [r for r in self.results() if r["state"] not in DONE]
@@ -115,6 +165,7 @@ class BatchResult:
             "signatures_per_second": round(signed / self.elapsed, 2) if self.elapsed > 0 and signed else None,
             "timestamp_seconds": round(self.timestamp_seconds, 3),
             "retries": self.retries,
+            "reconciliation": self.reconciliation.to_dict(),
             "results": results,
             "failures": [r for r in results if r["state"] not in DONE],
         }
@@ -221,6 +272,7 @@ class BatchSigner:
         self.layout = layout
         self.progress = progress
         self._thumbs = {name: thumbprints(key.certificate_chain()) for name, key in keys.items()}
+        self._pushed: dict[str, Descriptor] = {}  # job key -> signature written this run, not yet confirmed listed
 
     async def preflight(self) -> None:
         """Before a long batch: every registry answers and lets us write (one empty-JSON blob per repository host)."""
@@ -269,13 +321,165 @@ class BatchSigner:
             # Checked on every run, not only after a crash: a signature made outside this journal (an earlier
             # shard layout, a manual sign) is reused too, never duplicated.
             desc, reused = await store.apush_signature_once(ref.repository, subject, find, make, self.form)
-            self.journal.done(job.key, "reused" if reused else "signed", desc.digest)
+            if reused or store.lists_on_write:
+                # ``find`` saw it listed (and it is real), or the write listed it under the store's lock.
+                self.journal.done(job.key, "reused" if reused else "signed", desc.digest)
+            else:
+                # Written, not yet seen listed: journaled done by the reconciliation pass once it is.
+                self._pushed[job.key] = desc
             return "reused" if reused else "signed"
         except Dct2NotationError as exc:
             self.journal.fail(job.key, exc.message)
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop thousands; its reason is journaled
             self.journal.fail(job.key, f"{type(exc).__name__}: {exc}")
         return "failed"
+
+    # --- reconciliation ------------------------------------------------------------------------------------
+    async def reconcile(self, buckets: dict[str, TokenBucket]) -> Reconciliation:
+        """After every job: each job journaled signed/reused (or written this run) must be listed for its subject
+        and its manifest must exist. What a concurrent writer broke is repaired and reported: an entry it dropped is
+        listed again (``relisted``), or, when a real signature by the same certificate is listed instead, that one is
+        adopted (``adopted``); a twin this run wrote after another writer's is unlisted (``deduplicated``: the first
+        listed real one wins, which every run following this rule agrees on); a signature whose manifest is gone is
+        made again (``resigned``). Only then is a job journaled done."""
+        report = Reconciliation()
+        start = time.monotonic()
+        groups: dict[tuple[str, str], list[Job]] = {}
+        for job in self.jobs:
+            groups.setdefault((job.repository, job.digest), []).append(job)
+        queue: asyncio.Queue[list[Job]] = asyncio.Queue()
+        for group in groups.values():
+            queue.put_nowait(group)
+
+        async def worker(lane: int) -> None:
+            registry_lane.set(lane)
+            while True:
+                try:
+                    group = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                bucket = buckets.setdefault(_registry_of(group[0]), TokenBucket(self.rate_limit))
+                try:
+                    await self._reconcile_subject(group, bucket, report)
+                except Dct2NotationError as exc:
+                    self._unconfirmed(group, f"reconciliation: {exc.message}")
+                except Exception as exc:  # noqa: BLE001 - as in _one: journaled, the others go on
+                    self._unconfirmed(group, f"reconciliation: {type(exc).__name__}: {exc}")
+
+        await asyncio.gather(*(worker(lane) for lane in range(min(self.concurrency, len(groups) or 1))))
+        report.seconds = time.monotonic() - start
+        return report
+
+    def _this_run(self, outcomes: dict[str, str], reconciliation: Reconciliation) -> dict[str, int]:
+        """What this run did per job, after the pass: a job it touched counts as the journal now has it (a pushed
+        twin the pass unlisted is ``reused``); one an earlier run finished and the pass left alone is already-done."""
+        repaired = {r["repository"] + "@" + r["digest"] + "#" + r["identity"] for r in reconciliation.repairs}
+        out: dict[str, int] = {}
+        for job in self.jobs:
+            outcome = outcomes.get(job.key, "already-done")
+            if outcome != "already-done" or job.key in repaired:
+                entry = self.journal.get(job.key)
+                outcome = entry.state if entry is not None else "pending"
+            out[outcome] = out.get(outcome, 0) + 1
+        return out
+
+    def _unconfirmed(self, jobs: list[Job], error: str) -> None:
+        for job in jobs:
+            if self._pushed.pop(job.key, None) is not None:
+                self.journal.fail(job.key, error)
+
+    def _expected(self, job: Job) -> tuple[str, str] | None:
+        """(signature digest, state to journal) this job stands for, or None (failed or never run)."""
+        pushed = self._pushed.get(job.key)
+        if pushed is not None:
+            return pushed.digest, "signed"
+        entry = self.journal.get(job.key)
+        if entry is not None and entry.state in DONE and entry.signature:
+            return entry.signature, entry.state
+        return None
+
+    def _confirm(self, job: Job, state: str, signature: str) -> None:
+        self._pushed.pop(job.key, None)
+        self.journal.done(job.key, state, signature)
+
+    async def _reconcile_subject(self, jobs: list[Job], bucket: TokenBucket, report: Reconciliation) -> None:
+        store = self.stores(_registry_of(jobs[0]))
+        repo = _reference(jobs[0], self.layout).repository
+        subject = Descriptor(jobs[0].media_type or OCI_MANIFEST, jobs[0].digest, jobs[0].size)
+        active = [job for job in jobs if self._expected(job) is not None]
+        report.checked += len(active)
+        for _ in range(RECONCILE_ROUNDS):
+            await bucket.take(1)
+            listed = await store.alist_signatures(repo, subject.digest)
+            changed = False
+            for job in active:
+                changed |= await self._reconcile_job(job, store, repo, subject, listed, bucket, report)
+            if not changed:
+                return
+        self._unconfirmed(
+            active, f"reconciliation: the listing kept changing under concurrent writers ({RECONCILE_ROUNDS} rounds)"
+        )
+
+    async def _reconcile_job(
+        self,
+        job: Job,
+        store: SignatureStore,
+        repo: str,
+        subject: Descriptor,
+        listed: list[Descriptor],
+        bucket: TokenBucket,
+        report: Reconciliation,
+    ) -> bool:
+        """One job against one listing; True when it changed something (the subject is then listed again)."""
+        expected = self._expected(job)
+        if expected is None:
+            return False
+        signature, state = expected
+        thumbs = self._thumbs[job.identity]
+        order = [d.digest for d in listed]
+        if signature in order:
+            if state == "signed":
+                # Ours. A real signature by the same certificate listed before it makes ours the twin.
+                for earlier in same_signer(listed[: order.index(signature)], thumbs):
+                    if await real_signature(store, repo, subject, earlier, thumbs) is None:
+                        await bucket.take(1)
+                        await store.aunlist_signature(repo, subject.digest, signature)
+                        self._confirm(job, "reused", earlier.digest)
+                        report.add("deduplicated", job, signature, earlier.digest)
+                        return True
+            await bucket.take(1)
+            if await store.amanifest_exists(repo, signature):
+                self._confirm(job, state, signature)
+                return False
+            return await self._resign(job, bucket, report, signature, "is listed but its manifest is gone")
+        other = await reusable_signature(store, repo, subject, listed, thumbs)
+        if other is not None:
+            self._confirm(job, "reused", other.digest)
+            report.add("adopted", job, signature, other.digest)
+            return True
+        await bucket.take(2)
+        why = await real_signature(store, repo, subject, Descriptor(OCI_MANIFEST, signature, 0), thumbs)
+        if why is not None:
+            return await self._resign(job, bucket, report, signature, f"is not listed and not usable ({why})")
+        entry = (
+            self._pushed.get(job.key)
+            or parse_signature_manifest(
+                await store.aget_manifest(repo, signature), where=f"signature manifest {signature}", limits=store.limits
+            ).descriptor()
+        )
+        if not await store.arelist_signature(repo, subject.digest, entry):
+            self._unconfirmed([job], f"reconciliation: signature {signature} exists but the registry does not list it")
+            return False
+        report.add("relisted", job, signature, signature)
+        return True
+
+    async def _resign(self, job: Job, bucket: TokenBucket, report: Reconciliation, signature: str, why: str) -> bool:
+        self._pushed.pop(job.key, None)
+        self.journal.fail(job.key, f"reconciliation: signature {signature} {why}")
+        await self._one(job, bucket)
+        after = self._expected(job)
+        report.add("resigned", job, signature, after[0] if after else None)
+        return True
 
     async def _asign(self, job: Job, subject: Descriptor, key: SigningKey) -> SignedEnvelope:
         # A TSA round trip would block the loop; local signing takes ~1 ms and stays on it.
@@ -315,7 +519,7 @@ class BatchSigner:
             transient=False,
         )
         errors = 0
-        this_run: dict[str, int] = {}
+        outcomes: dict[str, str] = {}
 
         async def worker(task_id: Any, lane: int) -> None:
             nonlocal errors
@@ -328,7 +532,7 @@ class BatchSigner:
                 registry = _registry_of(job)
                 bucket = buckets.setdefault(registry, TokenBucket(self.rate_limit))
                 outcome = await self._one(job, bucket)
-                this_run[outcome] = this_run.get(outcome, 0) + 1
+                outcomes[job.key] = outcome
                 if outcome == "failed":
                     errors += 1
                 elapsed = max(time.monotonic() - start, 1e-6)
@@ -339,6 +543,8 @@ class BatchSigner:
             try:
                 workers = min(self.concurrency, len(self.jobs) or 1)
                 await asyncio.gather(*(worker(task_id, lane) for lane in range(workers)))
+                reconciliation = await self.reconcile(buckets)
+                this_run = self._this_run(outcomes, reconciliation)
             finally:
                 seen: set[int] = set()
                 retries: dict[str, Any] = {}
@@ -358,4 +564,5 @@ class BatchSigner:
             self.timestamper.seconds if self.timestamper else 0.0,
             retries,
             this_run,
+            reconciliation,
         )

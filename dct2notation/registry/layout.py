@@ -12,10 +12,10 @@ import datetime as dt
 import fcntl
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 
@@ -35,6 +35,8 @@ from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Descript
 from .client import ForeignIndexError, RetryStats, TagIndex, referrers_index_problem
 from .reference import Reference, validate_digest
 from .store import Find, Make, unique_signatures
+
+T = TypeVar("T")
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
@@ -204,6 +206,18 @@ class OCILayout:
             doc["manifests"].append(desc.to_dict())
             self._write_index(doc)
 
+    def remove_manifest(self, digest: str) -> None:
+        """Stop listing an untagged manifest (call under ``locked``); tagged entries are never touched."""
+        doc = self.read_index()
+        kept = [
+            m
+            for m in doc["manifests"]
+            if not (isinstance(m, dict) and m.get("digest") == digest and REF_NAME not in (m.get("annotations") or {}))
+        ]
+        if len(kept) != len(doc["manifests"]):
+            doc["manifests"] = kept
+            self._write_index(doc)
+
     def tagged(self, tag: str) -> Descriptor | None:
         for desc in self.manifests():
             if (desc.annotations or {}).get(REF_NAME) == tag:
@@ -274,6 +288,10 @@ class OCILayoutStore:
 
     def retry_stats(self) -> RetryStats | None:
         return None  # local files: nothing is retried
+
+    @property
+    def lists_on_write(self) -> bool:
+        return True  # every writer takes the layout's flock, and the push lists the signature under it
 
     def close(self) -> None:
         return None
@@ -348,17 +366,56 @@ class OCILayoutStore:
                 f"{layout.root}: {tag} is not a referrers index ({index.foreign}); left alone and nothing signed"
             )
         layout.put_blob(raw)
-        layout.add_manifest(Descriptor(OCI_MANIFEST, manifest.digest, len(raw)))
-        if all(e.digest != entry.digest for e in index.entries):
-            index_raw = referrers_index([*index.entries, entry])
-            index_digest = layout.put_blob(index_raw)
-            self._written_indexes.add(index_digest)
-            previous = layout.tag(Descriptor(OCI_INDEX, index_digest, len(index_raw)), tag)
-            still_listed = {m.digest for m in layout.manifests()}
-            if previous and previous in self._written_indexes and previous not in still_listed:
-                # Ours, pure and unreachable now; leaving it would be the orphan users complain about.
-                layout.remove_blob(previous)
+        self._list_locked(subject.digest, entry, index)
         return entry
+
+    def _list_locked(self, subject_digest: str, entry: Descriptor, index: TagIndex) -> None:
+        layout = self.layout
+        layout.add_manifest(Descriptor(OCI_MANIFEST, entry.digest, entry.size))
+        if all(e.digest != entry.digest for e in index.entries):
+            self._write_tag_index_locked(subject_digest, [*index.entries, entry])
+
+    def _write_tag_index_locked(self, subject_digest: str, entries: list[Descriptor]) -> None:
+        layout = self.layout
+        index_raw = referrers_index(entries)
+        index_digest = layout.put_blob(index_raw)
+        self._written_indexes.add(index_digest)
+        previous = layout.tag(Descriptor(OCI_INDEX, index_digest, len(index_raw)), referrers_tag(subject_digest))
+        still_listed = {m.digest for m in layout.manifests()}
+        if previous and previous in self._written_indexes and previous not in still_listed:
+            # Ours, pure and unreachable now; leaving it would be the orphan users complain about.
+            layout.remove_blob(previous)
+
+    def _relist(self, subject_digest: str, entry: Descriptor) -> bool:
+        index = self.layout.tag_index(subject_digest)
+        if index.foreign is not None:
+            return False
+        self._list_locked(subject_digest, entry, index)
+        return True
+
+    def _unlist(self, subject_digest: str, digest: str) -> None:
+        self.layout.remove_manifest(digest)
+        index = self.layout.tag_index(subject_digest)
+        kept = [e for e in index.entries if e.digest != digest]
+        if index.foreign is None and len(kept) != len(index.entries):
+            self._write_tag_index_locked(subject_digest, kept)
+
+    async def _under_lock(self, fn: Callable[[], T]) -> T:
+        async with self._task_lock():
+            held = await asyncio.to_thread(self.layout.lock)
+            try:
+                return await asyncio.to_thread(fn)
+            finally:
+                await asyncio.to_thread(self.layout.unlock, held)
+
+    async def amanifest_exists(self, repo: str, digest: str) -> bool:
+        return await asyncio.to_thread(lambda: self.layout.blob_path(digest).is_file())
+
+    async def arelist_signature(self, repo: str, subject_digest: str, entry: Descriptor) -> bool:
+        return await self._under_lock(lambda: self._relist(subject_digest, entry))
+
+    async def aunlist_signature(self, repo: str, subject_digest: str, digest: str) -> None:
+        await self._under_lock(lambda: self._unlist(subject_digest, digest))
 
     async def aresolve(self, reference: Reference) -> Descriptor:
         return await asyncio.to_thread(self.resolve, reference)

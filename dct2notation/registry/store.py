@@ -15,25 +15,21 @@ import httpx
 from cryptography import x509
 
 from ..config import Limits
-from ..errors import Dct2NotationError, NotFoundError, RemoteError
+from ..errors import Dct2NotationError, NotFoundError
 from ..notation.envelope import SignedEnvelope
 from ..notation.manifest import (
     ManifestForm,
     SignatureManifest,
     is_signature,
     parse_signature_manifest,
-    referrers_tag,
     signature_manifest,
 )
 from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, NOTATION_SIGNATURE, OCI_MANIFEST, Descriptor
 from .client import (
-    MAX_INDEX_WRITE_ATTEMPTS,
     AsyncRegistryClient,
     ForeignIndexError,
-    Op,
     RegistryClient,
     RetryStats,
-    TagIndex,
     registry_auth,
     tls_context,
 )
@@ -66,6 +62,12 @@ class SignatureStore(Protocol):
     def index_tag_required(self) -> bool:
         """True when this store finds signatures only through the ``sha256-<hex>`` tag index, so a subject whose tag
         a tag listing lacks has none (the check skips the request)."""
+        ...
+
+    @property
+    def lists_on_write(self) -> bool:
+        """True when a signature ``apush_signature_once`` wrote is listed by that write itself (one writer at a time
+        holds the listing), so the batch journals it done at once; else the reconciliation pass confirms it."""
         ...
 
     def resolve(self, reference: Reference) -> Descriptor: ...
@@ -122,7 +124,21 @@ class SignatureStore(Protocol):
         self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm = "legacy"
     ) -> tuple[Descriptor, bool]:
         """Push the signature ``make()`` returns unless ``find`` picks one among those listed: (descriptor, reused).
-        Returns only once the descriptor is listed for the subject."""
+        A reused descriptor was listed when read; a pushed one was written to the listing once, and a concurrent
+        writer may still drop it: the batch's reconciliation pass confirms it (``alist_signatures``,
+        ``amanifest_exists``) and repairs it (``arelist_signature``) before journaling the job done."""
+        ...
+
+    async def amanifest_exists(self, repo: str, digest: str) -> bool: ...
+
+    async def arelist_signature(self, repo: str, subject_digest: str, entry: Descriptor) -> bool:
+        """List ``entry`` (a signature manifest that exists) for the subject again, after a foreign writer dropped it;
+        False where the store cannot list by hand (a Referrers API lists a manifest by its subject alone)."""
+        ...
+
+    async def aunlist_signature(self, repo: str, subject_digest: str, digest: str) -> None:
+        """Stop listing OUR signature ``digest`` for the subject (a duplicate another real one supersedes); the
+        caller guarantees it is ours (its journal says this run wrote it)."""
         ...
 
     def close(self) -> None: ...
@@ -220,6 +236,10 @@ class RegistryStore:
 
     def retry_stats(self) -> RetryStats | None:
         return self.client.stats
+
+    @property
+    def lists_on_write(self) -> bool:
+        return False  # no compare-and-swap on a registry: another writer may drop the entry right after our write
 
     def _aclient(self) -> AsyncRegistryClient:
         # An httpx.AsyncClient belongs to the loop that first used it; a new asyncio.run() needs a new one.
@@ -371,9 +391,10 @@ class RegistryStore:
         """Push the signature ``make()`` returns unless ``find`` picks one among those listed: (descriptor, reused).
 
         Without the Referrers API the ``sha256-<hex>`` index read for ``find`` is also the base of the index write,
-        both under the per-subject lock, so no other writer in this process lands between them (the plan's subject
-        sharding keeps other dct2notation processes off this subject). The re-read after the write still catches a
-        foreign writer that dropped our entry, and then the write is repeated from a fresh read.
+        both under the per-subject lock, so no other writer in this process lands between them. A writer in another
+        process (a second plan on this repository, Notation in CI) can still drop our entry or add a twin: no re-read
+        here can see a writer that read before us and writes after us, so the batch's reconciliation pass, after
+        every job, is what confirms and repairs the listing.
         """
         client = self._aclient()
         if not self._referrers_absent:
@@ -413,27 +434,27 @@ class RegistryStore:
             manifest = parse_signature_manifest(raw)
             headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
             if self._needs_tag_index(headers):
-                await self._add_to_index_locked(client, repo, subject.digest, manifest.descriptor(), known)
+                entries = [*known.entries, manifest.descriptor()]
+                await client.run(lambda: client.core.op_write_tag_index(repo, subject.digest, entries, known))
             return manifest.descriptor(), False
 
-    async def _add_to_index_locked(
-        self,
-        client: AsyncRegistryClient,
-        repo: str,
-        subject_digest: str,
-        entry: Descriptor,
-        known: TagIndex,
-    ) -> None:
-        seed: list[TagIndex] = [known]
+    async def amanifest_exists(self, repo: str, digest: str) -> bool:
+        return await self._aclient().head_manifest(repo, digest) is not None
 
-        def attempt() -> Op[bool]:
-            # Only the first try builds on the earlier read; a retry (a reset mid-write) or a lost entry reads anew.
-            return client.core.op_add_to_tag_index(repo, subject_digest, entry, seed.pop() if seed else None)
+    def _lists_by_tag(self) -> bool:
+        return self.options.referrers == "tag" or (self.options.referrers == "auto" and self._referrers_absent)
 
-        for _ in range(MAX_INDEX_WRITE_ATTEMPTS):
-            if await client.run(attempt):
-                return
-        raise RemoteError(
-            f"{self.host}: referrers index {repo}:{referrers_tag(subject_digest)} kept losing our entry "
-            f"{entry.digest} to concurrent writers ({MAX_INDEX_WRITE_ATTEMPTS} attempts)"
-        )
+    async def arelist_signature(self, repo: str, subject_digest: str, entry: Descriptor) -> bool:
+        if not self._lists_by_tag():
+            return False
+        await self._aclient().add_referrer_by_tag(repo, subject_digest, entry)
+        return True
+
+    async def aunlist_signature(self, repo: str, subject_digest: str, digest: str) -> None:
+        client = self._aclient()
+        if self._lists_by_tag():
+            async with client.subject_lock(repo, subject_digest):
+                await client.run(lambda: client.core.op_remove_from_tag_index(repo, subject_digest, digest))
+        else:
+            # The Referrers API lists every manifest that names the subject: unlisting ours is deleting it.
+            await client.delete_manifest(repo, digest)
