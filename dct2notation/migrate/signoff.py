@@ -223,9 +223,12 @@ def _repositories(plan_doc: Any) -> dict[tuple[str, str], str]:
     return out
 
 
-def _signatures(signatures_dir: Path, limits: Limits) -> dict[str, list[tuple[str, bytes]]]:
-    """subject digest -> [(subject media type, envelope bytes)] from the bundle's signatures/ tree."""
-    found: dict[str, list[tuple[str, bytes]]] = {}
+def _signatures(signatures_dir: Path, limits: Limits) -> dict[str, list[tuple[str, bytes, int | None]]]:
+    """subject digest -> [(subject media type, envelope bytes, subject size)] from the bundle's signatures/ tree.
+
+    The size is the signature manifest's ``subject.size``: the registry's descriptor the signature was made over.
+    """
+    found: dict[str, list[tuple[str, bytes, int | None]]] = {}
     if not signatures_dir.is_dir():
         return found
     for manifest_path in sorted(signatures_dir.glob("*/*.json")):
@@ -236,9 +239,11 @@ def _signatures(signatures_dir: Path, limits: Limits) -> dict[str, list[tuple[st
         manifest = _read_bundle_json(signatures_dir, relative, "a signature manifest", limits)
         subject = manifest.get("subject") if isinstance(manifest, dict) else None
         media = str(subject.get("mediaType", OCI_MANIFEST)) if isinstance(subject, dict) else OCI_MANIFEST
+        size = subject.get("size") if isinstance(subject, dict) else None
         # One byte past the envelope cap is enough for verification to refuse it as oversized.
         envelope = read_regular(signatures_dir, relative.removesuffix(".json") + ".cose", limits.envelope_bytes)
-        found.setdefault("sha256:" + manifest_path.parent.name, []).append((media, envelope))
+        subject_size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+        found.setdefault("sha256:" + manifest_path.parent.name, []).append((media, envelope, subject_size))
     return found
 
 
@@ -353,7 +358,7 @@ def _cover(
     digest: str,
     size: int,
     tags: list[str],
-    envelopes: list[tuple[str, bytes]],
+    envelopes: list[tuple[str, bytes, int | None]],
     policy: Any,
     truststore: Any,
     clock: Clock,
@@ -370,11 +375,17 @@ def _cover(
             return result(False, "no readable Notation signature in the bundle: " + "; ".join(unreadable))
         return result(False, "no Notation signature in the bundle")
     media = envelopes[0][0]
+    # docs/check.md "TUF length and registry size": the digest is what DCT trusts. A TUF length that differs from
+    # the registry's size does not change the content (same sha256, same bytes); the signature covers the registry's
+    # descriptor, so that is what it is verified against, as plan signs it and check judges it.
+    signed_size = next((n for _, _, n in envelopes if n is not None), size)
+    note = f" (TUF length {size} differs from the registry's size {signed_size}; the digest is what DCT trusts)"
+    note = note if signed_size != size else ""
     try:
         outcome = verify_artifact(
             f"{repository}@{digest}",
-            Descriptor(media, digest, size),
-            [raw for _, raw in envelopes],
+            Descriptor(media, digest, signed_size),
+            [raw for _, raw, _ in envelopes],
             policy=policy,
             truststore=truststore,
             clock=clock,
@@ -387,7 +398,7 @@ def _cover(
         gap = not_counted(policy.statement_for(f"{repository}@{digest}"), outcome.results[outcome.passed_index])
         if gap is not None:
             return result(False, gap)
-        return result(True, "verified")
+        return result(True, "verified" + note)
     also = f"; and {'; '.join(unreadable)}" if unreadable else ""
     return result(False, f"no signature verifies ({outcome.failed_check}: {outcome.reason}){also}")
 
