@@ -242,8 +242,33 @@ def write_beneath(
 
 
 def write_atomic(path: Path, data: bytes | str, *, what: str = "", noun: str = "", private: bool = False) -> None:
-    """:func:`write_beneath` for a path the user named: its directory is theirs to choose."""
-    write_beneath(path.parent, path.name, data, what=what, noun=noun, private=private)
+    """:func:`write_beneath` for a path the user named: its directory, and a symlink there, are theirs to choose.
+
+    A symlink to a file is kept and the file it names replaced; a FIFO or a device (``/dev/null``,
+    ``/dev/stdout``) is written into, never renamed over (as root that would replace the device node itself).
+    """
+    try:
+        status: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        status = None
+    except OSError as exc:
+        raise write_error(path, exc, what, noun) from exc
+    if status is not None and not stat.S_ISREG(status.st_mode):
+        if stat.S_ISDIR(status.st_mode):
+            raise write_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)), what, noun)
+        _write_into(path, data.encode("utf-8") if isinstance(data, str) else data, what, noun)
+        return
+    target = Path(os.path.realpath(path)) if status is not None else path
+    write_beneath(target.parent, target.name, data, what=what, noun=noun, private=private)
+
+
+def _write_into(path: Path, raw: bytes, what: str, noun: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+    except OSError as exc:
+        raise write_error(path, exc, what, noun) from exc
 
 
 def remove_beneath(root: Path, relative: str) -> None:

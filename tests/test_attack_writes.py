@@ -13,6 +13,7 @@ import re
 import sqlite3
 import stat
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,3 +191,54 @@ def test_new_journal_appears_whole(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"jobs", "meta"}
+
+
+# --- outputs the user points elsewhere -------------------------------------------------------------------------
+
+
+def plan_argv(tmp_path: Path) -> list[str]:
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    (tmp_path / "signers.toml").write_text(SIGNERS_K)
+    config = tmp_path / "notation"
+    assert main(["cert", "generate-test", "k", "--key-type", "ec-p256", "--config-dir", str(config)]) == 0
+    argv = ["plan", str(tmp_path / "inventory.json"), "--signers", str(tmp_path / "signers.toml"), "--no-preflight"]
+    return [*argv, "--config-dir", str(config)]
+
+
+def test_output_to_a_fifo_is_written_into_not_replaced(tmp_path: Path) -> None:
+    # `-o /dev/stdout` or a FIFO: renaming over it (as root, over a device node) would destroy it.
+    argv = plan_argv(tmp_path)
+    fifo = tmp_path / "plan.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    code = main([*argv, "-o", str(fifo)])
+    reader.join(timeout=30)
+    assert code == 0
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert json.loads(received[0])["format"] == "dct2notation-plan/1"
+
+
+def test_output_through_a_symlink_keeps_the_symlink(tmp_path: Path) -> None:
+    argv = plan_argv(tmp_path)
+    real = tmp_path / "plans" / "plan.json"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "plan.json"
+    link.symlink_to(real)
+    assert main([*argv, "-o", str(link)]) == 0
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["format"] == "dct2notation-plan/1"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["plan.json"]
+
+
+def test_attack_planted_certificate_symlink_is_not_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("somebody else's file\n")
+    config = tmp_path / "notation"
+    (config / "localkeys").mkdir(parents=True)
+    (config / "localkeys" / "k.crt").symlink_to(victim)
+    assert main(["cert", "generate-test", "k", "--key-type", "ec-p256", "--config-dir", str(config)]) == 0
+    assert victim.read_text() == "somebody else's file\n"
+    assert not (config / "localkeys" / "k.crt").is_symlink()

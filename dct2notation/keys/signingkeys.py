@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..files import write_atomic, write_error
+from ..files import write_beneath, write_error
 from ..jsontext import loads as json_loads
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]+$")
@@ -145,7 +145,9 @@ class SigningKeys:
         except OSError as exc:
             raise write_error(path, exc) from exc
         # A fresh O_EXCL temp name (a fixed one could be a planted symlink), 0600 from creation, then a rename.
-        write_atomic(path, json.dumps(self.to_dict(), indent=4) + "\n", private=True)
+        # In the config directory nothing is followed: a symlink planted at signingkeys.json is replaced, not
+        # written through.
+        write_beneath(path.parent, path.name, json.dumps(self.to_dict(), indent=4) + "\n", private=True)
 
     def get(self, name: str | None) -> KeyEntry:
         wanted = name or self.default

@@ -18,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..config import Clock, SystemClock
 from ..errors import ConfigError, UsageError
-from ..files import create_private, write_atomic, write_error
+from ..files import create_private, write_beneath, write_error
 from .base import PrivateKey
 from .signingkeys import NAME_PATTERN, KeyEntry, SigningKeys, signing_keys_path
 
@@ -145,8 +145,9 @@ def generate_test_key(
     # planted symlink is refused, never reused or followed.
     create_private(key_path, pem_key)
     try:
-        write_atomic(cert_path, pem_cert)
-        write_atomic(store_cert, pem_cert)
+        # Replaced, never written through: a symlink planted at either name is not followed.
+        write_beneath(local, cert_path.name, pem_cert)
+        write_beneath(store_dir, store_cert.name, pem_cert)
     except BaseException:
         key_path.unlink(missing_ok=True)  # created by us just above: no key without its certificate
         raise
