@@ -197,32 +197,49 @@ def test_oras_discover_lists_exactly_our_signatures(setup: dict[str, Any], stora
     assert sorted(s["digest"] for s in listed) == notation_ls(estate, ref)
 
 
-def test_check_sees_the_notation_signature_on_the_dct_tag(setup: dict[str, Any]) -> None:
+def test_check_batch_and_signoff_accept_the_notation_signature(setup: dict[str, Any], tmp_path: Path) -> None:
+    """The DCT tag signed by plain `notation sign` (JWS): `check --require both` passes, the batch reuses that
+    signature instead of signing again (same certificate), and the sign-off bundle is `ready` and verifies."""
     estate: Estate = setup["estate"]
-    ref = setup["checked"]
+    ref, gun, host = setup["checked"], estate.guns["checked"], setup["hosts"]["dist"]
     notation_sign(estate, ref, "release")  # JWS, Notation's default
-    host = setup["hosts"]["dist"]
-    done = ours(
-        "check",
-        estate.guns["checked"],
-        "--server",
-        setup["notary"],
-        "--policy",
-        str(estate.policy / "trustpolicy.json"),
-        "--truststore",
-        str(estate.policy / "truststore"),
-        "--registry-map",
-        f"{estate.guns['checked']}={estate.repositories['checked']}",
-        "--insecure-registry",
-        host,
-        "--require",
-        "both",
-        "--json",
+    mapping = ["--registry-map", f"{gun}={estate.repositories['checked']}", "--insecure-registry", host]
+    policy = ["--policy", str(estate.policy / "trustpolicy.json"), "--truststore", str(estate.policy / "truststore")]
+    check = ours("check", gun, "--server", setup["notary"], *policy, *mapping, "--require", "both", "--json")
+    assert check.returncode == 0, check.stderr
+    assert [(t["tag"], t["status"]) for t in json.loads(check.stdout)["tags"]] == [("v1", "ok")]
+    (tmp_path / "check.json").write_text(check.stdout)
+
+    ours_ok("archive", gun, "--server", setup["notary"], "-o", str(tmp_path / "archive"))
+    (tmp_path / "inventory.json").write_text(ours_ok("inventory", gun, "--server", setup["notary"], "--json"))
+    plan = tmp_path / "plan.json"
+    signers = str(estate.root / "signers.toml")
+    ours_ok("plan", str(tmp_path / "inventory.json"), "--signers", signers, *mapping, "-o", str(plan))
+    journal = tmp_path / "journal.db"
+    signed = json.loads(
+        ours_ok(
+            "sign", str(plan), "--config-dir", str(estate.keys), "--insecure-registry", host, "--journal", str(journal)
+        )
     )
-    assert done.returncode == 0, done.stderr
-    doc = json.loads(done.stdout)
-    statuses = {(t["tag"], t["status"]) for t in doc["tags"]} if "tags" in doc else doc
-    assert statuses == {("v1", "ok")}, doc
+    assert signed["counts"] == {"reused": 1}, signed
+    (listed,) = our_ls(ref, host)
+    assert (signed["results"][0]["signature"], listed["envelopeMediaType"]) == (listed["digest"], JWS_MEDIA_TYPE)
+
+    bundle = tmp_path / "bundle"
+    done = ours(
+        "signoff",
+        "--archive", str(tmp_path / "archive"),
+        "--inventory", str(tmp_path / "inventory.json"),
+        "--plan", str(plan),
+        "--journal", str(journal),
+        "--policy-dir", str(estate.policy),
+        "--check-json", str(tmp_path / "check.json"),
+        "--insecure-registry", host,
+        "-o", str(bundle),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    verified = ours("signoff", "verify", str(bundle))
+    assert verified.returncode == 0, verified.stderr + verified.stdout
 
 
 # --- refusals: Notation's and ours on the same signature -------------------------------------------------------------
