@@ -219,3 +219,63 @@ def test_plugin_signs_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_pa
     out, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(out)["signature"]["digest"].startswith("sha256:")
+
+
+# --- the SIGNATURE_GENERATOR.ENVELOPE contract (generate-envelope); the reference-framework plugin is driven in
+# tests/test_interop_plugin.py, these are the ways an envelope plugin's answer can be wrong ----------------------
+
+
+def envelope_key(tmp_path: Path, mode: str) -> PluginKey:
+    pki = make_chain("ec-p256", cn="kms signer")
+    install_plugin(tmp_path, pki, mode=mode)
+    key = load_signing_key("plugin:testkms:kms-key-1", tmp_path)
+    assert isinstance(key, PluginKey)
+    return key
+
+
+def test_envelope_plugin_makes_the_envelope_we_verify(tmp_path: Path) -> None:
+    from dct2notation.notation.formats import sign_in_format
+
+    key = envelope_key(tmp_path, "env-ok")
+    assert key.contract == "envelope"
+    # The probe (first use) is an envelope too: the chain comes from it, before any artifact is signed.
+    assert key.certificate_chain()[0].subject.rfc4514_string().startswith("CN=kms signer,")
+    signed = sign_in_format("jws", TARGET, key, clock=CLOCK, user_metadata={"team": "a"})
+    assert signed.media_type == "application/jose+json"
+    pki_root = key.certificate_chain()[-1]
+    result = verify_envelope(
+        signed.raw,
+        subject=TARGET,
+        reference="r.example/app@" + TARGET.digest,
+        policy=POLICY,
+        truststore=TrustStore(trust(tmp_path, "kms", pki_root)),
+        clock=FixedClock(signed.signing_time),
+        user_metadata={"team": "a"},
+    )
+    assert (result.ok, result.reason) == (True, "verified")
+    with pytest.raises(SigningKeyError, match="makes whole envelopes"):
+        key.sign(b"raw bytes")
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        (
+            "env-wrongtype",
+            "signatureEnvelopeType 'application/cose' does not match the request 'application/jose+json'",
+        ),
+        ("env-b64", "generate-envelope: signatureEnvelope is not base64"),
+        ("env-badannot", "generate-envelope: annotations must be an object of strings"),
+        ("env-badsig", "generate-envelope: the envelope's signature does not verify with its signing certificate"),
+        ("env-extra", "generate-envelope: the plugin added unknown payload fields platform_hint"),
+        ("env-dropmeta", "generate-envelope: the plugin changed the signed artifact"),
+    ],
+)
+def test_envelope_plugin_answers_refused(tmp_path: Path, mode: str, message: str) -> None:
+    from dct2notation.notation.formats import sign_in_format
+
+    key = envelope_key(tmp_path, mode)
+    with pytest.raises(SigningKeyError) as caught:
+        sign_in_format("jws", TARGET, key, clock=CLOCK, user_metadata={"team": "a"})
+    assert message in str(caught.value)
+    assert str(caught.value).startswith('plugin "testkms" generate-envelope: ')

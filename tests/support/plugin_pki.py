@@ -177,7 +177,8 @@ if command == "get-plugin-metadata":
                       "supportedContractVersions": ["2.0"] if MODE == "oldcontract" else ["1.0"],
                       "capabilities": {"nocap": ["SIGNATURE_VERIFIER.TRUSTED_IDENTITY"],
                                        "envelopeonly": ["SIGNATURE_GENERATOR.ENVELOPE"]}.get(
-                          MODE, ["SIGNATURE_GENERATOR.RAW"])}))
+                          MODE, ["SIGNATURE_GENERATOR.ENVELOPE"] if MODE.startswith("env-")
+                          else ["SIGNATURE_GENERATOR.RAW"])}))
 elif command == "describe-key":
     if request.get("keyId") != KEY_ID:
         fail("VALIDATION_ERROR", "unknown key " + str(request.get("keyId")))
@@ -209,6 +210,43 @@ elif command == "generate-signature":
     if MODE == "nochain":
         ders = []
     print(json.dumps({"keyId": out_key, "signature": encoded_sig, "signingAlgorithm": alg, "certificateChain": ders}))
+elif command == "generate-envelope" and MODE.startswith("env-"):
+    # A JWS envelope as an envelope-generating KMS returns it; each env-* mode breaks one thing.
+    def b64url(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    payload = json.loads(base64.b64decode(request["payload"]))
+    if MODE == "env-extra":
+        payload["targetArtifact"]["platform_hint"] = "x"
+    if MODE == "env-dropmeta":
+        payload["targetArtifact"].pop("annotations", None)
+    spec = key_spec(key)
+    digest = {"256": hashes.SHA256(), "384": hashes.SHA384(), "521": hashes.SHA512(), "048": hashes.SHA256(),
+              "072": hashes.SHA384(), "096": hashes.SHA512()}[spec[-3:]]
+    alg = ("PS" if spec.startswith("RSA") else "ES") + str(digest.digest_size * 8)
+    protected = {"alg": alg, "crit": ["io.cncf.notary.signingScheme"],
+                 "cty": "application/vnd.cncf.notary.payload.v1+json",
+                 "io.cncf.notary.signingScheme": "notary.x509",
+                 "io.cncf.notary.signingTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    signing_input = (b64url(json.dumps(protected).encode()) + "." + b64url(json.dumps(payload).encode())).encode()
+    if isinstance(key, rsa.RSAPrivateKey):
+        sig = key.sign(signing_input, padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size), digest)
+    else:
+        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(digest)))
+        n = (key.curve.key_size + 7) // 8
+        sig = r.to_bytes(n, "big") + s.to_bytes(n, "big")
+    if MODE == "env-badsig":
+        sig = bytes([sig[0] ^ 1]) + sig[1:]
+    head, _, body = signing_input.decode().partition(".")
+    envelope = {"payload": body, "protected": head, "signature": b64url(sig),
+                "header": {"x5c": [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
+                                   for c in chain], "io.cncf.notary.signingAgent": "testkms/1.2.3"}}
+    answer = {"signatureEnvelope": base64.b64encode(json.dumps(envelope).encode()).decode(),
+              "signatureEnvelopeType": "application/cose" if MODE == "env-wrongtype"
+              else request["signatureEnvelopeType"],
+              "annotations": {"k": 1} if MODE == "env-badannot" else {"com.example.kms": "testkms"}}
+    if MODE == "env-b64":
+        answer["signatureEnvelope"] = "%%%"
+    print(json.dumps(answer))
 else:
     fail("VALIDATION_ERROR", "unsupported command " + command)
 """
