@@ -20,11 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from ..config import DEFAULT_LIMITS, FixedClock, Limits, parse_rfc3339
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..files import write_atomic, write_error
 from ..keys.signingkeys import SigningKeys, notation_config_dir, signing_keys_path
 from ..notation.certs import is_self_signed
 from ..notation.policy import TrustPolicyDocument
+from . import owned_output
 from .admission import connaisseur, kyverno_clusterpolicy, kyverno_ivp, nirmata, ratify_v1, ratify_v2
 from .admission.base import AdmissionInput, DctRepository, Level, Rendered, yaml_bytes
 from .gaps import Gap, GapCollector, gaps_json, gaps_markdown
@@ -322,8 +323,7 @@ def write_emission(
         more = f" (and {len(emission.gaps) - 3} more)" if len(emission.gaps) > 3 else ""
         why = "; ".join(reasons) + more if reasons else "the inventory has no repository with a trusted tag"
         raise ConfigError(f"policy: no repository has a mapped signer with a usable certificate: {why}")
-    if outdir.exists() and not outdir.is_dir():
-        raise InputError(f"-o {outdir}: exists and is not a directory")
+    previous = owned_output.claim(outdir, "policy")  # refuses a folder holding anything we did not write
     policy = emission.trust_policy()
     TrustPolicyDocument.from_dict(policy, "emitted trust policy")
     policy_bytes = (json.dumps(policy, indent=2) + "\n").encode()
@@ -351,6 +351,10 @@ def write_emission(
     _write(outdir / "gaps.json", gaps_json(emission.gaps))
     _write(outdir / "GAPS.md", gaps_markdown(emission.gaps))
     written += [outdir / "gaps.json", outdir / "GAPS.md"]
+    # A removed identity's trust store (and any file the new emission does not write) goes; only ours.
+    now = {p.relative_to(outdir).as_posix() for p in written}
+    owned_output.clear(outdir, [name for name in previous if name not in now])
+    owned_output.record(outdir, "policy", written)
     return written
 
 
