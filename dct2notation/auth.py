@@ -15,7 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from .config import DEFAULT_LIMITS
 from .errors import AuthError, InputError
+from .files import read_document
 from .jsontext import loads as json_loads
 
 # One docker credential helper call is a local process; a hung helper must not hang a migration.
@@ -59,7 +61,7 @@ def _host_of(server: str) -> str:
 
 def _load_config(path: Path) -> dict[str, object]:
     try:
-        raw = path.read_bytes()
+        raw = read_document(path, DEFAULT_LIMITS.config_file_bytes)
     except FileNotFoundError:
         return {}
     except OSError as exc:

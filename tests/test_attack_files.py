@@ -252,3 +252,25 @@ def test_attack_inventory_fifo_hangs_plan(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert one_line(proc) == f"{inventory}: is not a regular file; refused"
     assert not (tmp_path / "plan.json").exists()
+
+
+@pytest.mark.parametrize("name", ["signers.toml", "signingkeys.json"])
+def test_attack_config_file_fifo_hangs_plan(tmp_path: Path, name: str) -> None:
+    # signers.toml, or the Notation config's signingkeys.json, replaced by a FIFO: plan would wait forever.
+    from tests.test_hostile_input import INVENTORY, SIGNERS_K
+
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    config = tmp_path / "notation"
+    config.mkdir()
+    signers = tmp_path / "signers.toml"
+    signers.write_text(SIGNERS_K)
+    fifo = signers if name == "signers.toml" else config / name
+    if fifo.exists():
+        fifo.unlink()
+    os.mkfifo(fifo)
+    proc = cli(
+        "plan", str(tmp_path / "inventory.json"), "--signers", str(signers), "--config-dir", str(config),
+        "--no-preflight", "-o", str(tmp_path / "plan.json"), timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert one_line(proc) == f"{fifo}: is not a regular file; refused"

@@ -8,7 +8,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ..config import DEFAULT_LIMITS
 from ..errors import SigningKeyError
+from ..files import read_document
 from .base import PrivateKey, algorithm_for, key_spec_of, sign_raw
 
 
@@ -39,7 +41,7 @@ class LocalKey:
 
 def read_private_key(path: Path) -> PrivateKey:
     try:
-        data = path.read_bytes()
+        data = read_document(path, DEFAULT_LIMITS.config_file_bytes)
     except OSError as exc:
         raise SigningKeyError(f"{path}: cannot read key file ({exc.strerror})") from exc
     try:
@@ -57,7 +59,7 @@ def read_private_key(path: Path) -> PrivateKey:
 
 def read_certificate_chain(path: Path) -> list[x509.Certificate]:
     try:
-        data = path.read_bytes()
+        data = read_document(path, DEFAULT_LIMITS.config_file_bytes)
     except OSError as exc:
         raise SigningKeyError(f"{path}: cannot read certificate file ({exc.strerror})") from exc
     try:

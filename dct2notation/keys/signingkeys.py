@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError
-from ..files import write_beneath, write_error
+from ..files import read_document, write_beneath, write_error
 from ..jsontext import loads as json_loads
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]+$")
@@ -107,7 +108,7 @@ class SigningKeys:
         if not path.exists():
             return cls()
         try:
-            obj = json_loads(path.read_bytes())
+            obj = json_loads(read_document(path, DEFAULT_LIMITS.config_file_bytes))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(obj, where=str(path))

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from ..config import DEFAULT_LIMITS, FixedClock, Limits, parse_rfc3339
 from ..errors import ConfigError
-from ..files import write_atomic, write_error
+from ..files import read_document, write_atomic, write_error
 from ..keys.signingkeys import SigningKeys, notation_config_dir, signing_keys_path
 from ..notation.certs import is_self_signed
 from ..notation.policy import TrustPolicyDocument
@@ -143,7 +143,7 @@ def journal_tsa_roots(paths: Sequence[Path]) -> dict[str, x509.Certificate]:
 
 def _pem_certs(path: Path) -> list[x509.Certificate]:
     try:
-        return x509.load_pem_x509_certificates(path.read_bytes())
+        return x509.load_pem_x509_certificates(read_document(path, DEFAULT_LIMITS.config_file_bytes))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except ValueError as exc:

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError, UsageError
+from ..files import read_document
 
 REPO_ADMIN_ROLE = "targets"
 RELEASES_ROLE = "targets/releases"
@@ -150,7 +152,7 @@ def load_signers(path: Path | str) -> SignerMapping:
     """Read ``signers.toml``; every problem is one ``ConfigError`` naming the file and field."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_document(path, DEFAULT_LIMITS.config_file_bytes).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: signer mapping file does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -32,6 +32,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_a
 from ..config import DEFAULT_LIMITS, Clock, Limits, SystemClock
 from ..deadline import bounded_client, deadline
 from ..errors import InputError, TimestampError, UsageError
+from ..files import read_document
 from ..safetext import has_userinfo, redact_url
 
 QUERY_TYPE = "application/timestamp-query"
@@ -291,7 +292,7 @@ def load_tsa_roots(source: Path | str | x509.Certificate | Sequence[x509.Certifi
         return list(source)
     path = Path(source)
     try:
-        data = path.read_bytes()
+        data = read_document(path, DEFAULT_LIMITS.config_file_bytes)
     except OSError as exc:
         raise InputError(f"{path}: cannot read TSA root certificate ({exc.strerror})") from exc
     try:
