@@ -330,3 +330,60 @@ def _tamper_jws(raw: bytes) -> bytes:
     payload = base64.urlsafe_b64decode(envelope["payload"] + "=" * (-len(envelope["payload"]) % 4))
     envelope["payload"] = base64.urlsafe_b64encode(payload.replace(b"platform", b"attacker")).rstrip(b"=").decode()
     return json.dumps(envelope).encode()
+
+
+def test_our_jws_is_laid_out_as_notation_lays_it_out(setup: dict[str, Any]) -> None:
+    """`notation sign --signature-format jws` and our JWS for the same subject, key, user metadata and expiry: the
+    protected header, the payload and the unprotected header are the same bytes once the times are aligned."""
+    import base64
+    import datetime as dt
+
+    from dct2notation.config import FixedClock
+    from dct2notation.keys.resolve import load_signing_key
+    from dct2notation.notation.jws import sign_jws_envelope
+
+    estate: Estate = setup["estate"]
+    host = setup["hosts"]["olareg"]
+    ref = new_image(setup, "olareg", "layout-compare")
+    notation_sign(
+        estate,
+        ref,
+        "release",
+        "--signature-format",
+        "jws",
+        "-m",
+        "team=a<b",
+        "--expiry",
+        "24h",
+        *storage_args("olareg"),
+    )
+    repository = estate.repositories["olareg"].split("/", 1)[1]
+    store = RegistryStore(host, RegistryOptions(insecure_registries=frozenset({host})))
+    try:
+        subject = store.resolve(parse_reference(ref))
+        (stored,) = fetch_signatures(store, repository, subject.digest)
+    finally:
+        store.close()
+    theirs = json.loads(stored.envelope)
+    env = parse_signature_envelope(stored.envelope, JWS_MEDIA_TYPE)
+    assert env.signing_time is not None and env.expiry is not None
+    key = load_signing_key("release", estate.keys)
+    ours_signed = sign_jws_envelope(
+        subject,
+        key,
+        clock=FixedClock(env.signing_time),
+        expiry=env.expiry,
+        user_metadata={"team": "a<b"},
+        signing_agent="notation-go/1.3.2",
+    )
+    mine = json.loads(ours_signed.raw)
+
+    def decoded(doc: dict[str, Any], name: str) -> bytes:
+        return base64.urlsafe_b64decode(doc[name] + "=" * (-len(doc[name]) % 4))
+
+    assert list(mine) == list(theirs)
+    assert decoded(mine, "protected") == decoded(theirs, "protected")
+    assert decoded(mine, "payload") == decoded(theirs, "payload")
+    assert mine["header"] == theirs["header"]
+    assert list(mine["header"]) == list(theirs["header"])
+    assert env.expiry - env.signing_time == dt.timedelta(hours=24)
