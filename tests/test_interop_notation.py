@@ -94,7 +94,9 @@ def registry_case(setup: dict[str, Any], name: str, host: str, fmt: str, form: s
     estate: Estate = setup["estate"]
     repository = estate.repositories[name]
     ref = f"{repository}@{push_image(host, repository.split('/', 1)[1], f'{fmt}-{form}-{key}')}"
-    signed = sign(estate, ref, key, host, "--signature-format", fmt, "--signature-manifest", form)
+    signed = sign(
+        estate, ref, key, host, "--signature-format", fmt, "--signature-manifest", form, "-m", "team=platform"
+    )
     assert signed["signature"]["form"] == form
     assert signed["signature"]["envelopeMediaType"] == {"cose": "application/cose", "jws": "application/jose+json"}[fmt]
     return ref
@@ -105,10 +107,14 @@ def registry_case(setup: dict[str, Any], name: str, host: str, fmt: str, form: s
 def test_notation_verifies_ours_in_distribution_tag_schema(estate: dict[str, Any], fmt: str, form: str) -> None:
     registry: Registry = estate["registry"]
     ref = registry_case(estate, "dist", registry.host, fmt, form)
-    done = notation_verify(estate["estate"], ref, "--insecure-registry")
+    done = notation_verify(estate["estate"], ref, "--insecure-registry", "--user-metadata", "team=platform")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"Successfully verified signature for {ref}"
+    assert done.stdout.splitlines()[0] == f"Successfully verified signature for {ref}"
+    assert "team" in done.stdout and "platform" in done.stdout  # its table of the signed user metadata
     assert our_verify(estate["estate"], ref, "--insecure-registry", registry.host).returncode == 0
+    # The user metadata we signed is what Notation reads: a value we did not sign is refused.
+    refused = notation_verify(estate["estate"], ref, "--insecure-registry", "--user-metadata", "team=other")
+    assert refused.returncode == 1, refused.stdout
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -116,9 +122,9 @@ def test_notation_verifies_ours_in_distribution_tag_schema(estate: dict[str, Any
 def test_notation_verifies_ours_in_olareg_referrers_api(estate: dict[str, Any], fmt: str, form: str) -> None:
     server: Olareg = estate["olareg"]
     ref = registry_case(estate, "olareg", server.host, fmt, form)
-    done = notation_verify(estate["estate"], ref, "--insecure-registry")
+    done = notation_verify(estate["estate"], ref, "--insecure-registry", "--user-metadata", "team=platform")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"Successfully verified signature for {ref}"
+    assert done.stdout.splitlines()[0] == f"Successfully verified signature for {ref}"
     assert our_verify(estate["estate"], ref, "--insecure-registry", server.host).returncode == 0
 
 
