@@ -152,7 +152,7 @@ def test_attack_disk_full_during_signoff(
     out = tiny_disk / "bundle"
     code, message = error_of(estate.signoff_args(out), capsys)
     assert code == 2
-    assert message.startswith(f"-o {out}: {tiny_disk}/bundle.partial/")
+    assert message.startswith(f"-o {out}: {tiny_disk}/.bundle.")
     assert re.search(r": No space left on device( \(and \d+ more\))?$", message), message
     assert listing(tiny_disk) == ["filler"]  # staging removed
 
@@ -181,7 +181,8 @@ def test_attack_journal_with_good_header_and_damaged_pages(tmp_path: Path, capsy
     code, message = error_of(signoff_with_journal(tmp_path, journal), capsys)
     assert code == 2
     assert message.startswith(f"{journal}: the journal is damaged (*** in database main *** Page ")
-    assert not (tmp_path / "bundle").exists() and not (tmp_path / "bundle.partial").exists()
+    assert not (tmp_path / "bundle").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 
 def test_new_journal_appears_whole(tmp_path: Path) -> None:
@@ -242,3 +243,18 @@ def test_attack_planted_certificate_symlink_is_not_written_through(tmp_path: Pat
     assert main(["cert", "generate-test", "k", "--key-type", "ec-p256", "--config-dir", str(config)]) == 0
     assert victim.read_text() == "somebody else's file\n"
     assert not (config / "localkeys" / "k.crt").is_symlink()
+
+
+def test_attack_planted_partial_directory_is_not_deleted(
+    tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "<output>.partial" is a name anyone can take: sign-off must neither delete nor fill it.
+    work = request.getfixturevalue("ready_bundle").parent
+    estate = Estate(work, work / "plan.json", work / "policy")
+    planted = tmp_path / "bundle.partial"
+    planted.mkdir()
+    (planted / "keep.txt").write_text("not the tool's\n")
+    assert main(estate.signoff_args(tmp_path / "bundle")) == 0
+    assert (planted / "keep.txt").read_text() == "not the tool's\n"
+    assert sorted(p.name for p in planted.iterdir()) == ["keep.txt"]
+    assert (tmp_path / "bundle" / "MANIFEST.json").is_file()

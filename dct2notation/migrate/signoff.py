@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -497,11 +498,14 @@ def create_bundle(
     if inputs.check_json is not None:
         check_doc = _read_json(inputs.check_json, "the coexistence run")
         require_check_of_inventory(check_doc, inputs.check_json, inventory_doc, inputs.inventory)
-    staging = output.with_name(output.name + ".partial")
+    # A fresh staging directory of our own: a leftover or planted "<output>.partial" is neither reused nor
+    # deleted (it is not ours), and only what this run made is removed on failure.
     try:
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+        except FileNotFoundError:
+            output.parent.mkdir(parents=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
     except OSError as exc:
         raise InputError(f"-o {output}: cannot create ({exc.strerror})") from exc
     try:
