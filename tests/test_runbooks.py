@@ -1,28 +1,32 @@
-"""Every ```bash block of runbooks/01-08 runs in order against real notary-server and docker-registry (#8, show 4).
+"""Every ```bash block of runbooks/01-08 runs in order, as written, on a TLS and authenticated estate (#8, #15).
 
-The demo estate is published on the live servers under a unique GUN prefix; the runbooks get ``NOTARY_URL``,
-``REGISTRY``, ``GUNS``, ``REGISTRY_MAP``, ``WORK``, ``TSA_URL`` and ``TSA_ROOT`` as an operator would set them.
-The cluster commands of runbooks 04-07 (``kubectl``/``helm``) are not run, but every object, field and file they
-name must be one ``policy`` emitted. Blocks that only make sense in a
-cluster are ```text (or carry ``# runbook-test: skip``) and are not run.
+notary-server with TLS and token auth (the token service on TLS), docker-registry with TLS and htpasswd, one internal
+CA; the demo estate is published with the real notary client under a unique GUN prefix. The runbooks get only their
+documented variables: ``NOTARY_URL``, ``REGISTRY``, ``GUNS``, ``REGISTRY_MAP``, ``WORK``, ``CA_FILE``, the
+``DOCKER_CONFIG`` a `docker login` wrote, and the TSA of runbook 03. Blocks that only make sense in a cluster are
+```text (or carry ``# runbook-test: skip``) and are not run.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from dct2notation.registry.options import Basic, RegistryOptions
 from fixtures.generate_demo import prefixed, publish_estate
 from tests.support.demo_registry import push_demo_images
-from tests.support.servers import NotaryServer, Registry
+from tests.support.notary_builders import TokenEndpoint
+from tests.support.servers import NotaryServer, Registry, have, make_tls, write_htpasswd
 from tests.support.tsa import TestTSA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,24 +76,66 @@ class Env:
     results: dict[str, str]
 
 
+USER, PASSWORD = "operator", "s3cret-operator-pw"
+
+
+@dataclass
+class TLSEstate:
+    notary: NotaryServer
+    registry: Registry
+    token: TokenEndpoint
+    ca: Path
+
+
 @pytest.fixture(scope="module")
-def env(
-    notary_server: NotaryServer, registry: Registry, tsa_server: TestTSA, tmp_path_factory: pytest.TempPathFactory
-) -> Env:
+def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSEstate]:
+    """As a production estate runs (#15): notary-server with TLS and token auth, docker-registry with TLS and
+    htpasswd, the token service on TLS too, all under one internal CA that no trust store holds."""
+    for binary in ("notary-server", "notary", "docker-registry", "htpasswd"):
+        if not have(binary):
+            pytest.skip(f"{binary} is not installed")
+    work = tmp_path_factory.mktemp("runbook-estate")
+    tls = make_tls(work / "tls")
+    token = TokenEndpoint(work / "token", USER, PASSWORD, tls=(tls.cert, tls.key))
+    notary = NotaryServer(work / "notary", tls=True, auth=token.auth_config(), tls_files=tls).start()
+    registry = Registry(work / "registry", htpasswd=write_htpasswd(work / "htpasswd", USER, PASSWORD), tls=True,
+                        tls_files=tls).start()  # fmt: skip
+    yield TLSEstate(notary, registry, token, tls.ca_cert)
+    notary.stop()
+    registry.stop()
+    token.close()
+
+
+@pytest.fixture(scope="module")
+def env(estate: TLSEstate, tsa_server: TestTSA, tmp_path_factory: pytest.TempPathFactory) -> Env:
     work = tmp_path_factory.mktemp("runbooks")
     unique = uuid.uuid4().hex[:8]
     prefix = f"runbook.example/{unique}"
     images = prefixed(prefix)
-    publish_estate(notary_server.client(work / "operator-trust"), work / "operator-keys", images)
+    notary_server, registry = estate.notary, estate.registry
+    # The publisher (the real notary client) gets tokens anonymously; the runbooks must log in.
+    estate.token.allow_anonymous = True
+    try:
+        publish_estate(notary_server.client(work / "operator-trust"), work / "operator-keys", images)
+    finally:
+        estate.token.allow_anonymous = False
     # The very images DCT names, in the real registry under the mapped repositories.
-    push_demo_images(registry.host, unique, images, gun_prefix=prefix)
+    options = RegistryOptions(ca_file=estate.ca, credentials=Basic(USER, PASSWORD))
+    push_demo_images(registry.host, unique, images, gun_prefix=prefix, options=options)
     guns = sorted({image.gun for image in images})
+    # What `docker login REGISTRY` and `docker login NOTARY_HOST` leave in ~/.docker/config.json.
+    docker_config = work / "docker"
+    docker_config.mkdir()
+    login = {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+    (docker_config / "config.json").write_text(json.dumps({"auths": {registry.host: login, notary_server.url: login}}))
     variables = {
         "NOTARY_URL": notary_server.url,
         "REGISTRY": registry.host,
         "GUNS": " ".join(guns),
         "REGISTRY_MAP": f"{prefix}={registry.host}/{unique}",
         "WORK": str(work / "work"),
+        "CA_FILE": str(estate.ca),
+        "DOCKER_CONFIG": str(docker_config),
         # The loopback RFC 3161 TSA (real openssl ts): runbook 03 timestamps, runbook 04 trusts its root.
         "TSA_URL": tsa_server.url,
         "TSA_ROOT": str(tsa_server.pki.root_pem),

@@ -10,11 +10,17 @@ from fixtures.generate_demo import IMAGES, Image, build_images
 
 
 def push_demo_images(
-    host: str, repo_prefix: str, images: tuple[Image, ...] = IMAGES, gun_prefix: str = "registry.demo.local"
+    host: str,
+    repo_prefix: str,
+    images: tuple[Image, ...] = IMAGES,
+    gun_prefix: str = "registry.demo.local",
+    options: RegistryOptions | None = None,
 ) -> None:
-    """Push every image of ``images`` as ``REPO_PREFIX/<path below gun_prefix>:TAG`` (blobs, then the manifest)."""
+    """Push every image of ``images`` as ``REPO_PREFIX/<path below gun_prefix>:TAG`` (blobs, then the manifest).
+
+    ``options`` (a TLS registry's CA and credentials); default plain HTTP to ``host``."""
     blobs, entries, _ = build_images(images)
-    with RegistryClient(host, RegistryOptions(insecure_registries=frozenset({host}))) as client:
+    with RegistryClient(host, options or RegistryOptions(insecure_registries=frozenset({host}))) as client:
         for entry in entries:
             name = str(entry["annotations"]["org.opencontainers.image.ref.name"])  # type: ignore[index]
             gun, _, tag = name.rpartition(":")
