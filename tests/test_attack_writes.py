@@ -258,3 +258,36 @@ def test_attack_planted_partial_directory_is_not_deleted(
     assert (planted / "keep.txt").read_text() == "not the tool's\n"
     assert sorted(p.name for p in planted.iterdir()) == ["keep.txt"]
     assert (tmp_path / "bundle" / "MANIFEST.json").is_file()
+
+
+def test_attack_disk_full_during_sign_into_a_layout(
+    tiny_disk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.images import layout_with_image
+
+    config = tmp_path / "notation"
+    assert main(["cert", "generate-test", "k", "--key-type", "ec-p256", "--config-dir", str(config)]) == 0
+    layout, digest = layout_with_image(tiny_disk)
+    index = (layout / "index.json").read_bytes()
+    capsys.readouterr()
+    fill(tiny_disk)
+    argv = ["sign", f"app@{digest}", "--key", "k", "--config-dir", str(config), "--oci-layout", str(layout)]
+    code, message = error_of(argv, capsys)
+    assert code == 2
+    assert re.fullmatch(rf"{layout}/blobs/sha256/[0-9a-f]{{64}}: cannot write \(No space left on device\)", message)
+    assert (layout / "index.json").read_bytes() == index
+    assert not [p for p in layout.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_attack_disk_full_during_generate_test_leaves_no_key(
+    tiny_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_disk / "notation"
+    (config / "localkeys").mkdir(parents=True)
+    fill(tiny_disk)
+    code, message = error_of(
+        ["cert", "generate-test", "k", "--key-type", "ec-p256", "--config-dir", str(config)], capsys
+    )
+    assert code == 2
+    assert message == f"{config / 'localkeys' / 'k.key'}: cannot write (No space left on device)"
+    assert [p for p in config.rglob("*") if not p.is_dir()] == []  # no key without its certificate
