@@ -208,14 +208,22 @@ def _raise(exc: OSError) -> None:
 
 
 def write_beneath(
-    root: Path, relative: str, data: bytes | str, *, what: str = "", noun: str = "", private: bool = False
+    root: Path,
+    relative: str,
+    data: bytes | str,
+    *,
+    what: str = "",
+    noun: str = "",
+    private: bool = False,
+    mode: int | None = None,
 ) -> None:
     """Replace ``root/relative`` with ``data`` through a temp file in the same directory and a rename.
 
     Directories below ``root`` are made as needed and never followed through a symlink (a layout whose
     ``blobs/sha256`` is a symlink is not written through); the temp name is fresh and created
     ``O_EXCL|O_NOFOLLOW``; the rename replaces a symlink at the target rather than following it, and a failure
-    (a full disk) leaves the previous file whole. ``private`` files are created 0600.
+    (a full disk) leaves the previous file whole. ``private`` files are created 0600; ``mode`` (the replaced
+    file's) is kept when given.
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     parts = segments(relative, f"{root}: {what or 'file'}")
@@ -230,6 +238,8 @@ def write_beneath(
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(raw)
+                if mode is not None:
+                    os.fchmod(handle.fileno(), mode)
             os.replace(tmp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with suppress(OSError):
@@ -259,7 +269,9 @@ def write_atomic(path: Path, data: bytes | str, *, what: str = "", noun: str = "
         _write_into(path, data.encode("utf-8") if isinstance(data, str) else data, what, noun)
         return
     target = Path(os.path.realpath(path)) if status is not None else path
-    write_beneath(target.parent, target.name, data, what=what, noun=noun, private=private)
+    # A rewrite keeps the file's mode: a plan the user made 0600 does not become world-readable.
+    kept = None if status is None or private else stat.S_IMODE(status.st_mode)
+    write_beneath(target.parent, target.name, data, what=what, noun=noun, private=private, mode=kept)
 
 
 def _write_into(path: Path, raw: bytes, what: str, noun: str) -> None:

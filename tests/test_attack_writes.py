@@ -291,3 +291,13 @@ def test_attack_disk_full_during_generate_test_leaves_no_key(
     assert code == 2
     assert message == f"{config / 'localkeys' / 'k.key'}: cannot write (No space left on device)"
     assert [p for p in config.rglob("*") if not p.is_dir()] == []  # no key without its certificate
+
+
+def test_rewrite_keeps_the_outputs_mode(tmp_path: Path) -> None:
+    argv = plan_argv(tmp_path)
+    plan = tmp_path / "plan.json"
+    plan.write_text("old\n")
+    plan.chmod(0o600)
+    assert main([*argv, "-o", str(plan)]) == 0
+    assert stat.S_IMODE(plan.stat().st_mode) == 0o600
+    assert json.loads(plan.read_text())["format"] == "dct2notation-plan/1"
