@@ -35,6 +35,7 @@ from dct2notation.oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_MANIFEST, Descript
 from dct2notation.registry.options import RegistryOptions  # noqa: E402
 from dct2notation.registry.store import RegistryStore  # noqa: E402
 from tests.support.images import image_manifest  # noqa: E402
+from tests.support.plans import save_bound  # noqa: E402
 from tests.support.servers import Registry  # noqa: E402
 
 
@@ -177,13 +178,14 @@ def main() -> None:
             ]
             plan = Plan("bench", jobs)
             plan_with_preflight(plan, registry.host)
-            plan.save(work / "plan.json")
+            inventory = save_bound(plan, work / "plan.json")
             options = RegistryOptions(insecure_registries=frozenset({registry.host}))
             sink = io.StringIO()
             start = time.perf_counter()
             with contextlib.redirect_stdout(sink):
                 code = sign_plan(
                     plan=work / "plan.json",
+                    inventory=inventory,
                     config_dir=config,
                     registry_options=options,
                     concurrency=args.concurrency,

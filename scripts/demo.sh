@@ -61,7 +61,8 @@ d2n plan "$WORK/inventory.json" --signers "$WORK/signers.toml" --oci-layout "$WO
 
 echo "6/9 sign into the OCI layout" >&2
 rm -f "$WORK/journal.db"
-d2n sign "$WORK/plan.json" --oci-layout "$WORK/oci-layout" --journal "$WORK/journal.db" >"$WORK/sign.json"
+d2n sign "$WORK/plan.json" --inventory "$WORK/inventory.json" --oci-layout "$WORK/oci-layout" \
+  --journal "$WORK/journal.db" >"$WORK/sign.json"
 
 echo "7/9 trust policy and trust store" >&2
 rm -rf "$WORK/policy"

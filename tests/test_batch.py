@@ -39,6 +39,7 @@ from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore, fetch_signatures
 from tests.support.fault_proxy import FaultProxy
+from tests.support.plans import save_bound
 from tests.support.servers import Registry
 
 _ids = itertools.count()
@@ -106,6 +107,7 @@ def sign(directory: Path, config: Path, options: RegistryOptions, **extra: objec
     """``sign_plan`` on ``directory/plan.json`` without a progress bar (pytest captures stderr)."""
     return sign_plan(
         plan=directory / "plan.json",
+        inventory=directory / "inventory.json",
         config_dir=config,
         registry_options=options,
         progress=False,
@@ -127,11 +129,16 @@ def test_batch_signs_each_job_once_then_reuses(
     repo = unique_repo("once")
     images = push_images(registry.host, repo, 6)
     plan = make_plan(registry.host, repo, images, ["alpha", "beta"], "m-once")
-    plan.save(tmp_path / "plan.json")
+    save_bound(plan, tmp_path / "plan.json")
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
 
     code = sign_plan(
-        plan=tmp_path / "plan.json", config_dir=notation_dir, registry_options=options, concurrency=4, progress=False
+        plan=tmp_path / "plan.json",
+        inventory=tmp_path / "inventory.json",
+        config_dir=notation_dir,
+        registry_options=options,
+        concurrency=4,
+        progress=False,
     )
     summary = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -152,6 +159,7 @@ def test_batch_signs_each_job_once_then_reuses(
     # A fresh journal (lost volume): the registry's own signatures are found and reused, none is duplicated.
     code = sign_plan(
         plan=tmp_path / "plan.json",
+        inventory=tmp_path / "inventory.json",
         config_dir=notation_dir,
         registry_options=options,
         journal=tmp_path / "other.sqlite",
@@ -169,7 +177,7 @@ def test_rerun_with_the_same_journal_skips_done_jobs(
 ) -> None:
     repo = unique_repo("resume")
     images = push_images(registry.host, repo, 3)
-    make_plan(registry.host, repo, images, ["alpha"], "m-resume").save(tmp_path / "plan.json")
+    save_bound(make_plan(registry.host, repo, images, ["alpha"], "m-resume"), tmp_path / "plan.json")
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
     assert sign(tmp_path, notation_dir, options) == 0
     capsys.readouterr()
@@ -189,7 +197,7 @@ def test_missing_subject_fails_that_job_with_exit_1_and_lists_it(
     repo = unique_repo("missing")
     images = push_images(registry.host, repo, 2)
     ghost = ("gone", 100, "sha256:" + "ab" * 32)
-    make_plan(registry.host, repo, [*images, ghost], ["alpha"], "m-missing").save(tmp_path / "plan.json")
+    save_bound(make_plan(registry.host, repo, [*images, ghost], ["alpha"], "m-missing"), tmp_path / "plan.json")
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
     code = sign(tmp_path, notation_dir, options)
     out, err = capsys.readouterr()
@@ -206,7 +214,7 @@ def test_journal_of_another_migration_is_refused(
 ) -> None:
     repo = unique_repo("foreign")
     images = push_images(registry.host, repo, 1)
-    make_plan(registry.host, repo, images, ["alpha"], "m-one").save(tmp_path / "plan.json")
+    save_bound(make_plan(registry.host, repo, images, ["alpha"], "m-one"), tmp_path / "plan.json")
     journal = Journal(tmp_path / "j.sqlite")
     journal.bind_plan("m-other")
     journal.close()
@@ -214,6 +222,8 @@ def test_journal_of_another_migration_is_refused(
         [
             "sign",
             str(tmp_path / "plan.json"),
+            "--inventory",
+            str(tmp_path / "inventory.json"),
             "--config-dir",
             str(notation_dir),
             "--insecure-registry",
@@ -234,8 +244,11 @@ def test_unreachable_registry_fails_preflight_before_any_job(
     from tests.support.servers import free_port
 
     host = f"127.0.0.1:{free_port()}"
-    make_plan(host, "nobody", [("v1", 10, "sha256:" + "cd" * 32)], ["alpha"], "m-down").save(tmp_path / "plan.json")
-    code = main(["sign", str(tmp_path / "plan.json"), "--config-dir", str(notation_dir), "--insecure-registry", host])
+    save_bound(
+        make_plan(host, "nobody", [("v1", 10, "sha256:" + "cd" * 32)], ["alpha"], "m-down"), tmp_path / "plan.json"
+    )
+    argv = ["sign", str(tmp_path / "plan.json"), "--inventory", str(tmp_path / "inventory.json")]
+    code = main([*argv, "--config-dir", str(notation_dir), "--insecure-registry", host])
     out, err = capsys.readouterr()
     assert code == 3
     assert f"pre-flight {host}: cannot read and write {host}/nobody" in err
@@ -251,10 +264,11 @@ def test_fault_proxy_batch_completes_and_rerun_finishes_the_rest(
     images = push_images(registry.host, repo, 30)
     proxy = FaultProxy(registry.url, every=4, kinds=("503", "429", "drop", "drop-after"), retry_after=0).start()
     try:
-        make_plan(proxy.host, repo, images, ["alpha"], "m-faults").save(tmp_path / "plan.json")
+        save_bound(make_plan(proxy.host, repo, images, ["alpha"], "m-faults"), tmp_path / "plan.json")
         options = RegistryOptions(insecure_registries=frozenset({proxy.host}))
         code = sign_plan(
             plan=tmp_path / "plan.json",
+            inventory=tmp_path / "inventory.json",
             config_dir=notation_dir,
             registry_options=options,
             concurrency=8,
@@ -270,7 +284,11 @@ def test_fault_proxy_batch_completes_and_rerun_finishes_the_rest(
             if code == 0:
                 break
             code = sign_plan(
-                plan=tmp_path / "plan.json", config_dir=notation_dir, registry_options=options, progress=False
+                plan=tmp_path / "plan.json",
+                inventory=tmp_path / "inventory.json",
+                config_dir=notation_dir,
+                registry_options=options,
+                progress=False,
             )
             capsys.readouterr()
         assert code == 0
@@ -287,7 +305,7 @@ def test_dry_run_lists_the_shard_and_signs_nothing(
     repo = unique_repo("dry")
     images = push_images(registry.host, repo, 4)
     plan = make_plan(registry.host, repo, images, ["alpha"], "m-dry")
-    plan.save(tmp_path / "plan.json")
+    save_bound(plan, tmp_path / "plan.json")
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
     assert sign(tmp_path, notation_dir, options, dry_run=True, shard="1/2") == 0
     out = json.loads(capsys.readouterr().out)
@@ -302,7 +320,7 @@ def test_rate_limit_bounds_requests_per_registry(
 ) -> None:
     repo = unique_repo("rate")
     images = push_images(registry.host, repo, 6)
-    make_plan(registry.host, repo, images, ["alpha"], "m-rate").save(tmp_path / "plan.json")
+    save_bound(make_plan(registry.host, repo, images, ["alpha"], "m-rate"), tmp_path / "plan.json")
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
     started = time.monotonic()
     assert sign(tmp_path, notation_dir, options, rate_limit=12.0, concurrency=6) == 0
@@ -322,7 +340,9 @@ def test_rate_limit_bounds_requests_per_registry(
     ],
 )
 def test_bad_batch_options(tmp_path: Path, notation_dir: Path, extra: dict[str, object], message: str) -> None:
-    make_plan("r.invalid", "x", [("v1", 1, "sha256:" + "ef" * 32)], ["alpha"], "m-bad").save(tmp_path / "plan.json")
+    save_bound(
+        make_plan("r.invalid", "x", [("v1", 1, "sha256:" + "ef" * 32)], ["alpha"], "m-bad"), tmp_path / "plan.json"
+    )
     with pytest.raises(UsageError) as caught:
         sign(tmp_path, notation_dir, RegistryOptions(), **extra)
     assert caught.value.message == message
@@ -364,7 +384,7 @@ def test_preflight_media_type_saves_a_head_per_job_and_signs_the_same_subject(
     assert plan.preflight == {"subjects": 5, "jobs": 5, "findings": {"size-mismatch": 1}}
     # A plan made without pre-flight (or an older one) carries no mediaType: that job is HEADed at signing time.
     plan.jobs[3] = dataclasses.replace(plan.jobs[3], media_type=None)
-    plan.save(tmp_path / "plan.json")
+    save_bound(plan, tmp_path / "plan.json")
     assert [j.media_type for j in load_plan(tmp_path / "plan.json").jobs] == [OCI_MANIFEST] * 3 + [None, None]
 
     proxy = FaultProxy(registry.url, every=0).start()  # no faults: it counts the requests
@@ -372,7 +392,7 @@ def test_preflight_media_type_saves_a_head_per_job_and_signs_the_same_subject(
         proxied = dataclasses.replace(
             plan, jobs=[dataclasses.replace(j, repository=f"{proxy.host}/{repo}") for j in plan.jobs]
         )
-        proxied.save(tmp_path / "plan.json")
+        save_bound(proxied, tmp_path / "plan.json")
         code = sign(tmp_path, notation_dir, RegistryOptions(insecure_registries=frozenset({proxy.host})), concurrency=1)
         requests = proxy.request_count
     finally:
@@ -463,7 +483,7 @@ def test_an_entry_lost_after_the_index_write_is_written_again_and_the_foreign_on
     thread.start()
     host = f"127.0.0.1:{server.server_address[1]}"
     try:
-        make_plan(host, repo, [("v0", size, digest)], ["alpha"], "m-clobber").save(tmp_path / "plan.json")
+        save_bound(make_plan(host, repo, [("v0", size, digest)], ["alpha"], "m-clobber"), tmp_path / "plan.json")
         code = sign(tmp_path, notation_dir, RegistryOptions(insecure_registries=frozenset({host})))
     finally:
         server.shutdown()

@@ -15,6 +15,7 @@ import pytest
 
 from dct2notation.migrate.journal import Journal
 from dct2notation.migrate.plan import shard_of
+from tests.support.plans import save_bound
 from tests.support.servers import Registry
 from tests.test_batch import leaf_thumbprint, make_plan, push_images, signatures_by_subject, unique_repo
 
@@ -28,6 +29,8 @@ def sign_command(plan: Path, config: Path, host: str, journal: Path, *extra: str
         "dct2notation",
         "sign",
         str(plan),
+        "--inventory",
+        str(plan.with_name("inventory.json")),
         "--config-dir",
         str(config),
         "--insecure-registry",
@@ -59,7 +62,7 @@ def test_sigkill_at_random_points_then_rerun_signs_all_500_once(
 ) -> None:
     repo = unique_repo("crash")
     images = push_images(registry.host, repo, 500)
-    make_plan(registry.host, repo, images, ["alpha"], "m-crash").save(tmp_path / "plan.json")
+    save_bound(make_plan(registry.host, repo, images, ["alpha"], "m-crash"), tmp_path / "plan.json")
     journal_path = tmp_path / "journal.sqlite"
     argv = sign_command(tmp_path / "plan.json", notation_dir, registry.host, journal_path, "--concurrency", "16")
     seed = int(os.environ.get("DCT2NOTATION_CRASH_SEED", time.time_ns() % 10_000))
@@ -114,7 +117,7 @@ def test_four_shards_at_once_cover_every_job_exactly_once(
     repo = unique_repo("shards")
     images = push_images(registry.host, repo, 60)
     plan = make_plan(registry.host, repo, images, ["alpha", "beta"], "m-shards")
-    plan.save(tmp_path / "plan.json")
+    save_bound(plan, tmp_path / "plan.json")
     procs = [
         spawn(
             sign_command(

@@ -13,6 +13,7 @@ import pytest
 
 from dct2notation.errors import InputError
 from dct2notation.migrate.journal import Journal, JournalBusyError
+from tests.support.plans import save_bound
 from tests.support.servers import Registry
 from tests.test_batch import leaf_thumbprint, make_plan, push_images, signatures_by_subject, unique_repo
 from tests.test_batch_crash import ROOT, sign_command
@@ -47,7 +48,7 @@ def done_jobs(journal: Path) -> int:
 def test_attack_two_sign_processes_on_one_journal(registry: Registry, notation_dir: Path, tmp_path: Path) -> None:
     repo = unique_repo("writer")
     images = push_images(registry.host, repo, 24)
-    make_plan(registry.host, repo, images, ["alpha"], "m-writer").save(tmp_path / "plan.json")
+    save_bound(make_plan(registry.host, repo, images, ["alpha"], "m-writer"), tmp_path / "plan.json")
     journal = tmp_path / "journal.sqlite"
     # A rate limit keeps the first run busy for seconds, so the second surely starts while it holds the journal.
     argv = sign_command(tmp_path / "plan.json", notation_dir, registry.host, journal, "--rate-limit", "25")

@@ -171,7 +171,8 @@ def test_refused_credentials_are_exit_2_in_every_command(
                        "--registry-map", estate.mapping, "--no-preflight", "-o", str(plan))  # fmt: skip
     assert code == 0, err
     wrong = "wrong-pw\n"
-    code, _, err = run(capsys, monkeypatch, "sign", str(plan), "--config-dir", str(estate.notation),
+    code, _, err = run(capsys, monkeypatch, "sign", str(plan), "--inventory", str(inventory),
+                       "--config-dir", str(estate.notation),
                        "--journal", str(estate.work / "j.db"), *creds(ca=estate.ca), stdin=wrong)  # fmt: skip
     assert (code, err.count("\n")) == (2, 1), err
     assert f"pre-flight {estate.registry.host}: cannot read and write {estate.registry.host}/acme/app:" in err

@@ -143,7 +143,16 @@ def test_notary_gun_to_signatures_end_to_end(
     assert plan.preflight == {"subjects": 3, "jobs": 3, "findings": {"tag-drift": 1}}
 
     code = main(
-        ["sign", str(tmp_path / "plan.json"), "--config-dir", str(notation_dir), "--insecure-registry", registry.host]
+        [
+            "sign",
+            str(tmp_path / "plan.json"),
+            "--inventory",
+            str(tmp_path / "inventory.json"),
+            "--config-dir",
+            str(notation_dir),
+            "--insecure-registry",
+            registry.host,
+        ]  # fmt: skip
     )
     summary = json.loads(capsys.readouterr().out)
     assert code == 0

@@ -208,6 +208,8 @@ def test_indexed_job_maps_completion_index_to_shard_and_journal() -> None:
     assert container["args"] == [
         "sign",
         "/plan/plan.json",
+        "--inventory",
+        "/plan/inventory.json",
         "--shard",
         "$(JOB_COMPLETION_INDEX)/3",
         "--journal",

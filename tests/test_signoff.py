@@ -77,7 +77,12 @@ def migrate_demo(work: Path, *, leave_unsigned: str | None = None) -> Estate:
         signed = work / "plan.json"
     assert (
         sign_plan(
-            plan=signed, config_dir=config, oci_layout=work / "layout", journal=work / "journal.db", progress=False
+            plan=signed,
+            inventory=work / "inventory.json",
+            config_dir=config,
+            oci_layout=work / "layout",
+            journal=work / "journal.db",
+            progress=False,
         )
         == 0
     )
@@ -330,7 +335,8 @@ def registry_estate(registry: Registry, tmp_path: Path) -> tuple[list[str], Plan
     )
     plan.save(tmp_path / "plan-registry.json")
     assert sign_plan(
-        plan=tmp_path / "plan-registry.json", config_dir=tmp_path / "notation", registry_options=options,
+        plan=tmp_path / "plan-registry.json", inventory=tmp_path / "inventory.json",
+        config_dir=tmp_path / "notation", registry_options=options,
         journal=tmp_path / "journal-registry.db", progress=False,
     ) == 0  # fmt: skip
     policy = json.loads((estate.policy / "trustpolicy.json").read_text())
@@ -449,3 +455,55 @@ def test_attack_signoff_under_audit_policy_with_no_trusted_signer(
         assert "; its signer is not trusted (signature is not produced by a trusted signer" in item["reason"]
     assert len(record["reasons"]) == 6
     assert main(["signoff", "verify", str(bundle)]) == 1
+
+
+def test_attack_signoff_plan_job_for_untrusted_digest(
+    ready_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The attacker adds a job to the plan AND a trusted tag to the inventory (so `sign` accepted it), re-binding the
+    plan to the forged inventory: only the archived DCT metadata can tell, and the sign-off names the job."""
+    work = ready_bundle.parent
+    evil = "sha256:" + "e" * 64
+    inventory = json.loads((work / "inventory.json").read_text())
+    base = next(r for r in inventory["repositories"] if r["gun"] == BASE)
+    base["trusted_tags"].append({"tag": "evil", "digest": evil, "size": 10, "role": "targets/releases"})
+    forged = tmp_path / "inventory.json"
+    forged.write_text(json.dumps(inventory))
+    plan = json.loads((work / "plan.json").read_text())
+    job = json.loads(json.dumps(next(j for j in plan["jobs"] if j["repository"] == BASE)))
+    job.update(digest=evil, size=10, tags=["evil"])
+    job.pop("mediaType", None)
+    plan["jobs"].append(job)
+    plan["inventory"]["digest"] = "sha256:" + hashlib.sha256(forged.read_bytes()).hexdigest()
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    args = _swap(_swap(Estate(work, tmp_path / "plan.json", work / "policy").signoff_args(tmp_path / "bundle"),
+                       "--inventory", forged), "--plan", tmp_path / "plan.json")  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 1
+    reason = (
+        f"plan.json jobs[{len(plan['jobs']) - 1}] {BASE}@{evil} [demo]: not a digest DCT trusted for GUN {BASE!r} in "
+        "the archived DCT metadata"
+    )
+    record = json.loads((tmp_path / "bundle" / "SIGNOFF.json").read_text())
+    assert record["reasons"] == [reason]
+    assert capsys.readouterr().out == f"not ready: {reason}\n"
+    assert all(c["covered"] for c in record["coverage"])  # every trusted digest is covered: the job alone blocks
+    assert main(["signoff", "verify", str(tmp_path / "bundle")]) == 1
+
+
+def test_bundle_whose_inventory_is_not_the_plans_is_not_ready(ready_bundle: Path, tmp_path: Path) -> None:
+    """`signoff` refuses such inputs at once; a bundle re-sealed with another inventory.json fails re-verification."""
+    copy = bundle_copy(ready_bundle, tmp_path)
+    bound = json.loads((copy / "plan.json").read_text())["inventory"]["digest"]
+    (copy / "inventory.json").write_text((copy / "inventory.json").read_text() + "\n")  # same content, other bytes
+    write_manifest(copy)
+    digest = "sha256:" + hashlib.sha256((copy / "inventory.json").read_bytes()).hexdigest()
+    with pytest.raises(GateFailed):
+        verify_bundle(copy)
+    record = json.loads((copy / "SIGNOFF.json").read_text())
+    record["verdict"] = "not ready"
+    (copy / "SIGNOFF.json").write_text(json.dumps(record))
+    write_manifest(copy)
+    assert verify_bundle(copy).verdict.reasons == [
+        f"plan.json was made from inventory {bound}, not the bundled inventory.json ({digest})"
+    ]

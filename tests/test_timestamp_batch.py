@@ -19,6 +19,7 @@ from dct2notation.notation.envelope import TIMESTAMP_SIGNATURE
 from dct2notation.notation.timestamp import HttpTimestamper, verify_timestamp_token
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore, fetch_signatures
+from tests.support.plans import save_bound
 from tests.support.servers import Registry
 from tests.support.tsa import TestTSA
 from tests.test_batch import make_plan, push_images, unique_repo
@@ -51,13 +52,14 @@ def test_failing_tsa_fails_jobs_then_rerun_completes(
     )
     repo = unique_repo("tsa")
     images = push_images(registry.host, repo, 3)
-    make_plan(registry.host, repo, images, ["stamped"], "m-tsa").save(tmp_path / "plan.json")
+    save_bound(make_plan(registry.host, repo, images, ["stamped"], "m-tsa"), tmp_path / "plan.json")
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
 
     def run() -> tuple[int | None, dict[str, object], HttpTimestamper]:
         stamper = HttpTimestamper(tsa.url, tsa.pki.root_pem, limits=FAST)
         code = sign_plan(
             plan=tmp_path / "plan.json",
+            inventory=tmp_path / "inventory.json",
             config_dir=config,
             registry_options=options,
             journal=tmp_path / "journal.sqlite",

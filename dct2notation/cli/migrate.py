@@ -128,13 +128,19 @@ def sign_plan(
     timestamp_roots: str = "",
     progress: bool = True,
     signature_format: Any = "cose",
+    inventory: Path | None = None,
 ) -> int:
-    """Sign every job of ``plan`` (of one shard, and of ``key`` when given); JSON summary on stdout; 1 if any failed."""
+    """Sign every job of ``plan`` (of one shard, and of ``key`` when given); JSON summary on stdout; 1 if any failed.
+
+    ``inventory`` (required) is the inventory the plan was made from: every job of the plan is checked against it
+    before anything is signed, so a job added to the plan file for a digest DCT never trusted is refused.
+    """
+    from ..dct.inventory import load_inventory
     from ..keys.resolve import load_signing_key
     from ..keys.signingkeys import notation_config_dir
     from ..migrate.batch import DEFAULT_CONCURRENCY, BatchSigner
     from ..migrate.journal import Journal
-    from ..migrate.plan import load_plan, parse_shard, select_shard
+    from ..migrate.plan import check_against_inventory, load_plan, parse_shard, select_shard
 
     loaded = load_plan(plan)
     selected = parse_shard(shard) if shard is not None else None
@@ -146,6 +152,13 @@ def sign_plan(
         raise UsageError("--concurrency: must be at least 1")
     if rate_limit is not None and not rate_limit > 0:  # also NaN, which compares false with everything
         raise UsageError("--rate-limit: must be greater than 0")
+    if inventory is None:
+        raise UsageError(
+            "sign PLAN: give --inventory FILE, the inventory the plan was made from (each job is checked against it "
+            "before anything is signed)"
+        )
+    # The whole plan, not just this shard's or this key's jobs: one untrusted job means the file was edited.
+    check_against_inventory(loaded, load_inventory(inventory), plan_where=str(plan), inventory_where=str(inventory))
     if journal is None:
         suffix = f".shard-{selected[0]}-of-{selected[1]}" if selected else ""
         journal = plan.with_name(plan.name + suffix + ".journal.sqlite")

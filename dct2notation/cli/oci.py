@@ -160,6 +160,9 @@ def sign(
     journal: Annotated[Path | None, typer.Option("--journal", help="Plan signing: journal file.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan signing: check, sign nothing.")] = False,
     rate_limit: Annotated[float | None, typer.Option("--rate-limit", help="Plan signing: requests per second.")] = None,
+    inventory: Annotated[
+        Path | None, typer.Option("--inventory", help="Plan signing: the inventory the plan was made from (required).")
+    ] = None,
 ) -> None:
     """Sign an artifact by digest (or every job of a plan) and store the signature next to it."""
     form = _form(signature_manifest)
@@ -188,6 +191,7 @@ def sign(
             signature_format=envelope_format,
             # `policy --journal` reads them back to write the tsa trust store the signatures need.
             timestamp_roots=_pem(stamper.roots) if stamper else "",
+            inventory=inventory,
         )
         _warn_form(form, "oci-layout" if oci_layout is not None else "registry")
         if isinstance(result, int) and result:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -51,6 +52,9 @@ class Inventory:
     repositories: list[dict[str, Any]]
     # GUNs that could not be read ({"gun", "reason"}): unknown to the server, expired, refused by verification.
     failed_guns: list[dict[str, str]] = field(default_factory=list)
+    # sha256 of the document's bytes when read from a file (load_inventory): a plan made from it carries this digest,
+    # so `sign` can tell that the inventory it is given is the one the plan came from.
+    digest: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"format": FORMAT, "evaluated_at": self.evaluated_at, "repositories": self.repositories}
@@ -231,7 +235,8 @@ def build_inventory(
 def load_inventory(path: Path) -> Inventory:
     """Read back a ``--json`` inventory document."""
     try:
-        data = json_loads(read_document(path, DEFAULT_LIMITS.document_bytes))
+        raw = read_document(path, DEFAULT_LIMITS.document_bytes)
+        data = json_loads(raw)
     except OSError as exc:
         raise InputError(f"{path}: cannot read inventory ({exc.strerror})") from exc
     except ValueError as exc:
@@ -251,7 +256,12 @@ def load_inventory(path: Path) -> Inventory:
         isinstance(f, dict) and isinstance(f.get("gun"), str) and isinstance(f.get("reason"), str) for f in failed
     ):
         raise InputError(f"{path}: failed_guns: expected a list of objects with gun and reason")
-    return Inventory(evaluated_at=stamp, repositories=repos, failed_guns=failed)
+    return Inventory(
+        evaluated_at=stamp,
+        repositories=repos,
+        failed_guns=failed,
+        digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+    )
 
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

@@ -39,6 +39,9 @@ def indexed_job(
     args = [
         "sign",
         "/plan/plan.json",
+        # The same ConfigMap carries the inventory the plan was made from: every job is checked against it.
+        "--inventory",
+        "/plan/inventory.json",
         "--shard",
         f"$(JOB_COMPLETION_INDEX)/{shards}",
         "--journal",

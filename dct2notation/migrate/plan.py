@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,12 +24,32 @@ from ..files import read_document, write_atomic
 from ..jsontext import loads as json_loads
 
 FORMAT = "dct2notation-plan/1"
+_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 ANNOTATION_PREFIX = "io.dct2notation.migration."
 KeyFor = Callable[[str, str], "str | None"]
 
 
 class UnmappedSignersError(InputError):
     """Trusted DCT roles with no Notation key: listed all at once so one edit of signers.toml fixes them."""
+
+
+class UntrustedJobError(InputError):
+    """Plan jobs that sign something no DCT role trusted: the plan was edited (or made from another inventory)."""
+
+
+@dataclass(frozen=True)
+class InventoryBinding:
+    """The inventory a plan was made from: the sha256 of its file and its DCT evaluation time.
+
+    The plan is an editable file (a ConfigMap in Kubernetes); ``sign`` is handed the inventory separately and checks
+    both that it is this one and that every job is one of its trusted digests, so an added job is never signed.
+    """
+
+    digest: str
+    evaluated_at: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"digest": self.digest, "evaluated_at": self.evaluated_at}
 
 
 @dataclass(frozen=True)
@@ -88,13 +109,13 @@ class Plan:
     jobs: list[Job]
     preflight: dict[str, Any] | None = None
     findings: list[dict[str, Any]] = field(default_factory=list)
+    inventory: InventoryBinding | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "format": FORMAT,
-            "migration_id": self.migration_id,
-            "jobs": [j.to_dict() for j in self.jobs],
-        }
+        out: dict[str, Any] = {"format": FORMAT, "migration_id": self.migration_id}
+        if self.inventory is not None:
+            out["inventory"] = self.inventory.to_dict()
+        out["jobs"] = [j.to_dict() for j in self.jobs]
         if self.preflight is not None:
             out["preflight"] = self.preflight
         if self.findings:
@@ -231,7 +252,60 @@ def build_plan(
     if migration_id is None:
         migration_id = derived_migration_id(jobs)
         jobs = [dataclasses.replace(job, migration_id=migration_id) for job in jobs]
-    return Plan(migration_id, jobs)
+    binding = InventoryBinding(inventory.digest, inventory.evaluated_at) if inventory.digest else None
+    return Plan(migration_id, jobs, inventory=binding)
+
+
+def untrusted_jobs(jobs: Iterable[Job], repositories: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Each job that is not a DCT-trusted digest of its GUN in ``repositories`` (inventory documents), and why.
+
+    Trusted means what the plan is made from (``trusted_tags``, docker pull semantics): the job's (GUN, digest) is
+    there, with the job's size (TUF length), and every tag and role the job carries into the signature.
+    """
+    trusted: dict[tuple[str, str], tuple[int, set[str], set[str]]] = {}
+    for repo in repositories:
+        for tag in repo.get("trusted_tags", []):
+            slot = trusted.setdefault((str(repo["gun"]), str(tag["digest"])), (int(tag["size"]), set(), set()))
+            slot[1].add(str(tag["tag"]))
+            slot[2].add(str(tag["role"]))
+    out: list[str] = []
+    for n, job in enumerate(jobs):
+        at = f"jobs[{n}] {job.repository}@{job.digest} [{job.identity}]"
+        found = trusted.get((job.gun, job.digest))
+        if found is None:
+            out.append(f"{at}: not a digest DCT trusted for GUN {job.gun!r}")
+            continue
+        size, tags, roles = found
+        if job.size != size:
+            out.append(f"{at}: size {job.size} is not the trusted TUF length {size}")
+        extra_tags = sorted(set(job.tags) - tags)
+        if extra_tags:
+            out.append(f"{at}: tag(s) {', '.join(extra_tags)} not trusted at this digest")
+        extra_roles = sorted(set(job.role.split(",")) - roles)
+        if extra_roles:
+            out.append(f"{at}: role(s) {', '.join(extra_roles)} did not sign this digest")
+    return out
+
+
+def check_against_inventory(plan: Plan, inventory: Inventory, *, plan_where: str, inventory_where: str) -> None:
+    """Before anything is signed: ``inventory`` is the one the plan was made from, and every job is trusted by it."""
+    if plan.inventory is None:
+        raise InputError(
+            f"{plan_where}: field 'inventory' is missing: the plan is not bound to the inventory it was made from, so "
+            "its jobs cannot be checked against what DCT trusted (make it again with `dct2notation plan`)"
+        )
+    if inventory.digest != plan.inventory.digest:
+        raise InputError(
+            f"--inventory {inventory_where}: {inventory.digest} is not the inventory {plan_where} was made from "
+            f"({plan.inventory.digest})"
+        )
+    problems = untrusted_jobs(plan.jobs, inventory.repositories)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise UntrustedJobError(
+            f"{plan_where}: {len(problems)} job(s) do not match what DCT trusted in {inventory_where}; "
+            f"nothing signed: {shown}"
+        )
 
 
 def _field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
@@ -277,10 +351,22 @@ def plan_from_dict(doc: Any, where: str) -> Plan:
             raise InputError(f"{at}: duplicate job {job.key}")
         seen.add(job.key)
         jobs.append(job)
-    plan = Plan(migration_id, jobs)
+    plan = Plan(migration_id, jobs, inventory=_binding(doc.get("inventory"), where))
     pre = doc.get("preflight")
     plan.preflight = pre if isinstance(pre, dict) else None
     return plan
+
+
+def _binding(raw: Any, where: str) -> InventoryBinding | None:
+    if raw is None:
+        return None
+    digest = raw.get("digest") if isinstance(raw, dict) else None
+    stamp = raw.get("evaluated_at") if isinstance(raw, dict) else None
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest) or not isinstance(stamp, str):
+        raise InputError(
+            f'{where}: field \'inventory\' must be {{"digest": "sha256:<64 hex>", "evaluated_at": "<RFC 3339>"}}'
+        )
+    return InventoryBinding(digest, stamp)
 
 
 def load_plan(path: Path) -> Plan:

@@ -45,7 +45,7 @@ from ..files import (
 )
 from ..jsontext import loads as json_loads
 from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
-from .plan import ANNOTATION_PREFIX, plan_from_dict
+from .plan import ANNOTATION_PREFIX, Plan, plan_from_dict, untrusted_jobs
 from .signoff_inputs import require_check_of_inventory, require_journal_of_plan, require_plan_of_inventory
 
 FORMAT = "dct2notation-signoff/1"
@@ -278,8 +278,13 @@ def evaluate(
     notation_at: dt.datetime,
     check_doc: Any = None,
     limits: Limits = DEFAULT_LIMITS,
+    inventory_digest: str | None = None,  # of the bundled inventory.json; None: the bundle has none
 ) -> Verdict:
-    """Re-derive DCT-trusted digests from ``archive`` and check each has a passing Notation signature."""
+    """Re-derive DCT-trusted digests from ``archive`` and check each has a passing Notation signature.
+
+    The other way round too: every plan job must be a DCT-trusted digest of the archive (the plan is an editable
+    file; a job added for an untrusted digest got signed), and the plan must be bound to ``inventory_digest``.
+    """
     from ..dct.inventory import build_inventory
     from ..dct.source import ArchiveSource
     from ..notation.policy import TrustPolicyDocument
@@ -293,6 +298,7 @@ def evaluate(
     unreadable = _unreadable(signatures_dir, limits)
     clock: Clock = FixedClock(notation_at)
     verdict = Verdict(ready=True, reasons=[])
+    verified: list[dict[str, Any]] = []
     for gun in _archive_guns(archive, limits):
         try:
             inventory = build_inventory([gun], source, FixedClock(dct_at), limits)
@@ -300,6 +306,7 @@ def evaluate(
             verdict.dct_failures[gun] = str(exc)
             verdict.reasons.append(f"DCT metadata of {gun} does not verify: {exc}")
             continue
+        verified.extend(inventory.repositories)
         by_digest: dict[str, tuple[int, list[str]]] = {}
         for row in inventory.repositories[0]["trusted_tags"]:
             size, tags = by_digest.setdefault(row["digest"], (int(row["size"]), []))
@@ -325,12 +332,28 @@ def evaluate(
         verdict.reasons.append(
             f"{item.repository}@{item.digest} ({item.gun}: {', '.join(item.tags)}) is not covered: {item.reason}"
         )
+    verdict.reasons.extend(_plan_reasons(plan_from_dict(plan_doc, "plan.json"), verified, inventory_digest))
     if check_doc is not None:
         verdict.reasons.extend(_check_reasons(check_doc))
     if not verdict.coverage and not verdict.dct_failures:
         verdict.reasons.append("the archive holds no DCT-trusted digest")
     verdict.ready = not verdict.reasons
     return verdict
+
+
+def _plan_reasons(plan: Plan, verified: list[dict[str, Any]], inventory_digest: str | None) -> list[str]:
+    """A signed job DCT never trusted (named), or a plan not made from the bundled inventory, is not ready."""
+    reasons = [f"plan.json {problem} in the archived DCT metadata" for problem in untrusted_jobs(plan.jobs, verified)]
+    if plan.inventory is None:
+        reasons.append(
+            "plan.json is not bound to an inventory (no 'inventory' field): make the plan with `dct2notation plan`"
+        )
+    elif plan.inventory.digest != inventory_digest:
+        reasons.append(
+            f"plan.json was made from inventory {plan.inventory.digest}, not the bundled inventory.json "
+            f"({inventory_digest or 'absent'})"
+        )
+    return reasons
 
 
 def _check_reasons(check_doc: Any) -> list[str]:
@@ -530,6 +553,7 @@ def create_bundle(
             notation_at=now,
             check_doc=check_doc,
             limits=limits,
+            inventory_digest="sha256:" + _sha256_file(staging, "inventory.json")[0],
         )
         record: dict[str, Any] = {
             "format": FORMAT,
@@ -624,6 +648,9 @@ def verify_bundle(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> BundleCheck:
         if (bundle / "check.json").is_file()
         else None,
         limits=limits,
+        inventory_digest="sha256:" + _sha256_file(bundle, "inventory.json")[0]
+        if (bundle / "inventory.json").is_file()
+        else None,
     )
     recorded = record.get("verdict")
     computed = "ready" if verdict.ready else "not ready"
