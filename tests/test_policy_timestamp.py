@@ -70,7 +70,8 @@ def signed(tmp_path_factory: pytest.TempPathFactory, tsa_server: TestTSA, regist
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
     plan = make_plan(work / "inventory.json", lambda gun, role: "short", registry_map=[rmap], registry_options=options)
     plan.save(work / "plan.json")
-    sign = ["sign", str(work / "plan.json"), "--insecure-registry", registry.host, "--journal", str(work / "j.db"),
+    sign = ["sign", str(work / "plan.json"), "--inventory", str(work / "inventory.json"),
+            "--insecure-registry", registry.host, "--journal", str(work / "j.db"),
             "--config-dir", str(config), "--timestamp-url", tsa_server.url,
             "--timestamp-root-cert", str(tsa_server.pki.root_pem)]  # fmt: skip
     assert main(sign) == 0

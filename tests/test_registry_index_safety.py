@@ -29,6 +29,7 @@ from dct2notation.registry.layout import OCILayout, OCILayoutStore
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore
 from tests.support.images import image_manifest
+from tests.support.plans import save_bound
 from tests.support.servers import Registry
 
 _ids = itertools.count()
@@ -155,9 +156,14 @@ def test_outdated_index_we_wrote_is_removed_and_one_we_did_not_is_kept(
         Job(f"{registry.host}/{repo}", digest, len(subject), name, "g", "targets", ("v1",), "m-gc", OCI_MANIFEST)
         for name in ("alpha", "beta")
     ]
-    Plan("m-gc", jobs).save(tmp_path / "plan.json")
+    save_bound(Plan("m-gc", jobs), tmp_path / "plan.json")
     code = sign_plan(
-        plan=tmp_path / "plan.json", config_dir=notation_dir, registry_options=direct, progress=False, concurrency=1
+        plan=tmp_path / "plan.json",
+        inventory=tmp_path / "inventory.json",
+        config_dir=notation_dir,
+        registry_options=direct,
+        progress=False,
+        concurrency=1,
     )
     summary = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -276,9 +282,15 @@ def test_attack_gitlab_digest_tag_resolution_never_rewrites_or_deletes_the_subje
     digest, size, children = push_multiarch(registry.host, repo)
     # The batch path (a plan job) and the single-sign path both meet the subject under its referrers tag.
     job = Job(f"{front.host}/{repo}", digest, size, "alpha", "g", "targets", ("v1",), "m-gitlab", OCI_INDEX)
-    Plan("m-gitlab", [job]).save(tmp_path / "plan.json")
+    save_bound(Plan("m-gitlab", [job]), tmp_path / "plan.json")
     options = RegistryOptions(insecure_registries=frozenset({front.host}))
-    code = sign_plan(plan=tmp_path / "plan.json", config_dir=notation_dir, registry_options=options, progress=False)
+    code = sign_plan(
+        plan=tmp_path / "plan.json",
+        inventory=tmp_path / "inventory.json",
+        config_dir=notation_dir,
+        registry_options=options,
+        progress=False,
+    )
     out, err = capsys.readouterr()
     assert code == 1
     (failure,) = json.loads(out)["failures"]
@@ -310,10 +322,15 @@ def test_delete_refused_405_prints_notations_warning_and_the_batch_goes_on(
         Job(f"{front.host}/{repo}", digest, len(subject), name, "g", "targets", ("v1",), "m-405", OCI_MANIFEST)
         for name in ("alpha", "beta")
     ]
-    Plan("m-405", jobs).save(tmp_path / "plan.json")
+    save_bound(Plan("m-405", jobs), tmp_path / "plan.json")
     options = RegistryOptions(insecure_registries=frozenset({front.host}))
     code = sign_plan(
-        plan=tmp_path / "plan.json", config_dir=notation_dir, registry_options=options, progress=False, concurrency=1
+        plan=tmp_path / "plan.json",
+        inventory=tmp_path / "inventory.json",
+        config_dir=notation_dir,
+        registry_options=options,
+        progress=False,
+        concurrency=1,
     )
     out, err = capsys.readouterr()
     assert code == 0

@@ -19,6 +19,7 @@ from dct2notation.registry.layout import OCILayout, OCILayoutStore
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore, SignatureStore
 from tests.support.images import image_manifest
+from tests.support.plans import save_bound
 from tests.support.servers import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,13 +76,31 @@ def test_two_layout_batches_at_once_sign_each_subject_once(tmp_path: Path) -> No
         Job("local/layout", digest, size, "alpha", "dct.example/layout", "targets", (tag,), "m-proto", OCI_MANIFEST)
         for tag, size, digest in subjects
     ]
-    Plan("m-proto", jobs).save(tmp_path / "plan.json")
+    save_bound(Plan("m-proto", jobs), tmp_path / "plan.json")
     env = {**os.environ, "PYTHONPATH": os.environ.get("DCT2NOTATION_TEST_ROOT", str(ROOT)), "TERM": "dumb"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "dct2notation", "sign", str(tmp_path / "plan.json"), "--config-dir", str(config),
-             "--oci-layout", str(root), "--journal", str(tmp_path / f"j{i}.sqlite"), "--concurrency", "8"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "dct2notation",
+                "sign",
+                str(tmp_path / "plan.json"),
+                "--config-dir",
+                str(config),
+                "--inventory",
+                str(tmp_path / "inventory.json"),
+                "--oci-layout",
+                str(root),
+                "--journal",
+                str(tmp_path / f"j{i}.sqlite"),
+                "--concurrency",
+                "8",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
         )  # fmt: skip
         for i in range(2)
     ]
