@@ -22,6 +22,7 @@ from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore
 from tests.support.images import image_manifest
+from tests.support.plans import save_bound
 from tests.support.servers import Registry
 
 _ids = itertools.count()
@@ -52,9 +53,10 @@ def _subjects(host: str, repo: str, count: int) -> list[Descriptor]:
 
 def _run(host: str, repo: str, subject: Descriptor, config: Path, work: Path, journal: str) -> dict[str, object]:
     job = Job(f"{host}/{repo}", subject.digest, subject.size, "alpha", "g", "targets", ("v0",), "m-reuse", OCI_MANIFEST)
-    Plan("m-reuse", [job]).save(work / "plan.json")
+    save_bound(Plan("m-reuse", [job]), work / "plan.json")
     code = sign_plan(
         plan=work / "plan.json",
+        inventory=work / "inventory.json",
         config_dir=config,
         registry_options=_options(host),
         journal=work / journal,
