@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,9 +25,10 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Estate:
 
 
 def sign(
-    estate: Estate, plan: Path, journal: Path, capsys: pytest.CaptureFixture[str]
+    estate: Estate, plan: Path, journal: Path, capsys: pytest.CaptureFixture[str], inventory: Path | None = None
 ) -> tuple[int, dict[str, object]]:
     code = main(["sign", str(plan), "--oci-layout", str(estate.work / "layout"), "--journal", str(journal),
+                 "--inventory", str(inventory or estate.work / "inventory.json"),
                  "--config-dir", str(estate.work / "notation")])  # fmt: skip
     out, err = capsys.readouterr()
     assert out, err
@@ -53,12 +55,22 @@ def test_a_job_that_failed_before_signing_counts_its_attempt(
     job["digest"] = "sha256:" + "d" * 64  # a manifest the layout does not hold
     plan = tmp_path / "plan.json"
     doc["jobs"] = [doc["jobs"][0], job]  # the first passes the pre-flight of the repository
+    # DCT trusts that digest (sign refuses a job that it does not): an inventory that says so, the plan bound to it.
+    inventory = json.loads((estate.work / "inventory.json").read_text())
+    gun = job["annotations"]["io.dct2notation.migration.gun"]
+    repo = next(r for r in inventory["repositories"] if r["gun"] == gun)
+    role = job["annotations"]["io.dct2notation.migration.role"]
+    size = job["size"]
+    repo["trusted_tags"] += [{"tag": t, "digest": job["digest"], "size": size, "role": role} for t in job["tags"]]
+    forged = tmp_path / "inventory.json"
+    forged.write_text(json.dumps(inventory))
+    doc["inventory"]["digest"] = "sha256:" + hashlib.sha256(forged.read_bytes()).hexdigest()
     plan.write_text(json.dumps(doc))
-    code, summary = sign(estate, plan, tmp_path / "j.db", capsys)
+    code, summary = sign(estate, plan, tmp_path / "j.db", capsys, forged)
     assert code == 1
     failures = summary["failures"]
     assert isinstance(failures, list) and [f["attempts"] for f in failures] == [1]
-    code, summary = sign(estate, plan, tmp_path / "j.db", capsys)
+    code, summary = sign(estate, plan, tmp_path / "j.db", capsys, forged)
     assert [f["attempts"] for f in summary["failures"]] == [2]  # type: ignore[union-attr]
     assert summary["this_run"] == {"already-done": 1, "failed": 1}
 
@@ -69,6 +81,7 @@ def test_ctrl_c_prints_the_summary_and_how_to_resume(estate: Estate, tmp_path: P
     layout = tmp_path / "layout"
     shutil.copytree(DEMO / "oci-layout", layout)  # unsigned: every job signs (5 tokens), none is reused
     argv = [sys.executable, "-m", "dct2notation", "sign", str(estate.plan), "--oci-layout", str(layout),
+            "--inventory", str(estate.work / "inventory.json"),
             "--journal", str(tmp_path / "j.db"), "--config-dir", str(estate.work / "notation"), "--rate-limit", "1",
             "--concurrency", "1"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
