@@ -21,6 +21,7 @@ from dct2notation.oci import OCI_INDEX, THUMBPRINT_ANNOTATION
 from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore
+from tests.support.plans import save_bound
 from tests.support.servers import Registry
 from tests.test_batch import leaf_thumbprint, make_plan, push_images, sign, unique_repo
 
@@ -66,11 +67,12 @@ def test_two_batches_over_the_same_200_subjects_at_once_lose_and_duplicate_nothi
     repo = unique_repo("concurrent")
     images = push_images(registry.host, repo, 200)
     digests = [d for _, _, d in images]
-    make_plan(registry.host, repo, images, ["alpha", "beta"], "m-concurrent").save(tmp_path / "plan.json")
+    save_bound(make_plan(registry.host, repo, images, ["alpha", "beta"], "m-concurrent"), tmp_path / "plan.json")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "dumb"}
     procs = []
     for i in range(2):
         argv = [sys.executable, "-m", "dct2notation", "sign", str(tmp_path / "plan.json"),
+                "--inventory", str(tmp_path / "inventory.json"),
                 "--config-dir", str(notation_dir), "--insecure-registry", registry.host,
                 "--journal", str(tmp_path / f"journal{i}.sqlite"), "--concurrency", "8"]  # fmt: skip
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env))
@@ -187,7 +189,7 @@ def test_attack_foreign_writer_drops_every_entry_after_the_write_and_the_pass_re
     thread.start()
     host = f"127.0.0.1:{server.server_address[1]}"
     try:
-        make_plan(host, repo, images, ["alpha"], "m-dropper").save(tmp_path / "plan.json")
+        save_bound(make_plan(host, repo, images, ["alpha"], "m-dropper"), tmp_path / "plan.json")
         code = sign(tmp_path, notation_dir, _options(host), concurrency=1)
     finally:
         server.shutdown()

@@ -41,7 +41,8 @@ def test_batch_signatures_verify_with_notation_on_both_storage_paths(
     for host in hosts.values():
         args += ["--insecure-registry", host]
     ours_ok(*args)
-    sign = ["sign", str(plan), "--config-dir", str(estate.keys), "--signature-format", fmt]
+    sign = ["sign", str(plan), "--inventory", str(root / "inventory.json"), "--config-dir", str(estate.keys)]
+    sign += ["--signature-format", fmt]
     for host in hosts.values():
         sign += ["--insecure-registry", host]
     summary = json.loads(ours_ok(*sign, "--journal", str(root / "journal.db")))
