@@ -54,7 +54,8 @@ def test_a_wrong_tuf_length_is_one_verdict_everywhere(
     plan = json.loads((w / "plan.json").read_text())
     assert [f["kind"] for f in plan["findings"]] == ["size-mismatch"]
     assert len(plan["jobs"]) == 1  # the job is kept: the digest is what DCT trusts
-    assert main(["sign", str(w / "plan.json"), "--config-dir", str(config), "--journal", str(w / "j.db"), *plain]) == 0
+    assert main(["sign", str(w / "plan.json"), "--inventory", str(w / "inventory.json"), "--config-dir", str(config),
+                 "--journal", str(w / "j.db"), *plain]) == 0  # fmt: skip
     assert main(["policy", str(w / "inventory.json"), "--signers", str(w / "signers.toml"), *rmap,
                  "-o", str(w / "policy")]) == 0  # fmt: skip
     capsys.readouterr()
