@@ -47,6 +47,8 @@ def test_batch_signatures_verify_with_notation_on_both_storage_paths(
         sign += ["--insecure-registry", host]
     summary = json.loads(ours_ok(*sign, "--journal", str(root / "journal.db")))
     assert (summary["jobs"], summary["counts"]) == (2, {"signed": 2}), summary
+    # Nothing needed repair: each signature was listed where it was written (the Referrers API on olareg).
+    assert summary["reconciliation"]["repaired"] == 0, summary["reconciliation"]
     signature_of = {r["repository"]: r["signature"] for r in summary["results"]}
 
     for name, repository in repositories.items():
@@ -63,3 +65,24 @@ def test_batch_signatures_verify_with_notation_on_both_storage_paths(
         ]
         discovered = oras(root / "home").json("discover", "--plain-http", "--format", "json", ref)
         assert [m["digest"] for m in discovered["referrers"]] == [s["digest"] for s in listed]
+
+
+def test_olareg_empty_referrers_answer_is_the_referrers_api(olareg: Olareg) -> None:
+    """olareg answers the Referrers API for a subject without referrers with ``"manifests": null`` (an empty list to
+    Go): that is the API, not its absence, so signatures go where Notation looks for them (not the tag schema)."""
+    import asyncio
+
+    from dct2notation.registry.options import RegistryOptions
+    from dct2notation.registry.store import RegistryStore
+
+    digest = push_image(olareg.host, "empty-referrers/app", "v1", content="empty-referrers")
+
+    async def listed() -> tuple[list[Any], bool]:
+        store = RegistryStore(olareg.host, RegistryOptions(insecure_registries=frozenset({olareg.host})))
+        try:
+            found = await store.alist_signatures("empty-referrers/app", digest)
+            return found, store.index_tag_required
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(listed()) == ([], False)

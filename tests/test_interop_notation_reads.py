@@ -12,6 +12,7 @@ the artifact form is read in test_oci_cli.py and judged by Notation in test_inte
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import time
@@ -51,6 +52,7 @@ def setup(
         "olareg": f"{olareg.host}/{root.name}/olareg",
         "checked": f"{registry.host}/{root.name}/checked",
         "tampered": f"{olareg.host}/{root.name}/tampered",
+        "ts": f"{olareg.host}/{root.name}/ts",
     }
     # The DCT tag checked:v1 is the image Notation signs below, so that `check` sees both signature kinds on it.
     checked = image_manifest("checked")
@@ -61,14 +63,26 @@ def setup(
         repositories,
         tsa_root=tsa_server.pki.root_pem,
         targets={"checked": (checked_digest, len(checked))},
+        short_lived=("ts",),
     )
-    hosts = {"dist": registry.host, "olareg": olareg.host}
+    hosts = {"dist": registry.host, "olareg": olareg.host, "ts": olareg.host}
+    # Notation signs with the short-lived key first, so that its certificate has expired when the last test runs.
+    stamped: dict[str, str] = {}
+    for fmt in ("cose", "jws"):
+        for label, extra in (("ts", ["--timestamp-url", tsa_server.url]), ("plain", [])):
+            repository = repositories["ts"]
+            ref = f"{repository}@{push_image(olareg.host, repository.split('/', 1)[1], f'{fmt}-{label}')}"
+            if extra:
+                extra += ["--timestamp-root-cert", str(tsa_server.pki.root_pem)]
+            notation_sign(estate, ref, "shortlived", "--signature-format", fmt, "--force-referrers-tag=false", *extra)
+            stamped[f"{fmt}-{label}"] = ref
     return {
         "estate": estate,
         "hosts": hosts,
         "tsa": tsa_server,
         "notary": notary_server.url,
         "checked": f"{repositories['checked']}@{checked_digest}",
+        "stamped": stamped,
     }
 
 
@@ -387,3 +401,21 @@ def test_our_jws_is_laid_out_as_notation_lays_it_out(setup: dict[str, Any]) -> N
     assert mine["header"] == theirs["header"]
     assert list(mine["header"]) == list(theirs["header"])
     assert env.expiry - env.signing_time == dt.timedelta(hours=24)
+
+
+def test_zz_notation_timestamped_signatures_after_the_certificate_expired(setup: dict[str, Any]) -> None:
+    """Runs last: Notation's own timestamped signatures (COSE, JWS) outlive the short-lived certificate under the
+    emitted tsa: store, its unstamped ones do not, and our verify agrees with `notation verify` on all four."""
+    estate: Estate = setup["estate"]
+    wait = (estate.short_lived_until - dt.datetime.now(dt.UTC)).total_seconds() + 1.5
+    if wait > 0:
+        time.sleep(wait)
+    for label, ref in sorted(setup["stamped"].items()):
+        expected = 0 if label.endswith("-ts") else 1
+        theirs = notation_verify(estate, ref)
+        assert theirs.returncode == expected, f"{label}: {theirs.stderr}"
+        code, verdict = our_verify(estate, ref, setup["hosts"]["ts"])
+        assert code == expected, f"{label}: {verdict}"
+        if expected:
+            assert "authenticTimestamp validation failed" in theirs.stderr
+            assert verdict["failedCheck"] == "authenticTimestamp"

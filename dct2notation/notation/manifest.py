@@ -191,6 +191,10 @@ def parse_index(raw: bytes, *, where: str, limits: Limits = DEFAULT_LIMITS) -> l
     if not isinstance(doc, dict) or doc.get("mediaType", OCI_INDEX) != OCI_INDEX:
         raise InputError(f"{where}: not an OCI image index")
     manifests = doc.get("manifests")
+    if manifests is None and "manifests" in doc:
+        # JSON null is an empty list to Go's encoding/json (Notation, oras-go), and it is how olareg answers the
+        # Referrers API for a subject with no referrers; refusing it made the real API look absent.
+        manifests = []
     if not isinstance(manifests, list):
         raise InputError(f"{where}: manifests: not a list")
     return [Descriptor.from_dict(m, where=f"{where}: manifests[{i}]") for i, m in enumerate(manifests)]
