@@ -134,6 +134,9 @@ def check_command(
     watch: Annotated[float | None, typer.Option("--watch", help="Re-run every INTERVAL seconds.")] = None,
     max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop --watch after N runs.")] = None,
     table: Annotated[bool, typer.Option("--table/--no-table", help="Rich table and counts on stderr.")] = True,
+    waivers: Annotated[
+        Path | None, typer.Option("--waivers", help="waivers.toml: reviewed tags/digests that may miss the gate.")
+    ] = None,
 ) -> int:
     """Per tag: DCT verdict x registry digest x Notation verdict; exit 0 only when every tag meets --require."""
     from ..migrate.check_report import (
@@ -165,6 +168,9 @@ def check_command(
     store = TrustStore(truststore)
     mapping = parse_registry_map(registry_map or [])
     previous = load_previous(since) if since is not None else None
+    from ..migrate.waivers import load_waivers
+
+    waiver_list = load_waivers(waivers) if waivers is not None else None
     runs = max_runs if watch is not None and max_runs is not None else 1
     code = 0
     for run in range(runs):
@@ -190,6 +196,10 @@ def check_command(
                 )
         finally:
             close()
+        if waiver_list is not None:
+            result.apply_waivers(waiver_list, clock.now())
+            for record in result.expired_waivers.values():
+                sys.stderr.write(f"dct2notation: check: {record['label']} expired {record['until']}: not honoured\n")
         if json_out:
             _print_json(diff_since(previous, result) if previous is not None else result.to_dict())
         if table:

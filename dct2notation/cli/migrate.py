@@ -271,6 +271,10 @@ def plan_command(
     config_dir: Annotated[
         Path | None, typer.Option("--config-dir", help="Notation config whose signingkeys.json names the keys.")
     ] = None,
+    from_check: Annotated[
+        Path | None,
+        typer.Option("--from-check", help="Remediation: only the digests this `check --json` found without Notation."),
+    ] = None,
 ) -> None:
     """Make a signing plan from a DCT inventory: one job per (repository, digest, identity), with pre-flight."""
     options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
@@ -284,6 +288,12 @@ def plan_command(
         check=not no_preflight,
     )
     _warn_version_traps(signers, {job.identity for job in made.jobs})
+    if from_check is not None:
+        from ..migrate.plan import remediation_subjects
+
+        wanted = remediation_subjects(from_check)
+        made.jobs = [job for job in made.jobs if (job.repository, job.digest) in wanted]
+        made.findings = [f for f in made.findings if (f["repository"], f["digest"]) in wanted]
     _check_key_names(made, signers, config_dir)
     if dry_run:
         render_plan_table(made)

@@ -36,6 +36,9 @@ def signoff_command(
     username: UserOpt = None,
     password_stdin: PasswordStdinOpt = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="New directory for the bundle.")] = None,
+    waivers: Annotated[
+        Path | None, typer.Option("--waivers", help="waivers.toml: reviewed digests/tags that may stay uncovered.")
+    ] = None,
 ) -> None:
     """Write the sign-off bundle and print the verdict (exit 1 when not ready)."""
     if ctx.invoked_subcommand is not None:
@@ -60,7 +63,7 @@ def signoff_command(
         raise UsageError(f"signoff: missing {', '.join(missing)}")
     assert archive and inventory and plan and policy_dir and output
     options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
-    inputs = SignoffInputs(archive, inventory, plan, policy_dir, journal, check_json)
+    inputs = SignoffInputs(archive, inventory, plan, policy_dir, journal, check_json, waivers)
     verdict = create_bundle(inputs, store_factory(options, oci_layout), output, SystemClock())
     stderr_console.print(f"bundle {output}: digest {bundle_digest(output)}", highlight=False, soft_wrap=True)
     print(printable(summary_line(verdict)))  # the reasons name repositories, tags and registry answers

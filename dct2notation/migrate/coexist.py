@@ -21,6 +21,7 @@ The Notation verdict on ``R`` is recorded for every status where ``R`` exists, s
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -52,6 +53,8 @@ from ..registry.layout import REF_NAME, OCILayoutStore
 from ..registry.options import RegistryOptions
 from ..registry.reference import Reference
 from ..registry.store import RegistryStore, SignatureStore, unique_signatures
+from .waivers import Waiver
+from .waivers import find as find_waiver
 
 T = TypeVar("T")
 Status = Literal[
@@ -181,6 +184,11 @@ class CheckResult:
     # {"gun", "repository", "reason"}: each fails the gate, as does a run with nothing to check. A typo'd GUN
     # (acme/wbe) checked 0 tags and passed.
     empty_guns: list[dict[str, str]] = field(default_factory=list)
+    # --waivers: rows (by key) an active waiver lets pass, rows whose waiver expired, waivers that matched nothing.
+    waived: dict[str, dict[str, Any]] = field(default_factory=dict)
+    expired_waivers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unused_waivers: list[str] = field(default_factory=list)
+    waivers_applied: bool = False
 
     @property
     def counts(self) -> dict[str, int]:
@@ -191,7 +199,7 @@ class CheckResult:
 
     @property
     def unmet(self) -> list[TagStatus]:
-        return [row for row in self.rows if not requirement_met(row, self.require)]
+        return [row for row in self.rows if not requirement_met(row, self.require) and row.key not in self.waived]
 
     @property
     def failures(self) -> list[str]:
@@ -222,9 +230,44 @@ class CheckResult:
                 "counts": self.counts,
                 "empty_guns": list(self.empty_guns),
                 "failures": self.failures,
+                **(self._waiver_summary() if self.waivers_applied else {}),
             },
-            "tags": [dict(row.to_dict(), requirement_met=row.key not in unmet) for row in self.rows],
+            "tags": [self._row(row, unmet) for row in self.rows],
         }
+
+    def _waiver_summary(self) -> dict[str, Any]:
+        return {
+            "waived": len(self.waived),
+            "expired_waivers": sorted({w["label"] for w in self.expired_waivers.values()}),
+            "unused_waivers": list(self.unused_waivers),
+        }
+
+    def _row(self, row: TagStatus, unmet: set[str]) -> dict[str, Any]:
+        out = dict(row.to_dict(), requirement_met=row.key not in unmet)
+        if row.key in self.waived:
+            out["waiver"] = self.waived[row.key]
+        elif row.key in self.expired_waivers:
+            out["waiver_expired"] = self.expired_waivers[row.key]
+        return out
+
+    def apply_waivers(self, waivers: Sequence[Waiver], now: dt.datetime) -> None:
+        """Let an unmet row pass under an active waiver of its tag or digest; report expired and unused ones."""
+        used: set[int] = set()
+        for row in self.rows:
+            if requirement_met(row, self.require):
+                continue
+            found = find_waiver(list(waivers), gun=row.gun, repository=row.repository, tag=row.tag,
+                                digests=(row.dct_digest, row.registry_digest))  # fmt: skip
+            if found is None:
+                continue
+            used.add(found.index)
+            record = dict(found.to_dict(), label=found.label)
+            if found.active(now):
+                self.waived[row.key] = record
+            else:
+                self.expired_waivers[row.key] = record
+        self.unused_waivers = [w.label for w in waivers if w.index not in used]
+        self.waivers_applied = True
 
 
 CHECK_FORMAT = "dct2notation-check/1"

@@ -451,3 +451,28 @@ async def preflight(plan: Plan, stores: Callable[[str], Any], *, layout: bool = 
         if j.subject_key not in missing
     ]
     plan.preflight = {"subjects": len(subjects), "jobs": len(plan.jobs), "findings": totals}
+
+
+# Statuses a signing batch can fix: the DCT-trusted digest is in the registry but has no valid Notation signature.
+REMEDIABLE = ("notation-missing", "notation-invalid", "notation-unenforced")
+
+
+def remediation_subjects(check: Path) -> set[tuple[str, str]]:
+    """(repository, digest) of every unmet, unwaived tag of a ``check --json`` run that signing fixes (``REMEDIABLE``,
+    DCT valid on the registry's digest). Drift, dct-missing and manifest-missing need DCT or the registry instead."""
+    try:
+        doc = json_loads(check.read_bytes())
+    except OSError as exc:
+        raise InputError(f"--from-check {check}: cannot read ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise InputError(f"--from-check {check}: not JSON ({exc})") from exc
+    tags = doc.get("tags") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("format") != "dct2notation-check/1" or not isinstance(tags, list):
+        raise InputError(f"--from-check {check}: not a `check --json` document (format dct2notation-check/1)")
+    out: set[tuple[str, str]] = set()
+    for row in tags:
+        if not isinstance(row, dict) or row.get("requirement_met") or row.get("status") not in REMEDIABLE:
+            continue
+        if row.get("dct") == "valid" and row.get("dct_digest") == row.get("registry_digest"):
+            out.add((str(row.get("repository")), str(row.get("dct_digest"))))
+    return out

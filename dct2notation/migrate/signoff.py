@@ -47,6 +47,8 @@ from ..jsontext import loads as json_loads
 from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
 from .plan import ANNOTATION_PREFIX, Plan, plan_from_dict, untrusted_jobs
 from .signoff_inputs import require_check_of_inventory, require_journal_of_plan, require_plan_of_inventory
+from .waivers import Waiver, load_waivers
+from .waivers import find as find_waiver
 
 FORMAT = "dct2notation-signoff/1"
 MANIFEST = "MANIFEST.json"
@@ -68,6 +70,7 @@ class Coverage:
     tags: list[str]
     covered: bool
     reason: str
+    waiver: dict[str, Any] | None = None  # an active waiver (waivers.toml) that lets this uncovered digest pass
 
 
 @dataclass
@@ -79,7 +82,12 @@ class Verdict:
 
     @property
     def uncovered(self) -> list[Coverage]:
-        return [c for c in self.coverage if not c.covered]
+        """Not covered and not waived: what keeps the verdict at not ready."""
+        return [c for c in self.coverage if not c.covered and c.waiver is None]
+
+    @property
+    def waived(self) -> list[Coverage]:
+        return [c for c in self.coverage if not c.covered and c.waiver is not None]
 
     def per_repository(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
@@ -96,7 +104,9 @@ class Verdict:
             "reasons": self.reasons,
             "repositories": self.per_repository(),
             "dct_failures": self.dct_failures,
-            "coverage": [asdict(c) for c in self.coverage],
+            "coverage": [{k: v for k, v in asdict(c).items() if k != "waiver" or v is not None} for c in self.coverage],
+            "waived": [f"{c.repository}@{c.digest}: {c.waiver['reason']} ({c.waiver['by']}, until {c.waiver['until']})"
+                       for c in self.waived if c.waiver is not None],  # fmt: skip
         }
 
 
@@ -279,11 +289,13 @@ def evaluate(
     check_doc: Any = None,
     limits: Limits = DEFAULT_LIMITS,
     inventory_digest: str | None = None,  # of the bundled inventory.json; None: the bundle has none
+    waivers: Sequence[Waiver] = (),
 ) -> Verdict:
     """Re-derive DCT-trusted digests from ``archive`` and check each has a passing Notation signature.
 
     The other way round too: every plan job must be a DCT-trusted digest of the archive (the plan is an editable
     file; a job added for an untrusted digest got signed), and the plan must be bound to ``inventory_digest``.
+    An uncovered digest under an active waiver (at ``notation_at``) does not block the verdict and is reported.
     """
     from ..dct.inventory import build_inventory
     from ..dct.source import ArchiveSource
@@ -329,6 +341,13 @@ def evaluate(
                 )
             )
     for item in verdict.uncovered:
+        match = _waiver_for(item, waivers)
+        if match is not None and match.active(notation_at):
+            item.waiver = match.to_dict()
+            continue
+        if match is not None:
+            item.reason += f" ({match.label} expired {match.to_dict()['until']}: not honoured)"
+    for item in verdict.uncovered:
         verdict.reasons.append(
             f"{item.repository}@{item.digest} ({item.gun}: {', '.join(item.tags)}) is not covered: {item.reason}"
         )
@@ -354,6 +373,15 @@ def _plan_reasons(plan: Plan, verified: list[dict[str, Any]], inventory_digest: 
             f"({inventory_digest or 'absent'})"
         )
     return reasons
+
+
+def _waiver_for(item: Coverage, waivers: Sequence[Waiver]) -> Waiver | None:
+    tags: list[str | None] = list(item.tags) or [None]
+    for tag in tags:
+        found = find_waiver(list(waivers), gun=item.gun, repository=item.repository, tag=tag, digests=(item.digest,))
+        if found is not None:
+            return found
+    return None
 
 
 def _check_reasons(check_doc: Any) -> list[str]:
@@ -438,6 +466,7 @@ class SignoffInputs:
     policy_dir: Path
     journal: Path | None = None
     check_json: Path | None = None
+    waivers: Path | None = None
 
 
 def _journal_summary(path: Path) -> dict[str, Any]:
@@ -521,6 +550,7 @@ def create_bundle(
     if inputs.check_json is not None:
         check_doc = _read_json(inputs.check_json, "the coexistence run")
         require_check_of_inventory(check_doc, inputs.check_json, inventory_doc, inputs.inventory)
+    waivers = load_waivers(inputs.waivers) if inputs.waivers is not None else []
     # A fresh staging directory of our own: a leftover or planted "<output>.partial" is neither reused nor
     # deleted (it is not ours), and only what this run made is removed on failure.
     try:
@@ -541,6 +571,8 @@ def create_bundle(
         _copy_policy(inputs.policy_dir, staging / "policy")
         if inputs.check_json is not None:
             shutil.copyfile(inputs.check_json, staging / "check.json")
+        if inputs.waivers is not None:
+            shutil.copyfile(inputs.waivers, staging / WAIVERS)  # the reviewed exceptions travel with the evidence
         _copy_signatures(stores, plan_doc, staging / "signatures")
         now = clock.now()
         stamp = now.isoformat().replace("+00:00", "Z")
@@ -554,6 +586,7 @@ def create_bundle(
             check_doc=check_doc,
             limits=limits,
             inventory_digest="sha256:" + _sha256_file(staging, "inventory.json")[0],
+            waivers=waivers,
         )
         record: dict[str, Any] = {
             "format": FORMAT,
@@ -591,6 +624,7 @@ def _copy_policy(policy_dir: Path, out: Path) -> None:
 
 
 GAP_FILES = ("GAPS.md", "gaps.json")
+WAIVERS = "waivers.toml"
 
 
 def _policy_gaps(policy: Path) -> list[dict[str, Any]]:
@@ -651,6 +685,7 @@ def verify_bundle(bundle: Path, limits: Limits = DEFAULT_LIMITS) -> BundleCheck:
         inventory_digest="sha256:" + _sha256_file(bundle, "inventory.json")[0]
         if (bundle / "inventory.json").is_file()
         else None,
+        waivers=load_waivers(bundle / WAIVERS) if (bundle / WAIVERS).is_file() else [],
     )
     recorded = record.get("verdict")
     computed = "ready" if verdict.ready else "not ready"

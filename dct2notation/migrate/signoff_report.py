@@ -28,6 +28,10 @@ def render_markdown(record: dict[str, Any]) -> str:
     ]
     if record["reasons"]:
         lines += ["## Why not ready", ""] + [f"- {_md_cell(r)}" for r in record["reasons"]] + [""]
+    waived = record.get("waived") or []
+    if waived:
+        lines += ["## Waived (waivers.toml: accepted uncovered, with who and until when)", ""]
+        lines += [f"- {_md_cell(w)}" for w in waived] + [""]
     gaps = record.get("gaps") or []
     if gaps:
         lines += ["## What the Notation policy does not enforce (policy/GAPS.md)", ""]
@@ -63,6 +67,7 @@ def render_html(record: dict[str, Any]) -> str:
         for c in record["coverage"]
     )
     reasons = "".join(f"<li>{e(r)}</li>" for r in record["reasons"])
+    waived = "".join(f"<li>{e(w)}</li>" for w in record.get("waived") or [])
     gaps = "".join(
         f"<li>{e(g['what'])} ({e(', '.join(g['repositories']))}): {e(g['todo'])}</li>" for g in record.get("gaps") or []
     )
@@ -73,6 +78,7 @@ def render_html(record: dict[str, Any]) -> str:
         f"<li>DCT metadata evaluated at: {e(record['dct_evaluated_at'])}</li>"
         f"<li>Notation signatures verified at: {e(record['notation_verified_at'])}</li></ul>\n"
         + (f"<h2>Why not ready</h2><ul>{reasons}</ul>\n" if reasons else "")
+        + (f"<h2>Waived (waivers.toml)</h2><ul>{waived}</ul>\n" if waived else "")
         + (f"<h2>What the Notation policy does not enforce (policy/GAPS.md)</h2><ul>{gaps}</ul>\n" if gaps else "")
         + "<h2>Repositories</h2><table><tr><th>GUN</th><th>trusted digests</th><th>tags</th><th>covered</th>"
         f"<th>uncovered</th></tr>{rows}</table>\n"
