@@ -135,8 +135,8 @@ def test_a_remediation_plan_signs_what_the_check_found_missing(
     # Same migration as the full plan: the journal of runbook 03 takes it.
     assert json.loads(plan.read_text())["migration_id"] == json.loads(estate.plan.read_text())["migration_id"]
     capsys.readouterr()
-    assert main(["sign", str(plan), "--oci-layout", str(w / "layout"), "--journal", str(w / "journal.db"),
-                 "--config-dir", str(w / "notation")]) == 0  # fmt: skip
+    assert main(["sign", str(plan), "--inventory", str(w / "inventory.json"), "--oci-layout", str(w / "layout"),
+                 "--journal", str(w / "journal.db"), "--config-dir", str(w / "notation")]) == 0  # fmt: skip
     capsys.readouterr()
     code, doc, err = check(estate, capsys)
     assert code == 0, err
