@@ -56,4 +56,32 @@ if [ -d "$plugin_src" ]; then
     fi
   fi
 fi
+
+# Kyverno's own admission checks over what `policy` emits (tests/support/kyverno_check): built inside the downloaded
+# kyverno module, because `go install .../kubectl-kyverno@v1.19.0` is refused ("The go.mod file for the module
+# providing named packages contains one or more replace directives") and the whole CLI does not build in 15 minutes
+# here. The folder name carries the pin and the source hash.
+kyverno_src="tests/support/kyverno_check"
+kyverno_version="v1.19.0"
+if [ -f "$kyverno_src/main.go" ]; then
+  sum=$(sha256sum "$kyverno_src/main.go" | cut -c1-12)
+  dir="$root/kyverno-check-$kyverno_version-$sum"
+  if [ ! -x "$dir/kyverno-check" ]; then
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    start=$(date +%s)
+    if src=$(timeout 900 go mod download -json "github.com/kyverno/kyverno@$kyverno_version" 2>"$dir.tmp/build.log" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') && [ -n "$src" ] \
+      && cp -r "$src" "$dir.tmp/src" && chmod -R u+w "$dir.tmp/src" \
+      && mkdir -p "$dir.tmp/src/cmd/dct2notation-check" && cp "$kyverno_src/main.go" "$dir.tmp/src/cmd/dct2notation-check/" \
+      && (cd "$dir.tmp/src" && GOFLAGS=-mod=mod timeout 1500 go build -trimpath -o "$dir.tmp/kyverno-check" \
+        ./cmd/dct2notation-check) >>"$dir.tmp/build.log" 2>&1; then
+      echo "$(( $(date +%s) - start ))" >"$dir.tmp/build-seconds"
+      rm -rf "$dir.tmp/src" && rm -rf "$dir" && mv "$dir.tmp" "$dir"
+      echo "peers: built kyverno-check $kyverno_version in $(cat "$dir/build-seconds")s" >&2
+    else
+      rm -rf "$dir.tmp/src"
+      echo "peers: kyverno-check did not build (tests needing it skip): $(tail -n 3 "$dir.tmp/build.log")" >&2
+    fi
+  fi
+fi
 exit 0

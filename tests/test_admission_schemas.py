@@ -18,16 +18,12 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from dct2notation.keys.testcert import generate_test_key
-from dct2notation.migrate.admission.base import DctRepository
-from dct2notation.migrate.policy import AdmissionOptions, Emission, build_emission, write_emission
-from dct2notation.migrate.signers import load_signers
+from dct2notation.migrate.policy import write_emission
+from tests.support.admission_estate import LEVELS, emission, emit, make_keys
 from tests.support.plugin_pki import make_chain
 
-LEVELS = ("strict", "permissive", "audit")
 CRD_FILES = (
     "kyverno-v1.19.0/kyverno.io_clusterpolicies.yaml",
     "kyverno-v1.19.0/policies.kyverno.io_imagevalidatingpolicies.yaml",
@@ -40,7 +36,6 @@ CRD_FILES = (
     "kyverno-notation-aws-v1.1/notation.nirmata.io_trustpolicies.yaml",
     "kyverno-notation-aws-v1.1/notation.nirmata.io_truststores.yaml",
 )
-DIGEST = "sha256:" + "1" * 64
 
 
 def strict(schema: Any) -> Any:
@@ -71,65 +66,13 @@ def schemas(shared_fixtures: Path) -> dict[tuple[str, str], Any]:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = tmp_path_factory.mktemp("admission-keys")
-    for name in ("rel", "alice", "admin"):
-        generate_test_key(name, config, key_type="ec-p256", days=2)
-    chain = make_chain()  # a leaf under an intermediate and a CA root: Kyverno accepts anything that root issues
-    (config / "kms-chain.crt").write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain.chain))
-    tsa = make_chain()
-    (config / "tsa-root.crt").write_bytes(tsa.chain[-1].public_bytes(serialization.Encoding.PEM))
-    (config / "signers.toml").write_text(
-        '[[signer]]\ngun = "reg.example/c"\nrole = "targets"\nkey = "admin"\n\n'
-        '[[signer]]\ngun = "reg.example/kms"\nplugin = "kms"\nkey_id = "k"\ncert_file = "kms-chain.crt"\n\n'
-        '[[signer]]\ngun = "reg.example/*"\nrole = "targets/releases"\nkey = "rel"\n\n'
-        '[[signer]]\ngun = "reg.example/*"\nrole = "targets/alice"\nkey = "alice"\n'
-    )
-    return config
-
-
-def tag(name: str, role: str) -> dict[str, Any]:
-    return {"tag": name, "digest": DIGEST, "size": 1, "role": role}
-
-
-def inventory() -> dict[str, Any]:
-    release = {"targets/releases": [tag("v1", "targets/releases")]}
-    return {
-        "evaluated_at": "2026-01-01T00:00:00Z",
-        "repositories": [
-            {"gun": "reg.example/a", "trusted_tags": [tag("v1", "targets/releases")],
-             "role_targets": {**release, "targets/alice": [tag("v1", "targets/alice")]}},
-            {"gun": "reg.example/b", "trusted_tags": [tag("v1", "targets/releases")], "role_targets": release},
-            {"gun": "reg.example/c", "trusted_tags": [tag("v1", "targets")], "role_targets": {}},
-            {"gun": "reg.example/kms", "trusted_tags": [tag("v1", "targets")], "role_targets": {}},
-        ],
-    }  # fmt: skip
-
-
-def emission(keys: Path, level: str) -> Emission:
-    emitted = build_emission(inventory(), load_signers(keys / "signers.toml"), level=level, config_dir=keys)  # type: ignore[arg-type]
-    tsa_root = x509.load_pem_x509_certificate((keys / "tsa-root.crt").read_bytes())
-    emitted.tsa_roots = {"tsa-root": tsa_root}
-    return emitted
-
-
-def dct() -> tuple[DctRepository, ...]:
-    key = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"
-    return (
-        DctRepository("reg.example/a", "reg.example/a", key, ("releases",)),
-        DctRepository("reg.example/c", "mirror.example/c", key, ()),
-    )
+    return make_keys(tmp_path_factory.mktemp("admission-keys"))
 
 
 def documents(out: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     for path in sorted(out.rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             yield str(path.relative_to(out)), doc
-
-
-def emit(keys: Path, out: Path, level: str, **options: Any) -> Path:
-    opts = AdmissionOptions(pull_secret="regcred", namespaces=("apps", "web"), dct=dct(), notary_host="notary.example")
-    write_emission(emission(keys, level), out, options=AdmissionOptions(**{**opts.__dict__, **options}))
-    return out
 
 
 @pytest.mark.parametrize("level", LEVELS)
