@@ -286,3 +286,11 @@ def test_timestamp_root_must_be_a_readable_self_signed_root(keys: Path, tmp_path
         load_tsa_roots([tmp_path / "empty.pem"])
     roots = load_tsa_roots([keys / "tsa-root.crt", keys / "tsa-root.crt"])
     assert len(roots) == 1 and next(iter(roots)).startswith("tsa-")
+
+
+def test_kyverno_and_ratify_can_be_left_out(keys: Path, tmp_path: Path) -> None:
+    out = emit(keys, tmp_path / "out", "strict", kyverno="none", ratify="none")
+    assert not (out / "kyverno").exists() and not (out / "ratify").exists()
+    assert sorted(p.name for p in (out / "nirmata").iterdir()) == ["trustpolicy.yaml", "truststores.yaml"]
+    kinds = {g["kind"] for g in json.loads((out / "gaps.json").read_text())["gaps"]}
+    assert not any(k.startswith(("kyverno-", "ratify-")) for k in kinds)

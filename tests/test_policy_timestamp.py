@@ -92,6 +92,14 @@ def test_journal_records_the_tsa_root_and_policy_writes_the_tsa_store(signed: Pa
     assert statement["signatureVerification"] == {"level": "strict", "verifyTimestamp": "afterCertExpiry"}
     name = tsa_store.removeprefix("tsa:")
     assert (signed / "policy" / "truststore" / "x509" / "tsa" / name / f"{name}.pem").read_text() == root_pem
+    # Naming the root directly gives the same policy and store as reading it from the journal.
+    rmap = json.loads((signed / "env.json").read_text())["map"]
+    emit = ["policy", str(signed / "inventory.json"), "--signers", str(signed / "signers.toml"), "--config-dir",
+            str(signed / "notation"), "--registry-map", rmap]  # fmt: skip
+    direct = signed / "policy-direct"
+    assert main([*emit, "-o", str(direct), "--timestamp-root-cert", str(tsa_server.pki.root_pem)]) == 0
+    for same in ("trustpolicy.json", f"truststore/x509/tsa/{name}/{name}.pem"):
+        assert (direct / same).read_bytes() == (signed / "policy" / same).read_bytes()
     plain = json.loads((signed / "policy-no-tsa" / "trustpolicy.json").read_text())
     assert [s for s in plain["trustPolicies"][0]["trustStores"] if s.startswith("tsa:")] == []
 
