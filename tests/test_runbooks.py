@@ -22,9 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, sha256_digest
+from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import Basic, RegistryOptions
 from fixtures.generate_demo import prefixed, publish_estate
 from tests.support.demo_registry import push_demo_images
+from tests.support.images import image_manifest
 from tests.support.notary_builders import TokenEndpoint
 from tests.support.servers import NotaryServer, Registry, have, make_tls, write_htpasswd
 from tests.support.tsa import TestTSA
@@ -106,6 +109,31 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSEstate]:
     token.close()
 
 
+EDGE_TAGS = ("badsize", "drift", "ghost")  # what DCT trusts in the edge GUN; "unsigned" is only in the registry
+
+
+def publish_edge_cases(estate: TLSEstate, work: Path, gun: str, repo: str, options: RegistryOptions) -> str:
+    """The kinds of tag an operator meets (#15): a tag re-pushed outside DCT (drift), one signed but never pushed
+    (ghost), one pushed but never signed (unsigned), one whose TUF length is wrong (badsize); real notary client."""
+    manifests = {name: image_manifest(f"edge-{name}-{repo}") for name in ("drift-old", "drift-new", "ghost",
+                                                                        "unsigned", "badsize")}  # fmt: skip
+    with RegistryClient(estate.registry.host, options) as client:
+        client.push_blob(repo, EMPTY_JSON)
+        for tag, name in (("drift", "drift-new"), ("unsigned", "unsigned"), ("badsize", "badsize")):
+            client.put_manifest(repo, tag, manifests[name], OCI_MANIFEST)
+    client_ = estate.notary.client(work / "edge-trust")
+    estate.token.allow_anonymous = True
+    try:
+        client_.init(gun)
+        for tag, name, extra in (("drift", "drift-old", 0), ("ghost", "ghost", 0), ("badsize", "badsize", 9)):
+            raw = manifests[name]
+            client_.addhash(gun, tag, len(raw) + extra, sha256_digest(raw).removeprefix("sha256:"))
+        client_.publish(gun)
+    finally:
+        estate.token.allow_anonymous = False
+    return gun
+
+
 @pytest.fixture(scope="module")
 def env(estate: TLSEstate, tsa_server: TestTSA, tmp_path_factory: pytest.TempPathFactory) -> Env:
     work = tmp_path_factory.mktemp("runbooks")
@@ -122,7 +150,8 @@ def env(estate: TLSEstate, tsa_server: TestTSA, tmp_path_factory: pytest.TempPat
     # The very images DCT names, in the real registry under the mapped repositories.
     options = RegistryOptions(ca_file=estate.ca, credentials=Basic(USER, PASSWORD))
     push_demo_images(registry.host, unique, images, gun_prefix=prefix, options=options)
-    guns = sorted({image.gun for image in images})
+    edge = publish_edge_cases(estate, work, f"{prefix}/edge/app", f"{unique}/edge/app", options)
+    guns = sorted({image.gun for image in images} | {edge})
     # What `docker login REGISTRY` and `docker login NOTARY_HOST` leave in ~/.docker/config.json.
     docker_config = work / "docker"
     docker_config.mkdir()
@@ -135,6 +164,8 @@ def env(estate: TLSEstate, tsa_server: TestTSA, tmp_path_factory: pytest.TempPat
         "REGISTRY_MAP": f"{prefix}={registry.host}/{unique}",
         "WORK": str(work / "work"),
         "CA_FILE": str(estate.ca),
+        "REVIEWER": "reviewer@example.com",
+        "WAIVE_UNTIL": "2099-01-01T00:00:00Z",
         "DOCKER_CONFIG": str(docker_config),
         # The loopback RFC 3161 TSA (real openssl ts): runbook 03 timestamps, runbook 04 trusts its root.
         "TSA_URL": tsa_server.url,
@@ -177,8 +208,14 @@ def check_outcome(name: str, work: Path, out: str) -> None:
     """What each runbook must have produced, beyond exiting 0."""
     if name == "01-inventory-and-archive":
         doc = json.loads((work / "inventory.json").read_text())
-        assert sorted(len(r["trusted_tags"]) for r in doc["repositories"]) == [2, 2, 3]
+        assert sorted(len(r["trusted_tags"]) for r in doc["repositories"]) == [2, 2, 3, 3]
         assert (work / "archive" / "ARCHIVE.json").is_file()
+    elif name == "05-coexistence-window":
+        first = json.loads((work / "check.json").read_text())
+        statuses = {t["tag"]: t["status"] for t in first["tags"] if t["gun"].endswith("/edge/app")}
+        assert statuses == {"badsize": "ok", "drift": "drift", "ghost": "manifest-missing", "unsigned": "dct-missing"}
+        waived = json.loads((work / "check-waived.json").read_text())["summary"]
+        assert (waived["unmet"], waived["waived"], waived["unused_waivers"]) == (0, 3, [])
     elif name == "03-batch-re-sign":
         assert json.loads((work / "plan.json").read_text())["jobs"]
         assert json.loads((work / "sign.json").read_text())["failures"] == []
@@ -193,7 +230,11 @@ def check_outcome(name: str, work: Path, out: str) -> None:
         assert "ready" in out.splitlines()
         record = json.loads((work / "signoff-bundle" / "SIGNOFF.json").read_text())
         assert record["verdict"] == "ready"
-        assert len(record["coverage"]) == 6
+        assert len(record["coverage"]) == 9  # the demo's 6 and the edge GUN's 3 trusted digests
+        # Never pushed and re-pushed outside DCT: waived, with who and until when; the wrong TUF length is covered.
+        assert len(record["waived"]) == 2 and all("reviewer@example.com" in w for w in record["waived"])
+        badsize = [c for c in record["coverage"] if c["tags"] == ["badsize"]]
+        assert [c["covered"] for c in badsize] == [True]
 
 
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
