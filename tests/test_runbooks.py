@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, sha256_digest
+from dct2notation.oci import DOCKER_MANIFEST_LIST, EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, go_json, sha256_digest
 from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import Basic, RegistryOptions
 from fixtures.generate_demo import prefixed, publish_estate
@@ -109,7 +109,7 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSEstate]:
     token.close()
 
 
-EDGE_TAGS = ("badsize", "drift", "ghost")  # what DCT trusts in the edge GUN; "unsigned" is only in the registry
+EDGE_TAGS = ("badsize", "drift", "ghost", "multi-docker", "multi-oci")  # DCT-trusted; "unsigned" is registry-only
 
 
 def publish_edge_cases(estate: TLSEstate, work: Path, gun: str, repo: str, options: RegistryOptions) -> str:
@@ -121,16 +121,49 @@ def publish_edge_cases(estate: TLSEstate, work: Path, gun: str, repo: str, optio
         client.push_blob(repo, EMPTY_JSON)
         for tag, name in (("drift", "drift-new"), ("unsigned", "unsigned"), ("badsize", "badsize")):
             client.put_manifest(repo, tag, manifests[name], OCI_MANIFEST)
+        # Multi-platform images: an OCI image index and a Docker manifest list over two pushed platform manifests.
+        children = []
+        for arch in ("amd64", "arm64"):
+            raw = manifests[f"platform-{arch}"] = image_manifest(f"edge-{arch}-{repo}")
+            client.put_manifest(repo, sha256_digest(raw), raw, OCI_MANIFEST)
+            children.append({"mediaType": OCI_MANIFEST, "digest": sha256_digest(raw), "size": len(raw),
+                             "platform": {"architecture": arch, "os": "linux"}})  # fmt: skip
+        for tag, media in (("multi-oci", OCI_INDEX), ("multi-docker", DOCKER_MANIFEST_LIST)):
+            manifests[tag] = go_json({"schemaVersion": 2, "mediaType": media, "manifests": children})
+            client.put_manifest(repo, tag, manifests[tag], media)
+    signed = [("drift", "drift-old", 0), ("ghost", "ghost", 0), ("badsize", "badsize", 9),
+              ("multi-oci", "multi-oci", 0), ("multi-docker", "multi-docker", 0)]  # fmt: skip
     client_ = estate.notary.client(work / "edge-trust")
     estate.token.allow_anonymous = True
     try:
         client_.init(gun)
-        for tag, name, extra in (("drift", "drift-old", 0), ("ghost", "ghost", 0), ("badsize", "badsize", 9)):
+        for tag, name, extra in signed:
             raw = manifests[name]
             client_.addhash(gun, tag, len(raw) + extra, sha256_digest(raw).removeprefix("sha256:"))
         client_.publish(gun)
     finally:
         estate.token.allow_anonymous = False
+    return gun
+
+
+BULK_TAGS = 300
+
+
+def publish_bulk(estate: TLSEstate, work: Path, gun: str, repo: str, options: RegistryOptions) -> str:
+    """One GUN with 300 tags, each its own image (a resumed batch, the check and the sign-off at that size)."""
+    client_ = estate.notary.client(work / "bulk-trust")
+    with RegistryClient(estate.registry.host, options) as client:
+        client.push_blob(repo, EMPTY_JSON)
+        estate.token.allow_anonymous = True
+        try:
+            client_.init(gun)
+            for n in range(BULK_TAGS):
+                raw = image_manifest(f"bulk-{n}-{repo}")
+                client.put_manifest(repo, f"t{n:03d}", raw, OCI_MANIFEST)
+                client_.addhash(gun, f"t{n:03d}", len(raw), sha256_digest(raw).removeprefix("sha256:"))
+            client_.publish(gun)
+        finally:
+            estate.token.allow_anonymous = False
     return gun
 
 
@@ -151,7 +184,8 @@ def env(estate: TLSEstate, tsa_server: TestTSA, tmp_path_factory: pytest.TempPat
     options = RegistryOptions(ca_file=estate.ca, credentials=Basic(USER, PASSWORD))
     push_demo_images(registry.host, unique, images, gun_prefix=prefix, options=options)
     edge = publish_edge_cases(estate, work, f"{prefix}/edge/app", f"{unique}/edge/app", options)
-    guns = sorted({image.gun for image in images} | {edge})
+    bulk = publish_bulk(estate, work, f"{prefix}/bulk/app", f"{unique}/bulk/app", options)
+    guns = sorted({image.gun for image in images} | {edge, bulk})
     # What `docker login REGISTRY` and `docker login NOTARY_HOST` leave in ~/.docker/config.json.
     docker_config = work / "docker"
     docker_config.mkdir()
@@ -208,12 +242,13 @@ def check_outcome(name: str, work: Path, out: str) -> None:
     """What each runbook must have produced, beyond exiting 0."""
     if name == "01-inventory-and-archive":
         doc = json.loads((work / "inventory.json").read_text())
-        assert sorted(len(r["trusted_tags"]) for r in doc["repositories"]) == [2, 2, 3, 3]
+        assert sorted(len(r["trusted_tags"]) for r in doc["repositories"]) == [2, 2, 3, len(EDGE_TAGS), BULK_TAGS]
         assert (work / "archive" / "ARCHIVE.json").is_file()
     elif name == "05-coexistence-window":
         first = json.loads((work / "check.json").read_text())
         statuses = {t["tag"]: t["status"] for t in first["tags"] if t["gun"].endswith("/edge/app")}
-        assert statuses == {"badsize": "ok", "drift": "drift", "ghost": "manifest-missing", "unsigned": "dct-missing"}
+        assert statuses == {"badsize": "ok", "drift": "drift", "ghost": "manifest-missing", "unsigned": "dct-missing",
+                            "multi-oci": "ok", "multi-docker": "ok"}  # fmt: skip
         waived = json.loads((work / "check-waived.json").read_text())["summary"]
         assert (waived["unmet"], waived["waived"], waived["unused_waivers"]) == (0, 3, [])
     elif name == "03-batch-re-sign":
@@ -230,11 +265,12 @@ def check_outcome(name: str, work: Path, out: str) -> None:
         assert "ready" in out.splitlines()
         record = json.loads((work / "signoff-bundle" / "SIGNOFF.json").read_text())
         assert record["verdict"] == "ready"
-        assert len(record["coverage"]) == 9  # the demo's 6 and the edge GUN's 3 trusted digests
+        assert len(record["coverage"]) == 6 + len(EDGE_TAGS) + BULK_TAGS  # the demo's 6, the edge and bulk GUNs
+
         # Never pushed and re-pushed outside DCT: waived, with who and until when; the wrong TUF length is covered.
         assert len(record["waived"]) == 2 and all("reviewer@example.com" in w for w in record["waived"])
-        badsize = [c for c in record["coverage"] if c["tags"] == ["badsize"]]
-        assert [c["covered"] for c in badsize] == [True]
+        covered = {c["tags"][0]: c["covered"] for c in record["coverage"] if len(c["tags"]) == 1}
+        assert covered["badsize"] and covered["multi-oci"] and covered["multi-docker"]
 
 
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
