@@ -50,6 +50,15 @@ class Limits:
     http_deadline_seconds: float = 300.0
     retry_attempts: int = 5
     retry_max_wait_seconds: float = 30.0
+    # Discovery (notary changefeed, registry catalog): a page is ~200 bytes per record; a feed that never ends, or
+    # a catalog that pages forever, stops at these bounds with an error instead of growing memory.
+    discover_page_records: int = 1000
+    discover_page_bytes: int = 16 * MiB
+    discover_max_pages: int = 10_000
+    discover_max_guns: int = 1_000_000
+    # GUNs read at once from one notary server (archive, inventory, discovery probes): --concurrency.
+    concurrency: int = 16
+    max_concurrency: int = 256
 
 
 def _deadline_from_environment(default: float) -> float:

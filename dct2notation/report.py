@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -30,3 +32,17 @@ def dumps_json(obj: Any) -> str:
 def print_json(obj: Any) -> None:
     sys.stdout.write(dumps_json(obj))
     sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[str], None]]:
+    """A transient bar on stderr advanced once per item (thread-safe: rich locks its tasks); nothing is drawn when
+    stderr is not a terminal, so logs and captured stderr keep only the lines that matter."""
+    if not stderr_console.is_terminal or total < 2:
+        yield lambda _item: None
+        return
+    from rich.progress import MofNCompleteColumn, Progress
+
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=stderr_console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda _item: bar.advance(task)

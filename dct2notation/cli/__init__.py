@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 AREA_OF_COMMAND = {
     "archive": "dct",
     "inventory": "dct",
+    "discover": "dct",
     "cert": "notation",
     "key": "notation",
     "sign": "oci",

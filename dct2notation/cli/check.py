@@ -137,6 +137,9 @@ def check_command(
     waivers: Annotated[
         Path | None, typer.Option("--waivers", help="waivers.toml: reviewed tags/digests that may miss the gate.")
     ] = None,
+    guns_from: Annotated[
+        Path | None, typer.Option("--guns-from", help="GUNs to check, one a line (with --server or --archive).")
+    ] = None,
 ) -> int:
     """Per tag: DCT verdict x registry digest x Notation verdict; exit 0 only when every tag meets --require."""
     from ..migrate.check_report import (
@@ -164,6 +167,10 @@ def check_command(
     if not truststore.is_dir():
         raise UsageError(f"--truststore {truststore}: not a directory")
     fixed = FixedClock(parse_at_option(at)) if at is not None else None
+    if guns_from is not None:
+        from ..dct.discover import gun_arguments
+
+        guns = gun_arguments(guns or [], guns_from)
     document = TrustPolicyDocument.load(policy)
     store = TrustStore(truststore)
     mapping = parse_registry_map(registry_map or [])

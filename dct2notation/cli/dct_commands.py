@@ -12,21 +12,28 @@ import gc
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_at_option
 from ..errors import GateFailed, UsageError
 from ..safetext import printable
 
+if TYPE_CHECKING:
+    from ..dct.concurrent import SourcePool
+    from ..registry.options import Basic
 
-def _source(
+
+def _sources(
     server: str | None,
     trust_dir: Path | None,
     archive: Path | None,
     ca: Path | None,
     username: str | None,
     password_stdin: bool,
-) -> Any:
+) -> SourcePool[Any]:
+    """The chosen source, one per reading thread (credentials are read from stdin once, here)."""
+    from ..dct.concurrent import SourcePool
+
     chosen = [
         name
         for name, value in (("--server", server), ("--trust-dir", trust_dir), ("--archive", archive))
@@ -39,10 +46,21 @@ def _source(
             + (", --archive DIR" if archive is not None or trust_dir is None else "")
         )
     if server is not None:
-        from ..dct.source import NotaryServerSource
         from .credentials import read_credentials
 
-        creds = read_credentials(username, password_stdin)
+        return _notary_pool(server, ca, read_credentials(username, password_stdin))
+    from ..dct.source import ArchiveSource, TrustDirSource
+
+    # Files on disk: one source serves every thread.
+    local: Any = TrustDirSource(trust_dir) if trust_dir is not None else ArchiveSource(archive)  # type: ignore[arg-type]
+    return SourcePool(lambda: local)
+
+
+def _notary_pool(server: str, ca: Path | None, creds: Basic | None) -> SourcePool[Any]:
+    from ..dct.concurrent import SourcePool
+    from ..dct.source import NotaryServerSource
+
+    def notary() -> NotaryServerSource:
         return NotaryServerSource(
             server,
             ca=ca,
@@ -50,12 +68,8 @@ def _source(
             username=creds.username if creds else None,
             password=creds.password if creds else None,
         )
-    from ..dct.source import ArchiveSource, TrustDirSource
 
-    if trust_dir is not None:
-        return TrustDirSource(trust_dir)
-    assert archive is not None
-    return ArchiveSource(archive)
+    return SourcePool(notary, NotaryServerSource.close)
 
 
 def _warn(line: str) -> None:
@@ -75,26 +89,45 @@ def run_archive(
     username: str | None,
     password_stdin: bool,
     at: str | None,
+    guns_from: Path | None = None,
+    concurrency: int = DEFAULT_LIMITS.concurrency,
 ) -> None:
     from ..dct.archive import write_archive
-    from ..report import stderr_console
+    from ..dct.concurrent import check_concurrency
+    from ..dct.discover import gun_arguments
+    from ..report import progress_bar, stderr_console
 
-    source = _source(server, trust_dir, None, ca, username, password_stdin)
+    guns = _needs_guns(gun_arguments(guns, guns_from))
+    check_concurrency(concurrency, DEFAULT_LIMITS)
+    sources = _sources(server, trust_dir, None, ca, username, password_stdin)
     failures: list[dict[str, str]] = []
-    write_archive(
-        guns,
-        source,
-        output,
-        _clock(at),
-        DEFAULT_LIMITS,
-        lambda gun, skipped: _warn(skipped.warning(gun)),
-        # One GUN: its own error (and exit code) as it is; several: keep going past each that fails.
-        failures if len(guns) > 1 else None,
-    )
+    try:
+        with progress_bar("reading GUNs", len(guns)) as advance:
+            write_archive(
+                guns,
+                sources.get(),
+                output,
+                _clock(at),
+                DEFAULT_LIMITS,
+                lambda gun, skipped: _warn(skipped.warning(gun)),
+                # One GUN: its own error (and exit code) as it is; several: keep going past each that fails.
+                failures if len(guns) > 1 else None,
+                sources=sources,
+                concurrency=concurrency,
+                on_done=advance,
+            )
+    finally:
+        sources.close()
     archived = len(guns) - len(failures)
     if archived:
         stderr_console.print(f"archived {archived} GUN(s) to {output}", highlight=False, soft_wrap=True)
     _fail_for(failures, len(guns), "archive", f"{output} holds the other {archived}" if archived else "nothing written")
+
+
+def _needs_guns(guns: list[str]) -> list[str]:
+    if not guns:
+        raise UsageError("give at least one GUN, or --guns-from FILE (dct2notation discover writes one)")
+    return guns
 
 
 def _fail_for(failures: list[dict[str, str]], total: int, command: str, rest: str) -> None:
@@ -123,6 +156,8 @@ class InventoryArgs:
     username: str | None = None
     password_stdin: bool = False
     baseline: Path | None = None
+    guns_from: Path | None = None
+    concurrency: int = DEFAULT_LIMITS.concurrency
 
 
 def run_inventory(args: InventoryArgs) -> None:
@@ -138,9 +173,14 @@ def run_inventory(args: InventoryArgs) -> None:
 
 
 def _inventory(args: InventoryArgs) -> None:
+    from ..dct.concurrent import check_concurrency
+    from ..dct.discover import gun_arguments
     from ..dct.inventory import build_inventory
+    from ..report import progress_bar
 
-    source = _source(args.server, args.trust_dir, args.archive, args.ca, args.username, args.password_stdin)
+    guns = _needs_guns(gun_arguments(args.guns, args.guns_from))
+    check_concurrency(args.concurrency, DEFAULT_LIMITS)
+    sources = _sources(args.server, args.trust_dir, args.archive, args.ca, args.username, args.password_stdin)
     floors = None
     if args.archive is not None or args.baseline is not None:
         from ..dct.archive import check_archive, read_baseline
@@ -150,8 +190,22 @@ def _inventory(args: InventoryArgs) -> None:
         if args.baseline is not None:
             check_archive(args.baseline)
             floors = read_baseline(args.baseline, DEFAULT_LIMITS)
-    many = len(args.guns) > 1
-    inventory = build_inventory(args.guns, source, _clock(args.at), DEFAULT_LIMITS, floors, keep_going=many)
+    many = len(guns) > 1
+    try:
+        with progress_bar("reading GUNs", len(guns)) as advance:
+            inventory = build_inventory(
+                guns,
+                sources.get(),
+                _clock(args.at),
+                DEFAULT_LIMITS,
+                floors,
+                keep_going=many,
+                sources=sources,
+                concurrency=args.concurrency,
+                on_done=advance,
+            )
+    finally:
+        sources.close()
     if any(repo["skipped_roles"] for repo in inventory.repositories):
         from ..dct.tuf import SkippedRole
 
@@ -167,7 +221,7 @@ def _inventory(args: InventoryArgs) -> None:
                     f"{repo['gun']}: no trusted tag in --trust-dir {args.trust_dir}; docker's trust cache is only"
                     " as fresh as this machine's last pull or sign: read the notary server with --server URL"
                 )
-    failed, total = inventory.failed_guns, len(args.guns)
+    failed, total = inventory.failed_guns, len(guns)
     if failed and not inventory.repositories:
         _fail_for(failed, total, "inventory", "nothing printed")
     if args.as_json:
@@ -182,7 +236,7 @@ def _inventory(args: InventoryArgs) -> None:
 
 
 # Option spelling -> (InventoryArgs field, converter); converter None marks a flag.
-_VALUE_OPTIONS: dict[str, tuple[str, type[str] | type[Path]]] = {
+_VALUE_OPTIONS: dict[str, tuple[str, type[str] | type[Path] | type[int]]] = {
     "--server": ("server", str),
     "--trust-dir": ("trust_dir", Path),
     "--archive": ("archive", Path),
@@ -192,6 +246,8 @@ _VALUE_OPTIONS: dict[str, tuple[str, type[str] | type[Path]]] = {
     "--username": ("username", str),
     "-u": ("username", str),
     "--baseline-archive": ("baseline", Path),
+    "--guns-from": ("guns_from", Path),
+    "--concurrency": ("concurrency", int),
 }
 _FLAGS = {"--json": "as_json", "--password-stdin": "password_stdin"}
 INVENTORY_SPELLINGS = frozenset(_VALUE_OPTIONS) | frozenset(_FLAGS)
@@ -217,6 +273,8 @@ def parse_inventory_argv(argv: list[str]) -> InventoryArgs | None:
             text = inline if eq else next(rest, "")
             if not text or text.startswith("-"):
                 return None
+            if convert is int and not text.isdigit():
+                return None  # typer words the error
             value = convert(text)
         else:
             return None
@@ -224,4 +282,57 @@ def parse_inventory_argv(argv: list[str]) -> InventoryArgs | None:
             return None
         seen.add(dest)
         setattr(parsed, dest, value)
-    return parsed if parsed.guns else None
+    return parsed if parsed.guns or parsed.guns_from else None
+
+
+def run_discover(
+    output: Path | None,
+    server: str | None,
+    registry: str | None,
+    gun_prefix: str | None,
+    ca: Path | None,
+    username: str | None,
+    password_stdin: bool,
+    concurrency: int,
+) -> None:
+    """``discover``: the changefeed (``--server`` alone), or the catalog of ``--registry`` probed on ``--server``."""
+    from urllib.parse import urlsplit
+
+    from ..dct import discover
+    from ..dct.concurrent import check_concurrency
+    from ..files import write_atomic
+    from ..report import stderr_console
+
+    check_concurrency(concurrency, DEFAULT_LIMITS)
+    if server is None:
+        raise UsageError(
+            "discover: give --server URL (the notary server: its changefeed, or where --registry's repositories"
+            " are probed)"
+        )
+    if gun_prefix is not None and registry is None:
+        raise UsageError("discover: --gun-prefix names the GUNs of --registry's repositories; give --registry URL")
+    from .credentials import read_credentials
+
+    creds = read_credentials(username, password_stdin)
+    sources = _notary_pool(server, ca, creds)
+    try:
+        if registry is None:
+            guns = discover.changefeed_guns(sources.get(), DEFAULT_LIMITS)
+            origin = f"{server} changefeed"
+        else:
+            # The same -u/--password-stdin for both: they are one docker login in practice (read from stdin once).
+            prefix = gun_prefix if gun_prefix is not None else urlsplit(registry).netloc
+            user, password = (creds.username, creds.password) if creds else (None, None)
+            with discover.catalog_reader(registry, ca, user, password, DEFAULT_LIMITS) as get:
+                guns = discover.registry_guns(registry, prefix, get, sources, concurrency, DEFAULT_LIMITS)
+            origin = f"{registry} catalog, probed on {server}"
+    finally:
+        sources.close()
+    text = "".join(f"{gun}\n" for gun in guns)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomic(output, text.encode(), what="-o")
+    where = f" to {output}" if output is not None else ""
+    stderr_console.print(f"discovered {len(guns)} GUN(s) from {origin}{where}", highlight=False, soft_wrap=True)

@@ -87,12 +87,18 @@ def make_plan(
     registry_options: RegistryOptions | None = None,
     oci_layout: Path | None = None,
     check: bool = True,
+    guns_from: Path | None = None,
 ) -> Plan:
     from ..dct.inventory import load_inventory
     from ..migrate.plan import build_plan, parse_registry_map, preflight
 
+    loaded = load_inventory(inventory)
+    if guns_from is not None:
+        from ..dct.discover import read_guns_file
+
+        loaded = loaded.only(read_guns_file(guns_from), f"--guns-from {guns_from}")
     plan = build_plan(
-        load_inventory(inventory),
+        loaded,
         key_for,
         migration_id=migration_id,
         registry_map=parse_registry_map(registry_map or []),
@@ -275,6 +281,9 @@ def plan_command(
         Path | None,
         typer.Option("--from-check", help="Remediation: only the digests this `check --json` found without Notation."),
     ] = None,
+    guns_from: Annotated[
+        Path | None, typer.Option("--guns-from", help="Plan only these GUNs of the inventory (one a line).")
+    ] = None,
 ) -> None:
     """Make a signing plan from a DCT inventory: one job per (repository, digest, identity), with pre-flight."""
     options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
@@ -286,6 +295,7 @@ def plan_command(
         registry_options=options,
         oci_layout=oci_layout,
         check=not no_preflight,
+        guns_from=guns_from,
     )
     _warn_version_traps(signers, {job.identity for job in made.jobs})
     if from_check is not None:

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
-from ..errors import DCTVerificationError, InputError, NotFoundError
+from ..errors import InputError
 from ..files import FileError, inside, os_reason, read_capped, read_regular, write_error
 from ..jsontext import loads as json_loads
-from .tuf import MetadataSource, SkippedRole, TrustedState, verify_repository
+from .concurrent import SourcePool, verify_all
+from .tuf import MetadataSource, SkippedRole, TrustedState
 
 FORMAT = "dct2notation-archive/1"
 MANIFEST = "ARCHIVE.json"
@@ -29,13 +30,18 @@ def write_archive(
     limits: Limits,
     on_skipped: Callable[[str, SkippedRole], None] | None = None,
     failures: list[dict[str, str]] | None = None,
+    *,
+    sources: SourcePool[Any] | None = None,
+    concurrency: int = 1,
+    on_done: Callable[[str], None] | None = None,
 ) -> Path:
     """Verify every GUN from ``source`` and write its raw bytes under ``output``; returns ``output``.
 
     A delegation notary would skip (expired, under-signed) is archived as served and reported to ``on_skipped``.
     ``failures`` given: a GUN that is unknown or does not verify is appended there ({"gun", "reason"}, also recorded
     in ARCHIVE.json) and the others are still archived (one expired GUN lost the whole estate's archive); nothing is
-    written when none verifies. Without it the first such error is raised.
+    written when none verifies. Without it the first such error is raised. ``sources`` (one per thread) with
+    ``concurrency`` reads GUNs at once (``concurrent.verify_all``); the archive lists them in the order given.
     """
     gun_list = list(guns)
     if output.exists() and not output.is_dir():
@@ -45,13 +51,16 @@ def write_archive(
     # Everything is verified before a byte is written, so a refused GUN leaves nothing of its own behind.
     verified = []
     failed: list[dict[str, str]] = []
-    for gun in gun_list:
-        try:
-            verified.append(verify_repository(gun, source, clock, limits, keep_files=True))
-        except (DCTVerificationError, NotFoundError) as exc:
+    pool = sources if sources is not None else SourcePool(lambda: source)
+    for gun, outcome in verify_all(
+        gun_list, pool, clock, limits, concurrency=concurrency, keep_files=True, on_done=on_done
+    ):
+        if isinstance(outcome, Exception):
             if failures is None:
-                raise
-            failed.append({"gun": gun, "reason": str(exc)})
+                raise outcome
+            failed.append({"gun": gun, "reason": str(outcome)})
+        else:
+            verified.append(outcome)
     if failures is not None:
         failures.extend(failed)
         if not verified:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
-from ..errors import DCTVerificationError, InputError, NotFoundError
+from ..errors import InputError
 from ..files import read_document
 from ..jsontext import loads as json_loads
-from .tuf import RELEASES, MetadataSource, TrustedState, VerifiedRepository, verify_repository
+from .concurrent import SourcePool, verify_all
+from .tuf import RELEASES, MetadataSource, TrustedState, VerifiedRepository
 
 FORMAT = "dct2notation-inventory/1"
 RELEASED_ROLES = (RELEASES, "targets")
@@ -73,6 +74,24 @@ class Inventory:
             return orjson.dumps(doc).decode("utf-8")
         except TypeError:
             return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+    def only(self, guns: Iterable[str], where: str) -> Inventory:
+        """The part of this inventory for ``guns`` (``--guns-from``); a GUN it does not hold is an error, since a
+        plan that silently leaves out a listed repository is the gap a migration must not have."""
+        wanted = list(guns)
+        held = {str(repo["gun"]) for repo in self.repositories} | {f["gun"] for f in self.failed_guns}
+        absent = [gun for gun in wanted if gun not in held]
+        if absent:
+            more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
+            raise InputError(f"{where}: {', '.join(absent[:3])}{more} not in the inventory; run inventory for them")
+        keep = set(wanted)
+        return Inventory(
+            self.evaluated_at,
+            [repo for repo in self.repositories if repo["gun"] in keep],
+            [f for f in self.failed_guns if f["gun"] in keep],
+            # The same file: a plan of the selection stays bound to it (sign checks every job against it).
+            digest=self.digest,
+        )
 
     def repository(self, gun: str) -> dict[str, Any]:
         for repo in self.repositories:
@@ -210,24 +229,29 @@ def build_inventory(
     baseline: dict[str, TrustedState] | None = None,
     *,
     keep_going: bool = False,
+    sources: SourcePool[Any] | None = None,
+    concurrency: int = 1,
+    on_done: Callable[[str], None] | None = None,
 ) -> Inventory:
     """Verify every GUN, then apply Docker's rules. ``baseline[gun]`` anchors its root and guards against rollback.
 
-    ``keep_going``: a GUN that is unknown or does not verify is recorded in ``failed_guns`` and the others are still
-    read (one expired GUN made a whole estate's inventory fail with nothing written); otherwise its error is raised.
+    ``keep_going``: a GUN that is unknown, does not verify or that its server keeps failing for is recorded in
+    ``failed_guns`` and the others are still read (one expired GUN made a whole estate's inventory fail with nothing
+    written); otherwise its error is raised. ``sources`` (one per thread) with ``concurrency`` reads GUNs at once;
+    the document lists them in the order given whatever order they finish in.
     """
     now = clock.now()
     repositories = []
     failed: list[dict[str, str]] = []
-    for gun in guns:
-        try:
-            repo = verify_repository(gun, source, clock, limits, (baseline or {}).get(gun))
-        except (DCTVerificationError, NotFoundError) as exc:
+    pool = sources if sources is not None else SourcePool(lambda: source)
+    outcomes = verify_all(guns, pool, clock, limits, concurrency=concurrency, baseline=baseline, on_done=on_done)
+    for gun, outcome in outcomes:
+        if isinstance(outcome, Exception):
             if not keep_going:
-                raise
-            failed.append({"gun": gun, "reason": str(exc)})
+                raise outcome
+            failed.append({"gun": gun, "reason": str(outcome)})
             continue
-        repositories.append(repository_document(repo))
+        repositories.append(repository_document(outcome))
     stamp = now.isoformat().replace("+00:00", "Z")
     return Inventory(evaluated_at=stamp, repositories=repositories, failed_guns=failed)
 

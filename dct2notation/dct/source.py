@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from ..config import DEFAULT_LIMITS, Limits
@@ -147,17 +147,24 @@ class NotaryServerSource:
 
     def fetch(self, gun: str, name: str, *, max_bytes: int | None = None) -> bytes:
         cap = max_bytes if max_bytes is not None else self.limits.metadata_bytes
+        return self.get(f"/v2/{gun}/_trust/tuf/{name}.json", _What(gun, f"{gun}: {name}.json", f"{gun}: {name}"), cap)
+
+    def get_api(self, path_and_query: str, what: str, max_bytes: int) -> bytes:
+        """Any other GET of the server's API (the changefeed), with the same auth, retries, caps and deadline."""
+        return self.get(path_and_query, _What(what, what, what), max_bytes)
+
+    def get(self, path: str, what: _What, cap: int) -> bytes:
         try:
-            return self._get_once(gun, name, cap)
+            return self._get_once(path, what, cap)
         except _Retryable as first:
             try:
-                return self._retry(gun, name, cap, first)
+                return self._retry(path, what, cap, first)
             except _Retryable as exc:
                 raise RemoteError(
-                    f"{self.url}: {gun}: {name}: {exc} (after {self.limits.retry_attempts} attempts)"
+                    f"{self.url}: {what.label}: {exc} (after {self.limits.retry_attempts} attempts)"
                 ) from exc
 
-    def _retry(self, gun: str, name: str, cap: int, first: _Retryable) -> bytes:
+    def _retry(self, path: str, what: _What, cap: int, first: _Retryable) -> bytes:
         # tenacity is imported only once a request has failed (most runs never need it). The failure already
         # seen counts as tenacity's first attempt, so waits and the attempt limit are exactly its own.
         from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -167,7 +174,7 @@ class NotaryServerSource:
         def attempt() -> bytes:
             if seen:
                 raise seen.pop()
-            return self._get_once(gun, name, cap)
+            return self._get_once(path, what, cap)
 
         retrying = retry(
             retry=retry_if_exception_type(_Retryable),
@@ -177,13 +184,12 @@ class NotaryServerSource:
         )(attempt)
         return retrying()
 
-    def _get_once(self, gun: str, name: str, max_bytes: int) -> bytes:
-        path = f"/v2/{gun}/_trust/tuf/{name}.json"
+    def _get_once(self, path: str, what: _What, max_bytes: int) -> bytes:
         if self._plain is not None and _SAFE_PATH.fullmatch(path):
             try:
                 status, body = self._plain.get(path, max_bytes)
             except DeadlinePassed as exc:
-                raise DeadlineExceeded(f"{self.url}: {gun}: {name}.json", self.limits.http_deadline_seconds) from exc
+                raise DeadlineExceeded(f"{self.url}: {what.file}", self.limits.http_deadline_seconds) from exc
             except ConnectionFailed as exc:
                 raise _Retryable(f"connection failed ({exc})") from exc
             except CertificateNotTrusted as exc:
@@ -192,7 +198,7 @@ class NotaryServerSource:
                 pass  # httpx, below, reads what the plain reader does not
             else:
                 if status != 401:
-                    return self._answer(status, gun, name, body)
+                    return self._answer(status, what, body)
         if self.client is None:
             # A challenge, a response beyond the plain reader or a path to quote: httpx with ChallengeAuth from
             # here on, for every request.
@@ -200,39 +206,39 @@ class NotaryServerSource:
                 self._plain.close()
                 self._plain = None
             self.client = self._httpx_client()
-        return self._get_httpx(self.client, self.url + path, gun, name, max_bytes)
+        return self._get_httpx(self.client, self.url + path, what, max_bytes)
 
-    def _answer(self, status: int, gun: str, name: str, body: bytes) -> bytes:
+    def _answer(self, status: int, what: _What, body: bytes) -> bytes:
         if status == 200:
             return body
         if status == 404:
-            raise NotFoundError(f"{self.url}: {gun}: {name}.json not found (404)")
+            raise NotFoundError(f"{self.url}: {what.file} not found (404)")
         if status == 401:
-            raise AuthError(f"{self.url}: {gun}: authentication required (401); give --username/--password-stdin")
+            raise AuthError(f"{self.url}: {what.who}: authentication required (401); give --username/--password-stdin")
         if status == 403:
-            raise AuthError(f"{self.url}: {gun}: access denied (403)")
+            raise AuthError(f"{self.url}: {what.who}: access denied (403)")
         if status >= 500:
             raise _Retryable(f"server answered {status}")
-        raise RemoteError(f"{self.url}: {gun}: {name}.json: unexpected status {status}")
+        raise RemoteError(f"{self.url}: {what.file}: unexpected status {status}")
 
-    def _get_httpx(self, client: httpx.Client, url: str, gun: str, name: str, max_bytes: int) -> bytes:
+    def _get_httpx(self, client: httpx.Client, url: str, what: _What, max_bytes: int) -> bytes:
         from ..deadline import deadline
 
         with deadline(self.limits.http_deadline_seconds) as limit:
             try:
-                return self._stream_httpx(client, url, gun, name, max_bytes)
+                return self._stream_httpx(client, url, what, max_bytes)
             except _Retryable as exc:
                 if limit.expired:  # not retried: a server that drips once does it again
-                    raise limit.error(f"{self.url}: {gun}: {name}.json") from exc
+                    raise limit.error(f"{self.url}: {what.file}") from exc
                 raise
 
-    def _stream_httpx(self, client: httpx.Client, url: str, gun: str, name: str, max_bytes: int) -> bytes:
+    def _stream_httpx(self, client: httpx.Client, url: str, what: _What, max_bytes: int) -> bytes:
         from ._httpx import httpx
 
         try:
             with client.stream("GET", url) as response:
                 if response.status_code != 200:
-                    return self._answer(response.status_code, gun, name, b"")
+                    return self._answer(response.status_code, what, b"")
                 chunks: list[bytes] = []
                 total = 0
                 for chunk in response.iter_bytes():
@@ -248,8 +254,17 @@ class NotaryServerSource:
             raise _Retryable(f"connection failed ({exc.__class__.__name__}: {exc})") from exc
 
 
+class _What(NamedTuple):
+    """How errors name a request: who for auth, the file for statuses, a label after retries."""
+
+    who: str
+    file: str
+    label: str
+
+
 # What a GUN and role name are made of; anything else goes through httpx, which percent-encodes as it always has.
-_SAFE_PATH = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=/-]+")
+# A query (the changefeed's change_id and records) only of our own making: names, digits and signs.
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=/-]+(?:\?[A-Za-z0-9_=&-]*)?")
 
 
 def _proxy_configured(scheme: str) -> bool:

@@ -1,0 +1,101 @@
+"""Concurrent reads (#19.2): archive and inventory read GUNs at once, at most --concurrency connections to the
+notary server, keep going past a GUN that fails, and list GUNs in the order given. A delay proxy of the test's own
+(tests/support/delay_proxy.py) puts a 40 ms round trip before the real notary-server, so reads overlap for real.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dct2notation.cli import main
+from tests.support.delay_proxy import DelayProxy, delayed
+from tests.support.notary_builders import sha256_hex
+from tests.support.servers import NotaryServer, have
+
+pytestmark = pytest.mark.servers
+
+GUNS = [f"example.com/estate/app{n}" for n in range(6)]
+MISSING = "example.com/estate/never-published"
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DelayProxy]:
+    for binary in ("notary-server", "notary"):
+        if not have(binary):
+            pytest.skip(f"{binary} is not installed")
+    work = tmp_path_factory.mktemp("estate-concurrency")
+    server = NotaryServer(work / "notary").start()
+    try:
+        client = server.client(work / "trust")
+        for gun in GUNS:
+            client.init(gun)
+            client.addhash(gun, "v1", 10, sha256_hex(gun))
+            client.publish(gun)
+        with delayed("127.0.0.1", server.port, 0.02) as proxy:
+            yield proxy
+    finally:
+        server.stop()
+
+
+def settle(proxy: DelayProxy) -> None:
+    """Wait for the previous run's connections to finish closing (each close travels the delay), then count anew."""
+    for _ in range(200):
+        if proxy.open == 0:
+            break
+        time.sleep(0.01)
+    assert proxy.open == 0
+    proxy.peak = 0
+
+
+@pytest.fixture()
+def guns_file(tmp_path: Path) -> Path:
+    path = tmp_path / "guns.txt"
+    # The missing GUN in the middle: the ones after it are still read, and the order of the file is kept.
+    path.write_text("\n".join([*GUNS[:3], MISSING, *GUNS[3:]]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_inventory_reads_at_most_concurrency_guns_at_once_and_keeps_going(
+    proxied: DelayProxy, guns_file: Path, capsys: pytest.CaptureFixture[str], concurrency: int
+) -> None:
+    settle(proxied)
+    url = f"http://{proxied.host}"
+    args = ["inventory", "--guns-from", str(guns_file), "--server", url, "--json", "--concurrency", str(concurrency)]
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == 1
+    doc = json.loads(out)
+    assert [repo["gun"] for repo in doc["repositories"]] == GUNS
+    assert [f["gun"] for f in doc["failed_guns"]] == [MISSING]
+    assert proxied.peak == concurrency
+    assert err.splitlines() == [
+        f"dct2notation: inventory: {MISSING}: {url}: {MISSING}: root.json not found (404)",
+        "dct2notation: error: inventory: 1 of 7 GUN(s) could not be read; the other 6 are listed (failed_guns in"
+        " --json)",
+    ]
+
+
+def test_archive_concurrently_writes_the_rest(
+    proxied: DelayProxy, guns_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settle(proxied)
+    url = f"http://{proxied.host}"
+    out = tmp_path / "archive"
+    code = main(["archive", "--guns-from", str(guns_file), "--server", url, "-o", str(out), "--concurrency", "4"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert err[0] == f"archived 6 GUN(s) to {out}"
+    assert err[1] == f"dct2notation: archive: {MISSING}: {url}: {MISSING}: root.json not found (404)"
+    manifest = json.loads((out / "ARCHIVE.json").read_text())
+    assert manifest["guns"] == GUNS
+    assert [f["gun"] for f in manifest["failed_guns"]] == [MISSING]
+    assert proxied.peak == 4
+    # What was archived concurrently reads back as it was served.
+    assert main(["inventory", "--guns-from", str(guns_file), "--archive", str(out), "--json"]) == 1
+    assert [r["gun"] for r in json.loads(capsys.readouterr().out)["repositories"]] == GUNS
