@@ -6,6 +6,7 @@ catalog probed on the notary server; ``--guns-from`` feeds archive/inventory/pla
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.server
 import io
 import json
@@ -166,8 +167,10 @@ def test_guns_from_selects_the_plan_and_refuses_a_gun_the_inventory_lacks(
     ]
     code, _, err = run(capsys, *base, "--guns-from", str(one), "-o", str(plan))
     assert code == 0, err
-    jobs = json.loads(plan.read_text())["jobs"]
-    assert [(job["repository"], job["tags"]) for job in jobs] == [(estate.guns[1], ["v1"])]
+    made = json.loads(plan.read_text())
+    assert [(job["repository"], job["tags"]) for job in made["jobs"]] == [(estate.guns[1], ["v1"])]
+    # The selection is still bound to the inventory file it came from.
+    assert made["inventory"]["digest"] == "sha256:" + hashlib.sha256(inventory.read_bytes()).hexdigest()
     other = tmp_path / "other.txt"
     other.write_text(f"{estate.guns[0]}\nexample.com/not/inventoried\n")
     code, _, err = run(capsys, *base, "--guns-from", str(other), "-o", str(tmp_path / "plan2.json"))

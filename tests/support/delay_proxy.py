@@ -92,10 +92,16 @@ class DelayProxy:
         async def stop() -> None:
             if self._server is not None:
                 self._server.close()
+            # Connections still piping end here, inside the loop, not as coroutines destroyed with it.
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
 
 @contextlib.contextmanager
