@@ -332,6 +332,35 @@ def parse_payload(payload: bytes) -> Descriptor:
         raise EnvelopeError(str(exc)) from exc
 
 
+def check_critical(protected: Mapping[Any, Any], crit: list[Any], scheme: str) -> None:
+    """Notation's ``crit`` rules, the same in both envelope formats: every listed label is present, and the signing
+    scheme (with the authentic signing time for signingAuthority, and the expiry when there is one) is listed."""
+    for label in crit:
+        if label not in protected:
+            raise EnvelopeError(f"protected header crit: critical label {label!r} is not present")
+    required = [SIGNING_SCHEME]
+    if scheme == SCHEME_SIGNING_AUTHORITY:
+        required.append(AUTHENTIC_SIGNING_TIME)
+    if EXPIRY in protected:
+        required.append(EXPIRY)
+    for label in required:
+        if label not in crit:
+            raise EnvelopeError(f"protected header crit: {label!r} must be marked critical")
+
+
+def check_times(
+    scheme: str, signing_time: dt.datetime | None, authentic_time: dt.datetime | None, expiry: dt.datetime | None
+) -> None:
+    """The scheme's own time claim is present and the expiry, if any, is after it (both envelope formats)."""
+    if scheme == SCHEME_X509 and signing_time is None:
+        raise EnvelopeError(f"protected header {SIGNING_TIME}: required for {SCHEME_X509}")
+    if scheme == SCHEME_SIGNING_AUTHORITY and authentic_time is None:
+        raise EnvelopeError(f"protected header {AUTHENTIC_SIGNING_TIME}: required for {SCHEME_SIGNING_AUTHORITY}")
+    effective_time = signing_time or authentic_time
+    if expiry is not None and effective_time is not None and expiry <= effective_time:
+        raise EnvelopeError(f"protected header {EXPIRY}: must be after the signing time")
+
+
 def parse_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
     """Decode and structurally validate an envelope (the signature itself is checked by ``signature_valid``)."""
     if len(raw) > limits.envelope_bytes:
@@ -371,27 +400,12 @@ def parse_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
     for label in crit:
         if isinstance(label, int) and 0 <= label <= 8:
             raise EnvelopeError(f"protected header crit: label {label} must not be listed")
-        if label not in protected:
-            raise EnvelopeError(f"protected header crit: critical label {label!r} is not present")
-    required = [SIGNING_SCHEME]
-    if scheme == SCHEME_SIGNING_AUTHORITY:
-        required.append(AUTHENTIC_SIGNING_TIME)
-    if EXPIRY in protected:
-        required.append(EXPIRY)
-    for label in required:
-        if label not in crit:
-            raise EnvelopeError(f"protected header crit: {label!r} must be marked critical")
+    check_critical(protected, crit, scheme)
 
     signing_time = _time(protected, protected_raw, SIGNING_TIME)
     authentic_time = _time(protected, protected_raw, AUTHENTIC_SIGNING_TIME)
     expiry = _time(protected, protected_raw, EXPIRY)
-    if scheme == SCHEME_X509 and signing_time is None:
-        raise EnvelopeError(f"protected header {SIGNING_TIME}: required for {SCHEME_X509}")
-    if scheme == SCHEME_SIGNING_AUTHORITY and authentic_time is None:
-        raise EnvelopeError(f"protected header {AUTHENTIC_SIGNING_TIME}: required for {SCHEME_SIGNING_AUTHORITY}")
-    effective_time = signing_time or authentic_time
-    if expiry is not None and effective_time is not None and expiry <= effective_time:
-        raise EnvelopeError(f"protected header {EXPIRY}: must be after the signing time")
+    check_times(scheme, signing_time, authentic_time, expiry)
 
     chain_items = unprotected.get(LABEL_X5CHAIN)
     if not isinstance(chain_items, list) or not chain_items:

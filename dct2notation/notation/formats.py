@@ -113,8 +113,8 @@ def sign_with_envelope_plugin(
     assert signing_time is not None  # parse_signature_envelope requires the scheme's time
     validate_code_signing_chain(env.cert_chain, at=signing_time)
     sent, signed = parse_payload(payload), env.target_artifact
-    added = {k: v for k, v in (signed.annotations or {}).items()}
-    kept = all(added.get(k) == v for k, v in (sent.annotations or {}).items())
+    present = dict(signed.annotations or {})
+    kept = all(present.get(k) == v for k, v in (sent.annotations or {}).items())
     if (signed.media_type, signed.digest, signed.size) != (sent.media_type, sent.digest, sent.size) or not kept:
         raise SigningKeyError(
             f"{where}: the plugin changed the signed artifact from {sent.to_dict()} to {signed.to_dict()}"

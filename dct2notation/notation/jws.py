@@ -2,9 +2,11 @@
 
 Notation's default envelope is a JWS JSON serialization (flattened): ``{"payload","protected","header","signature"}``
 with the Notary claims in the protected header (``crit`` listing the ones a verifier must understand) and the
-certificate chain (``x5c``), signing agent and RFC 3161 countersignature in the unprotected ``header``. Structure,
-base64url, ``crit`` and the signature itself are handled by joserfc; the Notary rules (which claims, which must be
-critical, times, the key-dictated algorithm) are checked here, the same ones ``envelope.py`` applies to COSE.
+certificate chain (``x5c``), signing agent and RFC 3161 countersignature in the unprotected ``header``. The
+signature check is joserfc's (``deserialize_json`` with the leaf key and only the key's algorithm allowed), which
+also applies RFC 7515's header rules (``crit`` names it knows, ``crit`` protected). Parsing decodes as strictly as
+Notation's Go decoder (unpadded base64url, standard base64 for ``x5c``) and checks the Notary rules (which claims,
+which must be critical, times, scheme) — the same ones ``envelope.py`` applies to COSE.
 
 Signing assembles the JSON itself because the key may be a KMS plugin that only returns raw signature bytes; the
 bytes are laid out as notation-core-go lays them out (sorted protected header and payload keys, Go's escaping), so
@@ -45,6 +47,8 @@ from .envelope import (
     SignedEnvelope,
     Timestamper,
     build_payload,
+    check_critical,
+    check_times,
     parse_payload,
     prepare_signing,
 )
@@ -240,17 +244,7 @@ def parse_jws_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
     crit = protected.get("crit")
     if not isinstance(crit, list) or not crit or not all(isinstance(c, str) for c in crit):
         raise EnvelopeError("protected header crit: must be a non-empty array of names")
-    for label in crit:
-        if label not in protected:
-            raise EnvelopeError(f"protected header crit: critical label {label!r} is not present")
-    required = [SIGNING_SCHEME]
-    if scheme == SCHEME_SIGNING_AUTHORITY:
-        required.append(AUTHENTIC_SIGNING_TIME)
-    if EXPIRY in protected:
-        required.append(EXPIRY)
-    for label in required:
-        if label not in crit:
-            raise EnvelopeError(f"protected header crit: {label!r} must be marked critical")
+    check_critical(protected, crit, scheme)
     # notation-core-go validateProtectedHeaders: each scheme has exactly its own time claim.
     if scheme == SCHEME_X509 and AUTHENTIC_SIGNING_TIME in protected:
         raise EnvelopeError(f"protected header {AUTHENTIC_SIGNING_TIME}: must not be present for {SCHEME_X509}")
@@ -260,13 +254,7 @@ def parse_jws_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
     signing_time = _time(protected, SIGNING_TIME)
     authentic_time = _time(protected, AUTHENTIC_SIGNING_TIME)
     expiry = _time(protected, EXPIRY)
-    if scheme == SCHEME_X509 and signing_time is None:
-        raise EnvelopeError(f"protected header {SIGNING_TIME}: required for {SCHEME_X509}")
-    if scheme == SCHEME_SIGNING_AUTHORITY and authentic_time is None:
-        raise EnvelopeError(f"protected header {AUTHENTIC_SIGNING_TIME}: required for {SCHEME_SIGNING_AUTHORITY}")
-    effective_time = signing_time or authentic_time
-    if expiry is not None and effective_time is not None and expiry <= effective_time:
-        raise EnvelopeError(f"protected header {EXPIRY}: must be after the signing time")
+    check_times(scheme, signing_time, authentic_time, expiry)
 
     items = unprotected.get(X5C)
     if not isinstance(items, list) or not items:
