@@ -232,7 +232,16 @@ def test_check_batch_and_signoff_accept_the_notation_signature(setup: dict[str, 
     journal = tmp_path / "journal.db"
     signed = json.loads(
         ours_ok(
-            "sign", str(plan), "--config-dir", str(estate.keys), "--insecure-registry", host, "--journal", str(journal)
+            "sign",
+            str(plan),
+            "--inventory",
+            str(tmp_path / "inventory.json"),
+            "--config-dir",
+            str(estate.keys),
+            "--insecure-registry",
+            host,
+            "--journal",
+            str(journal),
         )
     )
     assert signed["counts"] == {"reused": 1}, signed
