@@ -5,19 +5,34 @@ ClusterPolicy through ``pkg/validation/policy.Validate`` (the webhook's and ``ky
 holds the "mutateDigest must be set to false for 'Audit' failure action" rule) and compiles each
 ImageValidatingPolicy (CEL validations, attestors, image references) with Kyverno's image-verification compiler.
 The old HEAD form, Audit with mutateDigest at its CRD default (true), is refused by the same code.
+
+With the whole CLI built (``DCT2NOTATION_PEERS_SLOW=1 scripts/peers.sh``), ``kyverno apply`` runs both emitted forms
+against a Pod whose image `dct2notation sign` signed in the loopback docker-registry: admitted; unsigned, or signed
+under a root nobody trusts: denied.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
+from dct2notation.cli import main
+from dct2notation.keys.testcert import generate_test_key
+from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, sha256_digest
+from dct2notation.registry.client import RegistryClient
+from dct2notation.registry.options import RegistryOptions
 from tests.support.admission_estate import LEVELS, emit, make_keys
+from tests.support.images import image_manifest
 from tests.support.peers import peers_root
+from tests.support.servers import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "tests" / "support" / "kyverno_check" / "main.go"
@@ -79,3 +94,97 @@ def test_kyverno_refuses_the_audit_form_head_emitted(kyverno_check: Path, keys: 
     broken.write_text(yaml.safe_dump(first))
     done = run(kyverno_check, broken)
     assert done.returncode == 1 and "expected type 'bool'" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def kyverno_cli() -> Path:
+    """The Kyverno CLI (``kubectl-kyverno`` v1.19.0), built by scripts/peers.sh when DCT2NOTATION_PEERS_SLOW=1."""
+    binary = peers_root() / f"kyverno-{VERSION}" / "kyverno"
+    if binary.is_file():
+        return binary
+    pytest.skip(f"kyverno {VERSION} not built: run DCT2NOTATION_PEERS_SLOW=1 scripts/peers.sh (a 15-minute cold build)")
+
+
+def push_image(host: str, repo: str, tag: str) -> str:
+    with RegistryClient(host, RegistryOptions(insecure_registries=frozenset({host}))) as client:
+        client.push_blob(repo, EMPTY_JSON)
+        raw = image_manifest(f"{repo}:{tag}")
+        client.put_manifest(repo, tag, raw, OCI_MANIFEST)
+    return sha256_digest(raw)
+
+
+def pod(path: Path, image: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "app", "namespace": "apps"},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            }  # fmt: skip
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize("form", ["ivp", "clusterpolicy"])
+def test_kyverno_apply_admits_what_we_signed_and_denies_the_rest(
+    kyverno_cli: Path, registry: Registry, tmp_path: Path, form: str
+) -> None:
+    """The emitted policy, run by `kyverno apply`, against signatures `dct2notation sign` pushed to docker-registry."""
+    repo = f"kyverno-{uuid.uuid4().hex[:8]}/app"
+    signed, unsigned = push_image(registry.host, repo, "v1"), push_image(registry.host, repo, "v2")
+    config = tmp_path / "notation"
+    generate_test_key("signer", config, key_type="ec-p256", days=2)
+    stranger = tmp_path / "stranger"
+    generate_test_key("signer", stranger, key_type="ec-p256", days=2)  # same subject, another root
+    strange = push_image(registry.host, repo, "v3")
+    for digest, keys in ((signed, config), (strange, stranger)):
+        ref = f"{registry.host}/{repo}@{digest}"
+        assert (
+            main(["sign", ref, "--key", "signer", "--config-dir", str(keys), "--insecure-registry", registry.host]) == 0
+        )
+    gun = f"{registry.host}/{repo}"
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({
+        "format": "dct2notation-inventory/1", "evaluated_at": "2026-01-01T00:00:00Z",
+        "repositories": [{"gun": gun, "trusted_tags": [{"tag": "v1", "digest": signed, "size": 1, "role": "targets"}],
+                          "signed_tags": [], "signers": [], "administrative_keys": [], "conflicts": [],
+                          "delegations": [], "role_targets": {}, "root_version": 1}],
+    }))  # fmt: skip
+    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "signer"\n')
+    out = tmp_path / "out"
+    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
+    assert main([*args, "-o", str(out), "--kyverno", form]) == 0
+    name = "imagevalidatingpolicies.yaml" if form == "ivp" else "clusterpolicy.yaml"
+    docs = list(yaml.safe_load_all((out / "kyverno" / name).read_text()))
+    for doc in docs:  # the only change: docker-registry on loopback speaks plain HTTP
+        if form == "ivp":
+            doc["spec"]["credentials"] = {"allowInsecureRegistry": True}
+        else:
+            for rule in doc["spec"]["rules"]:
+                rule["verifyImages"][0]["imageRegistryCredentials"] = {"allowInsecureRegistry": True}
+    policy = tmp_path / name
+    policy.write_text(yaml.safe_dump_all(docs))
+    results = {}
+    for label, digest in (("signed", signed), ("unsigned", unsigned), ("stranger", strange)):
+        resource = pod(tmp_path / f"{label}.yaml", f"{gun}@{digest}")
+        done = subprocess.run(
+            [str(kyverno_cli), "apply", str(policy), "--resource", str(resource), "--remove-color"],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)},
+        )  # fmt: skip
+        results[label] = (done.returncode, done.stdout + done.stderr)
+    counts = {label: summary(text) for label, (_, text) in results.items()}
+    assert results["signed"][0] == 0 and counts["signed"]["pass"] >= 1, results["signed"][1]
+    assert counts["signed"]["fail"] == counts["signed"]["error"] == 0
+    for label in ("unsigned", "stranger"):  # no signature; a signature under a root nobody trusts
+        assert results[label][0] == 1 and counts[label]["fail"] >= 1, results[label][1]
+        if form == "ivp":
+            assert "image is not signed by a signer of trust-policy statement dct-" in results[label][1]
+
+
+def summary(text: str) -> dict[str, int]:
+    """`kyverno apply`'s count line, e.g. ``pass: 2, fail: 0, warn: 0, error: 0, skip: 0``."""
+    found = re.search(r"pass: (\d+), fail: (\d+), warn: (\d+), error: (\d+), skip: (\d+)", text)
+    assert found, text
+    return dict(zip(("pass", "fail", "warn", "error", "skip"), map(int, found.groups()), strict=True))
