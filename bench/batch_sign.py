@@ -2,6 +2,11 @@
 artifacts, (b) the same pushes with the ``oras`` Python package, (c) one ``dct2notation sign`` process per digest.
 
 Usage: python bench/batch_sign.py [--digests 2000] [--concurrency 16] [--oras-sample 500] [--process-sample 30]
+                                  [--baseline CHECKOUT [--rounds 3]]
+
+``--baseline`` also times a batch with another checkout's code (an older commit's tree), alternating it with this
+tree's code round by round on fresh subjects of the same registry, both as ``sign PLAN`` processes, each timed by its
+own summary's ``elapsed_seconds``: a before/after of one change under the same load, in one run.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import io
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -158,6 +164,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--oras-sample", type=int, default=500)
     parser.add_argument("--process-sample", type=int, default=30)
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare, round by round")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     n = args.digests
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,7 +190,7 @@ def main() -> None:
             options = RegistryOptions(insecure_registries=frozenset({registry.host}))
             sink = io.StringIO()
             start = time.perf_counter()
-            with contextlib.redirect_stdout(sink):
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(io.StringIO()):
                 code = sign_plan(
                     plan=work / "plan.json",
                     inventory=inventory,
@@ -224,6 +232,11 @@ def main() -> None:
                     env=env,
                 )
             per_process = (time.perf_counter() - start) / len(proc_subjects)
+            compared = (
+                compare_rounds(registry, config, args.baseline, n, args.concurrency, args.rounds, work)
+                if args.baseline is not None
+                else None
+            )
         finally:
             registry.stop()
 
@@ -249,6 +262,43 @@ def main() -> None:
         f"{proc_rate:8.2f} signatures/s -> ratio {ours_rate / proc_rate:.1f}x"
     )
     print(f"peak RSS of the benchmark process after the batch: {peak_mb:.0f} MiB")
+    if compared is not None:
+        base_rates, head_rates = compared
+        for i, (b, h) in enumerate(zip(base_rates, head_rates, strict=True)):
+            print(f"round {i + 1}: baseline {b:8.1f} signatures/s, this tree {h:8.1f} signatures/s ({h / b:.3f}x)")
+        b_med, h_med = statistics.median(base_rates), statistics.median(head_rates)
+        print(f"median: baseline {b_med:.1f}, this tree {h_med:.1f} signatures/s -> {100 * (h_med / b_med - 1):+.1f}%")
+
+
+def compare_rounds(
+    registry: Registry, config: Path, baseline: Path, n: int, concurrency: int, rounds: int, work: Path
+) -> tuple[list[float], list[float]]:
+    """Alternate ``sign PLAN`` processes of the baseline checkout and of this tree on fresh subjects."""
+    rates: dict[str, list[float]] = {"base": [], "head": []}
+    for r in range(rounds):
+        order = ("base", "head") if r % 2 == 0 else ("head", "base")
+        for who in order:
+            repo = f"bench/{who}{r}"
+            subjects = asyncio.run(push_subjects(registry.url, repo, n))
+            jobs = [
+                Job(f"{registry.host}/{repo}", s.digest, s.size, "bench", "g", "targets", (f"b{k}",), f"{who}{r}")
+                for k, s in enumerate(subjects)
+            ]
+            plan = Plan(f"{who}{r}", jobs)
+            plan_with_preflight(plan, registry.host)
+            path = work / f"plan-{who}{r}.json"
+            plan.save(path)
+            code_root = baseline if who == "base" else ROOT
+            done = subprocess.run(
+                [sys.executable, "-m", "dct2notation", "sign", str(path), "--config-dir", str(config),
+                 "--insecure-registry", registry.host, "--concurrency", str(concurrency)],
+                capture_output=True, env={**os.environ, "PYTHONPATH": str(code_root), "TERM": "dumb"},
+                cwd=code_root, check=True,
+            )  # fmt: skip
+            summary = json.loads(done.stdout)
+            assert summary["counts"] == {"signed": n}, (who, summary["counts"])
+            rates[who].append(n / summary["elapsed_seconds"])
+    return rates["base"], rates["head"]
 
 
 if __name__ == "__main__":
