@@ -88,6 +88,7 @@ def make_plan(
     oci_layout: Path | None = None,
     check: bool = True,
     guns_from: Path | None = None,
+    children: bool = False,
 ) -> Plan:
     from ..dct.inventory import load_inventory
     from ..migrate.plan import build_plan, parse_registry_map, preflight
@@ -103,12 +104,18 @@ def make_plan(
         migration_id=migration_id,
         registry_map=parse_registry_map(registry_map or []),
     )
+    if children and (not check or oci_layout is not None):
+        raise UsageError("plan --children: needs the registry pre-flight (not --no-preflight, not --oci-layout)")
     if check:
         stores = store_factory(registry_options or RegistryOptions(), oci_layout)
 
         async def run() -> None:
             try:
                 await preflight(plan, stores, layout=oci_layout is not None)
+                if children:
+                    from ..migrate.children import expand_children
+
+                    await expand_children(plan, stores)
             finally:
                 for registry in {j.repository.partition("/")[0] for j in plan.jobs} or {""}:
                     await stores(registry).aclose()
@@ -165,6 +172,8 @@ def sign_plan(
         )
     # The whole plan, not just this shard's or this key's jobs: one untrusted job means the file was edited.
     check_against_inventory(loaded, load_inventory(inventory), plan_where=str(plan), inventory_where=str(inventory))
+    if any(job.parent is not None for job in loaded.jobs):
+        _confirm_children(loaded, plan, registry_options, oci_layout)
     if journal is None:
         suffix = f".shard-{selected[0]}-of-{selected[1]}" if selected else ""
         journal = plan.with_name(plan.name + suffix + ".journal.sqlite")
@@ -215,14 +224,38 @@ def sign_plan(
         if failures:
             # Plain writes: rich would wrap a long reference over two lines and break grep-ability.
             lines = [f"{len(failures)} job(s) failed (rerun to resume):"]
-            lines += [
-                printable(f"  {f['repository']}@{f['digest']} [{f['identity']}]: {f['error']}") for f in failures
-            ]
+            lines += [printable(f"  {f['repository']}@{f['digest']} [{f['identity']}]: {f['error']}") for f in failures]
             sys.stderr.write("\n".join(lines) + "\n")
             return 1
         return 0
     finally:
         book.close()
+
+
+def _confirm_children(
+    loaded: Plan, plan: Path, registry_options: RegistryOptions | None, oci_layout: Path | None
+) -> None:
+    """Every platform-manifest job is listed, with its size, by the trusted index it names (fetched by digest)."""
+    from ..migrate.children import confirm_children
+    from ..migrate.plan import UntrustedJobError
+
+    if oci_layout is not None:
+        raise UsageError(f"{plan}: platform manifest jobs (plan --children) are signed in a registry, not a layout")
+    stores = store_factory(registry_options or RegistryOptions(), None)
+
+    async def run() -> list[str]:
+        try:
+            return await confirm_children(loaded.jobs, stores)
+        finally:
+            for registry in {j.repository.partition("/")[0] for j in loaded.jobs}:
+                await stores(registry).aclose()
+
+    problems = asyncio.run(run())
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise UntrustedJobError(
+            f"{plan}: {len(problems)} platform manifest job(s) not vouched for; nothing signed: {shown}"
+        )
 
 
 def _report_interrupted(book: Any, jobs: list[Any], migration_id: str, shard: str | None, journal: Path) -> None:
@@ -284,6 +317,9 @@ def plan_command(
     guns_from: Annotated[
         Path | None, typer.Option("--guns-from", help="Plan only these GUNs of the inventory (one a line).")
     ] = None,
+    children: Annotated[
+        bool, typer.Option("--children", help="Also sign each platform manifest a trusted index lists.")
+    ] = False,
 ) -> None:
     """Make a signing plan from a DCT inventory: one job per (repository, digest, identity), with pre-flight."""
     options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
@@ -296,6 +332,7 @@ def plan_command(
         oci_layout=oci_layout,
         check=not no_preflight,
         guns_from=guns_from,
+        children=children,
     )
     _warn_version_traps(signers, {job.identity for job in made.jobs})
     if from_check is not None:

@@ -53,6 +53,18 @@ class InventoryBinding:
 
 
 @dataclass(frozen=True)
+class Parent:
+    """The index a platform manifest job was found in (``plan --children``): its digest, tags and the platform."""
+
+    digest: str
+    tags: tuple[str, ...]
+    platform: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "tags": list(self.tags), "platform": self.platform}
+
+
+@dataclass(frozen=True)
 class Job:
     repository: str  # registry host + repository path, e.g. ``127.0.0.1:5000/app``
     digest: str
@@ -65,6 +77,8 @@ class Job:
     # The subject's manifest media type as the pre-flight HEAD saw it (its size matched): sign builds the subject
     # descriptor from the plan instead of HEADing each manifest again. None (no pre-flight): sign HEADs it.
     media_type: str | None = None
+    # Set on a child job: the DCT-trusted index that lists this platform manifest (its tags are the index's).
+    parent: Parent | None = None
 
     @property
     def key(self) -> str:
@@ -80,7 +94,7 @@ class Job:
 
     def annotations(self) -> dict[str, str]:
         """Provenance carried into the signed payload's user metadata."""
-        return {
+        out = {
             ANNOTATION_PREFIX + "gun": self.gun,
             ANNOTATION_PREFIX + "tags": ",".join(self.tags),
             ANNOTATION_PREFIX + "role": self.role,
@@ -88,6 +102,13 @@ class Job:
             ANNOTATION_PREFIX + "tuf-sha256": self.digest.removeprefix("sha256:"),
             ANNOTATION_PREFIX + "id": self.migration_id,
         }
+        if self.parent is not None:
+            # Which trusted index vouched for this platform manifest: an auditor follows it back to the DCT tag.
+            out[ANNOTATION_PREFIX + "index-digest"] = self.parent.digest
+            out[ANNOTATION_PREFIX + "index-tags"] = ",".join(self.parent.tags)
+            if self.parent.platform:
+                out[ANNOTATION_PREFIX + "platform"] = self.parent.platform
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -100,6 +121,8 @@ class Job:
         }
         if self.media_type is not None:
             out["mediaType"] = self.media_type
+        if self.parent is not None:
+            out["parent"] = self.parent.to_dict()
         return out
 
 
@@ -271,6 +294,19 @@ def untrusted_jobs(jobs: Iterable[Job], repositories: Iterable[Mapping[str, Any]
     out: list[str] = []
     for n, job in enumerate(jobs):
         at = f"jobs[{n}] {job.repository}@{job.digest} [{job.identity}]"
+        if job.parent is not None:
+            # A child is trusted through its index (sign checks the index lists it: children.confirm_children);
+            # it carries no tag of its own.
+            parent = trusted.get((job.gun, job.parent.digest))
+            if parent is None:
+                out.append(f"{at}: parent index {job.parent.digest} is not a digest DCT trusted for GUN {job.gun!r}")
+                continue
+            if job.tags:
+                out.append(f"{at}: a platform manifest job carries no tags of its own")
+            extra = sorted(set(job.parent.tags) - parent[1]) + sorted(set(job.role.split(",")) - parent[2])
+            if extra:
+                out.append(f"{at}: tag(s)/role(s) {', '.join(extra)} not trusted at its parent index")
+            continue
         found = trusted.get((job.gun, job.digest))
         if found is None:
             out.append(f"{at}: not a digest DCT trusted for GUN {job.gun!r}")
@@ -337,6 +373,7 @@ def plan_from_dict(doc: Any, where: str) -> Plan:
         if media_type is not None and (not isinstance(media_type, str) or not media_type):
             raise InputError(f"{at}: field 'mediaType' must be a non-empty string")
         job = Job(
+            parent=_parent(raw.get("parent"), at),
             repository=_field(raw, "repository", str, at),
             digest=digest,
             size=_field(raw, "size", int, at),
@@ -355,6 +392,24 @@ def plan_from_dict(doc: Any, where: str) -> Plan:
     pre = doc.get("preflight")
     plan.preflight = pre if isinstance(pre, dict) else None
     return plan
+
+
+def _parent(raw: Any, at: str) -> Parent | None:
+    if raw is None:
+        return None
+    digest = raw.get("digest") if isinstance(raw, dict) else None
+    tags = raw.get("tags") if isinstance(raw, dict) else None
+    platform = raw.get("platform", "") if isinstance(raw, dict) else None
+    if (
+        not isinstance(digest, str)
+        or not _SHA256.fullmatch(digest)
+        or not isinstance(tags, list)
+        or not all(isinstance(t, str) for t in tags)
+        or not isinstance(platform, str)
+    ):
+        shape = '{"digest": "sha256:<64 hex>", "tags": [...], "platform": "os/arch"}'
+        raise InputError(f"{at}: field 'parent' must be {shape}")
+    return Parent(digest, tuple(tags), platform)
 
 
 def _binding(raw: Any, where: str) -> InventoryBinding | None:

@@ -71,6 +71,8 @@ class Coverage:
     covered: bool
     reason: str
     waiver: dict[str, Any] | None = None  # an active waiver (waivers.toml) that lets this uncovered digest pass
+    # A platform manifest the plan signed (plan --children): the DCT-trusted index digest that lists it.
+    parent: str | None = None
 
 
 @dataclass
@@ -104,7 +106,10 @@ class Verdict:
             "reasons": self.reasons,
             "repositories": self.per_repository(),
             "dct_failures": self.dct_failures,
-            "coverage": [{k: v for k, v in asdict(c).items() if k != "waiver" or v is not None} for c in self.coverage],
+            "coverage": [
+                {k: v for k, v in asdict(c).items() if k not in ("waiver", "parent") or v is not None}
+                for c in self.coverage
+            ],
             "waived": [f"{c.repository}@{c.digest}: {c.waiver['reason']} ({c.waiver['by']}, until {c.waiver['until']})"
                        for c in self.waived if c.waiver is not None],  # fmt: skip
         }
@@ -340,6 +345,9 @@ def evaluate(
                     unreadable.get(digest, []),
                 )
             )
+    verdict.coverage.extend(
+        _cover_children(plan_doc, verified, signatures, unreadable, policy, truststore, clock, limits)
+    )
     for item in verdict.uncovered:
         match = _waiver_for(item, waivers)
         if match is not None and match.active(notation_at):
@@ -348,9 +356,8 @@ def evaluate(
         if match is not None:
             item.reason += f" ({match.label} expired {match.to_dict()['until']}: not honoured)"
     for item in verdict.uncovered:
-        verdict.reasons.append(
-            f"{item.repository}@{item.digest} ({item.gun}: {', '.join(item.tags)}) is not covered: {item.reason}"
-        )
+        named = ", ".join(item.tags) if item.parent is None else f"platform manifest of {item.parent}"
+        verdict.reasons.append(f"{item.repository}@{item.digest} ({item.gun}: {named}) is not covered: {item.reason}")
     verdict.reasons.extend(_plan_reasons(plan_from_dict(plan_doc, "plan.json"), verified, inventory_digest))
     if check_doc is not None:
         verdict.reasons.extend(_check_reasons(check_doc))
@@ -358,6 +365,34 @@ def evaluate(
         verdict.reasons.append("the archive holds no DCT-trusted digest")
     verdict.ready = not verdict.reasons
     return verdict
+
+
+def _cover_children(
+    plan_doc: Any,
+    verified: list[dict[str, Any]],
+    signatures: dict[str, list[tuple[str, bytes, int | None]]],
+    unreadable: dict[str, list[str]],
+    policy: Any,
+    truststore: Any,
+    clock: Clock,
+    limits: Limits,
+) -> list[Coverage]:
+    """Each platform manifest the plan signs under a DCT-trusted index: covered by a passing signature, like the
+    index. (That the index lists it was checked by ``plan`` and by ``sign`` against the index fetched by digest.)"""
+    trusted = {(str(repo["gun"]), str(t["digest"])) for repo in verified for t in repo.get("trusted_tags", [])}
+    out: list[Coverage] = []
+    seen: set[tuple[str, str]] = set()
+    for job in plan_from_dict(plan_doc, "plan.json").jobs:
+        if job.parent is None or (job.gun, job.parent.digest) not in trusted or (job.gun, job.digest) in seen:
+            continue
+        seen.add((job.gun, job.digest))
+        item = _cover(
+            job.gun, job.repository, job.digest, job.size, [], signatures.get(job.digest, []), policy, truststore,
+            clock, limits, unreadable.get(job.digest, []),
+        )  # fmt: skip
+        item.parent = job.parent.digest
+        out.append(item)
+    return out
 
 
 def _plan_reasons(plan: Plan, verified: list[dict[str, Any]], inventory_digest: str | None) -> list[str]:

@@ -45,7 +45,14 @@ def require_plan_of_inventory(
         if recorded != actual:
             raise InputError(f"--plan {plan}: made from inventory {recorded}, not --inventory {inventory} ({actual})")
     trusted = set(trusted_digests(inventory_doc))
-    planned = {(_gun_of(j), str(j.get("digest"))) for j in plan_doc.get("jobs", []) if isinstance(j, dict)}
+    planned: set[tuple[str, str]] = set()
+    for job in plan_doc.get("jobs", []):
+        if not isinstance(job, dict):
+            continue
+        parent = job.get("parent")
+        # A platform manifest (plan --children) is trusted through its index: the index's digest must be trusted.
+        digest = parent.get("digest") if isinstance(parent, dict) else job.get("digest")
+        planned.add((_gun_of(job), str(digest)))
     # The pre-flight drops a job whose manifest the registry lacks and records it as a finding: not a mismatch.
     findings = plan_doc.get("findings", []) or []
     dropped = {str(f.get("digest")) for f in findings if isinstance(f, dict) and f.get("kind") == "missing-manifest"}
