@@ -13,18 +13,22 @@ under a root nobody trusts: denied.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 from dct2notation.cli import main
+from dct2notation.config import FixedClock
 from dct2notation.keys.testcert import generate_test_key
 from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, sha256_digest
 from dct2notation.registry.client import RegistryClient
@@ -33,6 +37,7 @@ from tests.support.admission_estate import LEVELS, emit, make_keys
 from tests.support.images import image_manifest
 from tests.support.peers import peers_root
 from tests.support.servers import Registry
+from tests.support.tsa import TestTSA
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "tests" / "support" / "kyverno_check" / "main.go"
@@ -113,6 +118,16 @@ def push_image(host: str, repo: str, tag: str) -> str:
     return sha256_digest(raw)
 
 
+def inventory_doc(gun: str, digest: str) -> dict[str, object]:
+    """An inventory in which DCT trusted ``v1`` of ``gun`` at ``digest``, signed by the Repo Admin."""
+    return {
+        "format": "dct2notation-inventory/1", "evaluated_at": "2026-01-01T00:00:00Z",
+        "repositories": [{"gun": gun, "trusted_tags": [{"tag": "v1", "digest": digest, "size": 1, "role": "targets"}],
+                          "signed_tags": [], "signers": [], "administrative_keys": [], "conflicts": [],
+                          "delegations": [], "role_targets": {}, "root_version": 1}],
+    }  # fmt: skip
+
+
 def pod(path: Path, image: str) -> Path:
     path.write_text(
         yaml.safe_dump(
@@ -146,12 +161,7 @@ def test_kyverno_apply_admits_what_we_signed_and_denies_the_rest(
         )
     gun = f"{registry.host}/{repo}"
     inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({
-        "format": "dct2notation-inventory/1", "evaluated_at": "2026-01-01T00:00:00Z",
-        "repositories": [{"gun": gun, "trusted_tags": [{"tag": "v1", "digest": signed, "size": 1, "role": "targets"}],
-                          "signed_tags": [], "signers": [], "administrative_keys": [], "conflicts": [],
-                          "delegations": [], "role_targets": {}, "root_version": 1}],
-    }))  # fmt: skip
+    inventory.write_text(json.dumps(inventory_doc(gun, signed)))
     (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "signer"\n')
     out = tmp_path / "out"
     args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
@@ -188,3 +198,50 @@ def summary(text: str) -> dict[str, int]:
     found = re.search(r"pass: (\d+), fail: (\d+), warn: (\d+), error: (\d+), skip: (\d+)", text)
     assert found, text
     return dict(zip(("pass", "fail", "warn", "error", "skip"), map(int, found.groups()), strict=True))
+
+
+def test_kyverno_apply_keeps_a_timestamped_signature_after_its_certificate_expired(
+    kyverno_cli: Path, registry: Registry, tsa: TestTSA, tmp_path: Path
+) -> None:
+    """A certificate that expires seconds after signing: with tsaCerts the signature still admits, without it not."""
+    repo = f"kyverno-tsa-{uuid.uuid4().hex[:8]}/app"
+    digest = push_image(registry.host, repo, "v1")
+    config = tmp_path / "notation"
+    lifetime = dt.timedelta(seconds=20)
+    generate_test_key(
+        "short",
+        config,
+        key_type="ec-p256",
+        days=1,
+        clock=FixedClock(dt.datetime.now(dt.UTC) - dt.timedelta(days=1) + lifetime),
+    )
+    cert = x509.load_pem_x509_certificate((config / "localkeys" / "short.crt").read_bytes())
+    gun = f"{registry.host}/{repo}"
+    sign = ["sign", f"{gun}@{digest}", "--key", "short", "--config-dir", str(config),
+            "--insecure-registry", registry.host, "--timestamp-url", tsa.url,
+            "--timestamp-root-cert", str(tsa.pki.root_pem)]  # fmt: skip
+    assert main(sign) == 0
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(inventory_doc(gun, digest)))
+    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "short"\n')
+    out = tmp_path / "out"
+    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
+    assert main([*args, "-o", str(out), "--timestamp-root-cert", str(tsa.pki.root_pem)]) == 0
+    (doc,) = yaml.safe_load_all((out / "kyverno" / "imagevalidatingpolicies.yaml").read_text())
+    doc["spec"]["credentials"] = {"allowInsecureRegistry": True}  # docker-registry on loopback speaks plain HTTP
+    assert doc["spec"]["attestors"][0]["notary"]["tsaCerts"]["value"] == tsa.pki.root_pem.read_text()
+    with_tsa = tmp_path / "with-tsa.yaml"
+    with_tsa.write_text(yaml.safe_dump(doc))
+    del doc["spec"]["attestors"][0]["notary"]["tsaCerts"]
+    without_tsa = tmp_path / "without-tsa.yaml"
+    without_tsa.write_text(yaml.safe_dump(doc))
+    resource = pod(tmp_path / "pod.yaml", f"{gun}@{digest}")
+    wait = (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).total_seconds() + 2
+    assert 0 < wait < 30
+    time.sleep(wait)  # the signing certificate has now expired
+    for policy, code in ((with_tsa, 0), (without_tsa, 1)):
+        done = subprocess.run(
+            [str(kyverno_cli), "apply", str(policy), "--resource", str(resource), "--remove-color"],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)},
+        )  # fmt: skip
+        assert done.returncode == code, done.stdout + done.stderr

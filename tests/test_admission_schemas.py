@@ -189,6 +189,9 @@ def test_gaps_report_kyverno_weakening_per_statement(keys: Path, tmp_path: Path)
     markdown = (out / "GAPS.md").read_text()
     assert f"## kyverno-any-identity: {a} (shares a root with {b})\n" in markdown
     assert 'trustedIdentities ["*"]' in markdown
+    # Kyverno's IVP checks timestamps always once tsaCerts are set; the statements say afterCertExpiry.
+    always = {name for kind, name in gaps if kind == "kyverno-timestamp-always"}
+    assert always == {a, b, c, kms}
     # The ClusterPolicy form cannot carry TSA roots; Nirmata's CRDs cannot either; Ratify v2 has one verifier.
     out2 = emit(keys, tmp_path / "out2", "strict", kyverno="clusterpolicy", ratify="v2")
     kinds = {(g["kind"], g["detail"]) for g in json.loads((out2 / "gaps.json").read_text())["gaps"]}
@@ -294,3 +297,13 @@ def test_kyverno_and_ratify_can_be_left_out(keys: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "nirmata").iterdir()) == ["trustpolicy.yaml", "truststores.yaml"]
     kinds = {g["kind"] for g in json.loads((out / "gaps.json").read_text())["gaps"]}
     assert not any(k.startswith(("kyverno-", "ratify-")) for k in kinds)
+
+
+def test_verify_timestamp_always_agrees_with_kyverno(keys: Path, tmp_path: Path) -> None:
+    strict_ts = emission(keys, "strict")
+    strict_ts.verify_timestamp = "always"
+    write_emission(strict_ts, tmp_path / "out")
+    policy = json.loads((tmp_path / "out" / "trustpolicy.json").read_text())
+    assert {st["signatureVerification"]["verifyTimestamp"] for st in policy["trustPolicies"]} == {"always"}
+    kinds = {g["kind"] for g in json.loads((tmp_path / "out" / "gaps.json").read_text())["gaps"]}
+    assert "kyverno-timestamp-always" not in kinds

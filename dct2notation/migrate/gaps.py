@@ -19,6 +19,8 @@ WHAT = {
     # What an admission target cannot carry of the trust policy (migrate/admission/).
     "kyverno-any-identity": 'Kyverno verifies statement {detail} with trustedIdentities ["*"]: any certificate '
     "chaining to its roots is accepted, not only the mapped identities",
+    "kyverno-timestamp-always": "Kyverno's notary attestor verifies with verifyTimestamp always once tsaCerts are set: "
+    "signatures of statement {detail} without a timestamp are denied, even while their certificate is valid",
     "kyverno-clusterpolicy-no-tsa": "a Kyverno ClusterPolicy Notary rule takes no TSA roots: timestamped signatures "
     "of statement {detail} fail once their signing certificate expires",
     "ratify-v2-one-statement": "Ratify v2 runs one notation verifier for every scope: statement {detail} loses its "
@@ -41,6 +43,8 @@ TODO = {
     "incomplete-subject": "issue a certificate whose subject has C, ST and O; the signer is left out of the policy",
     "kyverno-any-identity": "enforce identities with Ratify v1 or Nirmata's TrustPolicy (nirmata/), or give the "
     "statement a root of its own",
+    "kyverno-timestamp-always": "timestamp every signature (sign --timestamp-url) before enforcing, or emit with "
+    "--verify-timestamp always so every verifier agrees",
     "kyverno-clusterpolicy-no-tsa": "use the default ImageValidatingPolicy (tsaCerts, Kyverno 1.17 or later), or "
     "re-sign before the certificates expire",
     "ratify-v2-one-statement": "use Ratify v1 (the default) or Nirmata's TrustPolicy while more than one statement "

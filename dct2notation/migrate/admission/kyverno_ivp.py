@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..gaps import Gap
 from .base import PREFIX, WEBHOOK_TIMEOUT_SECONDS, AdmissionInput, Document, Rendered, any_identity_gaps, enforcing
 from .base import image_globs as globs
 
@@ -67,4 +68,11 @@ def _policy(inp: AdmissionInput, statement: dict[str, Any]) -> Document:
 
 def render(inp: AdmissionInput) -> Rendered:
     documents = [_policy(inp, statement) for statement in inp.statements()]
-    return Rendered(files=[("kyverno/imagevalidatingpolicies.yaml", documents)], gaps=any_identity_gaps(inp))
+    gaps = any_identity_gaps(inp)
+    # Kyverno builds its own trust policy around tsaCerts with Notation's default verifyTimestamp (always).
+    gaps += [
+        Gap("kyverno-timestamp-always", st["name"], tuple(st["registryScopes"]))
+        for st in inp.statements()
+        if inp.store_names(st, "tsa") and st["signatureVerification"].get("verifyTimestamp", "always") != "always"
+    ]
+    return Rendered(files=[("kyverno/imagevalidatingpolicies.yaml", documents)], gaps=gaps)
