@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,21 @@ def delete_signature(client: RegistryClient, repo: str, subject: str, index: int
     return gone
 
 
-def test_attack_dangling_referrer_aborts_check(
-    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@dataclass
+class Dangling:
+    host: str
+    repo: str
+    digests: dict[str, tuple[int, str]]  # tag -> (size, digest)
+    gone_a: str  # "a": signed twice, the first listed signature deleted
+    gone_b: str  # "b": its only signature deleted
+    policy: Path
+    truststore: Path
+    inventory: Path
+
+
+@pytest.fixture(scope="module")
+def dangling(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Dangling:
+    tmp_path = tmp_path_factory.mktemp("dangling")
     host = registry.host
     repo = f"dangling{next(_ids)}/app"
     config = tmp_path / "notation"
@@ -50,8 +63,14 @@ def test_attack_dangling_referrer_aborts_check(
     doc = {"format": "dct2notation-inventory/1", "evaluated_at": "2026-01-01T00:00:00Z", "repositories": [repository]}
     inventory.write_text(json.dumps(doc))
     policy, truststore = write_policy(tmp_path, config, "trusted")
-    args = ["check", "--inventory", str(inventory), "--policy", str(policy), "--truststore", str(truststore)]
-    args += ["--registry-map", f"dct.example/app={host}/{repo}", "--insecure-registry", host, "--json", "--no-table"]
+    return Dangling(host, repo, d, gone_a, gone_b, policy, truststore, inventory)
+
+
+def test_attack_dangling_referrer_aborts_check(dangling: Dangling, capsys: pytest.CaptureFixture[str]) -> None:
+    host, repo = dangling.host, dangling.repo
+    args = ["check", "--inventory", str(dangling.inventory), "--policy", str(dangling.policy)]
+    args += ["--truststore", str(dangling.truststore), "--registry-map", f"dct.example/app={host}/{repo}"]
+    args += ["--insecure-registry", host, "--json", "--no-table"]
     capsys.readouterr()
     code = main(args)
     out, err = capsys.readouterr()
@@ -62,8 +81,30 @@ def test_attack_dangling_referrer_aborts_check(
         "b": ("notation-invalid", False),
         "c": ("ok", True),
     }
-    assert rows["a"]["signature"] != gone_a
+    assert rows["a"]["signature"] != dangling.gone_a
     assert rows["b"]["failed_check"] == "integrity"
-    assert rows["b"]["reason"].startswith(f"integrity: signature {gone_b} is unreadable: ")
+    assert rows["b"]["reason"].startswith(f"integrity: signature {dangling.gone_b} is unreadable: ")
     assert "not found (404)" in rows["b"]["reason"]
     assert code == 1  # the gate's verdict, not an outage (3) or bad input (2)
+
+
+def test_attack_dangling_referrer_aborts_verify(dangling: Dangling, capsys: pytest.CaptureFixture[str]) -> None:
+    """`verify REF` goes on past the unreadable signature: another one verifies "a"; "b" fails on integrity."""
+
+    def verify(tag: str) -> tuple[int, dict[str, object], str]:
+        ref = f"{dangling.host}/{dangling.repo}@{dangling.digests[tag][1]}"
+        argv = ["verify", ref, "--policy", str(dangling.policy), "--truststore", str(dangling.truststore)]
+        capsys.readouterr()
+        code = main([*argv, "--insecure-registry", dangling.host, "--json"])
+        out, err = capsys.readouterr()
+        return code, json.loads(out), err
+
+    code, doc, _ = verify("a")
+    assert (code, doc["verified"]) == (0, True)
+    listed = doc["signatures"]
+    assert isinstance(listed, list) and listed[0]["digest"] == dangling.gone_a and listed[0]["verified"] is False
+    assert listed[1]["verified"] is True
+    code, doc, err = verify("b")
+    assert (code, doc["verified"], doc["failedCheck"]) == (1, False, "integrity")
+    assert str(doc["reason"]).startswith(f"signature {dangling.gone_b} is unreadable: ")
+    assert err.count("\n") == 1 and "not found (404)" in err

@@ -12,7 +12,7 @@ from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
 from ..notation.verify import verify_envelope
 from ..oci import Descriptor
-from .store import fetch_signatures
+from .store import UnreadableSignature, fetch_signatures
 from .target import Target
 
 
@@ -54,14 +54,24 @@ def verify_target(
     store = TrustStore(truststore)
     subject = target.store.resolve(target.reference)
     reference = str(target.reference.with_digest(subject.digest))
-    stored = fetch_signatures(target.store, target.repo, subject.digest)
-    if not stored:
+    # A dangling index entry (its manifest deleted) is one invalid signature, not an error hiding the others.
+    unreadable: list[UnreadableSignature] = []
+    stored = fetch_signatures(target.store, target.repo, subject.digest, unreadable)
+    if not stored and not unreadable:
         return VerifyReport(
             reference, subject, False, None, "signature", "no signature is associated with the artifact"
         )
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = [
+        {
+            "digest": bad.digest,
+            "verified": False,
+            "failedCheck": "integrity",
+            "reason": f"signature {bad.digest} is unreadable: {bad.reason}",
+        }
+        for bad in unreadable
+    ]
     passed: str | None = None
-    first_failure: tuple[str | None, str] | None = None
+    first_failure: tuple[str | None, str] | None = ("integrity", results[0]["reason"]) if results else None
     for sig in stored:
         result = verify_envelope(
             sig.envelope,
