@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import httpx
 
@@ -67,18 +67,9 @@ Status = Literal[
     "dct-invalid",
     "manifest-missing",
 ]
-STATUSES: tuple[Status, ...] = (
-    "ok",
-    "notation-missing",
-    "notation-invalid",
-    "notation-unenforced",
-    "drift",
-    "dct-missing",
-    "dct-invalid",
-    "manifest-missing",
-)
+STATUSES: tuple[Status, ...] = get_args(Status)  # the order of the decision table and of every counts map
 Require = Literal["both", "notation", "either"]
-REQUIRE_MODES: tuple[Require, ...] = ("both", "notation", "either")
+REQUIRE_MODES: tuple[Require, ...] = get_args(Require)
 DctVerdict = Literal["valid", "missing", "invalid"]
 # "unenforced": a signature passed under a statement that does not enforce integrity and authenticity.
 NotationVerdict = Literal["valid", "missing", "invalid", "unenforced", "not-checked"]
