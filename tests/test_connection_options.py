@@ -23,7 +23,8 @@ from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import Basic, RegistryOptions
 from tests.support.images import image_manifest
 from tests.support.notary_builders import TokenEndpoint
-from tests.support.servers import NotaryServer, Registry, have, make_tls, write_htpasswd
+from tests.support.servers import NotaryServer, Registry
+from tests.support.tls_estate import tls_estate
 
 pytestmark = pytest.mark.servers
 
@@ -53,35 +54,24 @@ class Estate:
 
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
-    for binary in ("notary-server", "notary", "docker-registry", "htpasswd"):
-        if not have(binary):
-            pytest.skip(f"{binary} is not installed")
     work = tmp_path_factory.mktemp("tls-estate")
-    # One internal CA for the estate, as an organisation has: the operator's --ca-file.
-    tls = make_tls(work / "tls")
-    token = TokenEndpoint(work / "token", USER, PASSWORD, tls=(tls.cert, tls.key))
-    notary = NotaryServer(work / "notary", tls=True, auth=token.auth_config(), tls_files=tls).start()
-    registry = Registry(work / "registry", htpasswd=write_htpasswd(work / "htpasswd", USER, PASSWORD), tls=True,
-                        tls_files=tls).start()  # fmt: skip
-    ca = tls.ca_cert
-    raw = image_manifest("tls-estate")
-    options = RegistryOptions(ca_file=registry.tls_files.ca_cert, credentials=Basic(USER, PASSWORD))
-    with RegistryClient(registry.host, options) as client:
-        client.push_blob("acme/app", EMPTY_JSON)
-        client.put_manifest("acme/app", "v1", raw, OCI_MANIFEST)
-    digest = sha256_digest(raw)
-    token.allow_anonymous = True
-    client_ = notary.client(work / "trust")
-    client_.run("init", GUN, input="\n" * 10)
-    client_.addhash(GUN, "v1", len(raw), digest.removeprefix("sha256:"))
-    client_.run("publish", GUN, input="\n" * 10)
-    token.allow_anonymous = False
-    notation = work / "notation"
-    generate_test_key("tester", notation, key_type="ec-p256", make_default=True)
-    yield Estate(notary, token, registry, ca, digest, len(raw), notation, work)
-    notary.stop()
-    registry.stop()
-    token.close()
+    with tls_estate(work, USER, PASSWORD) as servers:
+        notary, registry, token, ca = servers.notary, servers.registry, servers.token, servers.ca
+        raw = image_manifest("tls-estate")
+        options = RegistryOptions(ca_file=ca, credentials=Basic(USER, PASSWORD))
+        with RegistryClient(registry.host, options) as client:
+            client.push_blob("acme/app", EMPTY_JSON)
+            client.put_manifest("acme/app", "v1", raw, OCI_MANIFEST)
+        digest = sha256_digest(raw)
+        token.allow_anonymous = True
+        client_ = notary.client(work / "trust")
+        client_.run("init", GUN, input="\n" * 10)
+        client_.addhash(GUN, "v1", len(raw), digest.removeprefix("sha256:"))
+        client_.run("publish", GUN, input="\n" * 10)
+        token.allow_anonymous = False
+        notation = work / "notation"
+        generate_test_key("tester", notation, key_type="ec-p256", make_default=True)
+        yield Estate(notary, token, registry, ca, digest, len(raw), notation, work)
 
 
 @pytest.fixture(autouse=True)

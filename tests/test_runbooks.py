@@ -28,8 +28,7 @@ from dct2notation.registry.options import Basic, RegistryOptions
 from fixtures.generate_demo import prefixed, publish_estate
 from tests.support.demo_registry import push_demo_images
 from tests.support.images import image_manifest
-from tests.support.notary_builders import TokenEndpoint
-from tests.support.servers import NotaryServer, Registry, have, make_tls, write_htpasswd
+from tests.support.tls_estate import TLSEstate, tls_estate
 from tests.support.tsa import TestTSA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,31 +83,10 @@ class Env:
 USER, PASSWORD = "operator", "s3cret-operator-pw"
 
 
-@dataclass
-class TLSEstate:
-    notary: NotaryServer
-    registry: Registry
-    token: TokenEndpoint
-    ca: Path
-
-
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSEstate]:
-    """As a production estate runs (#15): notary-server with TLS and token auth, docker-registry with TLS and
-    htpasswd, the token service on TLS too, all under one internal CA that no trust store holds."""
-    for binary in ("notary-server", "notary", "docker-registry", "htpasswd"):
-        if not have(binary):
-            pytest.skip(f"{binary} is not installed")
-    work = tmp_path_factory.mktemp("runbook-estate")
-    tls = make_tls(work / "tls")
-    token = TokenEndpoint(work / "token", USER, PASSWORD, tls=(tls.cert, tls.key))
-    notary = NotaryServer(work / "notary", tls=True, auth=token.auth_config(), tls_files=tls).start()
-    registry = Registry(work / "registry", htpasswd=write_htpasswd(work / "htpasswd", USER, PASSWORD), tls=True,
-                        tls_files=tls).start()  # fmt: skip
-    yield TLSEstate(notary, registry, token, tls.ca_cert)
-    notary.stop()
-    registry.stop()
-    token.close()
+    with tls_estate(tmp_path_factory.mktemp("runbook-estate"), USER, PASSWORD) as servers:
+        yield servers
 
 
 EDGE_TAGS = ("badsize", "drift", "ghost", "multi-docker", "multi-oci")  # DCT-trusted; "unsigned" is registry-only

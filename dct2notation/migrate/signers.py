@@ -22,15 +22,13 @@ Entries are tried in file order; the first whose ``gun`` and ``role`` both match
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError, UsageError
-from ..files import read_document
+from ..tomlfile import load_tables
 
 REPO_ADMIN_ROLE = "targets"
 RELEASES_ROLE = "targets/releases"
@@ -151,20 +149,7 @@ def _entry(path: Path, index: int, table: Any) -> MappedKey:
 def load_signers(path: Path | str) -> SignerMapping:
     """Read ``signers.toml``; every problem is one ``ConfigError`` naming the file and field."""
     path = Path(path)
-    try:
-        data = tomllib.loads(read_document(path, DEFAULT_LIMITS.config_file_bytes).decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: signer mapping file does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:  # tomllib recurses per nested array/table
-        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
-    unknown = sorted(set(data) - {"signer"})
-    if unknown:
-        raise ConfigError(f"{path}: {unknown[0]}: unknown field (entries are [[signer]] tables)")
-    tables = data.get("signer", [])
+    tables = load_tables(path, "signer", where=str(path), missing=f"{path}: signer mapping file does not exist")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{path}: signer: at least one [[signer]] table is required")
     return SignerMapping(path=path, entries=tuple(_entry(path, i, t) for i, t in enumerate(tables)))

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_LIMITS, parse_rfc3339
+from ..config import parse_rfc3339
 from ..errors import ConfigError, UsageError
-from ..files import read_document
+from ..tomlfile import load_tables
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _FIELDS = {"gun", "repository", "tag", "digest", "reason", "by", "until"}
@@ -73,20 +72,7 @@ def _stamp(when: dt.datetime) -> str:
 
 def load_waivers(path: Path) -> list[Waiver]:
     """``waivers.toml``; every problem is one ``ConfigError`` naming the file, the entry and the field."""
-    try:
-        data = tomllib.loads(read_document(path, DEFAULT_LIMITS.config_file_bytes).decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--waivers {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--waivers {path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--waivers {path}: not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"--waivers {path}: not valid TOML: nested too deeply") from None
-    unknown = sorted(set(data) - {"waiver"})
-    if unknown:
-        raise ConfigError(f"{path}: {unknown[0]}: unknown field (entries are [[waiver]] tables)")
-    entries = data.get("waiver", [])
+    entries = load_tables(path, "waiver", where=f"--waivers {path}", missing=f"--waivers {path}: no such file")
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: waiver: expected [[waiver]] tables")
     return [_waiver(path, n, entry) for n, entry in enumerate(entries)]
