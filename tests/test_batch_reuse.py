@@ -134,10 +134,14 @@ def test_attack_reuse_of_a_forged_thumbprint_annotation(
     with RegistryClient(registry.host, _options(registry.host)) as client:
         client.put_manifest(repo, referrers_tag(subject.digest), referrers_index([forged]), OCI_INDEX)
     _run(registry.host, repo, subject, notation_dir, tmp_path, "journal.sqlite")
-    result = _result(capsys)
+    summary = json.loads(capsys.readouterr().out)
+    (result,) = summary["results"]
     assert result["state"] == "signed"
     assert result["signature"] != real.digest
     assert _listed(registry.host, repo, subject.digest) == [real.digest, result["signature"]]
+    # Listed before ours with our thumbprints, the forged entry does not make ours a twin to unlist either: the
+    # reconciliation pass takes a winner only after it verified as a real signature by this certificate.
+    assert summary["reconciliation"]["counts"] == {}
 
 
 def test_attack_reuse_of_a_signature_made_for_another_subject(
