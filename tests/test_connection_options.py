@@ -238,3 +238,14 @@ def test_plain_http_to_a_tls_registry_says_so(
     assert err.endswith(f"refused (400): {host} speaks TLS; drop --insecure-registry {host} "
                         "(add --ca-file FILE if its CA is not in the OS trust store)\n")  # fmt: skip
     assert err.count("\n") == 1
+
+
+def test_plain_http_to_a_tls_notary_server_says_so(
+    estate: Estate, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = estate.notary.url.replace("https://", "http://")
+    code, _, err = run(capsys, monkeypatch, "inventory", GUN, "--server", plain)
+    assert code == 2
+    assert err == (f"dct2notation: error: {plain}: {GUN}: root.json: refused (400): the server speaks TLS; use "
+                   f"https://{estate.notary.host} (with --ca-file FILE if its CA is not in the OS trust store)"
+                   "\n")  # fmt: skip

@@ -219,6 +219,12 @@ class NotaryServerSource:
             raise AuthError(f"{self.url}: {what.who}: access denied (403)")
         if status >= 500:
             raise _Retryable(f"server answered {status}")
+        if status == 400 and self.url.startswith("http://"):
+            # Go's TLS listener answers a plain-HTTP request with a bare 400: the server wants https://.
+            raise UsageError(
+                f"{self.url}: {what.file}: refused (400): the server speaks TLS; use https://"
+                f"{self.url.removeprefix('http://')} (with --ca-file FILE if its CA is not in the OS trust store)"
+            )
         raise RemoteError(f"{self.url}: {what.file}: unexpected status {status}")
 
     def _get_httpx(self, client: httpx.Client, url: str, what: _What, max_bytes: int) -> bytes:
