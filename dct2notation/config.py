@@ -56,6 +56,9 @@ class Limits:
     discover_page_bytes: int = 16 * MiB
     discover_max_pages: int = 10_000
     discover_max_guns: int = 1_000_000
+    # A part of the plan or inventory in one ConfigMap (k8s-job): etcd caps an object at 1 MiB and binaryData is
+    # base64 (4/3), so 700 KiB of gzip is ~933 KiB in the object with room for its metadata.
+    k8s_part_bytes: int = 700 * 1024
     # GUNs read at once from one notary server (archive, inventory, discovery probes): --concurrency.
     concurrency: int = 16
     max_concurrency: int = 256

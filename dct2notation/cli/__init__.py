@@ -28,6 +28,8 @@ AREA_OF_COMMAND = {
     "verify": "oci",
     "policy": "policy",
     "plan": "migrate",
+    "k8s-job": "migrate",
+    "k8s-run": "migrate",
     "check": "check",
     "signoff": "signoff",
 }

@@ -371,6 +371,78 @@ def _warn_version_traps(signers: Path, identities: set[str]) -> None:
         stderr_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
+def k8s_job_command(
+    plan: Annotated[Path, typer.Argument(help="Plan file (dct2notation plan -o).")],
+    inventory: Annotated[Path, typer.Option("--inventory", help="The inventory the plan was made from.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Write the manifests (YAML) here.")],
+    docker_config_secret: Annotated[
+        str, typer.Option("--docker-config-secret", help="Secret (kubernetes.io/dockerconfigjson): registry login.")
+    ],
+    notation_secret: Annotated[
+        str, typer.Option("--notation-secret", help="Secret with signingkeys.json (and KEY.key/KEY.crt).")
+    ],
+    key_files: Annotated[
+        str | None, typer.Option("--key-files", help="KEY: the Secret's KEY.key and KEY.crt go to localkeys/.")
+    ] = None,
+    ca_secret: Annotated[str | None, typer.Option("--ca-secret", help="Secret with ca.crt: the registry CA.")] = None,
+    timestamp_url: Annotated[str | None, typer.Option("--timestamp-url", help="RFC 3161 TSA URL.")] = None,
+    tsa_root_secret: Annotated[
+        str | None, typer.Option("--tsa-root-secret", help="Secret with root.crt: the TSA root.")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="Job name (a DNS label).")] = "dct2notation-sign",
+    image: Annotated[str, typer.Option("--image", help="The tool's image (Containerfile).")] = "dct2notation",
+    shards: Annotated[int, typer.Option("--shards", help="Pods (completions) of the Indexed Job.")] = 4,
+    key: Annotated[str | None, typer.Option("--key", help="Sign only this identity's jobs.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel signatures per pod.")] = 16,
+    insecure_registry: InsecureOpt = [],  # noqa: B006
+) -> None:
+    """Write an Indexed Job that signs the plan on Kubernetes (the plan and inventory gzipped, split, content-addressed
+    into ConfigMaps; credentials, keys, CA and TSA from Secrets). The plan is not changed."""
+    from ..files import read_document, write_atomic
+    from ..migrate.k8s import JobMounts, dump_manifests, estate_job
+    from ..migrate.k8s_parts import split
+    from ..migrate.plan import check_against_inventory, load_plan
+
+    loaded = load_plan(plan)
+    from ..dct.inventory import load_inventory
+
+    # A Job that would refuse every pod is refused here: the plan must be bound to this inventory.
+    check_against_inventory(loaded, load_inventory(inventory), plan_where=str(plan), inventory_where=str(inventory))
+    raws = {
+        "plan.json": read_document(plan, DEFAULT_LIMITS.document_bytes),
+        "inventory.json": read_document(inventory, DEFAULT_LIMITS.document_bytes),
+    }
+    index, parts = split(name, raws, DEFAULT_LIMITS)
+    mounts = JobMounts(docker_config_secret, notation_secret, key_files, ca_secret, tsa_root_secret, timestamp_url)
+    docs = estate_job(name=name, image=image, shards=shards, index=index, parts=parts, mounts=mounts, key=key,
+                      concurrency=concurrency, insecure_registries=tuple(insecure_registry))  # fmt: skip
+    write_atomic(output, dump_manifests(docs), what="-o")
+    stderr_console.print(
+        f"k8s-job {output}: {len(loaded.jobs)} job(s) in {shards} shard(s); plan and inventory in {len(parts)} part(s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def k8s_run_command(
+    ctx: typer.Context,
+    index: Annotated[Path, typer.Argument(help="The parts index (mounted from the Job's ConfigMap).")],
+    parts: Annotated[Path, typer.Option("--parts", help="Directory of the mounted parts.")],
+    work: Annotated[Path, typer.Option("--work", help="Writable directory for the joined plan and inventory.")],
+) -> int:
+    """In a pod of the Job: join and check the plan's parts, then run the given `sign …` on them."""
+    from ..migrate.k8s_parts import assemble
+    from . import main
+
+    rest = list(ctx.args)
+    if rest[:1] != ["sign"]:
+        raise UsageError("k8s-run: after the options, give the sign command (-- sign /work/plan.json …)")
+    assemble(index, parts, work, DEFAULT_LIMITS)
+    return main(rest)
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
     app.command("plan")(plan_command)
+    app.command("k8s-job")(k8s_job_command)
+    app.command("k8s-run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(k8s_run_command)
