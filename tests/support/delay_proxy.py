@@ -39,6 +39,11 @@ class DelayProxy:
         self._loop.run_forever()
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        # Cancelled by close(): end quietly (asyncio's stream callback would print the CancelledError).
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve(client_reader, client_writer)
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self.open += 1
         self.connections += 1
         self.peak = max(self.peak, self.open)
