@@ -226,7 +226,8 @@ def test_ratify_v1_carries_trust_policy_tsa_stores_and_pull_secret(keys: Path, t
         "name": "k8Secrets",
         "secrets": [{"secretName": "regcred"}],
     }
-    template, constraint = yaml.safe_load_all((out / "ratify" / "gatekeeper.yaml").read_text())
+    (template,) = yaml.safe_load_all((out / "ratify" / "constrainttemplate.yaml").read_text())
+    (constraint,) = yaml.safe_load_all((out / "ratify" / "constraint" / "ratifyverification.yaml").read_text())
     assert '"provider": "ratify-provider"' in template["spec"]["targets"][0]["rego"]
     assert constraint["metadata"]["name"] == "dct2notation-verify"
     assert constraint["spec"]["enforcementAction"] == "warn"
@@ -234,7 +235,7 @@ def test_ratify_v1_carries_trust_policy_tsa_stores_and_pull_secret(keys: Path, t
     assert constraint["spec"]["parameters"]["repositories"] == [f"reg.example/{n}" for n in ("a", "b", "c", "kms")]
     for level, action in (("strict", "deny"), ("audit", "dryrun")):
         again = emit(keys, tmp_path / level, level)
-        _, constraint = yaml.safe_load_all((again / "ratify" / "gatekeeper.yaml").read_text())
+        (constraint,) = yaml.safe_load_all((again / "ratify" / "constraint" / "ratifyverification.yaml").read_text())
         assert constraint["spec"]["enforcementAction"] == action
 
 

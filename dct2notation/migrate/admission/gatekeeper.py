@@ -58,6 +58,17 @@ violation[{"msg": msg}] {
 """
 
 
+TEMPLATE_FILE = "ratify/constrainttemplate.yaml"
+# Its own directory: the constraint's kind exists only once Gatekeeper has turned the template into a CRD, so it is
+# applied after the template (runbook 04), never in the same `kubectl apply`.
+CONSTRAINT_FILE = "ratify/constraint/ratifyverification.yaml"
+
+
+def files(inp: AdmissionInput, *, provider: str, success_field: str) -> list[tuple[str, list[Document]]]:
+    template, constraint = documents(inp, provider=provider, success_field=success_field)
+    return [(TEMPLATE_FILE, [template]), (CONSTRAINT_FILE, [constraint])]
+
+
 def documents(inp: AdmissionInput, *, provider: str, success_field: str) -> list[Document]:
     rego = _REGO.replace("@PROVIDER@", provider).replace("@FIELD@", success_field)
     template: Document = {

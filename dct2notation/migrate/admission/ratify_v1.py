@@ -76,7 +76,5 @@ def render(inp: AdmissionInput) -> Rendered:
             "spec": {"name": "oras", "parameters": parameters},
         }
         files.append(("ratify/store.yaml", [store_doc]))
-    files.append(
-        ("ratify/gatekeeper.yaml", gatekeeper.documents(inp, provider="ratify-provider", success_field="isSuccess"))
-    )
+    files += gatekeeper.files(inp, provider="ratify-provider", success_field="isSuccess")
     return Rendered(files=files)

@@ -37,5 +37,5 @@ def render(inp: AdmissionInput) -> Rendered:
         },
     }
     gaps = [Gap("ratify-v2-one-statement", st["name"], tuple(st["registryScopes"])) for st in inp.statements()]
-    templates = gatekeeper.documents(inp, provider="ratify-gatekeeper-provider", success_field="succeeded")
-    return Rendered(files=[("ratify/executor.yaml", [executor]), ("ratify/gatekeeper.yaml", templates)], gaps=gaps)
+    constraints = gatekeeper.files(inp, provider="ratify-gatekeeper-provider", success_field="succeeded")
+    return Rendered(files=[("ratify/executor.yaml", [executor]), *constraints], gaps=gaps)
