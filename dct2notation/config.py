@@ -50,6 +50,9 @@ class Limits:
     http_deadline_seconds: float = 300.0
     retry_attempts: int = 5
     retry_max_wait_seconds: float = 30.0
+    # The batch's reconciliation pass lists a subject again after each repair; a listing still changing after this
+    # many rounds (writers racing on it) leaves its unconfirmed jobs failed for a rerun.
+    reconcile_rounds: int = 5
     # Discovery (notary changefeed, registry catalog): a page is ~200 bytes per record; a feed that never ends, or
     # a catalog that pages forever, stops at these bounds with an error instead of growing memory.
     discover_page_records: int = 1000

@@ -209,3 +209,45 @@ def test_attack_foreign_writer_drops_every_entry_after_the_write_and_the_pass_re
     assert "reconciliation: 6 job(s) checked in " in err and "; 6 repaired (relisted 6)" in err
     with RegistryClient(registry.host, _options(registry.host)) as client:
         assert client.head_manifest(repo, referrers_tag(images[0][2])) is not None
+
+
+def test_a_listing_still_changing_after_the_last_round_leaves_the_job_failed_for_a_rerun(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With one round (``Limits.reconcile_rounds``), a repair is never confirmed: the job is failed with the reason,
+    exit 1, and a rerun (default rounds) confirms the signature the pass listed again, reusing it."""
+    import dataclasses
+
+    from dct2notation.config import DEFAULT_LIMITS
+
+    repo = unique_repo("rounds")
+    images = push_images(registry.host, repo, 2)
+    server = _Dropper(registry.url)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    one_round = dataclasses.replace(_options(host), limits=dataclasses.replace(DEFAULT_LIMITS, reconcile_rounds=1))
+    try:
+        save_bound(make_plan(host, repo, images, ["alpha"], "m-rounds"), tmp_path / "plan.json")
+        code = sign(tmp_path, notation_dir, one_round, concurrency=1)
+        out, err = capsys.readouterr()
+        assert code == 1
+        first = json.loads(out)
+        assert [f["error"] for f in first["failures"]] == [
+            "reconciliation: the listing kept changing under concurrent writers (1 rounds)"
+        ] * 2
+        assert first["reconciliation"]["counts"] == {"relisted": 2}
+        assert "2 job(s) failed (rerun to resume):" in err
+        code = sign(tmp_path, notation_dir, _options(host), concurrency=1)
+        again = json.loads(capsys.readouterr().out)
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.upstream.close()
+        thread.join(5)
+    assert code == 0
+    assert again["counts"] == {"reused": 2}
+    relisted = {r["digest"]: r["signature"] for r in first["reconciliation"]["repairs"]}
+    assert {r["digest"]: r["signature"] for r in again["results"]} == relisted
+    listing = _listing(registry.host, repo, [d for _, _, d in images])
+    assert all([s for s, _ in listing[r["digest"]]] == [r["signature"]] for r in again["results"])

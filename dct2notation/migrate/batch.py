@@ -69,9 +69,6 @@ class TimedTimestamper:
             self.calls += 1
 
 
-RECONCILE_ROUNDS = 5  # listings per subject in the reconciliation pass before its jobs are left for a rerun
-
-
 @dataclass
 class Reconciliation:
     """What the reconciliation pass checked and repaired (summary JSON ``reconciliation`` and stderr)."""
@@ -408,7 +405,8 @@ class BatchSigner:
         subject = Descriptor(jobs[0].media_type or OCI_MANIFEST, jobs[0].digest, jobs[0].size)
         active = [job for job in jobs if self._expected(job) is not None]
         report.checked += len(active)
-        for _ in range(RECONCILE_ROUNDS):
+        rounds = store.limits.reconcile_rounds
+        for _ in range(rounds):
             await bucket.take(1)
             listed = await store.alist_signatures(repo, subject.digest)
             changed = False
@@ -417,7 +415,7 @@ class BatchSigner:
             if not changed:
                 return
         self._unconfirmed(
-            active, f"reconciliation: the listing kept changing under concurrent writers ({RECONCILE_ROUNDS} rounds)"
+            active, f"reconciliation: the listing kept changing under concurrent writers ({rounds} rounds)"
         )
 
     async def _reconcile_job(
