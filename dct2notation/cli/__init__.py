@@ -46,10 +46,23 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
 
+    def _print_version(value: bool) -> None:
+        if value:
+            from .. import __version__
+
+            print(f"dct2notation {__version__}")
+            raise typer.Exit(0)
+
     @app.callback()
-    def _root() -> None:
+    def _root(
+        # Not Annotated: typer evaluates annotations in this module's globals, where typer is not imported.
+        version: bool = typer.Option(
+            False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ) -> None:
         """Move container-image signing from Docker Content Trust (Notary v1) to Notation."""
 
     @app.command("version")
@@ -119,9 +132,27 @@ def _without_typer(args: list[str]) -> bool:
     return True
 
 
+# The commands whose --oci-layout is also Notation's flag (``verify --oci-layout --scope S DIR@sha256:…``).
+_LAYOUT_FLAG_COMMANDS = ("sign", "ls", "inspect", "verify")
+
+
+def _layout_flag_argv(args: list[str]) -> list[str]:
+    """A bare ``--oci-layout`` (last, or before another option) becomes ``--oci-layout=``, which those commands
+    read as Notation's flag; ``--oci-layout DIR`` keeps its value."""
+    if args[:1] and args[0] not in _LAYOUT_FLAG_COMMANDS:
+        return args
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--oci-layout" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = "--oci-layout="
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the process exit code (README "Exit codes")."""
-    args = sys.argv[1:] if argv is None else argv
+    args = _layout_flag_argv(sys.argv[1:] if argv is None else argv)
     try:
         if _without_typer(args):
             return 0

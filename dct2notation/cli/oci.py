@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -12,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ..config import DEFAULT_LIMITS, SystemClock
+from ..duration import parse_go_duration
 from ..errors import UsageError
 from ..keys.base import SigningKey
 from ..notation.formats import signature_format as signature_format_of
@@ -19,18 +18,23 @@ from ..notation.manifest import FORMS, ManifestForm
 from ..oci import Descriptor
 from ..registry.options import RegistryOptions
 from ..registry.reference import require_digest
-from ..registry.target import Target, open_target
+from ..registry.target import Target, open_target, split_layout_reference
 from ..report import print_json, shown, stderr_console
-from .credentials import read_credentials, registry_options
-from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
+from .credentials import notation_credentials, registry_options, with_plain_http
+from .remote import CaFileOpt, InsecureOpt, PasswordOpt, PasswordStdinOpt, PlainHttpOpt, UserOpt
 
 _T = TypeVar("_T")
 
-_DURATION = re.compile(r"(\d+)(h|m|s)")
-
 LayoutOpt = Annotated[
-    Path | None, typer.Option("--oci-layout", help="Use this OCI image layout instead of a registry.")
+    str | None,
+    typer.Option(
+        "--oci-layout",
+        help="An OCI image layout instead of a registry: as Notation, a flag with REF DIR@sha256:… or DIR:TAG; "
+        "or --oci-layout DIR with REF inside it (TAG, NAME:TAG as index.json names it, or a digest).",
+    ),
 ]
+# `--oci-layout` given as Notation's flag (no value): main() passes it as `--oci-layout=` (cli._layout_flag_argv).
+LAYOUT_FLAG = ""
 ForceTagOpt = Annotated[
     bool,
     typer.Option(
@@ -44,21 +48,22 @@ MetadataOpt = Annotated[
 ]
 
 
-def parse_duration(text: str) -> dt.timedelta:
-    """Go-style durations as Notation's ``--expiry`` takes them: ``24h``, ``1h30m``, ``90s``."""
-    if not text or _DURATION.sub("", text) != "":
-        raise UsageError(f"--expiry: {text!r} is not a duration such as 24h, 30m or 1h30m")
-    seconds = sum(int(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in _DURATION.findall(text))
-    if seconds <= 0:
-        raise UsageError(f"--expiry: {text!r} must be positive")
-    if seconds > MAX_EXPIRY_SECONDS:
-        raise UsageError(f"--expiry: {text!r} is longer than Notation accepts (at most 2562047h47m16s)")
-    return dt.timedelta(seconds=seconds)
+def layout_and_reference(oci_layout: str | None, reference: str | None) -> tuple[Path | None, str]:
+    """The layout directory (None for a registry) and the REF inside it or in the registry."""
+    if reference is None and oci_layout in (None, LAYOUT_FLAG):
+        raise UsageError("give the artifact REF (with --oci-layout: DIR@sha256:… or DIR:TAG)")
+    if oci_layout is None:
+        return None, str(reference)
+    if oci_layout == LAYOUT_FLAG:
+        return split_layout_reference(str(reference))
+    if reference is None:
+        return split_layout_reference(oci_layout)
+    return Path(oci_layout), reference
 
 
-# Go's time.Duration (int64 nanoseconds), which Notation parses --expiry into: ~292 years. Longer values overflowed
-# timedelta or the expiry date instead.
-MAX_EXPIRY_SECONDS = (2**63 - 1) // 10**9
+def _shown_reference(layout: Path | None, pinned: str) -> str:
+    """Notation names a layout's artifact DIR@sha256:…; a registry's REGISTRY/REPO@sha256:…."""
+    return pinned if layout is None else f"{layout}@{pinned.rpartition('@')[2]}"
 
 
 def parse_user_metadata(items: list[str]) -> dict[str, str]:
@@ -123,7 +128,9 @@ def _report_retries(target: Target) -> dict[str, Any] | None:
 
 
 def sign(
-    target: Annotated[str, typer.Argument(help="REF@sha256:… to sign, or a plan file for batch signing.")],
+    target: Annotated[
+        str | None, typer.Argument(help="REF@sha256:… to sign (with --oci-layout DIR@sha256:…), or a plan file.")
+    ] = None,
     key: Annotated[
         str | None,
         typer.Option(
@@ -142,14 +149,18 @@ def sign(
         ),
     ] = "cose",
     oci_layout: LayoutOpt = None,
-    expiry: Annotated[str | None, typer.Option("--expiry", "-e", help="Signature lifetime, e.g. 8760h.")] = None,
+    expiry: Annotated[
+        str | None, typer.Option("--expiry", "-e", help="Lifetime, a Go duration: 8760h, 1.5h, 2000ms; 0: none.")
+    ] = None,
     timestamp_url: Annotated[str | None, typer.Option("--timestamp-url", help="RFC 3161 TSA URL.")] = None,
     timestamp_root_cert: Annotated[
         Path | None, typer.Option("--timestamp-root-cert", help="TSA root certificate.")
     ] = None,
     insecure_registry: InsecureOpt = [],  # noqa: B006
+    plain_http: PlainHttpOpt = False,
     ca_file: CaFileOpt = None,
     username: UserOpt = None,
+    password: PasswordOpt = None,
     password_stdin: PasswordStdinOpt = False,
     force_referrers_tag: ForceTagOpt = False,
     config_dir: Annotated[
@@ -167,9 +178,9 @@ def sign(
     """Sign an artifact by digest (or every job of a plan) and store the signature next to it."""
     form = _form(signature_manifest)
     envelope_format = signature_format_of(signature_format)
-    credentials = read_credentials(username, password_stdin)
-    options = registry_options(insecure_registry, ca_file, credentials, force_referrers_tag)
-    if Path(target).is_file():
+    credentials = notation_credentials(username, password, password_stdin)
+    if target is not None and Path(target).is_file():
+        options = registry_options(insecure_registry, ca_file, credentials, force_referrers_tag)
         migrate_cli = importlib.import_module("dct2notation.cli.migrate")
         sign_plan = getattr(migrate_cli, "sign_plan", None)
         if sign_plan is None:
@@ -180,7 +191,7 @@ def sign(
             key=key,
             config_dir=config_dir,
             form=form,
-            oci_layout=oci_layout,
+            oci_layout=Path(oci_layout) if oci_layout else None,
             registry_options=options,
             concurrency=concurrency,
             shard=shard,
@@ -197,6 +208,9 @@ def sign(
         if isinstance(result, int) and result:
             raise typer.Exit(result)
         return
+    layout, target = layout_and_reference(oci_layout, target)
+    insecure = with_plain_http(insecure_registry, plain_http and layout is None, target)
+    options = registry_options(insecure, ca_file, credentials, force_referrers_tag)
     if "@" not in target and _looks_like_a_path(target):
         # `sign ./plan.jsn` (a typo) was "--key is required": say which reading failed.
         raise UsageError(f"sign: {target}: no such plan file (one artifact is signed as REF@sha256:…)")
@@ -207,10 +221,11 @@ def sign(
         raise UsageError(f"sign {target}: {', '.join(plan_only)} only apply to signing a plan file")
     from ..registry.signing import sign_artifact
 
-    lifetime = parse_duration(expiry) if expiry is not None else None
+    lifetime = parse_go_duration(expiry) if expiry is not None else None
+    lifetime = lifetime or None  # Notation: 0 is no expiry
     metadata = parse_user_metadata(user_metadata)
     stamper = _timestamper(timestamp_url, timestamp_root_cert)
-    handle = open_target(target, options=options, oci_layout=oci_layout, create=True)
+    handle = open_target(target, options=options, oci_layout=layout, create=True)
     try:
         require_digest(handle.reference, command="sign")  # before any key or network work
         signing_key = _load_key(key, config_dir)
@@ -250,48 +265,91 @@ def _attached(
     return str(handle.reference.with_digest(subject.digest)), subject, gathered
 
 
+RefArg = Annotated[
+    str | None, typer.Argument(help="REF: REGISTRY/REPO:TAG or @sha256:…; with --oci-layout DIR@sha256:… or DIR:TAG.")
+]
+OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="json: Notation's JSON document on stdout.")]
+ScopeOpt = Annotated[
+    str | None,
+    typer.Option("--scope", help="With --oci-layout: the repository the trust policy scopes match (Notation's)."),
+]
+
+
+def _notation_output(value: str | None) -> bool:
+    if value in (None, "text"):
+        return False
+    if value != "json":
+        raise UsageError(f"--output {value!r}: expected json or text")
+    return True
+
+
+def _registry_access(
+    reference: str,
+    layout: Path | None,
+    insecure_registry: list[str],
+    plain_http: bool,
+    ca_file: Path | None,
+    username: str | None,
+    password: str | None,
+    password_stdin: bool,
+) -> RegistryOptions:
+    insecure = with_plain_http(insecure_registry, plain_http and layout is None, reference)
+    return registry_options(insecure, ca_file, notation_credentials(username, password, password_stdin))
+
+
 def ls(
-    reference: Annotated[str, typer.Argument(help="REF (tag or digest) whose signatures to list.")],
+    reference: RefArg = None,
     json_out: JsonOpt = False,
+    output: OutputOpt = None,
     oci_layout: LayoutOpt = None,
     insecure_registry: InsecureOpt = [],  # noqa: B006
+    plain_http: PlainHttpOpt = False,
     ca_file: CaFileOpt = None,
     username: UserOpt = None,
+    password: PasswordOpt = None,
     password_stdin: PasswordStdinOpt = False,
 ) -> None:
-    """List the Notation signatures attached to an artifact."""
+    """List the Notation signatures attached to an artifact (Notation's tree on stdout, full digests)."""
     from ..registry.inspection import list_attached
 
-    options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
-    pinned, subject, summaries = _attached(reference, options, oci_layout, list_attached)
-    if json_out:
+    layout, ref = layout_and_reference(oci_layout, reference)
+    options = _registry_access(ref, layout, insecure_registry, plain_http, ca_file, username, password, password_stdin)
+    pinned, subject, summaries = _attached(ref, options, layout, list_attached)
+    if json_out or _notation_output(output):
         print_json({"reference": pinned, "subject": subject.to_dict(), "signatures": [s.to_dict() for s in summaries]})
         return
-    from rich.table import Table
-
-    table = Table(title=f"{shown(pinned)}: {len(summaries)} signature(s)")
-    for column in ("DIGEST", "FORM", "ENVELOPE", "SIGNED", "CERT SHA256"):
-        table.add_column(column)
-    for s in summaries:
-        cells = (s.digest, s.form, s.envelope_media_type, s.signing_time or "-", ", ".join(s.thumbprints))
-        table.add_row(*map(shown, cells))
-    stderr_console.print(table)
+    # `notation ls`: the artifact, then its signatures under the signature artifact type.
+    print(shown(_shown_reference(layout, pinned)))
+    if not summaries:
+        stderr_console.print(f"{shown(_shown_reference(layout, pinned))} has no associated signature", markup=False)
+        return
+    print("└── application/vnd.cncf.notary.signature")
+    for i, s in enumerate(summaries):
+        print(f"    {'└──' if i == len(summaries) - 1 else '├──'} {shown(s.digest)}")
 
 
 def inspect(
-    reference: Annotated[str, typer.Argument(help="REF (tag or digest) whose signatures to inspect.")],
-    json_out: JsonOpt = False,
+    reference: RefArg = None,
+    json_out: Annotated[bool, typer.Option("--json", help="This tool's JSON document on stdout.")] = False,
+    output: OutputOpt = None,
     oci_layout: LayoutOpt = None,
     insecure_registry: InsecureOpt = [],  # noqa: B006
+    plain_http: PlainHttpOpt = False,
     ca_file: CaFileOpt = None,
     username: UserOpt = None,
+    password: PasswordOpt = None,
     password_stdin: PasswordStdinOpt = False,
 ) -> None:
-    """Show each signature's envelope, certificate chain and annotations."""
-    from ..registry.inspection import inspect_attached
+    """Show each signature's envelope, certificate chain and annotations (-o json: Notation 1.3's document)."""
+    from ..registry.inspection import inspect_attached, notation_inspect_document
 
-    options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
-    pinned, subject, details = _attached(reference, options, oci_layout, inspect_attached)
+    layout, ref = layout_and_reference(oci_layout, reference)
+    options = _registry_access(ref, layout, insecure_registry, plain_http, ca_file, username, password, password_stdin)
+    if _notation_output(output):
+        _, _, notation_doc = _attached(ref, options, layout, notation_inspect_document)
+        print_json(notation_doc)
+        return
+    pinned, subject, details = _attached(ref, options, layout, inspect_attached)
     doc = {"reference": pinned, "subject": subject.to_dict(), "signatures": details}
     if json_out:
         print_json(doc)
@@ -311,34 +369,78 @@ def inspect(
             )
 
 
+# notation 1.3's words, on stderr, when the artifact was named by a tag.
+TAG_WARNING = (
+    "Warning: Always verify the artifact using digest(@sha256:...) rather than a tag(:{tag}) because resolved "
+    "digest may not point to the same signed artifact, as tags are mutable."
+)
+
+
+def _trust_files(policy: Path | None, truststore: Path | None) -> tuple[Path, Path]:
+    """``--policy``/``--truststore``, else what ``notation verify`` reads from $NOTATION_CONFIG (~/.config/notation)."""
+    from ..keys.signingkeys import notation_config_dir
+    from ..notation.policy import policy_file
+
+    config = notation_config_dir(None)
+    return (policy if policy is not None else policy_file(config)), (
+        truststore if truststore is not None else config / "truststore"
+    )
+
+
+def _scope(scope: str | None, layout: Path | None) -> str | None:
+    if scope is None:
+        return None
+    if layout is None:
+        raise UsageError("--scope applies to --oci-layout only (a registry reference is its own scope)")
+    # What a trust policy's registryScopes hold: REGISTRY/REPOSITORY, no tag or digest (Notation: local/hello-world).
+    if "/" not in scope.strip("/") or "@" in scope or ":" in scope.rpartition("/")[2] or scope != scope.strip():
+        raise UsageError(f"--scope {scope!r}: give a repository such as example.com/my/repository (no tag or digest)")
+    return scope
+
+
 def verify(
-    reference: Annotated[str, typer.Argument(help="REF to verify (a digest is resolved and reported).")],
-    policy: Annotated[Path, typer.Option("--policy", help="trustpolicy.json")],
+    reference: RefArg = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="trustpolicy.json (default: Notation's, in $NOTATION_CONFIG).")
+    ] = None,
     truststore: Annotated[
-        Path, typer.Option("--truststore", help="Trust store root (x509/{ca,signingAuthority,tsa}).")
-    ],
+        Path | None,
+        typer.Option("--truststore", help="Trust store root x509/{ca,signingAuthority,tsa} (default: Notation's)."),
+    ] = None,
     user_metadata: MetadataOpt = [],  # noqa: B006
     json_out: JsonOpt = False,
+    output: OutputOpt = None,
     oci_layout: LayoutOpt = None,
+    scope: ScopeOpt = None,
     insecure_registry: InsecureOpt = [],  # noqa: B006
+    plain_http: PlainHttpOpt = False,
     ca_file: CaFileOpt = None,
     username: UserOpt = None,
+    password: PasswordOpt = None,
     password_stdin: PasswordStdinOpt = False,
 ) -> None:
     """Verify an artifact's signatures against a trust policy (exit 1 when no signature passes)."""
     from ..registry.verification import verify_target
 
-    options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
+    layout, ref = layout_and_reference(oci_layout, reference)
+    options = _registry_access(ref, layout, insecure_registry, plain_http, ca_file, username, password, password_stdin)
+    policy_path, store_path = _trust_files(policy, truststore)
+    policy_scope = _scope(scope, layout)
     metadata = parse_user_metadata(user_metadata)
-    handle = open_target(reference, options=options, oci_layout=oci_layout)
+    handle = open_target(ref, options=options, oci_layout=layout)
     try:
-        report = verify_target(handle, policy=policy, truststore=truststore, user_metadata=metadata)
+        report = verify_target(
+            handle, policy=policy_path, truststore=store_path, user_metadata=metadata, scope=policy_scope
+        )
     finally:
         handle.close()
-    if json_out:
+    # On success only: a failure stays the one error line; the warning is about trusting what passed.
+    if report.ok and "@" not in ref and not ref.startswith("sha256:"):
+        stderr_console.print(TAG_WARNING.format(tag=shown(ref.rpartition(":")[2])), markup=False, soft_wrap=True)
+    if json_out or _notation_output(output):
         print_json(report.to_dict())
     elif report.ok:
-        stderr_console.print(f"Successfully verified signature for {shown(report.reference)}")
+        print(f"Successfully verified signature for {shown(_shown_reference(layout, report.reference))}")
     if not report.ok:
         report.raise_failure()
 

@@ -27,3 +27,12 @@ UserOpt = Annotated[str | None, typer.Option("--username", "-u", help="Registry 
 PasswordStdinOpt = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password of --username from stdin.")
 ]
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--password", "-p", help="Registry password (Notation's flag; default $NOTATION_PASSWORD; prefer stdin)."
+    ),
+]
+PlainHttpOpt = Annotated[
+    bool, typer.Option("--plain-http", help="The reference's registry over plain HTTP (as --insecure-registry HOST).")
+]

@@ -345,6 +345,16 @@ def _parse_statement(obj: Any, index: int, kind: Kind) -> TrustPolicyStatement:
     )
 
 
+def policy_file(config_dir: Path) -> Path:
+    """The OCI trust policy file ``notation verify`` reads from its config dir: ``trustpolicy.oci.json`` (Notation
+    1.2 and later look for it first), else ``trustpolicy.json`` (the only name older Notation reads)."""
+    for name in ("trustpolicy.oci.json", "trustpolicy.json"):
+        path = config_dir / name
+        if path.exists() or path.is_symlink():
+            return path
+    raise ConfigError(f"{config_dir}: no trustpolicy.oci.json or trustpolicy.json (or give --policy FILE)")
+
+
 @dataclass(frozen=True)
 class TrustPolicyDocument:
     version: str
@@ -373,11 +383,7 @@ class TrustPolicyDocument:
     def load_from_config(cls, config_dir: Path) -> TrustPolicyDocument:
         """The OCI policy of a Notation config dir: ``trustpolicy.oci.json`` (Notation 2), else ``trustpolicy.json``
         (the only name Notation 1.x reads)."""
-        for name in ("trustpolicy.oci.json", "trustpolicy.json"):
-            path = config_dir / name
-            if path.exists() or path.is_symlink():
-                return cls.load(path)
-        raise ConfigError(f"{config_dir}: no trustpolicy.oci.json or trustpolicy.json")
+        return cls.load(policy_file(config_dir))
 
     @classmethod
     def from_dict(cls, obj: Any, where: str = "", *, kind: Kind = "oci") -> TrustPolicyDocument:

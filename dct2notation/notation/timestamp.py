@@ -459,3 +459,21 @@ def _build_request(signature: bytes, hash_name: str) -> tuple[bytes, int]:
     request = tsp.TimestampRequestBuilder(data=signature, hash_algorithm=algorithm, nonce=True, cert_req=True).build()
     assert request.nonce is not None
     return request.as_bytes(), request.nonce
+
+
+def read_timestamp(token: bytes, signature: bytes) -> tuple[TimestampInfo, list[x509.Certificate]]:
+    """The time window and certificates a TimeStampToken over ``signature`` states, trusting no root: what
+    ``notation inspect`` shows (verification judges the token against the tsa trust store)."""
+    try:
+        response = tsp.decode_timestamp_response(_as_response(token))
+        info = response.tst_info
+        certificates = [x509.load_der_x509_certificate(der) for der in response.signed_data.certificates]
+    except ValueError as exc:
+        raise TimestampError(f"timestamp token is not a DER RFC 3161 TimeStampToken ({exc})") from exc
+    imprint = info.message_imprint
+    hash_name = _NAME_BY_OID.get(imprint.hash_algorithm.dotted_string)
+    if hash_name is None or imprint.message != hashlib.new(_HASHES[hash_name][0], signature).digest():
+        raise TimestampError("timestamp token message imprint is not the hash of the signature")
+    gen_time = info.gen_time.astimezone(dt.UTC)
+    window = _accuracy(info)
+    return TimestampInfo(gen_time, gen_time - window, gen_time + window), certificates

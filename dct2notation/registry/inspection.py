@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,3 +123,72 @@ def inspect_attached(target: Target, subject: Descriptor) -> list[dict[str, Any]
 def require_signatures(target: Target, subject: Descriptor) -> None:
     if not target.store.list_signatures(target.repo, subject.digest):
         raise NotFoundError(f"{target.reference}: no signatures found")
+
+
+NOTATION_PAYLOAD_TYPE = "application/vnd.cncf.notary.payload.v1+json"
+
+
+def _notation_time(value: dt.datetime) -> str:
+    # Go's time.Time in JSON is RFC 3339 with nanoseconds when there are any; ours are whole seconds or micro.
+    text = value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return text.replace(".000000Z", "Z")
+
+
+def _notation_certificate(cert: x509.Certificate) -> dict[str, Any]:
+    return {
+        "SHA256Fingerprint": cert.fingerprint(hashes.SHA256()).hex(),
+        "issuedTo": cert.subject.rfc4514_string(),
+        "issuedBy": cert.issuer.rfc4514_string(),
+        "expiry": _notation_time(cert.not_valid_after_utc),
+    }
+
+
+def _timestamp_signature(token: bytes, signature: bytes) -> dict[str, Any]:
+    from ..notation.timestamp import read_timestamp
+
+    try:
+        info, certificates = read_timestamp(token, signature)
+    except Dct2NotationError as exc:
+        return {"error": f"failed to parse timestamp countersignature: {exc}"}
+    return {
+        "timestamp": f"[{_notation_time(info.not_before)}, {_notation_time(info.not_after)}]",
+        "certificates": [_notation_certificate(c) for c in certificates],
+    }
+
+
+def notation_inspect_document(target: Target, subject: Descriptor) -> dict[str, Any]:
+    """``notation inspect -o json``'s document, key for key as Notation 1.3 prints it (its
+    cmd/notation/internal/display/metadata/json): ``mediaType`` of the subject, then one entry per signature. A
+    signature whose envelope cannot be read is left out with its error on ``error`` (Notation stops at the first)."""
+    signatures: list[dict[str, Any]] = []
+    for stored in fetch_signatures(target.store, target.repo, subject.digest):
+        manifest = stored.manifest
+        try:
+            env = parse_signature_envelope(stored.envelope, manifest.envelope.media_type, target.store.limits)
+        except Dct2NotationError as exc:
+            signatures.append({"digest": manifest.digest, "error": str(exc)})
+            continue
+        signed: dict[str, Any] = {"contentType": NOTATION_PAYLOAD_TYPE, "signingScheme": env.signing_scheme}
+        signing_time = env.signing_time or env.authentic_signing_time
+        if signing_time is not None:
+            signed["signingTime"] = _notation_time(signing_time)
+        if env.expiry is not None:
+            signed["expiry"] = _notation_time(env.expiry)
+        unsigned: dict[str, Any] = {}
+        if env.signing_agent:
+            unsigned["signingAgent"] = env.signing_agent
+        if env.timestamp_token is not None:
+            unsigned["timestampSignature"] = _timestamp_signature(env.timestamp_token, env.signature)
+        artifact = env.target_artifact
+        signatures.append(
+            {
+                "digest": manifest.digest,
+                "signatureAlgorithm": env.algorithm.signing_algorithm,
+                "signedAttributes": signed,
+                "userDefinedAttributes": dict(env.user_metadata) if env.user_metadata else None,
+                "unsignedAttributes": unsigned,
+                "certificates": [_notation_certificate(c) for c in env.cert_chain],
+                "signedArtifact": {"mediaType": artifact.media_type, "digest": artifact.digest, "size": artifact.size},
+            }
+        )
+    return {"mediaType": subject.media_type, "signatures": signatures}

@@ -41,9 +41,30 @@ def parse_layout_reference(text: str, layout: Path) -> Reference:
     return Reference(LAYOUT_REGISTRY, name, tag, None)
 
 
+def split_layout_reference(text: str) -> tuple[Path, str]:
+    """Notation's ``--oci-layout`` reference, ``DIR@sha256:…`` or ``DIR:TAG``: the layout directory and the digest or
+    tag inside it (a tag is an ``org.opencontainers.image.ref.name`` of the layout's index.json)."""
+    if "@" in text:
+        directory, _, inside = text.rpartition("@")
+    else:
+        colon = text.rfind(":")
+        if colon <= text.rfind("/") or colon in (0, len(text) - 1):
+            raise UsageError(f"--oci-layout {text!r}: give DIR@sha256:… or DIR:TAG (the layout and the artifact in it)")
+        directory, inside = text[:colon], text[colon + 1 :]
+    if not directory or not inside:
+        raise UsageError(f"--oci-layout {text!r}: give DIR@sha256:… or DIR:TAG (the layout and the artifact in it)")
+    return Path(directory), inside
+
+
 def open_target(text: str, *, options: RegistryOptions, oci_layout: Path | None = None, create: bool = False) -> Target:
     if oci_layout is not None:
         store = OCILayoutStore(oci_layout, options.limits, create=create)
-        return Target(parse_layout_reference(text, oci_layout), store, "oci-layout")
+        reference = parse_layout_reference(text, oci_layout)
+        if reference.tag is not None and reference.tag != text and not create:
+            # `NAME:TAG` as index.json names it (a ref.name holding the repository too, as skopeo and buildx write).
+            named = store.layout.tagged(text)
+            if named is not None:
+                reference = reference.with_digest(named.digest)
+        return Target(reference, store, "oci-layout")
     ref = parse_reference(text)
     return Target(ref, RegistryStore(ref.registry, options), "registry")

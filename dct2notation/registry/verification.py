@@ -48,8 +48,12 @@ def verify_target(
     truststore: Path,
     user_metadata: dict[str, str] | None = None,
     clock: Clock | None = None,
+    scope: str | None = None,
 ) -> VerifyReport:
-    """Verify every signature until one passes (Notation's rule), reporting the check that failed otherwise."""
+    """Verify every signature until one passes (Notation's rule), reporting the check that failed otherwise.
+
+    ``scope`` (``verify --scope``) is the repository the trust policy's registry scopes are matched against, as
+    Notation's ``--scope`` for an OCI layout; the target's own repository otherwise."""
     document = TrustPolicyDocument.load(policy)
     store = TrustStore(truststore)
     subject = target.store.resolve(target.reference)
@@ -76,7 +80,7 @@ def verify_target(
         result = verify_envelope(
             sig.envelope,
             subject=subject,
-            reference=reference,
+            reference=f"{scope}@{subject.digest}" if scope else reference,
             policy=document,
             truststore=store,
             clock=clock or SystemClock(),
