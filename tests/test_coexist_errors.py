@@ -81,11 +81,15 @@ def test_source_and_policy_are_required(
     scenario: Scenario,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert main(["check", "g", "--policy", str(scenario.policy), "--truststore", str(scenario.truststore)]) == 2
     assert "give exactly one of" in error_line(capsys)
+    # Without --policy, check reads Notation's config dir as notation verify does; here it holds no policy.
+    monkeypatch.setenv("NOTATION_CONFIG", str(tmp_path / "notation"))
     assert main(["check", "g", "--archive", str(scenario.archive)]) == 2
-    assert "--policy FILE and --truststore DIR are required" in error_line(capsys)
+    missing = f"{tmp_path / 'notation'}: no trustpolicy.oci.json or trustpolicy.json (or give --policy FILE)"
+    assert missing in error_line(capsys)
     args = ["check", "--archive", str(scenario.archive), "--policy", str(scenario.policy)]
     assert main([*args, "--truststore", str(tmp_path / "none")]) == 2
     assert f"--truststore {tmp_path / 'none'}: not a directory" in error_line(capsys)
@@ -193,3 +197,25 @@ def test_unwritable_report_file_exit_2(
     target = tmp_path / "missing-dir" / "out"
     assert main(scenario.args(option, str(target))) == 2
     assert error_line(capsys) == f"dct2notation: error: {option} {target}: cannot write (No such file or directory)"
+
+
+def test_check_reads_notation_config_by_default(
+    scenario: Scenario,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`check` without --policy/--truststore reads $NOTATION_CONFIG's as notation verify does (issue #16): the same
+    document as with the options. Before: "--policy FILE and --truststore DIR are required"."""
+    explicit = scenario.args("--json")
+    assert main(explicit) == 1
+    expected = json.loads(capsys.readouterr().out)
+    config = tmp_path / "notation"
+    config.mkdir()
+    shutil.copyfile(scenario.policy, config / "trustpolicy.json")
+    shutil.copytree(scenario.truststore, config / "truststore")
+    monkeypatch.setenv("NOTATION_CONFIG", str(config))
+    at = explicit.index("--policy")
+    assert main(explicit[:at] + explicit[at + 4 :]) == 1
+    got = json.loads(capsys.readouterr().out)
+    assert got["tags"] == expected["tags"] and len(got["tags"]) > 1

@@ -117,8 +117,12 @@ def check_command(
     ca_file: CaFileOpt = None,
     username: UserOpt = None,
     password_stdin: PasswordStdinOpt = False,
-    policy: Annotated[Path | None, typer.Option("--policy", help="Notation trust policy (trustpolicy.json).")] = None,
-    truststore: Annotated[Path | None, typer.Option("--truststore", help="Notation trust store directory.")] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Trust policy (default: $NOTATION_CONFIG's, as notation verify).")
+    ] = None,
+    truststore: Annotated[
+        Path | None, typer.Option("--truststore", help="Trust store directory (default: $NOTATION_CONFIG/truststore).")
+    ] = None,
     require: RequireOpt = "both",
     json_out: Annotated[bool, typer.Option("--json", help="The check document (or the diff) on stdout.")] = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML, one test case per tag.")] = None,
@@ -160,8 +164,9 @@ def check_command(
     options = registry_options(insecure_registry, ca_file, read_credentials(username, password_stdin))
     if require not in REQUIRE_MODES:
         raise UsageError(f"--require {require!r}: expected one of {', '.join(REQUIRE_MODES)}")
-    if policy is None or truststore is None:
-        raise UsageError("check: --policy FILE and --truststore DIR are required")
+    from ..notation.policy import notation_trust_files
+
+    policy, truststore = notation_trust_files(policy, truststore)  # as notation verify: $NOTATION_CONFIG's
     if watch is not None and (max_runs is None or max_runs < 1 or watch < 0):
         raise UsageError("--watch INTERVAL needs --max-runs N (N ≥ 1, INTERVAL ≥ 0): a scheduled run must be bounded")
     if not truststore.is_dir():

@@ -376,17 +376,6 @@ TAG_WARNING = (
 )
 
 
-def _trust_files(policy: Path | None, truststore: Path | None) -> tuple[Path, Path]:
-    """``--policy``/``--truststore``, else what ``notation verify`` reads from $NOTATION_CONFIG (~/.config/notation)."""
-    from ..keys.signingkeys import notation_config_dir
-    from ..notation.policy import policy_file
-
-    config = notation_config_dir(None)
-    return (policy if policy is not None else policy_file(config)), (
-        truststore if truststore is not None else config / "truststore"
-    )
-
-
 def _scope(scope: str | None, layout: Path | None) -> str | None:
     if scope is None:
         return None
@@ -424,7 +413,9 @@ def verify(
 
     layout, ref = layout_and_reference(oci_layout, reference)
     options = _registry_access(ref, layout, insecure_registry, plain_http, ca_file, username, password, password_stdin)
-    policy_path, store_path = _trust_files(policy, truststore)
+    from ..notation.policy import notation_trust_files
+
+    policy_path, store_path = notation_trust_files(policy, truststore)
     policy_scope = _scope(scope, layout)
     metadata = parse_user_metadata(user_metadata)
     handle = open_target(ref, options=options, oci_layout=layout)

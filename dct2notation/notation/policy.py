@@ -355,6 +355,17 @@ def policy_file(config_dir: Path) -> Path:
     raise ConfigError(f"{config_dir}: no trustpolicy.oci.json or trustpolicy.json (or give --policy FILE)")
 
 
+def notation_trust_files(policy: Path | None, truststore: Path | None) -> tuple[Path, Path]:
+    """``--policy`` and ``--truststore``, else what ``notation verify`` reads: the policy file of $NOTATION_CONFIG
+    (default ~/.config/notation) and its ``truststore`` directory."""
+    from ..keys.signingkeys import notation_config_dir
+
+    config = notation_config_dir(None)
+    return (policy if policy is not None else policy_file(config)), (
+        truststore if truststore is not None else config / "truststore"
+    )
+
+
 @dataclass(frozen=True)
 class TrustPolicyDocument:
     version: str
