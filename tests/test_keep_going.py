@@ -90,3 +90,20 @@ def test_inventory_lists_the_others_and_records_the_failure(
     out, err = capsys.readouterr()
     assert code == 1
     assert f"dct2notation: check: {missing}: nothing checked: not in --inventory {inventory}: " in err
+
+
+def test_an_expired_gun_is_reported_like_a_missing_one(
+    notary_server: NotaryServer, guns: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Expired metadata (notary-server's timestamp lasts 14 days; evaluated 60 days on) is one GUN's failure too."""
+    import datetime as dt
+
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    good, missing = guns
+    code = main(["inventory", good, missing, "--server", notary_server.url, "--at", later, "--json"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert lines[0].startswith(f"dct2notation: inventory: {good}: timestamp: expired at ")
+    assert lines[1].startswith(f"dct2notation: inventory: {missing}: ")
+    assert lines[2] == "dct2notation: error: inventory: 2 of 2 GUN(s) could not be read; nothing printed"
