@@ -99,3 +99,20 @@ def test_archive_concurrently_writes_the_rest(
     # What was archived concurrently reads back as it was served.
     assert main(["inventory", "--guns-from", str(guns_file), "--archive", str(out), "--json"]) == 1
     assert [r["gun"] for r in json.loads(capsys.readouterr().out)["repositories"]] == GUNS
+
+
+def test_a_version_1_root_costs_no_extra_round_trip(proxied: DelayProxy, tmp_path: Path) -> None:
+    """Four requests per GUN: 1.root.json was asked for every version-1 root and thrown away (one round trip in
+    five, at estate latency). A root rotated to version 2 still walks from 1.root."""
+    from tests.support.hostile_notary import HostileNotary
+
+    out = tmp_path / "archive"
+    assert main(["archive", GUNS[0], "--server", f"http://{proxied.host}", "-o", str(out)]) == 0
+    files = {p.relative_to(out / GUNS[0]).as_posix().removesuffix(".json"): p.read_bytes()
+             for p in (out / GUNS[0]).rglob("*.json")}  # fmt: skip
+    hostile = HostileNotary(GUNS[0], files)
+    try:
+        assert main(["inventory", GUNS[0], "--server", hostile.url, "--json"]) == 0
+    finally:
+        hostile.close()
+    assert hostile.requested == ["root", "timestamp", "snapshot", "targets"]
