@@ -155,3 +155,60 @@ def test_pretty_printed_copy_fails_the_hash_chain(
     code, _, err = run_inventory(capsys, gun, trust_dir_for(tmp_path, base, gun), "2019-10-20T00:00:00Z")
     assert code == 1
     assert err == f"dct2notation: error: {gun}: snapshot: length 2039 does not match timestamp's 1286\n"
+
+
+@pytest.mark.parametrize(("set_dir", "meta", "gun", "at"), SETS, ids=[s[0] for s in SETS])
+def test_format_docker_is_the_recorded_trust_inspect(
+    capsys: pytest.CaptureFixture[str],
+    shared_fixtures: Path,
+    tmp_path: Path,
+    set_dir: str,
+    meta: str,
+    gun: str,
+    at: str,
+) -> None:
+    """`inventory --format docker NAME` prints the recorded `docker trust inspect` document for the name as docker
+    users type it (`alpine` for docker.io/library/alpine), four-space indented as docker prints it (issue #16)."""
+    base = shared_fixtures / "dct" / set_dir
+    expected = json.loads((base / "expected-docker-semantics.json").read_text())["trust_inspect"]
+    name = expected[0]["Name"]
+    trust = trust_dir_for(tmp_path, base / meta, gun)
+    code = main(["inventory", name, "--format", "docker", "--trust-dir", str(trust), "--at", at])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out == json.dumps(expected, indent=4, ensure_ascii=False) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Alpine", "'Alpine': invalid repository name (docker's: lowercase components separated by /)"),
+        ("alpine@sha256:" + "0" * 64, "docker trust inspect takes NAME or NAME:TAG, not a digest"),
+        ("alpine:-x", "'alpine:-x': invalid tag '-x'"),
+    ],
+)
+def test_format_docker_refuses_what_docker_refuses(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, message: str
+) -> None:
+    code = main(["inventory", name, "--format", "docker", "--trust-dir", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize(
+    ("name", "gun", "tag"),
+    [
+        ("alpine", "docker.io/library/alpine", None),
+        ("alpine:3.18", "docker.io/library/alpine", "3.18"),
+        ("acme/web", "docker.io/acme/web", None),
+        ("docker.io/acme/web:v1", "docker.io/acme/web", "v1"),
+        ("localhost/app", "localhost/app", None),
+        ("127.0.0.1:5000/team/app:1.0", "127.0.0.1:5000/team/app", "1.0"),
+        ("registry.example.com/a/b/c", "registry.example.com/a/b/c", None),
+    ],
+)
+def test_docker_short_names(name: str, gun: str, tag: str | None) -> None:
+    from dct2notation.dct.docker import docker_name
+
+    assert docker_name(name) == docker_name(name).__class__(name, gun, tag)

@@ -50,6 +50,10 @@ def inventory_command(
     trust_dir: TrustDirOpt = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="Archive written by `archive`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the inventory document.")] = False,
+    output_format: Annotated[
+        str | None,
+        typer.Option("--format", help="docker: exactly what `docker trust inspect NAME…` prints (docker's names)."),
+    ] = None,
     at: AtOpt = None,
     ca: CaOpt = None,
     username: UserOpt = None,
@@ -77,6 +81,7 @@ def inventory_command(
             baseline=baseline,
             guns_from=guns_from,
             concurrency=concurrency,
+            output_format=output_format,
         )
     )
 

@@ -158,6 +158,10 @@ class InventoryArgs:
     baseline: Path | None = None
     guns_from: Path | None = None
     concurrency: int = DEFAULT_LIMITS.concurrency
+    output_format: str | None = None  # --format: docker (docker trust inspect's document)
+
+
+INVENTORY_FORMATS = ("docker",)
 
 
 def run_inventory(args: InventoryArgs) -> None:
@@ -179,6 +183,17 @@ def _inventory(args: InventoryArgs) -> None:
     from ..report import progress_bar
 
     guns = _needs_guns(gun_arguments(args.guns, args.guns_from))
+    docker_names = None
+    if args.output_format is not None:
+        if args.output_format not in INVENTORY_FORMATS:
+            raise UsageError(f"--format {args.output_format!r}: expected one of {', '.join(INVENTORY_FORMATS)}")
+        if args.as_json:
+            raise UsageError("--format docker and --json: give one of them")
+        from ..dct.docker import docker_name
+
+        # docker's short names (alpine, acme/web, IMAGE:TAG) name the GUNs docker would read.
+        docker_names = [docker_name(text) for text in guns]
+        guns = list(dict.fromkeys(name.gun for name in docker_names))
     check_concurrency(args.concurrency, DEFAULT_LIMITS)
     sources = _sources(args.server, args.trust_dir, args.archive, args.ca, args.username, args.password_stdin)
     floors = None
@@ -224,7 +239,12 @@ def _inventory(args: InventoryArgs) -> None:
     failed, total = inventory.failed_guns, len(guns)
     if failed and not inventory.repositories:
         _fail_for(failed, total, "inventory", "nothing printed")
-    if args.as_json:
+    if docker_names is not None:
+        from ..dct import docker
+
+        sys.stdout.write(docker.render(docker.trust_inspect_document(docker_names, inventory.repositories)))
+        sys.stdout.flush()
+    elif args.as_json:
         # Compact output; an indented dump of 10,000 tags takes seconds.
         sys.stdout.write(inventory.to_json() + "\n")
         sys.stdout.flush()
@@ -248,6 +268,7 @@ _VALUE_OPTIONS: dict[str, tuple[str, type[str] | type[Path] | type[int]]] = {
     "--baseline-archive": ("baseline", Path),
     "--guns-from": ("guns_from", Path),
     "--concurrency": ("concurrency", int),
+    "--format": ("output_format", str),
 }
 _FLAGS = {"--json": "as_json", "--password-stdin": "password_stdin"}
 INVENTORY_SPELLINGS = frozenset(_VALUE_OPTIONS) | frozenset(_FLAGS)
