@@ -8,11 +8,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dct2notation.migrate.journal import Journal
@@ -22,6 +19,7 @@ from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore
 from tests.support.plans import save_bound
+from tests.support.relay import Headers, Relay
 from tests.support.servers import Registry
 from tests.test_batch import leaf_thumbprint, make_plan, push_images, sign, unique_repo
 
@@ -121,59 +119,35 @@ def test_two_batches_over_the_same_200_subjects_at_once_lose_and_duplicate_nothi
     assert total_signed - deduplicated >= 400
 
 
-class _Dropper(ThreadingHTTPServer):
+class _Dropper(Relay):
     """Forwards to the registry. The first index write of each subject is undone later, once the batch has moved on
     to another subject (its next index read): a foreign writer that read before our write and wrote after our
     re-read, which no re-read can see."""
 
-    daemon_threads = True
-
     def __init__(self, upstream: str) -> None:
-        super().__init__(("127.0.0.1", 0), _DropHandler)
-        self.upstream = httpx.Client(base_url=upstream, timeout=30)
-        self.lock = threading.Lock()
+        super().__init__(upstream)
         self.written: set[str] = set()
         self.pending: tuple[str, bytes] | None = None
         self.dropped: list[str] = []
 
-
-class _DropHandler(BaseHTTPRequestHandler):
-    server: _Dropper
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        return None
-
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")]
-        index = "/manifests/sha256-" in self.path
-        server = self.server
-        with server.lock:
-            if self.command == "GET" and index and server.pending and server.pending[0] != self.path:
-                path, before = server.pending
-                again = server.upstream.put(path, content=before, headers={"Content-Type": OCI_INDEX})
+    def handle_call(self, method: str, path: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+        index = "/manifests/sha256-" in path
+        with self.lock:
+            if method == "GET" and index and self.pending and self.pending[0] != path:
+                dropped, earlier = self.pending
+                again = self.upstream.put(dropped, content=earlier, headers={"Content-Type": OCI_INDEX})
                 assert again.status_code == 201
-                server.dropped.append(path)
-                server.pending = None
+                self.dropped.append(dropped)
+                self.pending = None
             before = None
-            if self.command == "PUT" and index and self.path not in server.written:
-                got = server.upstream.get(self.path, headers={"Accept": OCI_INDEX})
+            if method == "PUT" and index and path not in self.written:
+                got = self.upstream.get(path, headers={"Accept": OCI_INDEX})
                 before = got.content if got.status_code == 200 else referrers_index([])
-            reply = server.upstream.request(self.command, self.path, headers=headers, content=body)
-            if before is not None and reply.status_code == 201:
-                server.written.add(self.path)
-                server.pending = (self.path, before)
-        self.send_response(reply.status_code)
-        for key, value in reply.headers.multi_items():
-            if key.lower() not in ("connection", "content-length", "transfer-encoding"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(reply.content)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.content)
-
-    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward  # noqa: N815 - http.server naming
+            reply = self.forward(method, path, headers, body)
+            if before is not None and reply[0] == 201:
+                self.written.add(path)
+                self.pending = (path, before)
+        return reply
 
 
 def test_attack_foreign_writer_drops_every_entry_after_the_write_and_the_pass_relists_them(
@@ -184,18 +158,13 @@ def test_attack_foreign_writer_drops_every_entry_after_the_write_and_the_pass_re
     finds each entry missing, lists it again, says so, and only then journals the job done."""
     repo = unique_repo("dropper")
     images = push_images(registry.host, repo, 6)
-    server = _Dropper(registry.url)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host = f"127.0.0.1:{server.server_address[1]}"
+    server = _Dropper(registry.url).start()
+    host = server.host
     try:
         save_bound(make_plan(host, repo, images, ["alpha"], "m-dropper"), tmp_path / "plan.json")
         code = sign(tmp_path, notation_dir, _options(host), concurrency=1)
     finally:
-        server.shutdown()
-        server.server_close()
-        server.upstream.close()
-        thread.join(5)
+        server.stop()
     out, err = capsys.readouterr()
     assert code == 0
     summary = json.loads(out)
@@ -222,10 +191,8 @@ def test_a_listing_still_changing_after_the_last_round_leaves_the_job_failed_for
 
     repo = unique_repo("rounds")
     images = push_images(registry.host, repo, 2)
-    server = _Dropper(registry.url)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host = f"127.0.0.1:{server.server_address[1]}"
+    server = _Dropper(registry.url).start()
+    host = server.host
     one_round = dataclasses.replace(_options(host), limits=dataclasses.replace(DEFAULT_LIMITS, reconcile_rounds=1))
     try:
         save_bound(make_plan(host, repo, images, ["alpha"], "m-rounds"), tmp_path / "plan.json")
@@ -241,10 +208,7 @@ def test_a_listing_still_changing_after_the_last_round_leaves_the_job_failed_for
         code = sign(tmp_path, notation_dir, _options(host), concurrency=1)
         again = json.loads(capsys.readouterr().out)
     finally:
-        server.shutdown()
-        server.server_close()
-        server.upstream.close()
-        thread.join(5)
+        server.stop()
     assert code == 0
     assert again["counts"] == {"reused": 2}
     relisted = {r["digest"]: r["signature"] for r in first["reconciliation"]["repairs"]}

@@ -6,12 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dct2notation.cli import main
@@ -30,6 +27,7 @@ from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore
 from tests.support.images import image_manifest
 from tests.support.plans import save_bound
+from tests.support.relay import Headers, Relay
 from tests.support.servers import Registry
 
 _ids = itertools.count()
@@ -202,76 +200,36 @@ def _listed_descriptor(host: str, repo: str, digest: str) -> Descriptor:
 _DIGEST_TAG = re.compile(r"^(?P<head>/v2/.+/manifests/)sha256-(?P<hex>[0-9a-f]{64})$")
 
 
-class _Front(ThreadingHTTPServer):
+class _Front(Relay):
     """Forwards to distribution. ``gitlab``: a ``sha256-<hex>`` tag resolves to the manifest ``sha256:<hex>`` (what
     GitLab's registry does). ``refuse_delete``: every DELETE is answered 405 (GHCR, many registries)."""
 
-    daemon_threads = True
-
     def __init__(self, upstream: str, *, gitlab: bool = False, refuse_delete: bool = False) -> None:
-        super().__init__(("127.0.0.1", 0), _FrontHandler)
-        self.upstream = httpx.Client(base_url=upstream, timeout=30)
+        super().__init__(upstream)
         self.gitlab = gitlab
         self.refuse_delete = refuse_delete
         self.deletes: list[str] = []
         self.puts: list[str] = []
 
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server_address[1]}"
-
-
-class _FrontHandler(BaseHTTPRequestHandler):
-    server: _Front
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        return None
-
-    def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        path = self.path
-        if self.command == "DELETE":
-            self.server.deletes.append(path)
-            if self.server.refuse_delete:
-                self._reply(405, [("Content-Type", "application/json")], b'{"errors":[{"code":"UNSUPPORTED"}]}')
-                return
-        if self.command == "PUT" and "/manifests/" in path:
-            self.server.puts.append(path)
+    def handle_call(self, method: str, path: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+        if method == "DELETE":
+            self.deletes.append(path)
+            if self.refuse_delete:
+                return 405, [("Content-Type", "application/json")], b'{"errors":[{"code":"UNSUPPORTED"}]}'
+        if method == "PUT" and "/manifests/" in path:
+            self.puts.append(path)
         match = _DIGEST_TAG.match(path)
-        if self.server.gitlab and match and self.command in ("GET", "HEAD"):
+        if self.gitlab and match and method in ("GET", "HEAD"):
             path = f"{match['head']}sha256:{match['hex']}"
-        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")]
-        reply = self.server.upstream.request(self.command, path, headers=headers, content=body)
-        out = [
-            (k, v)
-            for k, v in reply.headers.multi_items()
-            if k.lower() not in ("connection", "content-length", "transfer-encoding")
-        ]
-        self._reply(reply.status_code, out, reply.content)
-
-    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward  # noqa: N815 - http.server naming
+        return self.forward(method, path, headers, body)
 
 
 @pytest.fixture
 def front(registry: Registry, request: pytest.FixtureRequest) -> Iterator[_Front]:
     server = _Front(registry.url, **request.param)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server.start()
     yield server
-    server.shutdown()
-    server.server_close()
-    server.upstream.close()
-    thread.join(5)
+    server.stop()
 
 
 @pytest.mark.parametrize("front", [{"gitlab": True}], indirect=True)
