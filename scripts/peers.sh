@@ -106,4 +106,10 @@ if [ "${DCT2NOTATION_PEERS_SLOW:-0}" = 1 ]; then
     fi
   fi
 fi
+
+# Ratify v1.4.4's CLI (`ratify verify`, tests/test_admission_ratify.py): opt-in like the Kyverno CLI (11 minutes cold).
+# The module answers under github.com/ratify-project/ratify; github.com/notaryproject/ratify@v1.4.4 is a 403 here.
+if [ "${DCT2NOTATION_PEERS_SLOW:-0}" = 1 ]; then
+  build ratify v1.4.4 github.com/ratify-project/ratify ./cmd/ratify
+fi
 exit 0

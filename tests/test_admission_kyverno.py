@@ -30,11 +30,7 @@ from cryptography import x509
 from dct2notation.cli import main
 from dct2notation.config import FixedClock
 from dct2notation.keys.testcert import generate_test_key
-from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, sha256_digest
-from dct2notation.registry.client import RegistryClient
-from dct2notation.registry.options import RegistryOptions
-from tests.support.admission_estate import LEVELS, emit, make_keys
-from tests.support.images import image_manifest
+from tests.support.admission_estate import LEVELS, emit, inventory_doc, make_keys, push_image
 from tests.support.peers import peers_root
 from tests.support.servers import Registry
 from tests.support.tsa import TestTSA
@@ -108,24 +104,6 @@ def kyverno_cli() -> Path:
     if binary.is_file():
         return binary
     pytest.skip(f"kyverno {VERSION} not built: run DCT2NOTATION_PEERS_SLOW=1 scripts/peers.sh (a 15-minute cold build)")
-
-
-def push_image(host: str, repo: str, tag: str) -> str:
-    with RegistryClient(host, RegistryOptions(insecure_registries=frozenset({host}))) as client:
-        client.push_blob(repo, EMPTY_JSON)
-        raw = image_manifest(f"{repo}:{tag}")
-        client.put_manifest(repo, tag, raw, OCI_MANIFEST)
-    return sha256_digest(raw)
-
-
-def inventory_doc(gun: str, digest: str) -> dict[str, object]:
-    """An inventory in which DCT trusted ``v1`` of ``gun`` at ``digest``, signed by the Repo Admin."""
-    return {
-        "format": "dct2notation-inventory/1", "evaluated_at": "2026-01-01T00:00:00Z",
-        "repositories": [{"gun": gun, "trusted_tags": [{"tag": "v1", "digest": digest, "size": 1, "role": "targets"}],
-                          "signed_tags": [], "signers": [], "administrative_keys": [], "conflicts": [],
-                          "delegations": [], "role_targets": {}, "root_version": 1}],
-    }  # fmt: skip
 
 
 def pod(path: Path, image: str) -> Path:

@@ -16,6 +16,10 @@ from dct2notation.keys.testcert import generate_test_key
 from dct2notation.migrate.admission.base import DctRepository
 from dct2notation.migrate.policy import AdmissionOptions, Emission, build_emission, write_emission
 from dct2notation.migrate.signers import load_signers
+from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, sha256_digest
+from dct2notation.registry.client import RegistryClient
+from dct2notation.registry.options import RegistryOptions
+from tests.support.images import image_manifest
 from tests.support.plugin_pki import make_chain
 
 LEVELS = ("strict", "permissive", "audit")
@@ -76,3 +80,21 @@ def emit(keys: Path, out: Path, level: str, **options: Any) -> Path:
     opts = AdmissionOptions(pull_secret="regcred", namespaces=("apps", "web"), dct=dct(), notary_host="notary.example")
     write_emission(emission(keys, level), out, options=AdmissionOptions(**{**opts.__dict__, **options}))
     return out
+
+
+def push_image(host: str, repo: str, tag: str) -> str:
+    with RegistryClient(host, RegistryOptions(insecure_registries=frozenset({host}))) as client:
+        client.push_blob(repo, EMPTY_JSON)
+        raw = image_manifest(f"{repo}:{tag}")
+        client.put_manifest(repo, tag, raw, OCI_MANIFEST)
+    return sha256_digest(raw)
+
+
+def inventory_doc(gun: str, digest: str) -> dict[str, object]:
+    """An inventory in which DCT trusted ``v1`` of ``gun`` at ``digest``, signed by the Repo Admin."""
+    return {
+        "format": "dct2notation-inventory/1", "evaluated_at": "2026-01-01T00:00:00Z",
+        "repositories": [{"gun": gun, "trusted_tags": [{"tag": "v1", "digest": digest, "size": 1, "role": "targets"}],
+                          "signed_tags": [], "signers": [], "administrative_keys": [], "conflicts": [],
+                          "delegations": [], "role_targets": {}, "root_version": 1}],
+    }  # fmt: skip

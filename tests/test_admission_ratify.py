@@ -1,0 +1,141 @@
+"""``ratify verify`` (the real Ratify v1.4.4 CLI) judges our signatures with the trust policy `policy` emitted.
+
+The CLI reads a config file, not the CRDs: the emitted Verifier's ``trustPolicyDoc`` goes in unchanged, while its
+``verificationCertStores`` (names of KeyManagementProvider objects, which only the controller resolves) become
+``verificationCerts``, the emitted trust-store files. Ratify then accepts the image `dct2notation sign` signed in the
+loopback docker-registry and refuses one signed by a key of the same subject under another root, which the trusted
+identity alone would not tell apart. Opt-in build: ``DCT2NOTATION_PEERS_SLOW=1 scripts/peers.sh``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from dct2notation.cli import main
+from dct2notation.config import FixedClock
+from dct2notation.keys.testcert import generate_test_key
+from tests.support.admission_estate import inventory_doc, push_image
+from tests.support.peers import peers_root
+from tests.support.servers import Registry
+from tests.support.tsa import TestTSA
+
+VERSION = "v1.4.4"
+
+
+@pytest.fixture(scope="module")
+def ratify() -> Path:
+    binary = peers_root() / f"ratify-{VERSION}" / "ratify"
+    if binary.is_file():
+        return binary
+    pytest.skip(f"ratify {VERSION} not built: run DCT2NOTATION_PEERS_SLOW=1 scripts/peers.sh (an 11-minute cold build)")
+
+
+def cli_config(out: Path) -> dict[str, Any]:
+    (verifier,) = yaml.safe_load_all((out / "ratify" / "verifier.yaml").read_text())
+    (policy,) = yaml.safe_load_all((out / "ratify" / "policy.yaml").read_text())
+    plugin = {k: v for k, v in verifier["spec"]["parameters"].items() if k != "verificationCertStores"}
+    stores = sorted(str(p) for p in (out / "truststore" / "x509").glob("*/*"))
+    return {
+        "store": {"version": "1.0.0", "plugins": [{"name": "oras", "useHttp": True}]},
+        "policy": {"version": "1.0.0", "plugin": {"name": "configPolicy", **policy["spec"]["parameters"]}},
+        "verifier": {
+            "version": "1.0.0",
+            "plugins": [
+                {
+                    "name": verifier["spec"]["type"],
+                    "artifactTypes": verifier["spec"]["artifactTypes"],
+                    "verificationCerts": stores,
+                    **plugin,
+                }
+            ],  # fmt: skip
+        },
+    }
+
+
+def test_ratify_verify_accepts_what_we_signed_under_the_emitted_trust_policy(
+    ratify: Path, registry: Registry, tmp_path: Path
+) -> None:
+    repo = f"ratify-{uuid.uuid4().hex[:8]}/app"
+    gun = f"{registry.host}/{repo}"
+    signed, unsigned, strange = (push_image(registry.host, repo, tag) for tag in ("v1", "v2", "v3"))
+    config, stranger = tmp_path / "notation", tmp_path / "stranger"
+    for keys, digest in ((config, signed), (stranger, strange)):
+        generate_test_key("signer", keys, key_type="ec-p256", days=2)
+        sign = ["sign", f"{gun}@{digest}", "--key", "signer", "--config-dir", str(keys),
+                "--insecure-registry", registry.host]  # fmt: skip
+        assert main(sign) == 0
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(inventory_doc(gun, signed)))
+    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "signer"\n')
+    out = tmp_path / "out"
+    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
+    assert main([*args, "-o", str(out)]) == 0
+    config_file = tmp_path / "ratify.json"
+    config_file.write_text(json.dumps(cli_config(out)))
+    verdicts = {}
+    for label, digest in (("signed", signed), ("unsigned", unsigned), ("stranger", strange)):
+        done = subprocess.run(
+            [str(ratify), "verify", "-s", f"{gun}@{digest}", "-c", str(config_file)],
+            capture_output=True, text=True, timeout=300, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        start = done.stdout.find("{")
+        assert start >= 0, done.stdout + done.stderr
+        verdicts[label] = json.loads(done.stdout[start:])
+    assert verdicts["signed"]["isSuccess"] is True, verdicts["signed"]
+    (report,) = verdicts["signed"]["verifierReports"]
+    assert report["isSuccess"] is True and report["message"] == "Notation signature verification success"
+    for label in ("unsigned", "stranger"):
+        assert verdicts[label].get("isSuccess", False) is False, verdicts[label]  # Ratify omits a false isSuccess
+    (report,) = verdicts["stranger"]["verifierReports"]
+    assert report["errorReason"] == "the signature's certificate chain does not contain any trusted certificate"
+
+
+def test_ratify_verify_keeps_a_timestamped_signature_after_its_certificate_expired(
+    ratify: Path, registry: Registry, tsa: TestTSA, tmp_path: Path
+) -> None:
+    """The emitted statement (tsa store, verifyTimestamp afterCertExpiry) admits it; the same without the tsa store
+    (what HEAD emitted) does not."""
+    repo = f"ratify-tsa-{uuid.uuid4().hex[:8]}/app"
+    gun = f"{registry.host}/{repo}"
+    digest = push_image(registry.host, repo, "v1")
+    config = tmp_path / "notation"
+    lifetime = dt.timedelta(seconds=20)
+    start = FixedClock(dt.datetime.now(dt.UTC) - dt.timedelta(days=1) + lifetime)
+    generate_test_key("short", config, key_type="ec-p256", days=1, clock=start)
+    cert = x509.load_pem_x509_certificate((config / "localkeys" / "short.crt").read_bytes())
+    sign = ["sign", f"{gun}@{digest}", "--key", "short", "--config-dir", str(config),
+            "--insecure-registry", registry.host, "--timestamp-url", tsa.url,
+            "--timestamp-root-cert", str(tsa.pki.root_pem)]  # fmt: skip
+    assert main(sign) == 0
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(inventory_doc(gun, digest)))
+    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "short"\n')
+    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
+    assert main([*args, "-o", str(tmp_path / "out"), "--timestamp-root-cert", str(tsa.pki.root_pem)]) == 0
+    assert main([*args, "-o", str(tmp_path / "no-tsa")]) == 0
+    wait = (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).total_seconds() + 2
+    assert 0 < wait < 30
+    time.sleep(wait)  # the signing certificate has now expired
+    verdicts = {}
+    for label in ("out", "no-tsa"):
+        config_file = tmp_path / f"{label}.json"
+        config_file.write_text(json.dumps(cli_config(tmp_path / label)))
+        done = subprocess.run(
+            [str(ratify), "verify", "-s", f"{gun}@{digest}", "-c", str(config_file)],
+            capture_output=True, text=True, timeout=300, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        verdicts[label] = json.loads(done.stdout[done.stdout.find("{") :])
+    assert verdicts["out"].get("isSuccess") is True, verdicts["out"]
+    assert verdicts["no-tsa"].get("isSuccess", False) is False, verdicts["no-tsa"]
+    (report,) = verdicts["no-tsa"]["verifierReports"]
+    assert "expired" in report["errorReason"]
