@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,22 @@ def shown(text: str) -> str:
     written as escapes (``safetext.printable``), and ``[`` escaped so the text cannot open markup of its own
     (a hostile tag ``[link=https://…]`` would otherwise become a hyperlink)."""
     return escape(printable(text))
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders the numbers inside names by value: ``1.0.2`` before ``1.0.10``, ``v9`` before ``v10``."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(text) if part)
+
+
+SHORT_DIGEST = 12  # hex digits, as docker shortens image IDs; --json and the files carry the full digest
+
+
+def short_digest(digest: str | None) -> str:
+    """``sha256:1a2b…`` as its first 12 hex digits, for tables (``-`` for none)."""
+    return "-" if not digest else digest.partition(":")[2][:SHORT_DIGEST] or digest[:SHORT_DIGEST]
 
 
 def dumps_json(obj: Any) -> str:

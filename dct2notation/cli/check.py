@@ -92,19 +92,20 @@ def _write(option: str, path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def _progress(console: Console, *, enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
-    """A transient bar per phase (tags resolved, digests verified) on stderr."""
+def _progress(console: Console, *, enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A transient bar per phase on stderr, each with its total: the tags to resolve, and the distinct digests to
+    verify (known as tags resolve: complete once the last tag has resolved)."""
     if not enabled:
         yield None
         return
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True) as bar:
         tasks: dict[str, TaskID] = {}
 
-        def advance(phase: str, n: int) -> None:
+        def advance(phase: str, n: int, total: int) -> None:
             if phase not in tasks:
                 label = "resolving tags" if phase == "resolve" else "verifying digests"
-                tasks[phase] = bar.add_task(label, total=None)
-            bar.advance(tasks[phase], n)
+                tasks[phase] = bar.add_task(label, total=total)
+            bar.update(tasks[phase], advance=n, total=total)
 
         yield advance
 
@@ -138,6 +139,9 @@ def check_command(
     watch: Annotated[float | None, typer.Option("--watch", help="Re-run every INTERVAL seconds.")] = None,
     max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop --watch after N runs.")] = None,
     table: Annotated[bool, typer.Option("--table/--no-table", help="Rich table and counts on stderr.")] = True,
+    only_unmet: Annotated[
+        bool, typer.Option("--only-unmet", help="Table: only the tags not meeting --require (the counts stay).")
+    ] = False,
     waivers: Annotated[
         Path | None, typer.Option("--waivers", help="waivers.toml: reviewed tags/digests that may miss the gate.")
     ] = None,
@@ -215,7 +219,7 @@ def check_command(
         if json_out:
             _print_json(diff_since(previous, result) if previous is not None else result.to_dict())
         if table:
-            render_table(result, stderr_console)
+            render_table(result, stderr_console, only_unmet=only_unmet)
         if junit is not None:
             _write("--junit", junit, render_junit(result))
         if markdown is not None:

@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,10 +16,13 @@ from ..keys.base import SigningKey
 from ..migrate.plan import KeyFor, Plan
 from ..registry.options import RegistryOptions
 from ..registry.store import SignatureStore
-from ..report import print_json, shown, stderr_console
+from ..report import print_json, stderr_console
 from ..safetext import printable
 from .credentials import read_credentials, registry_options
 from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _signers_key_for(path: Path) -> KeyFor:
@@ -58,24 +61,32 @@ def store_factory(registry_options: RegistryOptions, oci_layout: Path | None) ->
     return stores
 
 
-def render_plan_table(plan: Plan) -> None:
-    """What a reviewer reads before approving a migration: every job and every pre-flight finding."""
-    from rich.table import Table
+def render_plan_table(plan: Plan, console: Console | None = None) -> None:
+    """What a reviewer reads before approving a migration: every job and every pre-flight finding, one line each in
+    an 80-column log. Role and key in full; the full ``REPOSITORY:TAG,…`` last on the line (never cut); digests
+    shortened to 12 hex digits as docker shortens IDs (plan.json holds them in full)."""
+    from ..report import SHORT_DIGEST, natural_key, short_digest
 
-    table = Table(title=f"migration {plan.migration_id}: {len(plan.jobs)} signature(s)")
-    for column in ("repository", "digest", "tags", "DCT role", "Notation key"):
-        table.add_column(column)
-    for job in plan.jobs:
-        cells = (job.repository, job.digest[:19] + "…", ", ".join(job.tags), job.role, job.identity)
-        table.add_row(*map(shown, cells))
-    stderr_console.print(table)
+    out = console or stderr_console
+
+    def write(line: str) -> None:
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
+
+    jobs = sorted(plan.jobs, key=lambda j: (j.repository, [natural_key(t) for t in sorted(j.tags, key=natural_key)]))
+    write(f"migration {printable(plan.migration_id)}: {len(plan.jobs)} signature(s)")
+    if jobs:
+        role_width = max(len("DCT ROLE"), *(len(printable(j.role)) for j in jobs))
+        key_width = max(len("NOTATION KEY"), *(len(printable(j.identity)) for j in jobs))
+        write(f"{'DIGEST':<{SHORT_DIGEST}}  {'DCT ROLE':<{role_width}}  {'NOTATION KEY':<{key_width}}  REPOSITORY:TAGS")
+        for job in jobs:
+            tags = ",".join(printable(t) for t in sorted(job.tags, key=natural_key)) or "-"
+            write(f"{short_digest(job.digest):<{SHORT_DIGEST}}  {printable(job.role):<{role_width}}  "
+                  f"{printable(job.identity):<{key_width}}  {printable(job.repository)}:{tags}")  # fmt: skip
     if plan.findings:
-        findings = Table(title="pre-flight findings")
-        for column in ("repository", "digest", "finding", "detail"):
-            findings.add_column(column)
+        write(f"pre-flight findings: {len(plan.findings)}")
         for item in plan.findings:
-            findings.add_row(*map(shown, (item["repository"], item["digest"][:19] + "…", item["kind"], item["detail"])))
-        stderr_console.print(findings)
+            write(f"{printable(item['kind'])}  {short_digest(item['digest'])}  {printable(item['repository'])}")
+            write(f"    {printable(item['detail'])}")
 
 
 def make_plan(

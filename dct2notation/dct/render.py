@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..report import shown
+from ..safetext import printable
 from .inventory import Inventory
 
 
@@ -15,8 +16,11 @@ def print_inventory(inventory: Inventory, console: Console | None = None) -> Non
     for repo in inventory.repositories:
         gun = shown(repo["gun"])
         tags = Table(title=f"Signatures for {gun}", title_justify="left")
-        for column in ("SIGNED TAG", "DIGEST", "SIGNERS", "PULL-TRUSTED"):
-            tags.add_column(column)
+        # At 80 columns nothing is cut with "…": the tag keeps its width, the rest folds onto more lines.
+        longest = max((len(printable(r["tag"])) for r in repo["signed_tags"]), default=0)
+        tags.add_column("SIGNED TAG", no_wrap=True, min_width=max(len("SIGNED TAG"), longest))
+        for column in ("DIGEST", "SIGNERS", "PULL-TRUSTED"):
+            tags.add_column(column, overflow="fold")
         trusted = {(t["tag"], t["digest"]) for t in repo["trusted_tags"]}
         for row in repo["signed_tags"]:
             pulled = "yes" if (row["tag"], row["digest"]) in trusted else ""
@@ -25,14 +29,14 @@ def print_inventory(inventory: Inventory, console: Console | None = None) -> Non
         out.print(tags)
         if repo["signers"]:
             signers = Table(title=f"List of signers and their keys for {gun}", title_justify="left")
-            signers.add_column("SIGNER")
-            signers.add_column("KEYS")
+            signers.add_column("SIGNER", overflow="fold")
+            signers.add_column("KEYS", overflow="fold")
             for signer in repo["signers"]:
                 signers.add_row(shown(signer["name"]), shown(", ".join(k["id"][:12] for k in signer["keys"])))
             out.print(signers)
         admin = Table(title=f"Administrative keys for {gun}", title_justify="left")
-        admin.add_column("ROLE")
-        admin.add_column("KEYS")
+        admin.add_column("ROLE", no_wrap=True)
+        admin.add_column("KEYS", overflow="fold")
         for entry in repo["administrative_keys"]:
             admin.add_row(
                 entry["name"] + " Key" if entry["name"] == "Root" else "Repository Key",

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from ..config import DEFAULT_LIMITS
 from ..errors import InputError
 from ..files import read_document
 from ..jsontext import loads as json_loads
-from ..report import shown
+from ..report import SHORT_DIGEST, natural_key, short_digest
+from ..safetext import printable
 from .coexist import CHECK_FORMAT, STATUSES, CheckResult
 
 # Fields that define a tag's state; a change in any of them is a change worth reporting.
@@ -82,26 +82,52 @@ def render_markdown(result: CheckResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_table(result: CheckResult, console: Console) -> None:
-    """The human view on stderr: one row per tag, then the counts."""
-    table = Table(title=f"Coexistence (require {result.require})")
-    for column in ("Repository", "Tag", "Status", "DCT", "Notation", "Reason"):
-        table.add_column(column)
-    for row in result.rows:
-        style = "green" if row.status == "ok" else "red"
-        table.add_row(
-            shown(row.repository),
-            shown(row.tag),
-            f"[{style}]{row.status}[/{style}]",
-            shown(row.dct),
-            shown(row.notation.verdict),
-            shown(row.reason),
-        )
-    console.print(table)
+# The legend of the table's status codes (the decision table of migrate/coexist.py, in a line each).
+LEGEND: dict[str, str] = {
+    "ok": "DCT digest = registry digest, and a Notation signature on it verifies",
+    "notation-missing": "no Notation signature on the registry digest",
+    "notation-invalid": "Notation signatures exist but none verifies (CHECK: the failed check)",
+    "notation-unenforced": "a signature passes only under an audit/skip policy: it proves no trusted signer",
+    "drift": "the DCT digest differs from the registry's",
+    "dct-missing": "the registry has the tag but DCT does not trust it",
+    "dct-invalid": "the GUN's DCT metadata did not verify",
+    "manifest-missing": "DCT trusts the tag but the registry serves no manifest for it",
+}
+def render_table(result: CheckResult, console: Console, *, only_unmet: bool = False) -> None:
+    """The human view on stderr, readable in an 80-column CI log: one line per tag, the tags that fail the gate
+    first, the full ``REPOSITORY:TAG`` last on the line (never cut; a long one runs past the edge instead of
+    hiding the tag), status codes with a legend, digests shortened (full in --json). Then the counts."""
+    unmet = {row.key for row in result.unmet}
+    rows = sorted(result.rows, key=lambda r: (r.key not in unmet, r.repository, natural_key(r.tag)))
+    if only_unmet:
+        rows = [row for row in rows if row.key in unmet]
+
+    def write(line: str) -> None:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+    shown_rows = f"{len(rows)} not meeting --require" if only_unmet else f"{len(rows)} tags"
+    write(f"Coexistence (require {result.require}): {shown_rows}, failing first")
+    if rows:
+        status_width = max(len("STATUS"), *(len(r.status) for r in rows))
+        check_width = max(len("CHECK"), *(len(r.notation.failed_check or "-") for r in rows))
+        write(f"{'GATE':<6} {'STATUS':<{status_width}} {'CHECK':<{check_width}} {'DIGEST':<{SHORT_DIGEST}} "
+              "REPOSITORY:TAG")  # fmt: skip
+        for row in rows:
+            gate = "FAIL" if row.key in unmet else "waived" if row.key in result.waived else "ok"
+            digest = short_digest(row.registry_digest or row.dct_digest)
+            check = row.notation.failed_check or "-"
+            write(
+                f"{gate:<6} {row.status:<{status_width}} {printable(check):<{check_width}} {digest:<{SHORT_DIGEST}} "
+                f"{printable(row.repository)}:{printable(row.tag)}"
+            )
+        write("Legend (full reasons in --json and --markdown):")
+        for status in STATUSES:
+            if any(row.status == status for row in rows):
+                write(f"  {status}: {LEGEND[status]}")
     counts = ", ".join(f"{status} {n}" for status, n in result.counts.items() if n)
     # One unwrapped line, so CI logs can grep the summary whatever the terminal width.
     summary = f"{len(result.rows)} tags: {counts or 'none'}; {len(result.unmet)} not meeting --require"
-    console.print(summary, soft_wrap=True, markup=False, highlight=False)
+    write(summary)
 
 
 def load_previous(path: Path) -> dict[str, dict[str, Any]]:

@@ -508,13 +508,14 @@ def run_check(
     require: Require = "both",
     registry_map: Callable[[str], str] = lambda gun: gun,
     concurrency: int = 16,
-    progress: Callable[[str, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> CheckResult:
     """Resolve every tag, verify every distinct (repository, digest) once, and assemble the matrix.
 
     One pass: the worker whose tag first resolves to a digest verifies that digest at once, so signature reads
     overlap the remaining manifest HEADs instead of waiting for all of them.
-    ``progress(phase, n)`` is told how many tags resolved / digests verified (for a progress bar).
+    ``progress(phase, n, total)`` is told how many tags resolved / digests verified and of how many (the digest
+    total grows as tags resolve to new digests; for a progress bar).
     """
     if require not in REQUIRE_MODES:
         raise UsageError(f"--require {require!r}: expected one of {', '.join(REQUIRE_MODES)}")
@@ -540,7 +541,7 @@ def run_check(
 
     def resolve(row: _Pending) -> None:
         subject = row.subject = view.resolve(row.repository, row.tag)
-        report("resolve")
+        report("resolve", len(pending))
         if subject is None:
             return
         key = (row.repository, subject.digest)
@@ -553,7 +554,7 @@ def run_check(
         )
         with lock:
             cache[key] = result
-        report("verify")
+        report("verify", len(claimed))
 
     _run_workers(resolve, pending, concurrency)
     rows = []
@@ -621,15 +622,16 @@ def _run_workers(fn: Callable[[T], None], items: Sequence[T], workers: int) -> N
         raise failures[0]
 
 
-def _progress_reporter(progress: Callable[[str, int], None] | None) -> Callable[[str], None]:
-    """``progress(phase, 1)`` from the worker threads, one call at a time (a progress bar need not be thread-safe)."""
+def _progress_reporter(progress: Callable[[str, int, int], None] | None) -> Callable[[str, int], None]:
+    """``progress(phase, 1, total)`` from the worker threads, one call at a time (a progress bar need not be
+    thread-safe)."""
     if progress is None:
-        return lambda _phase: None
+        return lambda _phase, _total: None
     lock = threading.Lock()
 
-    def report(phase: str) -> None:
+    def report(phase: str, total: int) -> None:
         with lock:
-            progress(phase, 1)
+            progress(phase, 1, total)
 
     return report
 
