@@ -1,0 +1,250 @@
+"""A whole estate over a (simulated) real network, in one run (#19.4).
+
+A delay proxy on loopback (tests/support/delay_proxy.py: asyncio TCP, a fixed delay each way) puts ``2 x --delay``
+of round trip between the tool and the real notary-server and docker-registry. For each size:
+
+* an estate of GUNS x TAGS made with the real notary client; timed: ``discover`` + ``archive --guns-from``
+  (``--concurrency``) + ``inventory --archive`` (what the runbooks run), against (a) a shell loop of ``notary list``
+  per GUN and (b) a minimal concurrent httpx fetcher of the same metadata files (changefeed page, then root,
+  timestamp, snapshot and targets of each GUN, all four at once) at the same concurrency;
+* a batch re-sign of DIGESTS subjects (``sign PLAN``), against (a) one process per digest (``notation sign`` when
+  scripts/peers.sh built it, else ``dct2notation sign REF``; a sample, extrapolated) and (b) raw httpx pushes of
+  pre-made signature artifacts (envelope, signature manifest, referrers tag index) at the same concurrency;
+* ``check --inventory`` of those signed tags through the proxy: tags/s.
+
+Each timed command is its own process; its peak RSS is its own (``os.wait4``).
+
+Usage: python bench/estate.py [--guns 50,200] [--tags 20] [--digests 500,2000] [--delay 0.015] [--concurrency 16]
+                              [--process-sample 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.batch_sign import plan_with_preflight, premade, push_subjects, raw_push  # noqa: E402
+from dct2notation.keys.testcert import generate_test_key  # noqa: E402
+from dct2notation.migrate.plan import Job, Plan  # noqa: E402
+from tests.support.delay_proxy import DelayProxy  # noqa: E402
+from tests.support.notary_builders import sha256_hex  # noqa: E402
+from tests.support.peers import peer_path  # noqa: E402
+from tests.support.plans import save_bound  # noqa: E402
+from tests.support.servers import NotaryClient, NotaryServer, Registry  # noqa: E402
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "dumb"}
+OURS = [sys.executable, "-m", "dct2notation"]
+
+
+@dataclass
+class Timed:
+    seconds: float
+    peak_mib: float
+    code: int
+    stdout: bytes
+
+
+def timed(cmd: list[str], *, env: dict[str, str] | None = None, stdout_to: Path | None = None) -> Timed:
+    """Wall time and the peak RSS of this one process (not of the benchmark, not of earlier children)."""
+    out = stdout_to.open("wb") if stdout_to is not None else subprocess.PIPE
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env=env or ENV)
+    data = proc.stdout.read() if proc.stdout is not None else b""
+    err = proc.stderr.read() if proc.stderr is not None else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if stdout_to is not None:
+        out.close()  # type: ignore[union-attr]
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(cmd[:6])}… exited {proc.returncode}: {err.decode()[-800:]}")
+    return Timed(seconds, usage.ru_maxrss / 1024, proc.returncode, data)
+
+
+def build_estate(server: NotaryServer, work: Path, guns: int, tags: int) -> list[str]:
+    """GUNS x TAGS with the real notary client (init, addhash per tag, publish), 4 clients at once."""
+    names = [f"bench.example/estate/app{n:04d}" for n in range(guns)]
+
+    def make(chunk: int) -> None:
+        client = NotaryClient(server.url, work / f"trust-build-{chunk}")
+        for gun in names[chunk::4]:
+            client.init(gun)
+            for t in range(tags):
+                client.addhash(gun, f"v{t}", 1000 + t, sha256_hex(f"{gun}:{t}"))
+            client.publish(gun)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(make, range(4)))
+    return names
+
+
+async def ideal_fetch(base: str, guns: list[str], concurrency: int) -> int:
+    """The changefeed page and each GUN's four files, no verification, at most ``concurrency`` requests at once."""
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits) as client:
+
+        async def get(path: str) -> int:
+            async with gate:
+                r = await client.get(path)
+                r.raise_for_status()
+                return len(r.content)
+
+        total = await get(f"/v2/_trust/changefeed?change_id=0&records={max(1000, 4 * len(guns))}")
+        paths = [
+            f"/v2/{gun}/_trust/tuf/{role}.json" for gun in guns for role in ("root", "timestamp", "snapshot", "targets")
+        ]
+        sizes = await asyncio.gather(*(get(p) for p in paths))
+        return total + sum(sizes)
+
+
+def estate_run(work: Path, guns: int, tags: int, delay: float, concurrency: int) -> dict[str, object]:
+    server = NotaryServer(work / "notary").start()
+    proxy = DelayProxy("127.0.0.1", server.port, delay)
+    try:
+        started = time.perf_counter()
+        names = build_estate(server, work, guns, tags)
+        build_s = time.perf_counter() - started
+        url = f"http://{proxy.host}"
+        listed = work / "guns.txt"
+        discover = timed([*OURS, "discover", "--server", url, "-o", str(listed)])
+        assert listed.read_text().split() == names, "discover did not find the estate"
+        archive = timed([*OURS, "archive", "--guns-from", str(listed), "--server", url, "-o", str(work / "archive"),
+                         "--concurrency", str(concurrency)])  # fmt: skip
+        inventory = timed([*OURS, "inventory", "--guns-from", str(listed), "--archive", str(work / "archive"),
+                           "--json"], stdout_to=work / "inventory.json")  # fmt: skip
+        doc = json.loads((work / "inventory.json").read_text())
+        assert sum(len(r["trusted_tags"]) for r in doc["repositories"]) == guns * tags
+        ours = discover.seconds + archive.seconds + inventory.seconds
+
+        trust = work / "trust-list"
+        script = f'for g in $(cat {listed}); do notary -s {url} -d {trust} list "$g" >/dev/null || exit 2; done'
+        loop = timed(["bash", "-c", script])
+        start = time.perf_counter()
+        asyncio.run(ideal_fetch(url, names, concurrency))
+        ideal = time.perf_counter() - start
+    finally:
+        proxy.close()
+        server.stop()
+    return {
+        "guns": guns, "tags": tags, "build_seconds": round(build_s, 1),
+        "discover_s": round(discover.seconds, 2), "archive_s": round(archive.seconds, 2),
+        "inventory_s": round(inventory.seconds, 2), "ours_s": round(ours, 2),
+        "peak_mib": round(max(discover.peak_mib, archive.peak_mib, inventory.peak_mib), 1),
+        "archive_peak_mib": round(archive.peak_mib, 1),
+        "notary_list_loop_s": round(loop.seconds, 2), "ideal_httpx_s": round(ideal, 2),
+        "vs_loop": round(loop.seconds / ours, 1), "vs_ideal": round(ideal / ours, 2),
+    }  # fmt: skip
+
+
+def sign_run(
+    work: Path, digests: int, delay: float, concurrency: int, sample: int, check_concurrency: int
+) -> dict[str, object]:
+    registry = Registry(work / "registry").start()
+    proxy = DelayProxy("127.0.0.1", registry.port, delay)
+    try:
+        host = proxy.host
+        xdg = work / "xdg"
+        config = xdg / "notation"
+        generate_test_key("bench", config, key_type="ec-p256", make_default=True)
+        ours_subjects = asyncio.run(push_subjects(registry.url, "bench/ours", digests))
+        raw_subjects = asyncio.run(push_subjects(registry.url, "bench/raw", digests))
+        proc_subjects = asyncio.run(push_subjects(registry.url, "bench/proc", sample))
+        jobs = [
+            Job(f"{host}/bench/ours", s.digest, s.size, "bench", f"{host}/bench/ours", "targets", (f"b{n}",), "bench")
+            for n, s in enumerate(ours_subjects)
+        ]
+        plan = Plan("bench", jobs)
+        plan_with_preflight(plan, host)  # untimed: `plan` is its own step
+        inventory = save_bound(plan, work / "plan.json")
+        sign = timed([*OURS, "sign", str(work / "plan.json"), "--inventory", str(inventory), "--config-dir",
+                      str(config), "--insecure-registry", host, "--concurrency", str(concurrency)])  # fmt: skip
+        summary = json.loads(sign.stdout)
+        assert summary["counts"] == {"signed": digests}, summary["counts"]
+
+        items = premade(raw_subjects, "bench", config)
+        raw = asyncio.run(raw_push(f"http://{host}", "bench/raw", items, concurrency))
+
+        notation = peer_path("notation")
+        per = []
+        for s in proc_subjects:
+            ref = f"{host}/bench/proc@{s.digest}"
+            if notation is not None:
+                env = {"PATH": os.environ.get("PATH", ""), "HOME": str(work), "XDG_CONFIG_HOME": str(xdg)}
+                cmd = [str(notation), "sign", "--insecure-registry", "--key", "bench", ref]
+            else:
+                env = ENV
+                cmd = [*OURS, "sign", ref, "--key", "bench", "--config-dir", str(config), "--insecure-registry", host]
+            one = timed(cmd, env=env)
+            assert one.code == 0, cmd
+            per.append(one.seconds)
+        per_process = sum(per) / len(per)
+
+        policy = work / "policy"
+        policy.mkdir()
+        statement = {"name": "bench", "registryScopes": [f"{host}/bench/ours"],
+                     "signatureVerification": {"level": "strict"}, "trustStores": ["ca:bench"],
+                     "trustedIdentities": ["*"]}  # fmt: skip
+        (policy / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+        check = timed([*OURS, "check", "--inventory", str(inventory), "--policy", str(policy / "trustpolicy.json"),
+                       "--truststore", str(config / "truststore"), "--insecure-registry", host, "--json",
+                       "--no-table", "--concurrency", str(check_concurrency), "--require", "notation"])  # fmt: skip
+        checked = json.loads(check.stdout)
+        statuses: dict[str, int] = {}
+        for row in checked.get("tags", []):
+            statuses[str(row.get("status"))] = statuses.get(str(row.get("status")), 0) + 1
+    finally:
+        proxy.close()
+        registry.stop()
+    ours_rate = digests / sign.seconds
+    return {
+        "digests": digests, "sign_s": round(sign.seconds, 2), "sign_rate": round(ours_rate, 1),
+        "sign_peak_mib": round(sign.peak_mib, 1), "raw_push_s": round(raw, 2), "raw_rate": round(digests / raw, 1),
+        "vs_raw": round(ours_rate / (digests / raw), 2),
+        "per_process_tool": "notation sign" if notation is not None else "dct2notation sign REF",
+        "per_process_s": round(per_process, 3), "vs_per_process": round(ours_rate * per_process, 1),
+        "check_concurrency": check_concurrency, "check_s": round(check.seconds, 2),
+        "check_tags_per_s": round(digests / check.seconds, 1),
+        "check_peak_mib": round(check.peak_mib, 1), "check_exit": check.code, "check_statuses": statuses,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--guns", default="50,200")
+    parser.add_argument("--tags", type=int, default=20)
+    parser.add_argument("--digests", default="500,2000")
+    parser.add_argument("--delay", type=float, default=0.015, help="seconds each way (0.015: 30 ms round trip)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--process-sample", type=int, default=30)
+    parser.add_argument("--check-concurrency", type=int, default=None, help="default: --concurrency")
+    parser.add_argument("--skip-sign", action="store_true")
+    args = parser.parse_args()
+    print(f"delay {args.delay * 2000:.0f} ms round trip, concurrency {args.concurrency}", flush=True)
+    for guns in [int(x) for x in args.guns.split(",") if x]:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps({"estate": estate_run(Path(tmp), guns, args.tags, args.delay, args.concurrency)}),
+                  flush=True)  # fmt: skip
+    for digests in [] if args.skip_sign else [int(x) for x in args.digests.split(",") if x]:
+        with tempfile.TemporaryDirectory() as tmp:
+            check_c = args.check_concurrency or args.concurrency
+            row = sign_run(Path(tmp), digests, args.delay, args.concurrency, args.process_sample, check_c)
+            print(json.dumps({"sign": row}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
