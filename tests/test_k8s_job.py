@@ -8,6 +8,7 @@ JOB_COMPLETION_INDEX set) against docker-registry 2.8.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -221,3 +222,47 @@ def test_containerfile_runs_as_the_job_expects() -> None:
     assert user is not None and int(user.group(1)) != 0
     assert "PYTHONDONTWRITEBYTECODE=1" in text
     assert 'dct2notation = "dct2notation.cli:run"' in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.servers
+def test_a_killed_index_rerun_resumes_its_own_journal(registry: Registry, notation_dir: Path, tmp_path: Path) -> None:
+    """The pod of an index is killed mid-batch (SIGKILL, as on node loss); its rescheduled pod, same index and same
+    journal folder, finishes only what is left: one signature per subject, none twice."""
+    import sqlite3
+    import time
+
+    from tests.support.delay_proxy import delayed
+
+    repo = unique_repo("k8s-kill")
+    images = push_images(registry.host, repo, 16)
+    with delayed("127.0.0.1", registry.port, 0.02) as proxy:
+        jobs = [Job(f"{proxy.host}/{repo}", d, size, "alpha", f"dct.example/{repo}", "targets/releases", (tag,), "m")
+                for tag, size, d in images]  # fmt: skip
+        plan_path = tmp_path / "plan.json"
+        inventory = save_bound(Plan("m-kill", jobs), plan_path)
+        docs = k8s_job(tmp_path, plan_path, inventory, "--shards", "1", "--concurrency", "1",
+                       "--insecure-registry", proxy.host)  # fmt: skip
+        root = tmp_path / "pod-0"
+        folders = materialize(docs, 0, root, secrets_for(notation_dir, root))
+        argv, env = pod_process(docs, 0, folders)
+        journal = folders["/journal"] / "journal.sqlite"
+        pod = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = 0
+        deadline = time.monotonic() + 120
+        while done < 3 and time.monotonic() < deadline and pod.poll() is None:
+            time.sleep(0.05)
+            if journal.exists():
+                with contextlib.suppress(sqlite3.Error), sqlite3.connect(journal, timeout=1) as db:
+                    done = db.execute("SELECT count(*) FROM jobs WHERE state IN ('signed','reused')").fetchone()[0]
+        pod.kill()
+        pod.wait(30)
+        assert 3 <= done < 16, done
+        again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["this_run"].get("already-done", 0) >= 3
+    # What the killed pod pushed but had not journaled is found and reused (verified), not signed again.
+    this_run = summary["this_run"]
+    assert this_run.get("already-done", 0) + this_run.get("signed", 0) + this_run.get("reused", 0) == 16, this_run
+    signed = signatures_by_subject(registry.host, repo, [d for _, _, d in images])
+    assert sorted(len(v) for v in signed.values()) == [1] * 16
