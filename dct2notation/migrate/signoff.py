@@ -632,7 +632,7 @@ def create_bundle(
         record.update(verdict.to_dict())
         record["gaps"] = _policy_gaps(staging / "policy")
         (staging / "SIGNOFF.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        write_reports(staging, record)
+        write_reports(staging, record, bundle_name=output.name)
         write_manifest(staging)
         staging.rename(output)
     except OSError as exc:
