@@ -26,6 +26,8 @@ from tests.support.tsa import TestTSA
 pytestmark = pytest.mark.servers
 
 MEDIA = {"cose": "application/cose", "jws": "application/jose+json"}
+# What generate-envelope asks to be put on the signature manifest (the RAW contract has no such field).
+PLUGIN_ANNOTATION = {"raw": None, "envelope": "gokms-envelope"}
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +106,7 @@ def test_our_plugin_signature_verifies_with_notation(kms: dict[str, Any], mode: 
     expected_agent = {"raw": "dct2notation/0.1.0 gokms/1.0.0", "envelope": "gokms-envelope/1.0.0"}[mode]
     assert details["signingAgent"] == expected_agent
     assert details["signatureAlgorithm"] == "ES384"
+    assert details["annotations"].get("com.example.kms") == PLUGIN_ANNOTATION[mode]
 
 
 @pytest.mark.parametrize("fmt", ["cose", "jws"])
@@ -118,6 +121,8 @@ def test_notation_plugin_signature_reads_the_same(kms: dict[str, Any], mode: str
     assert details["mediaType"] == MEDIA[fmt]
     expected_agent = {"raw": "notation-go/1.3.2 gokms/1.0.0", "envelope": "gokms-envelope/1.0.0"}[mode]
     assert details["signingAgent"] == expected_agent
+    # The manifest annotations an envelope plugin asks for are written by Notation as by us.
+    assert details["annotations"].get("com.example.kms") == PLUGIN_ANNOTATION[mode]
 
 
 def test_attack_envelope_plugin_signs_another_artifact(kms: dict[str, Any]) -> None:

@@ -60,6 +60,8 @@ class SignedEnvelope:
     cert_chain: list[x509.Certificate]
     payload: bytes
     media_type: str = COSE_MEDIA_TYPE
+    # Signature-manifest annotations an envelope plugin asked for (generate-envelope); none otherwise.
+    manifest_annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ def sign_with_envelope_plugin(
     expiry_seconds = None if expiry is None else int((expiry - now).total_seconds())
     if expiry_seconds is not None and expiry_seconds <= 0:
         raise InputError("expiry must be after the signing time")
-    raw, _annotations = generator.generate_envelope(payload, media_type, expiry_seconds)
+    raw, annotations = generator.generate_envelope(payload, media_type, expiry_seconds)
     try:
         env = parse_signature_envelope(raw, media_type, limits)
     except InputError as exc:
@@ -124,7 +124,7 @@ def sign_with_envelope_plugin(
     unknown = sorted(set(document) - {"targetArtifact"}) + sorted(set(artifact) - _DESCRIPTOR_FIELDS)
     if unknown:
         raise SigningKeyError(f"{where}: the plugin added unknown payload fields {', '.join(unknown)}")
-    return SignedEnvelope(raw, signing_time, list(env.cert_chain), env.payload_raw, media_type)
+    return SignedEnvelope(raw, signing_time, list(env.cert_chain), env.payload_raw, media_type, annotations)
 
 
 def sign_in_format(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -71,11 +71,14 @@ def signature_manifest(
     cert_chain: Sequence[x509.Certificate],
     signing_time: dt.datetime,
     form: ManifestForm = "legacy",
+    extra_annotations: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The signature manifest Notation pushes for one envelope (Go field order, compact JSON)."""
-    return signature_manifest_with_annotations(
-        envelope_desc, subject, signature_annotations(cert_chain, signing_time), form
-    )
+    """The signature manifest Notation pushes for one envelope (Go field order, compact JSON).
+
+    ``extra_annotations`` are the ones an envelope plugin asks for; as in notation-go they are merged under the
+    thumbprint and creation annotations (which win), and written in Go's sorted map order."""
+    annotations = {**(extra_annotations or {}), **signature_annotations(cert_chain, signing_time)}
+    return signature_manifest_with_annotations(envelope_desc, subject, dict(sorted(annotations.items())), form)
 
 
 def signature_manifest_with_annotations(

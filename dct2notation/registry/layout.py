@@ -12,7 +12,7 @@ import datetime as dt
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -339,9 +339,12 @@ class OCILayoutStore:
         form: ManifestForm = "legacy",
         *,
         envelope_media_type: str = COSE_MEDIA_TYPE,
+        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
         with self.layout.locked():
-            return self._push_locked(subject, envelope, cert_chain, signing_time, form, envelope_media_type)
+            return self._push_locked(
+                subject, envelope, cert_chain, signing_time, form, envelope_media_type, manifest_annotations
+            )
 
     def _push_locked(
         self,
@@ -351,11 +354,12 @@ class OCILayoutStore:
         signing_time: dt.datetime,
         form: ManifestForm,
         envelope_media_type: str,
+        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
         layout = self.layout
         envelope_desc = Descriptor(envelope_media_type, layout.put_blob(envelope), len(envelope))
         layout.put_blob(EMPTY_JSON)
-        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form)
+        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form, manifest_annotations)
         manifest = parse_signature_manifest(raw)
         entry = manifest.descriptor()
         tag = referrers_tag(subject.digest)
@@ -459,7 +463,14 @@ class OCILayoutStore:
                 return found, True
             signed = await make()
             desc = await asyncio.to_thread(
-                self._push_locked, subject, signed.raw, signed.cert_chain, signed.signing_time, form, signed.media_type
+                self._push_locked,
+                subject,
+                signed.raw,
+                signed.cert_chain,
+                signed.signing_time,
+                form,
+                signed.media_type,
+                signed.manifest_annotations,
             )
             return desc, False
         finally:
@@ -478,6 +489,7 @@ class OCILayoutStore:
         form: ManifestForm = "legacy",
         *,
         envelope_media_type: str = COSE_MEDIA_TYPE,
+        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
         return await asyncio.to_thread(
             self.push_signature,
@@ -488,4 +500,5 @@ class OCILayoutStore:
             signing_time,
             form,
             envelope_media_type=envelope_media_type,
+            manifest_annotations=manifest_annotations,
         )

@@ -78,6 +78,7 @@ def sign_artifact(
         signed.signing_time,
         form,
         envelope_media_type=signed.media_type,
+        manifest_annotations=signed.manifest_annotations,
     )
     return SignResult(
         reference=str(ref),

@@ -7,7 +7,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -90,6 +90,7 @@ class SignatureStore(Protocol):
         form: ManifestForm = "legacy",
         *,
         envelope_media_type: str = COSE_MEDIA_TYPE,
+        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor: ...
 
     def retry_stats(self) -> RetryStats | None:
@@ -118,6 +119,7 @@ class SignatureStore(Protocol):
         form: ManifestForm = "legacy",
         *,
         envelope_media_type: str = COSE_MEDIA_TYPE,
+        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor: ...
 
     async def apush_signature_once(
@@ -305,10 +307,11 @@ class RegistryStore:
         form: ManifestForm = "legacy",
         *,
         envelope_media_type: str = COSE_MEDIA_TYPE,
+        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
         envelope_desc = self.client.push_blob(repo, envelope, envelope_media_type)
         self.client.push_blob(repo, EMPTY_JSON)
-        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form)
+        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form, manifest_annotations)
         manifest = parse_signature_manifest(raw)
         headers = self.client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
         if self._needs_tag_index(headers):
@@ -364,11 +367,12 @@ class RegistryStore:
         form: ManifestForm = "legacy",
         *,
         envelope_media_type: str = COSE_MEDIA_TYPE,
+        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
         client = self._aclient()
         envelope_desc = await client.push_blob(repo, envelope, envelope_media_type)
         await client.push_blob(repo, EMPTY_JSON)
-        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form)
+        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form, manifest_annotations)
         manifest = parse_signature_manifest(raw)
         headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
         if self._needs_tag_index(headers):
@@ -412,6 +416,7 @@ class RegistryStore:
                     signed.signing_time,
                     form,
                     envelope_media_type=signed.media_type,
+                    manifest_annotations=signed.manifest_annotations,
                 )
                 return desc, False
             self._referrers_absent = True
@@ -430,7 +435,9 @@ class RegistryStore:
                 lambda: client.core.op_push_blob(repo, signed.raw, signed.media_type, check_exists=False)
             )
             await client.push_blob(repo, EMPTY_JSON)
-            raw = signature_manifest(envelope_desc, subject, signed.cert_chain, signed.signing_time, form)
+            raw = signature_manifest(
+                envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
+            )
             manifest = parse_signature_manifest(raw)
             headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
             if self._needs_tag_index(headers):
