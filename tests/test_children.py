@@ -146,6 +146,54 @@ def test_children_of_an_index_are_planned_and_signed(
     digests = [image.digest, *(sha256_digest(raw) for raw, _, _ in image.children)]
     signed = signatures_by_subject(registry.host, image.repo, digests)
     assert [len(signed[d]) for d in digests] == [1, 1, 1]
+    # check --children records each platform manifest with its own verdict.
+    row = check_children(notation_dir, tmp_path, inventory, registry.host, repository)
+    assert row["notation"] == "valid"
+    assert [(c["digest"], c["platform"], c["notation"]) for c in row["children"]] == [
+        (digests[1], "linux/amd64", "valid"),
+        (digests[2], "linux/arm64/v8", "valid"),
+    ]
+
+
+def check_children(config: Path, tmp_path: Path, inventory: Path, host: str, repository: str) -> dict[str, Any]:
+    policy = tmp_path / "trustpolicy.json"
+    statement = {"name": "children", "registryScopes": [repository], "signatureVerification": {"level": "strict"},
+                 "trustStores": ["ca:alpha"], "trustedIdentities": ["*"]}  # fmt: skip
+    policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    args = ["check", "--inventory", str(inventory), "--policy", str(policy), "--truststore", str(config / "truststore"),
+            "--insecure-registry", host, "--require", "notation", "--children", "--json", "--no-table"]  # fmt: skip
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    out = StringIO()
+    with redirect_stdout(out):
+        code = main(args)
+    assert code == 0, out.getvalue()
+    rows = [r for r in json.loads(out.getvalue())["tags"] if r["tag"] == "v1"]
+    assert len(rows) == 1
+    return dict(rows[0])
+
+
+def test_check_children_names_an_unsigned_platform_manifest(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --children only the index is signed: check --children shows both children missing."""
+    image = push_multiarch(registry.host, "oci")
+    inventory, signers = write_inputs(tmp_path, registry.host, image)
+    plan = tmp_path / "plan.json"
+    argv = plan_argv(inventory, signers, registry.host, notation_dir, plan)
+    argv.remove("--children")
+    assert main(argv) == 0, capsys.readouterr().err
+    sign = ["sign", str(plan), "--inventory", str(inventory), "--config-dir", str(notation_dir),
+            "--insecure-registry", registry.host]  # fmt: skip
+    assert main(sign) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    row = check_children(notation_dir, tmp_path, inventory, registry.host, f"{registry.host}/{image.repo}")
+    assert row["notation"] == "valid"
+    assert [(c["platform"], c["notation"], c["reason"]) for c in row["children"]] == [
+        ("linux/amd64", "missing", "no signature is associated with the artifact"),
+        ("linux/arm64/v8", "missing", "no signature is associated with the artifact"),
+    ]
 
 
 def test_children_missing_or_of_another_size_are_findings_not_jobs(

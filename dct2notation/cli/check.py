@@ -148,6 +148,9 @@ def check_command(
     guns_from: Annotated[
         Path | None, typer.Option("--guns-from", help="GUNs to check, one a line (with --server or --archive).")
     ] = None,
+    children: Annotated[
+        bool, typer.Option("--children", help="Also verify each platform manifest an index lists (plan --children).")
+    ] = False,
 ) -> int:
     """Per tag: DCT verdict x registry digest x Notation verdict; exit 0 only when every tag meets --require."""
     from ..migrate.check_report import (
@@ -209,6 +212,7 @@ def check_command(
                     registry_map=lambda gun: map_repository(gun, mapping),
                     concurrency=concurrency,
                     progress=advance,
+                    children=children,
                 )
         finally:
             close()

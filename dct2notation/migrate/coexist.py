@@ -99,6 +99,8 @@ class TagStatus:
     registry_digest: str | None
     notation: NotationResult
     reason: str
+    # check --children: each platform manifest the registry's index lists, with its own Notation verdict.
+    children: tuple[ChildStatus, ...] = ()
 
     @property
     def key(self) -> str:
@@ -117,7 +119,19 @@ class TagStatus:
             "failed_check": self.notation.failed_check,
             "signature": self.notation.signature,
             "reason": self.reason,
+            **({"children": [child.to_dict() for child in self.children]} if self.children else {}),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStatus:
+    digest: str
+    platform: str
+    notation: NotationResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "platform": self.platform, "notation": self.notation.verdict,
+                "failed_check": self.notation.failed_check, "reason": self.notation.reason}  # fmt: skip
 
 
 def decide(
@@ -305,6 +319,10 @@ class RegistryView(Protocol):
         """(signature manifest digest, envelope or None when unreadable, why unreadable) per stored signature."""
         ...
 
+    def manifest(self, repository: str, digest: str) -> bytes:
+        """The manifest by digest (checked against it): an index whose children ``check --children`` verifies."""
+        ...
+
 
 class StoreView:
     """A :class:`RegistryView` over a registry ``RegistryStore`` (one per host) or an ``OCILayoutStore``."""
@@ -338,6 +356,9 @@ class StoreView:
         if listed is not None and store.index_tag_required and referrers_tag(digest) not in listed:
             return []
         return store.list_signatures(repository.partition("/")[2], digest)
+
+    def manifest(self, repository: str, digest: str) -> bytes:
+        return self._store_for(repository).get_manifest(repository.partition("/")[2], digest)
 
     def envelopes(self, repository: str, digest: str) -> list[tuple[str, bytes | None, str]]:
         _, _, repo = repository.partition("/")
@@ -509,6 +530,7 @@ def run_check(
     registry_map: Callable[[str], str] = lambda gun: gun,
     concurrency: int = 16,
     progress: Callable[[str, int, int], None] | None = None,
+    children: bool = False,
 ) -> CheckResult:
     """Resolve every tag, verify every distinct (repository, digest) once, and assemble the matrix.
 
@@ -535,6 +557,7 @@ def run_check(
 
     # The cache: a digest under ten tags is verified once, by whichever worker claims it first.
     cache: dict[tuple[str, str], NotationResult] = {}
+    child_cache: dict[tuple[str, str], tuple[ChildStatus, ...]] = {}
     claimed: set[tuple[str, str]] = set()
     lock = threading.Lock()
     report = _progress_reporter(progress)
@@ -552,8 +575,10 @@ def run_check(
         result = verify_digest(
             view, row.repository, subject, policy=policy, truststore=truststore, clock=clock, limits=limits
         )
+        kids = _verify_children(view, row.repository, subject, policy, truststore, clock, limits) if children else ()
         with lock:
             cache[key] = result
+            child_cache[key] = kids
         report("verify", len(claimed))
 
     _run_workers(resolve, pending, concurrency)
@@ -567,8 +592,11 @@ def run_check(
             notation=notation,
             dct_reason=p.dct_reason,
         )
+        kids = child_cache.get((p.repository, p.registry_digest), ()) if p.registry_digest is not None else ()
         rows.append(
-            TagStatus(p.gun, p.repository, p.tag, status, p.dct, p.dct_digest, p.registry_digest, notation, reason)
+            TagStatus(
+                p.gun, p.repository, p.tag, status, p.dct, p.dct_digest, p.registry_digest, notation, reason, kids
+            )
         )
     rows.sort(key=lambda r: (r.repository, r.tag))
     seen = {row.gun for row in rows}
@@ -578,6 +606,43 @@ def run_check(
         if repo.gun not in seen
     ]
     return CheckResult(rows, require, evaluated_at, verified_digests=len(cache), empty_guns=empty)
+
+
+def _verify_children(
+    view: RegistryView,
+    repository: str,
+    subject: Descriptor,
+    policy: TrustPolicyDocument,
+    truststore: TrustStore,
+    clock: Clock,
+    limits: Limits,
+) -> tuple[ChildStatus, ...]:
+    """Each image manifest an index lists, verified as its own subject (what a runtime pulling by platform checks)."""
+    from .children import INDEX_TYPES, parse_index
+
+    if subject.media_type not in INDEX_TYPES:
+        return ()
+    reference = f"{repository}@{subject.digest}"
+    try:
+        listed = parse_index(view.manifest(repository, subject.digest), reference)
+    except Dct2NotationError as exc:
+        return (ChildStatus(subject.digest, "", NotationResult("invalid", "integrity", f"index unreadable: {exc}")),)
+    return tuple(
+        ChildStatus(
+            child.digest,
+            child.platform,
+            verify_digest(
+                view,
+                repository,
+                Descriptor(child.media_type, child.digest, child.size),
+                policy=policy,
+                truststore=truststore,
+                clock=clock,
+                limits=limits,
+            ),  # fmt: skip
+        )
+        for child in listed
+    )
 
 
 def _run_workers(fn: Callable[[T], None], items: Sequence[T], workers: int) -> None:
