@@ -151,3 +151,6 @@ def test_inventory_tables_at_80_columns_cut_nothing(
         assert any(line.startswith(f"│ {row['tag']} ") for line in lines), row["tag"]
         assert row["digest"].removeprefix("sha256:") in digests
     assert all(len(line) <= 80 for line in lines)
+    # As docker trust inspect --pretty: the Repository Key, then the Root Key.
+    roles = [line.split("│")[1].strip() for line in lines if "Key " in line and line.startswith("│")]
+    assert [r for r in roles if r in ("Repository Key", "Root Key")] == ["Repository Key", "Root Key"]

@@ -37,7 +37,8 @@ def print_inventory(inventory: Inventory, console: Console | None = None) -> Non
         admin = Table(title=f"Administrative keys for {gun}", title_justify="left")
         admin.add_column("ROLE", no_wrap=True)
         admin.add_column("KEYS", overflow="fold")
-        for entry in repo["administrative_keys"]:
+        # docker trust inspect --pretty lists the Repository Key before the Root Key.
+        for entry in sorted(repo["administrative_keys"], key=lambda entry: entry["name"] == "Root"):
             admin.add_row(
                 entry["name"] + " Key" if entry["name"] == "Root" else "Repository Key",
                 shown(", ".join(k["id"] for k in entry["keys"])),
