@@ -166,3 +166,27 @@ def test_ready_report_banner_and_print(tmp_path: Path, capsys: pytest.CaptureFix
     assert done.returncode == 0, done.stderr
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 10_000
     assert "print-color-adjust: exact" in (bundle / "REPORT.html").read_text()
+
+
+def test_attack_report_html_injection_from_remote_names(tmp_path: Path) -> None:
+    """A tag, a repository, a reason and a waiver text are remote or reviewer-written: markup in them stays text in
+    the rendered page (no element, no script run, nothing fetched), and the page still has one banner."""
+    from dct2notation.migrate.signoff_report import render_html
+
+    hostile = '<img src="http://198.51.100.1/x.png" onerror="document.title=\'pwned\'"><script>x=1</script>'
+    digest = "sha256:" + "d" * 64
+    record = {
+        "verdict": "not ready", "reasons": [f"reason {hostile}"], "created_at": "2026-12-01T00:00:00Z",
+        "dct_evaluated_at": "2026-12-01T00:00:00Z", "notation_verified_at": "2026-12-01T00:00:00Z",
+        "repositories": {f"dct.example/{hostile}": {"digests": 1, "tags": 1, "covered": 0, "uncovered": 1}},
+        "coverage": [{"gun": f"dct.example/{hostile}", "repository": f"r.example/{hostile}", "digest": digest,
+                      "size": 1, "tags": [hostile], "covered": False, "reason": hostile}],
+        "waived": [hostile], "gaps": [{"what": hostile, "repositories": [hostile], "todo": hostile}],
+    }  # fmt: skip
+    report = tmp_path / "REPORT.html"
+    report.write_text(render_html(record, hostile))
+    dom, probe, _ = rendered(report, tmp_path)
+    assert probe["external"] == []
+    assert "<img" not in dom.split('<pre id="probe">')[0] and "pwned" not in dom.split("<body>")[0]
+    assert dom.count('class="banner') == 1
+    assert "&lt;script&gt;x=1&lt;/script&gt;" in dom
