@@ -193,6 +193,13 @@ def test_notation_signature_read_with_the_same_verdicts(
     )
     assert details["signingAgent"].startswith("notation-go/1.3.2")
     assert details["signatureAlgorithm"] == "ES256"
+    # `inspect -o json` and `ls` print what notation 1.3.2 prints for the same signature, timestamps included: its
+    # "Signatures" casing and key order (issue #16).
+    theirs = notation(estate.root / "notation-home").json("inspect", "-o", "json", "--insecure-registry", ref)
+    mine = json.loads(ours_ok("inspect", "-o", "json", "--plain-http", ref))
+    assert json.dumps(mine, indent=1, sort_keys=True) == json.dumps(theirs, indent=1, sort_keys=True)
+    done = notation(estate.root / "notation-home").run("ls", "--insecure-registry", ref)
+    assert ours_ok("ls", "--plain-http", ref) == done.stdout
 
 
 @pytest.mark.parametrize("storage", ["dist", "olareg"])

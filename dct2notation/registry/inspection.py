@@ -125,9 +125,6 @@ def require_signatures(target: Target, subject: Descriptor) -> None:
         raise NotFoundError(f"{target.reference}: no signatures found")
 
 
-NOTATION_PAYLOAD_TYPE = "application/vnd.cncf.notary.payload.v1+json"
-
-
 def _notation_time(value: dt.datetime) -> str:
     # Go's time.Time in JSON is RFC 3339 with nanoseconds when there are any; ours are whole seconds or micro.
     text = value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
@@ -157,18 +154,21 @@ def _timestamp_signature(token: bytes, signature: bytes) -> dict[str, Any]:
 
 
 def notation_inspect_document(target: Target, subject: Descriptor) -> dict[str, Any]:
-    """``notation inspect -o json``'s document, key for key as Notation 1.3 prints it (its
-    cmd/notation/internal/display/metadata/json): ``mediaType`` of the subject, then one entry per signature. A
-    signature whose envelope cannot be read is left out with its error on ``error`` (Notation stops at the first)."""
+    """``notation inspect -o json``'s document as notation **1.3.2** prints it (checked against the binary in
+    test_interop_notation_reads.py): ``mediaType`` of the subject, then ``Signatures`` (capital S in 1.x; 2.x writes
+    ``signatures`` and adds ``signedAttributes.contentType``), each with the envelope's ``mediaType`` first. Go
+    writes the attribute maps with sorted keys. A signature whose envelope cannot be read is listed with its
+    ``error`` (Notation stops at the first)."""
     signatures: list[dict[str, Any]] = []
     for stored in fetch_signatures(target.store, target.repo, subject.digest):
         manifest = stored.manifest
+        media_type = manifest.envelope.media_type
         try:
-            env = parse_signature_envelope(stored.envelope, manifest.envelope.media_type, target.store.limits)
+            env = parse_signature_envelope(stored.envelope, media_type, target.store.limits)
         except Dct2NotationError as exc:
-            signatures.append({"digest": manifest.digest, "error": str(exc)})
+            signatures.append({"mediaType": media_type, "digest": manifest.digest, "error": str(exc)})
             continue
-        signed: dict[str, Any] = {"contentType": NOTATION_PAYLOAD_TYPE, "signingScheme": env.signing_scheme}
+        signed: dict[str, Any] = {"signingScheme": env.signing_scheme}
         signing_time = env.signing_time or env.authentic_signing_time
         if signing_time is not None:
             signed["signingTime"] = _notation_time(signing_time)
@@ -180,15 +180,17 @@ def notation_inspect_document(target: Target, subject: Descriptor) -> dict[str, 
         if env.timestamp_token is not None:
             unsigned["timestampSignature"] = _timestamp_signature(env.timestamp_token, env.signature)
         artifact = env.target_artifact
+        metadata = dict(sorted(env.user_metadata.items())) if env.user_metadata else None
         signatures.append(
             {
+                "mediaType": media_type,
                 "digest": manifest.digest,
                 "signatureAlgorithm": env.algorithm.signing_algorithm,
-                "signedAttributes": signed,
-                "userDefinedAttributes": dict(env.user_metadata) if env.user_metadata else None,
-                "unsignedAttributes": unsigned,
+                "signedAttributes": dict(sorted(signed.items())),
+                "userDefinedAttributes": metadata,
+                "unsignedAttributes": dict(sorted(unsigned.items())),
                 "certificates": [_notation_certificate(c) for c in env.cert_chain],
                 "signedArtifact": {"mediaType": artifact.media_type, "digest": artifact.digest, "size": artifact.size},
             }
         )
-    return {"mediaType": subject.media_type, "signatures": signatures}
+    return {"mediaType": subject.media_type, "Signatures": signatures}
