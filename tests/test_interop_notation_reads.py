@@ -200,6 +200,15 @@ def test_notation_signature_read_with_the_same_verdicts(
     assert json.dumps(mine, indent=1, sort_keys=True) == json.dumps(theirs, indent=1, sort_keys=True)
     done = notation(estate.root / "notation-home").run("ls", "--insecure-registry", ref)
     assert ours_ok("ls", "--plain-http", ref) == done.stdout
+    # verify by tag, both reading $NOTATION_CONFIG: the same success line and the same warning.
+    tagged = f"{ref.partition('@')[0]}:theirs-{fmt}-{stamped}"
+    config = {"NOTATION_CONFIG": str(estate.policy)}
+    done = notation(estate.root / "notation-home").run("verify", "--insecure-registry", tagged, env=config)
+    mine = ours("verify", "--plain-http", tagged, env=config)
+    assert (mine.returncode, mine.stdout, mine.stderr) == (done.returncode, done.stdout, done.stderr)
+    assert mine.returncode == 0 and mine.stdout.startswith(f"Successfully verified signature for {ref}\n\n")
+    assert mine.stdout.endswith("\nKEY    VALUE      \nteam   platform   \n")
+    assert "Warning: Always verify" in mine.stderr
 
 
 @pytest.mark.parametrize("storage", ["dist", "olareg"])

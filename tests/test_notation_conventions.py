@@ -299,3 +299,21 @@ def test_plain_http_and_notation_credentials(
     code, out, err = run(capsys, "verify", "--plain-http", f"{registry.host}/acme/app:v1")
     assert (code, out) == (0, f"Successfully verified signature for {ref}\n"), err
     assert err.replace("\n", " ").strip() == TAG_WARNING
+
+
+def test_verify_lists_signed_user_metadata_as_notation(
+    capsys: pytest.CaptureFixture[str], hello: tuple[Path, str]
+) -> None:
+    """After the success line, notation verify lists the signed user metadata (Go's tabwriter, padding 3); sorted
+    by key here, where Go's map order is random."""
+    _, digest = hello
+    _sign(capsys, digest, "--user-metadata", "team=platform", "-m", "io.example.build=42")
+    code, out, _ = run(capsys, "verify", "--oci-layout", f"hello-world@{digest}")
+    assert code == 0
+    assert out == (
+        f"Successfully verified signature for hello-world@{digest}\n\n"
+        "The artifact was signed with the following user metadata.\n\n"
+        "KEY                VALUE      \n"
+        "io.example.build   42         \n"
+        "team               platform   \n"
+    )

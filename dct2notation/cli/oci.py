@@ -20,6 +20,7 @@ from ..registry.options import RegistryOptions
 from ..registry.reference import require_digest
 from ..registry.target import Target, open_target, split_layout_reference
 from ..report import print_json, shown, stderr_console
+from ..safetext import printable
 from .credentials import notation_credentials, registry_options, with_plain_http
 from .remote import CaFileOpt, InsecureOpt, PasswordOpt, PasswordStdinOpt, PlainHttpOpt, UserOpt
 
@@ -387,6 +388,15 @@ def _scope(scope: str | None, layout: Path | None) -> str | None:
     return scope
 
 
+def _metadata_table(metadata: dict[str, str]) -> str:
+    """notation verify's listing of the signed user metadata: Go's tabwriter (padding 3) over KEY and VALUE, sorted
+    by key (Go's map order is random)."""
+    rows = [("KEY", "VALUE"), *((printable(k), printable(v)) for k, v in sorted(metadata.items()))]
+    widths = [max(len(row[i]) for row in rows) + 3 for i in (0, 1)]
+    lines = "".join(f"{key:<{widths[0]}}{value:<{widths[1]}}\n" for key, value in rows)
+    return f"\nThe artifact was signed with the following user metadata.\n\n{lines}"
+
+
 def verify(
     reference: RefArg = None,
     policy: Annotated[
@@ -432,6 +442,8 @@ def verify(
         print_json(report.to_dict())
     elif report.ok:
         print(f"Successfully verified signature for {shown(_shown_reference(layout, report.reference))}")
+        if report.user_metadata:
+            print(_metadata_table(report.user_metadata), end="")
     if not report.ok:
         report.raise_failure()
 

@@ -25,6 +25,8 @@ class VerifyReport:
     failed_check: str | None
     reason: str
     signatures: list[dict[str, Any]] = field(default_factory=list)
+    # The user metadata of the signature that passed (what `notation verify` lists after its success line).
+    user_metadata: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ def verify_target(
         for bad in unreadable
     ]
     passed: str | None = None
+    metadata: dict[str, str] = {}
     first_failure: tuple[str | None, str] | None = ("integrity", results[0]["reason"]) if results else None
     for sig in stored:
         result = verify_envelope(
@@ -98,10 +101,11 @@ def verify_target(
         )
         if result.ok:
             passed = sig.manifest.digest
+            metadata = dict(result.user_metadata)
             break
         if first_failure is None:
             first_failure = (result.failed_check, result.reason)
     if passed is not None:
-        return VerifyReport(reference, subject, True, passed, None, "verified", results)
+        return VerifyReport(reference, subject, True, passed, None, "verified", results, metadata)
     check, reason = first_failure or (None, "no signature passed")
     return VerifyReport(reference, subject, False, None, check, reason, results)

@@ -28,9 +28,11 @@ REPO = Path(__file__).resolve().parents[2]
 SHORT_LIVED_SECONDS = 40  # long enough to build the estate and sign under a loaded CI machine
 
 
-def ours(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``dct2notation ARGS`` from this checkout, as a user runs it."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def ours(
+    *args: str, stdin: str | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``dct2notation ARGS`` from this checkout, as a user runs it (``env`` added to the environment)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "dct2notation", *args],
         capture_output=True,
