@@ -394,7 +394,7 @@ def test_empty_changefeed_is_an_error(
 
 
 def test_unreadable_changefeed_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert discover_against(capsys, lambda path, q: (400, b"{}", {})) == "changefeed: unexpected status 400"
+    assert discover_against(capsys, lambda path, q: (409, b"{}", {})) == "changefeed: unexpected status 409"
 
 
 def test_attack_catalog_link_to_another_host(capsys: pytest.CaptureFixture[str]) -> None:
