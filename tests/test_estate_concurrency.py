@@ -116,3 +116,33 @@ def test_a_version_1_root_costs_no_extra_round_trip(proxied: DelayProxy, tmp_pat
     finally:
         hostile.close()
     assert hostile.requested == ["root", "timestamp", "snapshot", "targets"]
+
+
+def test_progress_bar_over_guns_on_a_terminal(proxied: DelayProxy, guns_file: Path, tmp_path: Path) -> None:
+    """On a terminal (a pty here) stderr shows a bar over GUNs, counted n/total; captured stderr (above) has none."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    primary, secondary = pty.openpty()
+    args = [sys.executable, "-m", "dct2notation", "archive", "--guns-from", str(guns_file), "--server",
+            f"http://{proxied.host}", "-o", str(tmp_path / "archive"), "--concurrency", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TERM": "xterm", "COLUMNS": "100"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=secondary, env=env)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert proc.wait(60) == 1
+    text = seen.decode("utf-8", "replace")
+    assert "reading GUNs" in text
+    assert "7/7" in text
