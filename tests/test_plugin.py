@@ -279,3 +279,42 @@ def test_envelope_plugin_answers_refused(tmp_path: Path, mode: str, message: str
         sign_in_format("jws", TARGET, key, clock=CLOCK, user_metadata={"team": "a"})
     assert message in str(caught.value)
     assert str(caught.value).startswith('plugin "testkms" generate-envelope: ')
+
+
+def test_plugin_id_and_plugin_config_as_notation_takes_them(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`notation sign --plugin NAME --id KEYID --plugin-config k=v REF` (issue #16): the plugin gets the key id and
+    the config on every call. Before: "No such option: --plugin" (only --key plugin:NAME:KEYID)."""
+    config = tmp_path / "notation"
+    plugin_dir = install_plugin(config, make_chain(cn="kms signer"), mode="record")
+    layout, digest = layout_with_image(tmp_path)
+    plugin = ["--plugin", "testkms", "--id", "kms-key-1", "--plugin-config", "region=eu-west-1"]
+    plugin += ["--plugin-config", "vault=ci"]
+    code = main(["sign", "--oci-layout", f"{layout}@{digest}", *plugin, "--config-dir", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["signature"]["digest"].startswith("sha256:")
+    calls = [json.loads(line) for line in (plugin_dir / "requests.jsonl").read_text().splitlines()]
+    assert {c["command"] for c in calls} >= {"describe-key", "generate-signature"}
+    assert all(c["request"]["pluginConfig"] == {"region": "eu-west-1", "vault": "ci"} for c in calls)
+    assert all(c["request"].get("keyId", "kms-key-1") == "kms-key-1" for c in calls)
+
+
+NEEDS_BOTH = "--plugin NAME and --id KEYID go together (--plugin-config needs both)"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--plugin", "testkms"], NEEDS_BOTH),
+        (["--id", "k"], NEEDS_BOTH),
+        (["--plugin", "testkms", "--id", "k", "--key", "x"], "--key and --plugin: give one of them"),
+        (["--plugin", "testkms", "--id", "k", "--plugin-config", "x"], "--plugin-config: 'x' is not KEY=VALUE"),
+    ],
+)
+def test_plugin_options_refused_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str], message: str
+) -> None:
+    layout, digest = layout_with_image(tmp_path)
+    code = main(["sign", "--oci-layout", f"{layout}@{digest}", *extra, "--config-dir", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert (code, err) == (2, f"dct2notation: error: {message}\n")

@@ -67,16 +67,20 @@ def _shown_reference(layout: Path | None, pinned: str) -> str:
     return pinned if layout is None else f"{layout}@{pinned.rpartition('@')[2]}"
 
 
-def parse_user_metadata(items: list[str]) -> dict[str, str]:
+def _pairs(items: list[str], option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"--user-metadata: {item!r} is not KEY=VALUE")
+            raise UsageError(f"{option}: {item!r} is not KEY=VALUE")
         if key in out:
-            raise UsageError(f"--user-metadata: key {key!r} given twice")
+            raise UsageError(f"{option}: key {key!r} given twice")
         out[key] = value
     return out
+
+
+def parse_user_metadata(items: list[str]) -> dict[str, str]:
+    return _pairs(items, "--user-metadata")
 
 
 def _form(value: str) -> ManifestForm:
@@ -85,11 +89,21 @@ def _form(value: str) -> ManifestForm:
     return value
 
 
-def _load_key(spec: str | None, config_dir: Path | None) -> SigningKey:
-    from ..keys.resolve import load_signing_key
+def _load_key(
+    spec: str | None, config_dir: Path | None, plugin: str | None = None, key_id: str | None = None,
+    plugin_config: list[str] | None = None,
+) -> SigningKey:
+    from ..keys.resolve import load_signing_key, plugin_signing_key
     from ..keys.signingkeys import notation_config_dir
 
-    return load_signing_key(spec, notation_config_dir(config_dir), DEFAULT_LIMITS)
+    if plugin is None and key_id is None and not plugin_config:
+        return load_signing_key(spec, notation_config_dir(config_dir), DEFAULT_LIMITS)
+    if spec is not None:
+        raise UsageError("--key and --plugin: give one of them")
+    if plugin is None or key_id is None:
+        raise UsageError("--plugin NAME and --id KEYID go together (--plugin-config needs both)")
+    config = _pairs(plugin_config or [], "--plugin-config")
+    return plugin_signing_key(plugin, key_id, config, notation_config_dir(config_dir), DEFAULT_LIMITS)
 
 
 def _pem(certs: list[Any]) -> str:
@@ -139,6 +153,11 @@ def sign(
         ),
     ] = None,
     user_metadata: MetadataOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    plugin: Annotated[str | None, typer.Option("--plugin", help="Sign with this plugin's key --id.")] = None,
+    key_id: Annotated[str | None, typer.Option("--id", help="With --plugin: the key id in the plugin.")] = None,
+    plugin_config: Annotated[
+        list[str], typer.Option("--plugin-config", help="With --plugin: KEY=VALUE for the plugin (repeatable).")
+    ] = [],  # noqa: B006
     signature_manifest: Annotated[
         str, typer.Option("--signature-manifest", help="legacy (Notation 1.x) or artifact.")
     ] = "legacy",
@@ -181,6 +200,8 @@ def sign(
     envelope_format = signature_format_of(signature_format)
     credentials = notation_credentials(username, password, password_stdin)
     if target is not None and Path(target).is_file():
+        if plugin is not None or key_id is not None or plugin_config:
+            raise UsageError("--plugin/--id/--plugin-config sign one artifact; a plan names its keys per identity")
         options = registry_options(insecure_registry, ca_file, credentials, force_referrers_tag)
         migrate_cli = importlib.import_module("dct2notation.cli.migrate")
         sign_plan = getattr(migrate_cli, "sign_plan", None)
@@ -229,7 +250,7 @@ def sign(
     handle = open_target(target, options=options, oci_layout=layout, create=True)
     try:
         require_digest(handle.reference, command="sign")  # before any key or network work
-        signing_key = _load_key(key, config_dir)
+        signing_key = _load_key(key, config_dir, plugin, key_id, plugin_config)
         result = sign_artifact(
             handle,
             signing_key,

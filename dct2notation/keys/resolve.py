@@ -27,6 +27,22 @@ def key_from_entry(entry: KeyEntry, config_dir: Path, limits: Limits = DEFAULT_L
     return load_local_key(Path(entry.key_path), Path(entry.cert_path), name=entry.name)
 
 
+def plugin_signing_key(
+    plugin_name: str, key_id: str, plugin_config: dict[str, str], config_dir: Path, limits: Limits = DEFAULT_LIMITS
+) -> SigningKey:
+    """Notation's ``--plugin NAME --id KEYID [--plugin-config k=v]``: the key ``plugin:NAME:KEYID`` with that config."""
+    if not plugin_name or not key_id:
+        raise UsageError("--plugin NAME and --id KEYID go together")
+    return PluginKey(
+        f"plugin:{plugin_name}:{key_id}",
+        plugin_name=plugin_name,
+        key_id=key_id,
+        config_dir=config_dir,
+        plugin_config=plugin_config,
+        limits=limits,
+    )
+
+
 def load_signing_key(spec: str | None, config_dir: Path, limits: Limits = DEFAULT_LIMITS) -> SigningKey:
     """Resolve ``spec``; ``None`` or ``""`` means the default key of ``signingkeys.json``."""
     if spec and spec.startswith("plugin:"):
