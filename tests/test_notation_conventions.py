@@ -317,3 +317,12 @@ def test_verify_lists_signed_user_metadata_as_notation(
         "io.example.build   42         \n"
         "team               platform   \n"
     )
+
+
+def test_key_ls_is_notations_name_for_key_list(capsys: pytest.CaptureFixture[str], hello: tuple[Path, str]) -> None:
+    """`notation key ls` (before: "No such command 'ls'"); the default key is marked."""
+    code, listed, _ = run(capsys, "key", "list")
+    assert code == 0
+    code, out, _ = run(capsys, "key", "ls")
+    assert (code, out) == (0, listed)
+    assert out.splitlines()[1].startswith("* tester\t")

@@ -52,5 +52,6 @@ def register(app: typer.Typer) -> None:
             fields = [entry.key_path, entry.cert_path, entry.id, entry.plugin_name]
             print(mark + entry.name + "\t" + "\t".join(f or "" for f in fields))
 
+    key_app.command("ls", help="The same as `key list` (Notation's name for it).")(list_keys)
     app.add_typer(cert_app, name="cert")
     app.add_typer(key_app, name="key")
