@@ -326,3 +326,55 @@ def test_key_ls_is_notations_name_for_key_list(capsys: pytest.CaptureFixture[str
     code, out, _ = run(capsys, "key", "ls")
     assert (code, out) == (0, listed)
     assert out.splitlines()[1].startswith("* tester\t")
+
+
+def test_cert_add_and_ls_as_notation(capsys: pytest.CaptureFixture[str], hello: tuple[Path, str],
+                                     tmp_path: Path) -> None:  # fmt: skip
+    """`notation cert add --type ca --store NAME FILE…` and `notation cert ls` on $NOTATION_CONFIG's trust store; a
+    signature by the added root then verifies. Before: "No such command 'add'"."""
+    config, digest = hello
+    other = tmp_path / "other-notation"
+    generate_test_key("partner", other, key_type="ec-p256", make_default=True)
+    partner_cert = other / "localkeys" / "partner.crt"
+    code, out, err = run(capsys, "cert", "add", "--type", "ca", "--store", "partners", str(partner_cert))
+    assert code == 0, err
+    stored = config / "truststore" / "x509" / "ca" / "partners" / "partner.crt"
+    assert out == f"added {stored} to trust store ca:partners\n"
+    assert stored.read_bytes() == partner_cert.read_bytes()
+    code, out, _ = run(capsys, "cert", "ls")
+    assert out.splitlines() == [str(stored), str(config / "truststore" / "x509" / "ca" / "tester" / "tester.crt")]
+    code, out, _ = run(capsys, "cert", "ls", "--type", "ca", "--store", "partners")
+    assert out.splitlines() == [str(stored)]
+    # Added twice, or a file that is no certificate: one line, nothing written.
+    code, _, err = run(capsys, "cert", "add", "-t", "ca", "-s", "partners", str(partner_cert))
+    assert (code, err) == (2, f"dct2notation: error: {stored}: the trust store ca:partners already holds partner.crt\n")
+    junk = tmp_path / "junk.crt"
+    junk.write_text("not a certificate")
+    code, _, err = run(capsys, "cert", "add", "-t", "tsa", "-s", "x", str(junk))
+    assert code == 2 and err.startswith(f"dct2notation: error: {junk}: not a PEM or DER certificate")
+    assert not (config / "truststore" / "x509" / "tsa").exists()
+    code, _, err = run(capsys, "cert", "add", "-t", "ca", "-s", "../up", str(partner_cert))
+    assert (code, err) == (2, 'dct2notation: error: trust store name "../up" is not valid ([a-zA-Z0-9_.-]+)\n')
+    # Signed with the partner key, verified with the store just added.
+    (config / "trustpolicy.json").write_text(json.dumps(_policy(["local/hello-world"], store="partners")))
+    code, _, err = run(capsys, "sign", "--oci-layout", f"hello-world@{digest}", "--key", "partner",
+                       "--config-dir", str(other))  # fmt: skip
+    assert code == 0, err
+    code, out, _ = run(capsys, "verify", "--oci-layout", f"hello-world@{digest}")
+    assert (code, out) == (0, f"Successfully verified signature for hello-world@{digest}\n")
+
+
+def test_attack_cert_add_through_a_planted_store_symlink(capsys: pytest.CaptureFixture[str], hello: tuple[Path, str],
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    """A store directory swapped for a symlink (to a directory another tool trusts): cert add writes nothing there."""
+    config, _ = hello
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (config / "truststore" / "x509" / "signingAuthority").mkdir(parents=True)
+    (config / "truststore" / "x509" / "signingAuthority" / "evil").symlink_to(elsewhere, target_is_directory=True)
+    cert = config / "localkeys" / "tester.crt"
+    code, _, err = run(capsys, "cert", "add", "-t", "signingAuthority", "-s", "evil", str(cert))
+    store = config / "truststore" / "x509" / "signingAuthority" / "evil"
+    assert (code, err) == (2, f"dct2notation: error: {store}: a trust store directory is a symlink, which Notation "
+                              "refuses\n")  # fmt: skip
+    assert list(elsewhere.iterdir()) == []

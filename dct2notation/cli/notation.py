@@ -1,4 +1,4 @@
-"""``cert generate-test`` and ``key list``: thin wrappers over ``dct2notation.keys``."""
+"""``cert generate-test/add/ls`` and ``key list/ls``: thin wrappers over ``dct2notation.keys`` and the trust store."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from ..keys.signingkeys import SigningKeys, notation_config_dir, signing_keys_path
 from ..keys.testcert import KEY_TYPES, generate_test_key
 from ..report import print_json
@@ -35,6 +36,34 @@ def register(app: typer.Typer) -> None:
             name, notation_config_dir(config_dir), key_type=key_type, make_default=default, days=days
         )
         print(f"generated {result.key_path} and {result.cert_path}; trust store: {result.trust_store_cert}")
+
+    @cert_app.command("add")
+    def add_cert(
+        files: Annotated[list[Path], typer.Argument(help="PEM or DER certificate files.")],
+        store_type: Annotated[str, typer.Option("--type", "-t", help="ca, signingAuthority or tsa.")] = "ca",
+        store: Annotated[str, typer.Option("--store", "-s", help="Trust store name ([a-zA-Z0-9_.-]+).")] = "",
+        config_dir: ConfigDirOption = None,
+    ) -> None:
+        """Add certificates to a named trust store, as `notation cert add --type T --store S FILE…` does."""
+        from ..notation.truststore import TrustStore
+
+        if not store:
+            raise UsageError("cert add: --store NAME is required")
+        truststore = TrustStore(notation_config_dir(config_dir) / "truststore")
+        for path in truststore.add(store_type, store, files):
+            print(f"added {path} to trust store {store_type}:{store}")
+
+    @cert_app.command("ls")
+    def list_certs(
+        store_type: Annotated[str | None, typer.Option("--type", "-t", help="ca, signingAuthority or tsa.")] = None,
+        store: Annotated[str | None, typer.Option("--store", "-s", help="Trust store name.")] = None,
+        config_dir: ConfigDirOption = None,
+    ) -> None:
+        """The certificate files of the trust stores, one path a line, as `notation cert ls` prints them."""
+        from ..notation.truststore import TrustStore
+
+        for path in TrustStore(notation_config_dir(config_dir) / "truststore").entries(store_type, store):
+            print(path)
 
     @key_app.command("list")
     def list_keys(

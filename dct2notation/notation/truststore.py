@@ -13,7 +13,7 @@ from cryptography import x509
 
 from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError
-from ..files import read_capped
+from ..files import read_capped, write_atomic
 from .certs import is_self_signed
 from .policy import STORE_NAME, STORE_TYPES
 
@@ -44,6 +44,25 @@ def _is_ca(cert: x509.Certificate) -> bool:
     return bc.ca
 
 
+def _admissible(path: Path, store_type: str) -> list[x509.Certificate]:
+    """The certificates of ``path``, each one a store of ``store_type`` may hold."""
+    certs = _load_file(path)
+    for cert in certs:
+        if store_type == "tsa":
+            if not is_self_signed(cert):
+                raise ConfigError(f"{path}: a tsa trust store holds root (self-signed) certificates only")
+        elif not (_is_ca(cert) or is_self_signed(cert)):
+            raise ConfigError(f"{path}: trust store certificates must be CA or self-signed certificates")
+    return certs
+
+
+def _check_store(store_type: str, name: str) -> None:
+    if store_type not in STORE_TYPES:
+        raise ConfigError(f'trust store type "{store_type}" is not one of {", ".join(STORE_TYPES)}')
+    if not STORE_NAME.match(name):
+        raise ConfigError(f'trust store name "{name}" is not valid ([a-zA-Z0-9_.-]+)')
+
+
 class TrustStore:
     def __init__(self, root_dir: Path | str) -> None:
         self.root = Path(root_dir)
@@ -57,10 +76,7 @@ class TrustStore:
         key = (store_type, name)
         if key in self._cache:
             return self._cache[key]
-        if store_type not in STORE_TYPES:
-            raise ConfigError(f'trust store type "{store_type}" is not one of {", ".join(STORE_TYPES)}')
-        if not STORE_NAME.match(name):
-            raise ConfigError(f'trust store name "{name}" is not valid ([a-zA-Z0-9_.-]+)')
+        _check_store(store_type, name)
         directory = self.store_dir(store_type, name)
         if directory.is_symlink() or not directory.is_dir():
             raise ConfigError(f'the trust store "{name}" of type "{store_type}" does not exist ({directory})')
@@ -72,14 +88,43 @@ class TrustStore:
                 raise ConfigError(f"{entry}: trust store {store_type}:{name} must not contain directories")
             if not entry.is_file():
                 raise ConfigError(f"{entry}: trust store entries must be regular files (a FIFO or device is not)")
-            for cert in _load_file(entry):
-                if store_type == "tsa":
-                    if not is_self_signed(cert):
-                        raise ConfigError(f"{entry}: a tsa trust store holds root (self-signed) certificates only")
-                elif not (_is_ca(cert) or is_self_signed(cert)):
-                    raise ConfigError(f"{entry}: trust store certificates must be CA or self-signed certificates")
-                certs.append(cert)
+            certs += _admissible(entry, store_type)
         if not certs:
             raise ConfigError(f'the trust store "{name}" of type "{store_type}" has no certificates ({directory})')
         self._cache[key] = certs
         return certs
+
+    def add(self, store_type: str, name: str, sources: list[Path]) -> list[Path]:
+        """``notation cert add``: copy each source (PEM or DER, every certificate admissible in such a store) into
+        the named store under its own file name. All are checked before any is written; an entry of that name
+        already there is refused, not replaced."""
+        _check_store(store_type, name)
+        staged: list[tuple[Path, bytes]] = []
+        for source in sources:
+            _admissible(source, store_type)
+            target = self.store_dir(store_type, name) / source.name
+            if target.exists() or target.is_symlink() or any(t == target for t, _ in staged):
+                raise ConfigError(f"{target}: the trust store {store_type}:{name} already holds {source.name}")
+            data = read_capped(source.parent, source.name, DEFAULT_LIMITS.config_file_bytes, what="certificate")
+            staged.append((target, data))
+        directory = self.store_dir(store_type, name)
+        if any(p.is_symlink() for p in (directory, directory.parent, directory.parent.parent, self.root)):
+            raise ConfigError(f"{directory}: a trust store directory is a symlink, which Notation refuses")
+        directory.mkdir(parents=True, exist_ok=True)
+        for target, data in staged:
+            write_atomic(target, data, what="cert add")
+        return [target for target, _ in staged]
+
+    def entries(self, store_type: str | None = None, name: str | None = None) -> list[Path]:
+        """``notation cert ls``: every file of the stores (of one type, one name), sorted."""
+        types = [store_type] if store_type else list(STORE_TYPES)
+        out: list[Path] = []
+        for kind in types:
+            if name is not None:
+                _check_store(kind, name)
+            base = self.root / "x509" / kind
+            stores = [base / name] if name is not None else sorted(base.iterdir()) if base.is_dir() else []
+            for store in stores:
+                if store.is_dir() and not store.is_symlink():
+                    out += sorted(entry for entry in store.iterdir() if entry.is_file() and not entry.is_symlink())
+        return out
