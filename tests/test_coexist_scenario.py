@@ -266,6 +266,7 @@ def test_a_digest_under_two_tags_is_verified_once(scenario: Scenario) -> None:
     from dct2notation.notation.truststore import TrustStore
 
     clock = SystemClock()
+    reported: list[tuple[str, int, int]] = []
     repos = dct_from_source([scenario.guns[0]], ArchiveSource(scenario.archive), clock, DEFAULT_LIMITS)
     view, close = registry_view(RegistryOptions(insecure_registries=frozenset({scenario.host})))
     mapping = [(f"dct.example/co{scenario.n}", f"{scenario.host}/co{scenario.n}")]
@@ -279,12 +280,19 @@ def test_a_digest_under_two_tags_is_verified_once(scenario: Scenario) -> None:
             limits=DEFAULT_LIMITS,
             registry_map=lambda gun: map_repository(gun, mapping),
             concurrency=4,
+            progress=lambda phase, n, total: reported.append((phase, n, total)),
         )
     finally:
         close()
     # 8 tags in main ("ok" and "ok-alias" share a digest) -> 7 distinct digests verified.
     assert len(result.rows) == 7
     assert result.verified_digests == 6
+    # Progress bars know their total (issue #16): every tag of the resolve phase, and the digests to verify
+    # (complete once the last tag resolved).
+    resolved = [r for r in reported if r[0] == "resolve"]
+    verified = [r for r in reported if r[0] == "verify"]
+    assert len(resolved) == 7 and {total for _, _, total in resolved} == {7}
+    assert len(verified) == 6 and max(total for _, _, total in verified) == 6
 
 
 def test_junit_and_markdown_outputs(scenario: Scenario, tmp_path: Path) -> None:
