@@ -116,6 +116,15 @@ def _der_sorted_token(token: bytes) -> bytes:
     return _encode(0x30, oid + _encode(0xA0, _encode(0x30, b"".join(fields))))
 
 
+def _token_certificates(token: bytes) -> list[bytes]:
+    """The DER certificates of a token's SignedData, in the order the TSA wrote them."""
+    _, wrapped = _children(_content(token, 0x30))
+    for element in _children(_content(_content(wrapped, 0xA0), 0x30)):
+        if element[0] == 0xA0:
+            return _children(_content(element, 0xA0))
+    return []
+
+
 def _as_response(token: bytes) -> bytes:
     """A TimeStampResp {status granted, token}: the library parses and verifies responses, not bare tokens."""
     return _encode(0x30, _encode(0x30, _encode(0x02, b"\x00")) + _der_sorted_token(token))
@@ -467,7 +476,8 @@ def read_timestamp(token: bytes, signature: bytes) -> tuple[TimestampInfo, list[
     try:
         response = tsp.decode_timestamp_response(_as_response(token))
         info = response.tst_info
-        certificates = [x509.load_der_x509_certificate(der) for der in response.signed_data.certificates]
+        # In the token's own order, as Notation lists them (the library's set is in DER order after _as_response).
+        certificates = [x509.load_der_x509_certificate(der) for der in _token_certificates(token)]
     except ValueError as exc:
         raise TimestampError(f"timestamp token is not a DER RFC 3161 TimeStampToken ({exc})") from exc
     imprint = info.message_imprint
