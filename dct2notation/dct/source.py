@@ -219,8 +219,9 @@ class NotaryServerSource:
             raise AuthError(f"{self.url}: {what.who}: access denied (403)")
         if status >= 500:
             raise _Retryable(f"server answered {status}")
-        if status == 400 and self.url.startswith("http://"):
-            # Go's TLS listener answers a plain-HTTP request with a bare 400: the server wants https://.
+        if status == 400 and self.url.startswith("http://") and _TLS_LISTENER_ANSWER in body:
+            # Go's TLS listener answers a plain-HTTP request with a 400 and this text: the server wants https://.
+            # Only then: notary-server's own 400s (a bad changefeed parameter) are not a hint to switch scheme.
             raise UsageError(
                 f"{self.url}: {what.file}: refused (400): the server speaks TLS; use https://"
                 f"{self.url.removeprefix('http://')} (with --ca-file FILE if its CA is not in the OS trust store)"
@@ -244,7 +245,9 @@ class NotaryServerSource:
         try:
             with client.stream("GET", url) as response:
                 if response.status_code != 200:
-                    return self._answer(response.status_code, what, b"")
+                    # The first bytes of an error body only (bounded): enough to recognise a TLS listener's 400.
+                    head = next(response.iter_bytes(), b"")[:1024] if response.status_code == 400 else b""
+                    return self._answer(response.status_code, what, head)
                 chunks: list[bytes] = []
                 total = 0
                 for chunk in response.iter_bytes():
@@ -270,6 +273,7 @@ class _What(NamedTuple):
 
 # What a GUN and role name are made of; anything else goes through httpx, which percent-encodes as it always has.
 # A query (the changefeed's change_id and records) only of our own making: names, digits and signs.
+_TLS_LISTENER_ANSWER = b"HTTP request to an HTTPS server"
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=/-]+(?:\?[A-Za-z0-9_=&-]*)?")
 
 
