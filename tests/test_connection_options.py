@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,6 +217,24 @@ def test_docker_certs_d_ca_is_trusted_without_ca_file(
     assert code == 0, err
     listed = json.loads(out)
     assert (listed["subject"]["digest"], listed["signatures"]) == (estate.digest, [])
+
+
+def test_os_trust_store_directory_is_trusted_without_ca_file(
+    estate: Estate, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    """The OS store (OpenSSL's hashed CA directory, here named by SSL_CERT_DIR) is trusted, not certifi's bundle; it
+    is read by hash lookup, and a context made before the store changed is not reused for it."""
+    code, _, err = run(capsys, monkeypatch, "ls", estate.ref, *creds(ca=None), stdin=PASSWORD + "\n")
+    assert (code, "the certificate is not trusted (use --ca-file)" in err) == (2, True)
+    store = isolated / "os-store"
+    store.mkdir()
+    (store / "estate-ca.pem").write_bytes(estate.ca.read_bytes())
+    subprocess.run(["openssl", "rehash", str(store)], check=True, capture_output=True)
+    assert any(len(p.name) == 10 and p.name.endswith(".0") for p in store.iterdir())
+    monkeypatch.setenv("SSL_CERT_DIR", str(store))
+    code, out, err = run(capsys, monkeypatch, "ls", estate.ref, "--json", *creds(ca=None), stdin=PASSWORD + "\n")
+    assert code == 0, err
+    assert json.loads(out)["subject"]["digest"] == estate.digest
 
 
 def test_docker_config_tls_dir_is_trusted_for_the_notary_server(
