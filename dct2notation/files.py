@@ -300,6 +300,29 @@ def remove_beneath(root: Path, relative: str) -> None:
         os.close(dir_fd)
 
 
+def remove_regular(root: Path, relative: str, *, what: str = "file") -> Path:
+    """Delete the regular file ``root/relative`` the user named: no component is followed through a symlink, and a
+    symlink, directory or device at the name is refused rather than removed (it is not a file of ours to delete)."""
+    parts = segments(relative, f"{root}: {what}")
+    path = root.joinpath(*parts)
+    try:
+        dir_fd = _walk_dirs(root, parts[:-1])
+    except FileNotFoundError as exc:
+        raise FileError(f"{path}: no such {what}") from exc
+    try:
+        mode = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnsafePathError(f"{path}: {_SYMLINK if stat.S_ISLNK(mode) else _SPECIAL}")
+        os.unlink(parts[-1], dir_fd=dir_fd)
+    except FileNotFoundError as exc:
+        raise FileError(f"{path}: no such {what}") from exc
+    except OSError as exc:
+        raise FileError(f"{path}: cannot remove ({os_reason(exc)})") from exc
+    finally:
+        os.close(dir_fd)
+    return path
+
+
 def create_private(path: Path, data: bytes, *, what: str = "") -> None:
     """A new 0600 file (a private key): refused if anything, a file or a symlink, is already at ``path``."""
     try:

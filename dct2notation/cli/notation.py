@@ -1,4 +1,5 @@
-"""``cert generate-test/add/ls`` and ``key list/ls``: thin wrappers over ``dct2notation.keys`` and the trust store."""
+"""``cert generate-test/add/ls/delete`` and ``key add/list/ls/delete``: thin wrappers over ``dct2notation.keys``
+and the trust store."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from ..keys.signingkeys import SigningKeys, notation_config_dir, signing_keys_path
+from ..keys.signingkeys import KeyEntry, SigningKeys, add_signing_key, notation_config_dir, signing_keys_path
 from ..keys.testcert import KEY_TYPES, generate_test_key
 from ..report import print_json
 
@@ -64,6 +65,76 @@ def register(app: typer.Typer) -> None:
 
         for path in TrustStore(notation_config_dir(config_dir) / "truststore").entries(store_type, store):
             print(path)
+
+    @cert_app.command("delete")
+    def delete_certs(
+        file_name: Annotated[str | None, typer.Argument(help="The certificate's file name in the store.")] = None,
+        store_type: Annotated[str, typer.Option("--type", "-t", help="ca, signingAuthority or tsa.")] = "",
+        store: Annotated[str, typer.Option("--store", "-s", help="Trust store name.")] = "",
+        all_: Annotated[bool, typer.Option("--all", "-a", help="Every certificate of the store.")] = False,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+        config_dir: ConfigDirOption = None,
+    ) -> None:
+        """Delete certificates from a named trust store, as `notation cert delete -t T -s S (FILE | --all)` does."""
+        from ..notation.truststore import TrustStore
+
+        if not store_type or not store:
+            raise UsageError("cert delete: --type TYPE and --store NAME are required")
+        if all_ == (file_name is not None):
+            raise UsageError("cert delete: give a certificate file name or --all, not both or neither")
+        what = "all certificates" if all_ else f"certificate {file_name}"
+        if not yes and not typer.confirm(f"Delete {what} from trust store {store_type}:{store}?", default=False):
+            print("nothing deleted")
+            return
+        truststore = TrustStore(notation_config_dir(config_dir) / "truststore")
+        for path in truststore.delete(store_type, store, file_name):
+            print(f"deleted {path} from trust store {store_type}:{store}")
+
+    @key_app.command("add")
+    def add_key(
+        name: Annotated[str, typer.Argument(help="Key name ([a-zA-Z0-9_.-]+).")],
+        key_file: Annotated[Path | None, typer.Option("--key-file", help="PEM private key (with --cert-file).")] = None,
+        cert_file: Annotated[Path | None, typer.Option("--cert-file", help="PEM chain, leaf first.")] = None,
+        plugin: Annotated[str | None, typer.Option("--plugin", help="Signing plugin name (with --id).")] = None,
+        key_id: Annotated[str | None, typer.Option("--id", help="The plugin's key id.")] = None,
+        plugin_config: Annotated[
+            list[str], typer.Option("--plugin-config", help="With --plugin: KEY=VALUE for the plugin (repeatable).")
+        ] = [],  # noqa: B006 - typer needs a literal default; it is never mutated
+        default: Annotated[bool, typer.Option("--default", help="Make it the default signing key.")] = False,
+        config_dir: ConfigDirOption = None,
+    ) -> None:
+        """Add a signing key to signingkeys.json, as `notation key add --plugin P --id ID NAME` does (or a local
+        key: --key-file KEY --cert-file CERT)."""
+        local = key_file is not None or cert_file is not None
+        remote = plugin is not None or key_id is not None or bool(plugin_config)
+        if local == remote:
+            raise UsageError("key add: give --key-file KEY --cert-file CERT or --plugin NAME --id KEYID")
+        if remote:
+            from .oci import _pairs
+
+            if plugin is None or key_id is None:
+                raise UsageError("key add: --plugin NAME and --id KEYID go together (--plugin-config needs both)")
+            config = _pairs(plugin_config, "--plugin-config")
+            entry = KeyEntry(name=name, id=key_id, plugin_name=plugin, plugin_config=config or None)
+        else:
+            if key_file is None or cert_file is None:
+                raise UsageError("key add: --key-file and --cert-file go together")
+            entry = KeyEntry(name=name, key_path=str(key_file.absolute()), cert_path=str(cert_file.absolute()))
+        path = add_signing_key(notation_config_dir(config_dir), entry, make_default=default)
+        print(f"added key {name} to {path}" + (" (default)" if default else ""))
+
+    @key_app.command("delete")
+    def delete_keys(
+        names: Annotated[list[str], typer.Argument(help="Key names.")],
+        config_dir: ConfigDirOption = None,
+    ) -> None:
+        """Remove keys from signingkeys.json, as `notation key delete NAME…` does: the key files are kept."""
+        path = signing_keys_path(notation_config_dir(config_dir))
+        keys = SigningKeys.load(path)
+        removed = keys.remove(names)
+        keys.save(path)
+        for name in removed:
+            print(f"removed key {name} from {path} (its key files are kept)")
 
     @key_app.command("list")
     def list_keys(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_LIMITS
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..files import read_document, write_beneath, write_error
 from ..jsontext import loads as json_loads
 
@@ -166,9 +166,42 @@ class SigningKeys:
         if make_default:
             self.default = entry.name
 
+    def remove(self, names: Iterable[str]) -> list[str]:
+        """``notation key delete``: drop the entries (all names checked first); the key files stay where they are.
+        Deleting the default key leaves no default, as in Notation."""
+        wanted = list(dict.fromkeys(names))
+        held = {k.name for k in self.keys}
+        for name in wanted:
+            if name not in held:
+                raise ConfigError(f"signingkeys.json: no signing key named {name!r}")
+        self.keys = [k for k in self.keys if k.name not in wanted]
+        if self.default in wanted:
+            self.default = None
+        return wanted
+
 
 def signing_keys_path(config_dir: Path) -> Path:
     return config_dir / "signingkeys.json"
+
+
+def add_signing_key(config_dir: Path, entry: KeyEntry, *, make_default: bool = False) -> Path:
+    """``notation key add``: one more entry in ``signingkeys.json``. A local key's files must hold a key that matches
+    the leaf certificate (checked here, not at the first signing); a duplicate name is refused."""
+    from .local import load_local_key
+
+    if not NAME_PATTERN.match(entry.name):
+        raise UsageError(f"key name {entry.name!r} is not valid: use letters, digits, '_', '.' and '-' only")
+    path = signing_keys_path(config_dir)
+    keys = SigningKeys.load(path)
+    if any(k.name == entry.name for k in keys.keys):
+        raise ConfigError(f"{path}: signing key {entry.name!r} already exists")
+    if not entry.is_plugin:
+        if not entry.key_path or not entry.cert_path:
+            raise UsageError("key add: --key-file and --cert-file go together (or --plugin NAME --id KEYID)")
+        load_local_key(Path(entry.key_path), Path(entry.cert_path), name=entry.name)
+    keys.add(entry, make_default=make_default)
+    keys.save(path)
+    return path
 
 
 def unknown_key_specs(specs: Iterable[str], config_dir: Path) -> tuple[list[str], bool]:

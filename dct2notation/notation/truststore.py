@@ -13,7 +13,7 @@ from cryptography import x509
 
 from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError
-from ..files import read_capped, write_atomic
+from ..files import UnsafePathError, read_capped, remove_regular, segments, write_atomic
 from .certs import is_self_signed
 from .policy import STORE_NAME, STORE_TYPES
 
@@ -128,3 +128,25 @@ class TrustStore:
                 if store.is_dir() and not store.is_symlink():
                     out += sorted(entry for entry in store.iterdir() if entry.is_file() and not entry.is_symlink())
         return out
+
+    def delete(self, store_type: str, name: str, file_name: str | None) -> list[Path]:
+        """``notation cert delete``: one entry of a named store by its file name, or (``None``) every entry. Only
+        regular files directly in the store are removed, never through a symlinked directory: a name with a ``/`` or
+        ``..``, or a store holding a symlink or a subdirectory, is refused before anything is deleted."""
+        _check_store(store_type, name)
+        relative = "/".join(segments(f"x509/{store_type}/{name}", f"{self.root}: trust store"))
+        if file_name is not None:
+            if len(segments(file_name, f"cert delete {store_type}:{name}: certificate file name")) != 1:
+                raise UnsafePathError(
+                    f"cert delete {store_type}:{name}: {file_name!r} is not a file name (it has a '/' in it)"
+                )
+            return [remove_regular(self.root, f"{relative}/{file_name}", what="trust store entry")]
+        directory = self.store_dir(store_type, name)
+        if directory.is_symlink() or not directory.is_dir():
+            raise ConfigError(f'the trust store "{name}" of type "{store_type}" does not exist ({directory})')
+        names = sorted(entry.name for entry in directory.iterdir())
+        for entry_name in names:
+            entry = directory / entry_name
+            if entry.is_symlink() or not entry.is_file():
+                raise UnsafePathError(f"{entry}: trust store entries must be regular files; nothing deleted")
+        return [remove_regular(self.root, f"{relative}/{n}", what="trust store entry") for n in names]
