@@ -263,18 +263,43 @@ def main() -> None:
     )
     print(f"peak RSS of the benchmark process after the batch: {peak_mb:.0f} MiB")
     if compared is not None:
-        base_rates, head_rates = compared
+        base_rates, head_rates, cpu = compared
         for i, (b, h) in enumerate(zip(base_rates, head_rates, strict=True)):
-            print(f"round {i + 1}: baseline {b:8.1f} signatures/s, this tree {h:8.1f} signatures/s ({h / b:.3f}x)")
+            print(
+                f"round {i + 1}: baseline {b:8.1f} signatures/s, this tree {h:8.1f} signatures/s ({h / b:.3f}x); "
+                f"CPU (sign process + registry) {cpu['base'][i]:.2f} vs {cpu['head'][i]:.2f} ms/signature"
+            )
         b_med, h_med = statistics.median(base_rates), statistics.median(head_rates)
         print(f"median: baseline {b_med:.1f}, this tree {h_med:.1f} signatures/s -> {100 * (h_med / b_med - 1):+.1f}%")
+        bc, hc = statistics.median(cpu["base"]), statistics.median(cpu["head"])
+        # Signatures per CPU-second is what the batch gets on a machine it has to itself.
+        print(
+            f"median CPU: baseline {bc:.2f}, this tree {hc:.2f} ms/signature -> "
+            f"{100 * (bc / hc - 1):+.1f}% signatures/CPU-s"
+        )
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def compare_rounds(
     registry: Registry, config: Path, baseline: Path, n: int, concurrency: int, rounds: int, work: Path
-) -> tuple[list[float], list[float]]:
-    """Alternate ``sign PLAN`` processes of the baseline checkout and of this tree on fresh subjects."""
+) -> tuple[list[float], list[float], dict[str, list[float]]]:
+    """Alternate ``sign PLAN`` processes of the baseline checkout and of this tree on fresh subjects.
+
+    Also the CPU each batch cost (the ``sign`` process plus the registry, in ms per signature): on 2 cores shared
+    with other work, wall-clock rates swing by a factor of two between rounds, CPU time far less."""
     rates: dict[str, list[float]] = {"base": [], "head": []}
+    cpu: dict[str, list[float]] = {"base": [], "head": []}
+    assert registry.proc is not None
     for r in range(rounds):
         order = ("base", "head") if r % 2 == 0 else ("head", "base")
         for who in order:
@@ -287,18 +312,25 @@ def compare_rounds(
             plan = Plan(f"{who}{r}", jobs)
             plan_with_preflight(plan, registry.host)
             path = work / f"plan-{who}{r}.json"
-            plan.save(path)
             code_root = baseline if who == "base" else ROOT
+            # This tree signs a plan only against the inventory it is bound to (issue #14 item 5); a baseline
+            # older than that takes neither the binding nor --inventory.
+            bound = ["--inventory", str(save_bound(plan, path, work / f"inventory-{who}{r}.json"))]
+            if who == "base" and "--inventory" not in (baseline / "dct2notation/cli/migrate.py").read_text():
+                plan.save(path)
+                bound = []
+            before = children_cpu() + process_cpu(registry.proc.pid)
             done = subprocess.run(
                 [sys.executable, "-m", "dct2notation", "sign", str(path), "--config-dir", str(config),
-                 "--insecure-registry", registry.host, "--concurrency", str(concurrency)],
+                 "--insecure-registry", registry.host, "--concurrency", str(concurrency), *bound],
                 capture_output=True, env={**os.environ, "PYTHONPATH": str(code_root), "TERM": "dumb"},
                 cwd=code_root, check=True,
             )  # fmt: skip
             summary = json.loads(done.stdout)
             assert summary["counts"] == {"signed": n}, (who, summary["counts"])
             rates[who].append(n / summary["elapsed_seconds"])
-    return rates["base"], rates["head"]
+            cpu[who].append(1000 * (children_cpu() + process_cpu(registry.proc.pid) - before) / n)
+    return rates["base"], rates["head"], cpu
 
 
 if __name__ == "__main__":
