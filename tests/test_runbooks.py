@@ -28,6 +28,7 @@ from dct2notation.registry.options import Basic, RegistryOptions
 from fixtures.generate_demo import prefixed, publish_estate
 from tests.support.demo_registry import push_demo_images
 from tests.support.images import image_manifest
+from tests.support.notary_builders import write_key_and_cert
 from tests.support.tls_estate import TLSEstate, tls_estate
 from tests.support.tsa import TestTSA
 
@@ -89,7 +90,8 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSEstate]:
         yield servers
 
 
-EDGE_TAGS = ("badsize", "drift", "ghost", "multi-docker", "multi-oci")  # DCT-trusted; "unsigned" is registry-only
+# DCT-trusted; "unsigned" is registry-only, "canary" is signed only in targets/alice (not pull-trusted).
+EDGE_TAGS = ("badsize", "conflict", "drift", "ghost", "multi-docker", "multi-oci")
 
 
 def publish_edge_cases(
@@ -97,13 +99,17 @@ def publish_edge_cases(
 ) -> Callable[[], None]:
     """The kinds of tag an operator meets (#15): a tag re-pushed outside DCT (drift), one signed but never pushed
     (ghost), one pushed but never signed (unsigned), one whose TUF length is wrong (badsize), an OCI index and a
-    Docker manifest list; real notary client. Returns the owner's later fix of the drift: re-signing the tag in DCT
+    Docker manifest list, a conflict (targets and targets/releases sign ``conflict`` at different digests; docker
+    trusts the releases one, which the registry serves) and a tag signed only in a non-release delegation (``canary``
+    in targets/alice, pushed); real notary client. Returns the owner's later fix of the drift: re-signing the tag in DCT
     at what the registry serves (during the coexistence window)."""
     manifests = {name: image_manifest(f"edge-{name}-{repo}") for name in ("drift-old", "drift-new", "ghost",
-                                                                        "unsigned", "badsize")}  # fmt: skip
+                                                                        "unsigned", "badsize", "conflict-top",
+                                                                        "conflict-released", "canary")}  # fmt: skip
     with RegistryClient(estate.registry.host, options) as client:
         client.push_blob(repo, EMPTY_JSON)
-        for tag, name in (("drift", "drift-new"), ("unsigned", "unsigned"), ("badsize", "badsize")):
+        for tag, name in (("drift", "drift-new"), ("unsigned", "unsigned"), ("badsize", "badsize"),
+                          ("conflict", "conflict-released"), ("canary", "canary")):  # fmt: skip
             client.put_manifest(repo, tag, manifests[name], OCI_MANIFEST)
         # Multi-platform images: an OCI image index and a Docker manifest list over two pushed platform manifests.
         children = []
@@ -115,15 +121,24 @@ def publish_edge_cases(
         for tag, media in (("multi-oci", OCI_INDEX), ("multi-docker", DOCKER_MANIFEST_LIST)):
             manifests[tag] = go_json({"schemaVersion": 2, "mediaType": media, "manifests": children})
             client.put_manifest(repo, tag, manifests[tag], media)
-    signed = [("drift", "drift-old", 0), ("ghost", "ghost", 0), ("badsize", "badsize", 9),
-              ("multi-oci", "multi-oci", 0), ("multi-docker", "multi-docker", 0)]  # fmt: skip
+    signed: list[tuple[str, str, int, tuple[str, ...]]] = [
+        ("drift", "drift-old", 0, ()), ("ghost", "ghost", 0, ()), ("badsize", "badsize", 9, ()),
+        ("multi-oci", "multi-oci", 0, ()), ("multi-docker", "multi-docker", 0, ()),
+        ("conflict", "conflict-top", 0, ()), ("conflict", "conflict-released", 0, ("targets/releases",)),
+        ("canary", "canary", 0, ("targets/alice",)),
+    ]  # fmt: skip
     client_ = estate.notary.client(work / "edge-trust")
+    keys = work / "edge-keys"
     estate.token.allow_anonymous = True
     try:
         client_.init(gun)
-        for tag, name, extra in signed:
+        for role in ("releases", "alice"):
+            write_key_and_cert(keys, role)
+            client_.run("delegation", "add", gun, f"targets/{role}", str(keys / f"{role}.crt"), "--all-paths")
+            client_.run("key", "import", str(keys / f"{role}.key"), "--role", f"targets/{role}", "--gun", gun)
+        for tag, name, extra, roles in signed:
             raw = manifests[name]
-            client_.addhash(gun, tag, len(raw) + extra, sha256_digest(raw).removeprefix("sha256:"))
+            client_.addhash(gun, tag, len(raw) + extra, sha256_digest(raw).removeprefix("sha256:"), *roles)
         client_.publish(gun)
     finally:
         estate.token.allow_anonymous = False
@@ -242,6 +257,21 @@ def check_outcome(name: str, work: Path, out: str) -> None:
         doc = json.loads((work / "inventory.json").read_text())
         assert sorted(len(r["trusted_tags"]) for r in doc["repositories"]) == [2, 2, 3, len(EDGE_TAGS), BULK_TAGS]
         assert (work / "archive" / "ARCHIVE.json").is_file()
+        edge = next(r for r in doc["repositories"] if r["gun"].endswith("/edge/app"))
+        assert f"{edge['gun']}: {len(EDGE_TAGS)} trusted tag(s), 1 conflict(s)" in out.splitlines()
+        trusted = {t["tag"]: t for t in edge["trusted_tags"]}
+        # The conflict: both roles' digests, in walk order; docker pull trusts the releases one.
+        [conflict] = edge["conflicts"]
+        assert conflict["tag"] == "conflict" and list(conflict["digests"]) == ["targets", "targets/releases"]
+        assert len(set(conflict["digests"].values())) == 2
+        assert (trusted["conflict"]["digest"], trusted["conflict"]["role"]) == (
+            conflict["digests"]["targets/releases"], "targets/releases")  # fmt: skip
+        # docker trust inspect's rows: both digests of the conflict; canary is in no released role, so only in
+        # role_targets (targets/alice), neither pull-trusted nor a signed_tags row.
+        assert sorted(t["digest"] for t in edge["signed_tags"] if t["tag"] == "conflict") == sorted(
+            conflict["digests"].values())  # fmt: skip
+        assert "canary" not in trusted and all(t["tag"] != "canary" for t in edge["signed_tags"])
+        assert [t["tag"] for t in edge["role_targets"]["targets/alice"]] == ["canary"]
     elif name == "05-coexistence-window":
         # The re-sign in DCT was seen live and refreshed into archive, inventory, plan and one new signature.
         refresh = json.loads((work / "sign-refresh.json").read_text())
@@ -249,9 +279,13 @@ def check_outcome(name: str, work: Path, out: str) -> None:
         check = json.loads((work / "check.json").read_text())
         statuses = {t["tag"]: t["status"] for t in check["tags"] if t["gun"].endswith("/edge/app")}
         assert statuses == {"badsize": "ok", "drift": "ok", "ghost": "manifest-missing", "unsigned": "dct-missing",
-                            "multi-oci": "ok", "multi-docker": "ok"}  # fmt: skip
+                            "multi-oci": "ok", "multi-docker": "ok", "conflict": "ok",
+                            "canary": "dct-missing"}  # fmt: skip
+        [canary] = [t for t in check["tags"] if t["gun"].endswith("/edge/app") and t["tag"] == "canary"]
+        assert canary["reason"] == ("the registry has the tag but DCT signs it only in targets/alice, which docker "
+                                    "pull does not trust (only targets/releases, then targets)")  # fmt: skip
         waived = json.loads((work / "check-waived.json").read_text())["summary"]
-        assert (waived["unmet"], waived["waived"], waived["unused_waivers"]) == (0, 2, [])
+        assert (waived["unmet"], waived["waived"], waived["unused_waivers"]) == (0, 3, [])
     elif name == "03-batch-re-sign":
         assert json.loads((work / "plan.json").read_text())["jobs"]
         assert json.loads((work / "sign.json").read_text())["failures"] == []
@@ -273,6 +307,13 @@ def check_outcome(name: str, work: Path, out: str) -> None:
         assert len(record["waived"]) == 1 and "reviewer@example.com" in record["waived"][0]  # the never-pushed tag
         covered = {c["tags"][0]: c["covered"] for c in record["coverage"] if len(c["tags"]) == 1}
         assert covered["badsize"] and covered["multi-oci"] and covered["multi-docker"] and covered["drift"]
+        # The conflict is covered at the digest docker pull trusts (targets/releases'), never at targets' one;
+        # canary (only in targets/alice) is no DCT-trusted digest, so not a coverage row (it is waived in check).
+        inventory = json.loads((work / "inventory.json").read_text())
+        [conflict] = next(r for r in inventory["repositories"] if r["gun"].endswith("/edge/app"))["conflicts"]
+        rows = [c for c in record["coverage"] if "conflict" in c["tags"]]
+        assert [(c["digest"], c["covered"]) for c in rows] == [(conflict["digests"]["targets/releases"], True)]
+        assert all("canary" not in c["tags"] for c in record["coverage"])
 
 
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
