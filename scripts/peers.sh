@@ -67,13 +67,14 @@ if [ -f "$kyverno_src/main.go" ]; then
   sum=$(sha256sum "$kyverno_src/main.go" | cut -c1-12)
   dir="$root/kyverno-check-$kyverno_version-$sum"
   if [ ! -x "$dir/kyverno-check" ]; then
+    # CI has 45 minutes: a cold build is ~13 min; at worst 5 + 20 min here before the tests that need it skip.
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     start=$(date +%s)
-    if src=$(timeout 900 go mod download -json "github.com/kyverno/kyverno@$kyverno_version" 2>"$dir.tmp/build.log" \
+    if src=$(timeout 300 go mod download -json "github.com/kyverno/kyverno@$kyverno_version" 2>"$dir.tmp/build.log" \
         | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') && [ -n "$src" ] \
       && cp -r "$src" "$dir.tmp/src" && chmod -R u+w "$dir.tmp/src" \
       && mkdir -p "$dir.tmp/src/cmd/dct2notation-check" && cp "$kyverno_src/main.go" "$dir.tmp/src/cmd/dct2notation-check/" \
-      && (cd "$dir.tmp/src" && GOFLAGS=-mod=mod timeout 1500 go build -trimpath -o "$dir.tmp/kyverno-check" \
+      && (cd "$dir.tmp/src" && GOFLAGS=-mod=mod timeout 1200 go build -trimpath -o "$dir.tmp/kyverno-check" \
         ./cmd/dct2notation-check) >>"$dir.tmp/build.log" 2>&1; then
       echo "$(( $(date +%s) - start ))" >"$dir.tmp/build-seconds"
       rm -rf "$dir.tmp/src" && rm -rf "$dir" && mv "$dir.tmp" "$dir"
@@ -92,7 +93,7 @@ if [ "${DCT2NOTATION_PEERS_SLOW:-0}" = 1 ]; then
   if [ ! -x "$dir/kyverno" ]; then
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     start=$(date +%s)
-    if src=$(timeout 900 go mod download -json "github.com/kyverno/kyverno@$kyverno_version" 2>"$dir.tmp/build.log" \
+    if src=$(timeout 300 go mod download -json "github.com/kyverno/kyverno@$kyverno_version" 2>"$dir.tmp/build.log" \
         | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') && [ -n "$src" ] \
       && cp -r "$src" "$dir.tmp/src" && chmod -R u+w "$dir.tmp/src" \
       && (cd "$dir.tmp/src" && GOFLAGS=-mod=mod timeout 2400 go build -trimpath -o "$dir.tmp/kyverno" \
