@@ -150,13 +150,22 @@ def _layout_flag_argv(args: list[str]) -> list[str]:
     return out
 
 
+# Kept here, not imported from .policy: that area is only imported when the command is one of its own.
+_POLICY_SUBCOMMANDS = ("import", "show")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the process exit code (README "Exit codes")."""
     args = _layout_flag_argv(sys.argv[1:] if argv is None else argv)
     try:
         if _without_typer(args):
             return 0
-        result = build_app(args)(args=args, standalone_mode=False, prog_name="dct2notation")
+        if args[:1] == ["policy"] and args[1:2] and args[1] in _POLICY_SUBCOMMANDS:
+            admin = importlib.import_module(f"{__name__}.policy").policy_admin_app()
+            _report_closed_stdout(admin)
+            result = admin(args=args[1:], standalone_mode=False, prog_name="dct2notation policy")
+        else:
+            result = build_app(args)(args=args, standalone_mode=False, prog_name="dct2notation")
     except Dct2NotationError as err:
         print(f"dct2notation: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -61,7 +61,10 @@ def policy_command(
         str | None, typer.Option("--notary-host", help="Notary server Connaisseur reads DCT trust data from.")
     ] = None,
 ) -> None:
-    """Write trustpolicy.json, truststore/, kyverno/, ratify/, nirmata/, connaisseur/, GAPS.md, gaps.json."""
+    """Write trustpolicy.json, truststore/, kyverno/, ratify/, nirmata/, connaisseur/, GAPS.md, gaps.json.
+
+    `policy import FILE [--force]` and `policy show` manage $NOTATION_CONFIG's trust policy, as Notation's do.
+    """
     from ..migrate.admission.base import Level
     from ..migrate.policy import (
         AdmissionOptions,
@@ -129,6 +132,48 @@ def policy_command(
 def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise UsageError(f"{option} {value!r}: expected one of {', '.join(allowed)}")
+
+
+# `policy import FILE` / `policy show` are Notation's commands; `policy` itself is the generator, whose INVENTORY
+# positional would swallow the word, so ``main`` sends those two words here before typer parses (`./import` is an
+# inventory file literally named so).
+
+
+def import_command(
+    file: Annotated[Path, typer.Argument(help="Trust policy JSON to import.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing trust policy.")] = False,
+) -> None:
+    """As `notation policy import`: validate FILE, then write it into $NOTATION_CONFIG (or ~/.config/notation)."""
+    from ..keys.signingkeys import notation_config_dir
+    from ..notation.policyconfig import import_policy
+
+    target = import_policy(file, notation_config_dir(None), force=force)
+    typer.echo(f"Trust policy configuration imported successfully to {target}")
+
+
+def show_command() -> None:
+    """As `notation policy show`: print the trust policy verify reads; an invalid one is printed, then refused."""
+    from ..keys.signingkeys import notation_config_dir
+    from ..notation.policyconfig import show_policy
+
+    shown_policy = show_policy(notation_config_dir(None))
+    typer.echo(shown_policy.text, nl=not shown_policy.text.endswith("\n"))
+    if shown_policy.error is not None:
+        raise shown_policy.error
+
+
+def policy_admin_app() -> typer.Typer:
+    """The app for `policy import|show` (its own: see the comment above `import_command`)."""
+    app = typer.Typer(
+        name="policy",
+        help="Manage the Notation trust policy verify reads.",
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.command("import")(import_command)
+    app.command("show")(show_command)
+    return app
 
 
 def register(app: typer.Typer) -> None:
