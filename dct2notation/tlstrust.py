@@ -36,6 +36,12 @@ def host_cert_dirs(host: str) -> tuple[Path, ...]:
     return (certs_d / host, docker_config_dir() / "tls" / host)
 
 
+def is_tls_listener_answer(body: bytes) -> bool:
+    """Go's net/http TLS listener answering a plain-HTTP request: a 400 whose body says so. Only then is "use https://"
+    the hint; a server's own 400 (a bad parameter) is not."""
+    return b"HTTP request to an HTTPS server" in body
+
+
 def tls_context(host: str, ca_file: Path | None, option: str = "--ca-file") -> ssl.SSLContext:
     """The context for ``host``. Cached: loading the OS store costs ~15-30 ms of CPU, paid once per process; the
     key holds each certificate file's size and mtime, so a file added to certs.d is seen by the next context."""

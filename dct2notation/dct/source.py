@@ -219,9 +219,7 @@ class NotaryServerSource:
             raise AuthError(f"{self.url}: {what.who}: access denied (403)")
         if status >= 500:
             raise _Retryable(f"server answered {status}")
-        if status == 400 and self.url.startswith("http://") and _TLS_LISTENER_ANSWER in body:
-            # Go's TLS listener answers a plain-HTTP request with a 400 and this text: the server wants https://.
-            # Only then: notary-server's own 400s (a bad changefeed parameter) are not a hint to switch scheme.
+        if status == 400 and self.url.startswith("http://") and _tls_listener_answer(body):
             raise UsageError(
                 f"{self.url}: {what.file}: refused (400): the server speaks TLS; use https://"
                 f"{self.url.removeprefix('http://')} (with --ca-file FILE if its CA is not in the OS trust store)"
@@ -273,7 +271,12 @@ class _What(NamedTuple):
 
 # What a GUN and role name are made of; anything else goes through httpx, which percent-encodes as it always has.
 # A query (the changefeed's change_id and records) only of our own making: names, digits and signs.
-_TLS_LISTENER_ANSWER = b"HTTP request to an HTTPS server"
+def _tls_listener_answer(body: bytes) -> bool:
+    from ..tlstrust import is_tls_listener_answer  # an error path: ssl stays out of the plain-HTTP start-up
+
+    return is_tls_listener_answer(body)
+
+
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=/-]+(?:\?[A-Za-z0-9_=&-]*)?")
 
 

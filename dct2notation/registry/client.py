@@ -44,6 +44,7 @@ from ..errors import (
 from ..jsontext import loads as json_loads
 from ..notation.manifest import parse_index, referrers_index, referrers_tag
 from ..oci import MANIFEST_ACCEPT, OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
+from ..tlstrust import is_tls_listener_answer
 from ..tlstrust import tls_context as host_tls_context
 from .options import RegistryOptions
 
@@ -555,7 +556,7 @@ class RegistryCore:
 def _tls_listener_answer(reply: Reply) -> bool:
     """Go's TLS listener answering a plain-HTTP request: a bare 400 without a single header (the text is in the body,
     which a HEAD reply does not carry). A registry's own 400s carry headers and a JSON error."""
-    return b"HTTP request to an HTTPS server" in reply.content or not reply.headers
+    return is_tls_listener_answer(reply.content) or not reply.headers
 
 
 def tls_context(options: RegistryOptions, host: str) -> ssl.SSLContext:
