@@ -5,13 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=""
-for bin in notary notary-server docker-registry htpasswd openssl; do
+# chromium renders REPORT.html (tests/test_report_html.py); faketime moves the clock past a certificate's expiry
+# for the timestamp tests (tests/test_policy_timestamp.py).
+for bin in notary notary-server docker-registry htpasswd openssl chromium faketime; do
   command -v "$bin" >/dev/null 2>&1 || need_apt=1
 done
 if [ -n "$need_apt" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq notary docker-registry apache2-utils openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq notary docker-registry apache2-utils openssl chromium faketime >/dev/null
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
