@@ -127,3 +127,24 @@ class SigningKey(Protocol):
     def sign(self, to_be_signed: bytes) -> bytes:
         """Raw COSE signature over the ToBeSigned bytes (ECDSA r‖s, RSA-PSS salt = hash length)."""
         ...
+
+    @property
+    def signing_agent_suffix(self) -> str:
+        """What Notation appends to its signing agent for this key: ``<plugin>/<version>`` for a plugin, else ""."""
+        ...
+
+    def envelope_generator(self) -> EnvelopeGenerator | None:
+        """The plugin that makes whole envelopes (SIGNATURE_GENERATOR.ENVELOPE contract); None when the caller
+        assembles the envelope around ``sign``."""
+        ...
+
+
+class EnvelopeGenerator(Protocol):
+    """A key behind a plugin with the SIGNATURE_GENERATOR.ENVELOPE contract (``keys.plugin.PluginKey``)."""
+
+    @property
+    def plugin_name(self) -> str: ...
+
+    def generate_envelope(
+        self, payload: bytes, envelope_type: str, expiry_seconds: int | None
+    ) -> tuple[bytes, dict[str, str]]: ...

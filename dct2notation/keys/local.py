@@ -38,6 +38,13 @@ class LocalKey:
     def sign(self, to_be_signed: bytes) -> bytes:
         return sign_raw(self._private_key, to_be_signed, self._algorithm)
 
+    @property
+    def signing_agent_suffix(self) -> str:
+        return ""  # Notation's agent names only plugins after itself
+
+    def envelope_generator(self) -> None:
+        return None  # the envelope is assembled around ``sign``
+
 
 def read_private_key(path: Path) -> PrivateKey:
     try:

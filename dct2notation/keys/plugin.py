@@ -225,6 +225,9 @@ class PluginKey:
         """``<pluginName>/<pluginVersion>``, which Notation appends to the signing agent."""
         return f"{self.plugin_name}/{self.metadata().get('version', '')}"
 
+    def envelope_generator(self) -> PluginKey | None:
+        return self if self.contract == "envelope" else None
+
     def key_spec(self) -> str:
         if self._key_spec is None:
             self.metadata()

@@ -257,8 +257,8 @@ def prepare_signing(
         raise InputError("expiry must be after the signing time")
     # Notation names the plugin after the agent ("<agent> <plugin>/<version>", notation-go signer/plugin.go).
     base_agent = signing_agent or DEFAULT_SIGNING_AGENT
-    suffix = getattr(key, "signing_agent_suffix", None)
-    agent = f"{base_agent} {suffix}" if isinstance(suffix, str) and suffix else base_agent
+    suffix = key.signing_agent_suffix
+    agent = f"{base_agent} {suffix}" if suffix else base_agent
     return PreparedSigning(signing_time, tuple(chain), chain_der, algorithm_for(leaf_spec), agent)
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Literal, Protocol, cast
+from typing import Literal, cast
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..errors import InputError, SigningKeyError, UsageError
 from ..jsontext import loads as json_loads
-from ..keys.base import SigningKey, algorithm_for, key_spec_of
+from ..keys.base import EnvelopeGenerator, SigningKey, algorithm_for, key_spec_of
 from ..oci import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, Descriptor
 from .certs import validate_code_signing_chain
 from .envelope import (
@@ -59,17 +59,6 @@ def signature_valid(env: Envelope, limits: Limits = DEFAULT_LIMITS) -> bool:
         return env.signature_valid()
     leaf_spec = key_spec_of(env.cert_chain[0].public_key(), where="signing certificate")
     return algorithm_for(leaf_spec) == env.algorithm and jws_signature_valid(env, limits)
-
-
-class EnvelopeGenerator(Protocol):
-    """A key behind a plugin with the SIGNATURE_GENERATOR.ENVELOPE contract (``keys.plugin.PluginKey``)."""
-
-    @property
-    def plugin_name(self) -> str: ...
-
-    def generate_envelope(
-        self, payload: bytes, envelope_type: str, expiry_seconds: int | None
-    ) -> tuple[bytes, dict[str, str]]: ...
 
 
 # The targetArtifact fields a plugin's envelope may carry (notation-go signer.areUnknownAttributesAdded).
@@ -139,11 +128,12 @@ def sign_in_format(
     signing_agent: str = DEFAULT_SIGNING_AGENT,
 ) -> SignedEnvelope:
     """Sign ``target`` in ``fmt``; a plugin with the envelope contract makes the envelope itself."""
-    if getattr(key, "contract", "raw") == "envelope":
+    generator = key.envelope_generator()
+    if generator is not None:
         return sign_with_envelope_plugin(
             fmt,
             target,
-            cast(EnvelopeGenerator, key),
+            generator,
             clock=clock,
             expiry=expiry,
             user_metadata=user_metadata,
