@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,17 +26,13 @@ if TYPE_CHECKING:
 
 def _signers_key_for(path: Path) -> KeyFor:
     """``signers.toml`` through the policy area's loader; its unmapped signers are all reported by ``build_plan``."""
-    try:
-        signers = importlib.import_module("dct2notation.migrate.signers")
-    except ImportError as exc:
-        raise UsageError("--signers: signer mapping is not available in this build") from exc
-    mapping = signers.load_signers(path)
+    from ..migrate.signers import load_signers
+
+    mapping = load_signers(path)
 
     def key_for(gun: str, role: str) -> str | None:
         found = mapping.key_for(gun, role)
-        if found is None or isinstance(found, str):
-            return found
-        return str(getattr(found, "spec", found))
+        return None if found is None else found.spec
 
     return key_for
 

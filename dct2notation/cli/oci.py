@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -23,6 +22,9 @@ from ..report import print_json, shown, stderr_console
 from ..safetext import printable
 from .credentials import notation_credentials, registry_options, with_plain_http
 from .remote import CaFileOpt, InsecureOpt, PasswordOpt, PasswordStdinOpt, PlainHttpOpt, UserOpt
+
+if TYPE_CHECKING:
+    from ..notation.timestamp import HttpTimestamper
 
 _T = TypeVar("_T")
 
@@ -112,16 +114,14 @@ def _pem(certs: list[Any]) -> str:
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
 
 
-def _timestamper(url: str | None, root_cert: Path | None) -> Any:
+def _timestamper(url: str | None, root_cert: Path | None) -> HttpTimestamper | None:
     if url is None and root_cert is None:
         return None
     if url is None or root_cert is None:
         raise UsageError("--timestamp-url and --timestamp-root-cert go together")
-    try:
-        timestamp = importlib.import_module("dct2notation.notation.timestamp")
-    except ImportError as exc:
-        raise UsageError("--timestamp-url: timestamping is not available in this build") from exc
-    return timestamp.HttpTimestamper(url, root_cert, limits=DEFAULT_LIMITS, clock=SystemClock())
+    from ..notation.timestamp import HttpTimestamper  # imported when used: the TSA client is not startup cost
+
+    return HttpTimestamper(url, root_cert, limits=DEFAULT_LIMITS, clock=SystemClock())
 
 
 def _looks_like_a_path(text: str) -> bool:
@@ -203,12 +203,10 @@ def sign(
         if plugin is not None or key_id is not None or plugin_config:
             raise UsageError("--plugin/--id/--plugin-config sign one artifact; a plan names its keys per identity")
         options = registry_options(insecure_registry, ca_file, credentials, force_referrers_tag)
-        migrate_cli = importlib.import_module("dct2notation.cli.migrate")
-        sign_plan = getattr(migrate_cli, "sign_plan", None)
-        if sign_plan is None:
-            raise UsageError("batch signing from a plan is not available")
+        from .migrate import sign_plan  # imported when used: the batch machinery is not startup cost
+
         stamper = _timestamper(timestamp_url, timestamp_root_cert)
-        result = sign_plan(
+        code = sign_plan(
             plan=Path(target),
             key=key,
             config_dir=config_dir,
@@ -227,8 +225,8 @@ def sign(
             inventory=inventory,
         )
         _warn_form(form, "oci-layout" if oci_layout is not None else "registry")
-        if isinstance(result, int) and result:
-            raise typer.Exit(result)
+        if code:
+            raise typer.Exit(code)
         return
     layout, target = layout_and_reference(oci_layout, target)
     insecure = with_plain_http(insecure_registry, plain_http and layout is None, target)

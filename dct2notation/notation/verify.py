@@ -8,7 +8,6 @@ give it. An enforced failure stops verification; a logged one is recorded and ve
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -250,9 +249,10 @@ def _check_authentic_timestamp(
             roots.extend(truststore.certificates("tsa", name))
         except ConfigError as exc:
             raise _Failed(str(exc)) from exc
-    timestamp = importlib.import_module("dct2notation.notation.timestamp")
+    from .timestamp import verify_timestamp_token  # imported when used: only a tsa trust store needs it
+
     try:
-        info = timestamp.verify_timestamp_token(env.timestamp_token, env.signature, roots, env.algorithm.hash_name)
+        info = verify_timestamp_token(env.timestamp_token, env.signature, roots, env.algorithm.hash_name)
     except Dct2NotationError as exc:
         raise _Failed(f"timestamp countersignature does not verify: {exc}") from exc
     not_before: dt.datetime = info.not_before
