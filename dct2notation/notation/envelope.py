@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -350,10 +350,13 @@ def check_critical(protected: Mapping[Any, Any], crit: list[Any], scheme: str) -
             raise EnvelopeError(f"protected header crit: {label!r} must be marked critical")
 
 
-def check_times(
-    scheme: str, signing_time: dt.datetime | None, authentic_time: dt.datetime | None, expiry: dt.datetime | None
-) -> None:
-    """The scheme's own time claim is present and the expiry, if any, is after it (both envelope formats)."""
+SigningTimes = tuple[dt.datetime | None, dt.datetime | None, dt.datetime | None]
+
+
+def read_times(scheme: str, claim: Callable[[str], dt.datetime | None]) -> SigningTimes:
+    """The signing time, authentic signing time and expiry through the format's ``claim`` reader; the scheme's own
+    time claim is present and the expiry, if any, is after it (both envelope formats)."""
+    signing_time, authentic_time, expiry = claim(SIGNING_TIME), claim(AUTHENTIC_SIGNING_TIME), claim(EXPIRY)
     if scheme == SCHEME_X509 and signing_time is None:
         raise EnvelopeError(f"protected header {SIGNING_TIME}: required for {SCHEME_X509}")
     if scheme == SCHEME_SIGNING_AUTHORITY and authentic_time is None:
@@ -361,6 +364,65 @@ def check_times(
     effective_time = signing_time or authentic_time
     if expiry is not None and effective_time is not None and expiry <= effective_time:
         raise EnvelopeError(f"protected header {EXPIRY}: must be after the signing time")
+    return signing_time, authentic_time, expiry
+
+
+def header_certificate(der: bytes, where: str) -> x509.Certificate:
+    """One certificate of the envelope's chain (COSE x5chain, JWS x5c): DER in both formats."""
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise EnvelopeError(f"{where}: not a DER certificate ({exc})") from exc
+
+
+def notary_envelope(
+    raw: bytes,
+    *,
+    protected_raw: bytes,
+    protected: Mapping[Any, Any],
+    unprotected: Mapping[Any, Any],
+    payload: bytes,
+    signature: bytes,
+    algorithm: Algorithm,
+    scheme: str,
+    times: SigningTimes,
+    chain: list[x509.Certificate],
+    token: bytes | None,
+    format_labels: Iterable[Any],
+    media_type: str = COSE_MEDIA_TYPE,
+    signing_input: bytes | None = None,
+) -> Envelope:
+    """The ``Envelope`` of either format once the format's own decoding passed: the checks the two share (the
+    signing agent is text, a timestamp goes only with notary.x509) and the fields derived alike (the payload's
+    target artifact; the extended attributes, the protected claims neither the format nor Notary defines).
+    ``format_labels`` are the format's alg/crit/content-type labels."""
+    agent = unprotected.get(SIGNING_AGENT)
+    if agent is not None and not isinstance(agent, str):
+        raise EnvelopeError(f"unprotected header {SIGNING_AGENT}: must be text")
+    if token is not None and scheme != SCHEME_X509:
+        raise EnvelopeError(f"unprotected header {TIMESTAMP_SIGNATURE}: only allowed with {SCHEME_X509}")
+    known = {*format_labels, SIGNING_SCHEME, SIGNING_TIME, AUTHENTIC_SIGNING_TIME, EXPIRY}
+    signing_time, authentic_time, expiry = times
+    return Envelope(
+        raw=raw,
+        protected_raw=protected_raw,
+        protected=dict(protected),
+        unprotected=dict(unprotected),
+        payload_raw=payload,
+        signature=signature,
+        algorithm=algorithm,
+        signing_scheme=scheme,
+        signing_time=signing_time,
+        authentic_signing_time=authentic_time,
+        expiry=expiry,
+        cert_chain=chain,
+        signing_agent=agent,
+        timestamp_token=token,
+        target_artifact=parse_payload(payload),
+        extended_attributes={k: v for k, v in protected.items() if k not in known},
+        media_type=media_type,
+        signing_input=signing_input,
+    )
 
 
 def parse_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
@@ -404,10 +466,7 @@ def parse_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
             raise EnvelopeError(f"protected header crit: label {label} must not be listed")
     check_critical(protected, crit, scheme)
 
-    signing_time = _time(protected, protected_raw, SIGNING_TIME)
-    authentic_time = _time(protected, protected_raw, AUTHENTIC_SIGNING_TIME)
-    expiry = _time(protected, protected_raw, EXPIRY)
-    check_times(scheme, signing_time, authentic_time, expiry)
+    times = read_times(scheme, lambda label: _time(protected, protected_raw, label))
 
     chain_items = unprotected.get(LABEL_X5CHAIN)
     if not isinstance(chain_items, list) or not chain_items:
@@ -416,39 +475,23 @@ def parse_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
     for index, der in enumerate(chain_items):
         if not isinstance(der, bytes):
             raise EnvelopeError(f"unprotected header x5chain[{index}]: must be a byte string")
-        try:
-            chain.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
-            raise EnvelopeError(f"unprotected header x5chain[{index}]: not a DER certificate ({exc})") from exc
-
-    agent = unprotected.get(SIGNING_AGENT)
-    if agent is not None and not isinstance(agent, str):
-        raise EnvelopeError(f"unprotected header {SIGNING_AGENT}: must be text")
+        chain.append(header_certificate(der, f"unprotected header x5chain[{index}]"))
     token = unprotected.get(TIMESTAMP_SIGNATURE)
-    if token is not None:
-        if not isinstance(token, bytes):
-            raise EnvelopeError(f"unprotected header {TIMESTAMP_SIGNATURE}: must be a byte string")
-        if scheme != SCHEME_X509:
-            raise EnvelopeError(f"unprotected header {TIMESTAMP_SIGNATURE}: only allowed with {SCHEME_X509}")
-
-    known = {LABEL_ALG, LABEL_CRIT, LABEL_CONTENT_TYPE, SIGNING_SCHEME, SIGNING_TIME, AUTHENTIC_SIGNING_TIME, EXPIRY}
-    return Envelope(
-        raw=raw,
+    if token is not None and not isinstance(token, bytes):
+        raise EnvelopeError(f"unprotected header {TIMESTAMP_SIGNATURE}: must be a byte string")
+    return notary_envelope(
+        raw,
         protected_raw=protected_raw,
         protected=protected,
         unprotected=unprotected,
-        payload_raw=payload,
+        payload=payload,
         signature=signature,
         algorithm=algorithm,
-        signing_scheme=scheme,
-        signing_time=signing_time,
-        authentic_signing_time=authentic_time,
-        expiry=expiry,
-        cert_chain=chain,
-        signing_agent=agent,
-        timestamp_token=token,
-        target_artifact=parse_payload(payload),
-        extended_attributes={k: v for k, v in protected.items() if k not in known},
+        scheme=scheme,
+        times=times,
+        chain=chain,
+        token=token,
+        format_labels=(LABEL_ALG, LABEL_CRIT, LABEL_CONTENT_TYPE),
     )
 
 

@@ -48,9 +48,10 @@ from .envelope import (
     Timestamper,
     build_payload,
     check_critical,
-    check_times,
-    parse_payload,
+    header_certificate,
+    notary_envelope,
     prepare_signing,
+    read_times,
 )
 
 X5C = "x5c"
@@ -251,49 +252,31 @@ def parse_jws_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
     if scheme == SCHEME_SIGNING_AUTHORITY and SIGNING_TIME in protected:
         raise EnvelopeError(f"protected header {SIGNING_TIME}: must not be present for {SCHEME_SIGNING_AUTHORITY}")
 
-    signing_time = _time(protected, SIGNING_TIME)
-    authentic_time = _time(protected, AUTHENTIC_SIGNING_TIME)
-    expiry = _time(protected, EXPIRY)
-    check_times(scheme, signing_time, authentic_time, expiry)
+    times = read_times(scheme, lambda label: _time(protected, label))
 
     items = unprotected.get(X5C)
     if not isinstance(items, list) or not items:
         raise EnvelopeError("unprotected header x5c: certificate chain is not present (must be an array)")
-    chain: list[x509.Certificate] = []
-    for index, item in enumerate(items):
-        der = _std_b64(item, f"unprotected header x5c[{index}]")
-        try:
-            chain.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
-            raise EnvelopeError(f"unprotected header x5c[{index}]: not a DER certificate ({exc})") from exc
-    agent = unprotected.get(SIGNING_AGENT)
-    if agent is not None and not isinstance(agent, str):
-        raise EnvelopeError(f"unprotected header {SIGNING_AGENT}: must be text")
+    chain = [
+        header_certificate(_std_b64(item, f"unprotected header x5c[{index}]"), f"unprotected header x5c[{index}]")
+        for index, item in enumerate(items)
+    ]
     token = None
     if TIMESTAMP_SIGNATURE in unprotected:
         token = _std_b64(unprotected[TIMESTAMP_SIGNATURE], f"unprotected header {TIMESTAMP_SIGNATURE}")
-        if scheme != SCHEME_X509:
-            raise EnvelopeError(f"unprotected header {TIMESTAMP_SIGNATURE}: only allowed with {SCHEME_X509}")
-    signature = _b64url_decode(obj["signature"], "JWS envelope signature")
-    payload = _b64url_decode(obj["payload"], "JWS envelope payload")
-    known = {"alg", "crit", "cty", SIGNING_SCHEME, SIGNING_TIME, AUTHENTIC_SIGNING_TIME, EXPIRY}
-    return Envelope(
-        raw=raw,
+    return notary_envelope(
+        raw,
         protected_raw=obj["protected"].encode(),
-        protected=dict(protected),
-        unprotected=dict(unprotected),
-        payload_raw=payload,
-        signature=signature,
+        protected=protected,
+        unprotected=unprotected,
+        payload=_b64url_decode(obj["payload"], "JWS envelope payload"),
+        signature=_b64url_decode(obj["signature"], "JWS envelope signature"),
         algorithm=algorithm,
-        signing_scheme=scheme,
-        signing_time=signing_time,
-        authentic_signing_time=authentic_time,
-        expiry=expiry,
-        cert_chain=chain,
-        signing_agent=agent,
-        timestamp_token=token,
-        target_artifact=parse_payload(payload),
-        extended_attributes={k: v for k, v in protected.items() if k not in known},
+        scheme=scheme,
+        times=times,
+        chain=chain,
+        token=token,
+        format_labels=("alg", "crit", "cty"),
         media_type=JWS_MEDIA_TYPE,
         signing_input=f"{obj['protected']}.{obj['payload']}".encode(),
     )
