@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+
+from .errors import InputError
+from .files import read_document
 
 
 def loads(data: str | bytes) -> Any:
@@ -16,3 +20,20 @@ def loads(data: str | bytes) -> Any:
         return json.loads(data)
     except RecursionError as exc:
         raise ValueError(str(exc)) from None
+
+
+def load_json_file(
+    path: Path, *, what: str, max_bytes: int, where: str | None = None, error: type[InputError] = InputError
+) -> Any:
+    """The JSON document in a file the user named, read through ``files.read_document`` (regular file, at most
+    ``max_bytes``) and decoded as UTF-8. Every refusal is one ``error`` line starting with ``where`` (the path):
+    ``cannot read WHAT (reason)`` or ``WHAT is not valid JSON (reason)``; the caller checks the document's shape."""
+    where = str(path) if where is None else where
+    try:
+        raw = read_document(path, max_bytes)
+    except OSError as exc:
+        raise error(f"{where}: cannot read {what} ({exc.strerror})") from exc
+    try:
+        return loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise error(f"{where}: {what} is not valid JSON ({exc})") from exc

@@ -275,3 +275,21 @@ def test_attack_config_file_fifo_hangs_plan(tmp_path: Path, name: str) -> None:
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert one_line(proc) == f"{fifo}: is not a regular file; refused"
+
+
+def test_attack_from_check_fifo_hangs_plan(tmp_path: Path) -> None:
+    # `plan --from-check` read its `check --json` document with a plain read_bytes(): a FIFO waited forever and a
+    # device never ended. It now goes through the one user-document reader, like the inventory beside it.
+    from tests.test_hostile_input import INVENTORY, SIGNERS_K
+
+    (tmp_path / "inventory.json").write_text(json.dumps(INVENTORY))
+    (tmp_path / "signers.toml").write_text(SIGNERS_K)
+    check = tmp_path / "check.json"
+    os.mkfifo(check)
+    proc = cli(
+        "plan", str(tmp_path / "inventory.json"), "--signers", str(tmp_path / "signers.toml"), "--no-preflight",
+        "--from-check", str(check), "-o", str(tmp_path / "plan.json"), timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert one_line(proc) == f"{check}: is not a regular file; refused"
+    assert not (tmp_path / "plan.json").exists()

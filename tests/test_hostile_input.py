@@ -270,7 +270,7 @@ RECURSION = "maximum recursion depth exceeded while decoding a JSON array from a
             2,
         ),
         (["policy", "{t}/deep.json", "--signers", "{t}/s.toml", "-o", "{t}/o"], "deep.json", "not valid JSON", 2),
-        (["sign", "{t}/deep.json", "--oci-layout", "{t}/layout"], "deep.json", "not JSON", 2),
+        (["sign", "{t}/deep.json", "--oci-layout", "{t}/layout"], "deep.json", "plan is not valid JSON", 2),
         (
             ["check", "--inventory", "{t}/inventory.json", "--policy", "{t}/deep.json", "--truststore", "{t}"],
             "deep.json",
@@ -281,10 +281,10 @@ RECURSION = "maximum recursion depth exceeded while decoding a JSON array from a
             ["check", "--inventory", "{t}/inventory.json", "--policy", "{t}/p.json", "--truststore", "{t}"]
             + ["--oci-layout", "{t}/layout", "--since", "{t}/deep.json"],
             "deep.json",
-            "not valid JSON",
+            "previous check is not valid JSON",
             2,
         ),
-        (["key", "list"], "notation/signingkeys.json", "not valid JSON", 2),
+        (["key", "list"], "notation/signingkeys.json", "signingkeys.json is not valid JSON", 2),
         (["ls", "registry.example/app@" + DIGEST, "--oci-layout", "{t}/layout"], "layout/index.json", "not JSON", 2),
         (
             ["inventory", "registry.example/app", "--archive", "{t}/archive"],

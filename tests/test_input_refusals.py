@@ -60,7 +60,7 @@ def test_waiver_file_not_toml_or_absent(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("nope", "not JSON"), ('{"format": "x"}', "not a `check --json` document")],
+    [("nope", "`check --json` output is not valid JSON"), ('{"format": "x"}', "not a `check --json` document")],
 )
 def test_from_check_refusals(tmp_path: Path, content: str, message: str) -> None:
     (tmp_path / "c.json").write_text(content)

@@ -217,7 +217,7 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str], messa
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{}", "not a plan (expected format 'dct2notation-plan/1')"), ("nope", "not JSON")],
+    [("{}", "not a plan (expected format 'dct2notation-plan/1')"), ("nope", "plan is not valid JSON")],
 )
 def test_sign_hands_a_plan_file_to_the_batch_signer(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, message: str

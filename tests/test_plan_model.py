@@ -166,7 +166,7 @@ def test_unreadable_and_non_json_plans(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"absent.json: cannot read plan \(No such file or directory\)"):
         load_plan(tmp_path / "absent.json")
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(InputError, match=r"bad.json: not JSON"):
+    with pytest.raises(InputError, match=r"bad.json: plan is not valid JSON"):
         load_plan(tmp_path / "bad.json")
 
 

@@ -265,7 +265,8 @@ def test_signoff_input_errors(ready_bundle: Path, tmp_path: Path, capsys: pytest
     bad.write_text("{")
     fails(
         _swap(args, "--plan", bad),
-        f"{bad}: the plan is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
+        f"{bad}: the plan is not valid JSON"
+        " (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
     )
     fails(
         _swap(args, "--archive", tmp_path),

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError, UsageError
-from ..files import read_document, write_beneath, write_error
-from ..jsontext import loads as json_loads
+from ..files import write_beneath, write_error
+from ..jsontext import load_json_file
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]+$")
 
@@ -107,10 +107,8 @@ class SigningKeys:
         """The file's entries; an absent file is an empty configuration, as in Notation."""
         if not path.exists():
             return cls()
-        try:
-            obj = json_loads(read_document(path, DEFAULT_LIMITS.config_file_bytes))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+        limit = DEFAULT_LIMITS.config_file_bytes
+        obj = load_json_file(path, what="signingkeys.json", max_bytes=limit, error=ConfigError)
         return cls.from_dict(obj, where=str(path))
 
     @classmethod

@@ -11,8 +11,7 @@ from rich.console import Console
 
 from ..config import DEFAULT_LIMITS
 from ..errors import InputError
-from ..files import read_document
-from ..jsontext import loads as json_loads
+from ..jsontext import load_json_file
 from ..report import SHORT_DIGEST, natural_key, short_digest
 from ..safetext import printable
 from .coexist import CHECK_FORMAT, STATUSES, CheckResult
@@ -132,12 +131,7 @@ def render_table(result: CheckResult, console: Console, *, only_unmet: bool = Fa
 
 def load_previous(path: Path) -> dict[str, dict[str, Any]]:
     """A previous ``--json`` document, keyed by ``repository:tag``."""
-    try:
-        doc = json_loads(read_document(path, DEFAULT_LIMITS.document_bytes))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read previous check ({exc.strerror})") from exc
-    except ValueError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    doc = load_json_file(path, what="previous check", max_bytes=DEFAULT_LIMITS.document_bytes)
     if not isinstance(doc, dict) or doc.get("format") != CHECK_FORMAT:
         raise InputError(f"{path}: format: expected {CHECK_FORMAT!r}")
     tags = doc.get("tags")

@@ -20,8 +20,8 @@ from typing import Any
 from ..config import DEFAULT_LIMITS
 from ..dct.inventory import Inventory
 from ..errors import InputError, UsageError
-from ..files import read_document, write_atomic
-from ..jsontext import loads as json_loads
+from ..files import write_atomic
+from ..jsontext import load_json_file
 
 FORMAT = "dct2notation-plan/1"
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
@@ -425,12 +425,7 @@ def _binding(raw: Any, where: str) -> InventoryBinding | None:
 
 
 def load_plan(path: Path) -> Plan:
-    try:
-        doc = json_loads(read_document(path, DEFAULT_LIMITS.document_bytes).decode("utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read plan ({exc.strerror})") from exc
-    except ValueError as exc:
-        raise InputError(f"{path}: not JSON ({exc})") from exc
+    doc = load_json_file(path, what="plan", max_bytes=DEFAULT_LIMITS.document_bytes)
     return plan_from_dict(doc, str(path))
 
 
@@ -515,12 +510,9 @@ REMEDIABLE = ("notation-missing", "notation-invalid", "notation-unenforced")
 def remediation_subjects(check: Path) -> set[tuple[str, str]]:
     """(repository, digest) of every unmet, unwaived tag of a ``check --json`` run that signing fixes (``REMEDIABLE``,
     DCT valid on the registry's digest). Drift, dct-missing and manifest-missing need DCT or the registry instead."""
-    try:
-        doc = json_loads(check.read_bytes())
-    except OSError as exc:
-        raise InputError(f"--from-check {check}: cannot read ({exc.strerror})") from exc
-    except ValueError as exc:
-        raise InputError(f"--from-check {check}: not JSON ({exc})") from exc
+    doc = load_json_file(
+        check, what="`check --json` output", max_bytes=DEFAULT_LIMITS.document_bytes, where=f"--from-check {check}"
+    )
     tags = doc.get("tags") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or doc.get("format") != "dct2notation-check/1" or not isinstance(tags, list):
         raise InputError(f"--from-check {check}: not a `check --json` document (format dct2notation-check/1)")

@@ -38,11 +38,11 @@ from ..files import (
     open_regular,
     os_failure,
     read_capped,
-    read_document,
     read_regular,
     walk_plain,
     write_beneath,
 )
+from ..jsontext import load_json_file
 from ..jsontext import loads as json_loads
 from ..oci import OCI_MANIFEST, Descriptor, sha256_digest
 from .plan import ANNOTATION_PREFIX, Plan, plan_from_dict, untrusted_jobs
@@ -191,12 +191,7 @@ def _check_integrity(bundle: Path, limits: Limits) -> int:
 
 
 def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json_loads(read_document(path, DEFAULT_LIMITS.document_bytes).decode("utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from exc
-    except ValueError as exc:
-        raise InputError(f"{path}: {what} is not JSON ({exc})") from exc
+    return load_json_file(path, what=what, max_bytes=DEFAULT_LIMITS.document_bytes)
 
 
 def _read_bundle_json(root: Path, relative: str, what: str, limits: Limits) -> Any:
@@ -208,7 +203,7 @@ def _read_bundle_json(root: Path, relative: str, what: str, limits: Limits) -> A
     except FileNotFoundError as exc:
         raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from exc
     except ValueError as exc:
-        raise InputError(f"{path}: {what} is not JSON ({exc})") from exc
+        raise InputError(f"{path}: {what} is not valid JSON ({exc})") from exc
 
 
 def _instant(value: str, path: Path, name: str) -> dt.datetime:
