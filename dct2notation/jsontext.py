@@ -22,18 +22,25 @@ def loads(data: str | bytes) -> Any:
         raise ValueError(str(exc)) from None
 
 
-def load_json_file(
+def read_json_file(
     path: Path, *, what: str, max_bytes: int, where: str | None = None, error: type[InputError] = InputError
-) -> Any:
-    """The JSON document in a file the user named, read through ``files.read_document`` (regular file, at most
-    ``max_bytes``) and decoded as UTF-8. Every refusal is one ``error`` line starting with ``where`` (the path):
-    ``cannot read WHAT (reason)`` or ``WHAT is not valid JSON (reason)``; the caller checks the document's shape."""
+) -> tuple[bytes, Any]:
+    """The bytes and the JSON document of a file the user named, read through ``files.read_document`` (regular
+    file, at most ``max_bytes``) and decoded as UTF-8. Every refusal is one ``error`` line starting with ``where``
+    (the path): ``cannot read WHAT (reason)`` or ``WHAT is not valid JSON (reason)``; the caller checks the shape."""
     where = str(path) if where is None else where
     try:
         raw = read_document(path, max_bytes)
     except OSError as exc:
         raise error(f"{where}: cannot read {what} ({exc.strerror})") from exc
     try:
-        return loads(raw.decode("utf-8"))
+        return raw, loads(raw.decode("utf-8"))
     except ValueError as exc:  # UnicodeDecodeError is one
         raise error(f"{where}: {what} is not valid JSON ({exc})") from exc
+
+
+def load_json_file(
+    path: Path, *, what: str, max_bytes: int, where: str | None = None, error: type[InputError] = InputError
+) -> Any:
+    """The JSON document of ``read_json_file``, for a caller that does not need the bytes."""
+    return read_json_file(path, what=what, max_bytes=max_bytes, where=where, error=error)[1]

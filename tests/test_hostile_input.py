@@ -266,10 +266,15 @@ RECURSION = "maximum recursion depth exceeded while decoding a JSON array from a
         (
             ["plan", "{t}/deep.json", "--signers", "{t}/signers.toml", "--no-preflight"],
             "deep.json",
-            "not valid JSON",
+            "inventory is not valid JSON",
             2,
         ),
-        (["policy", "{t}/deep.json", "--signers", "{t}/s.toml", "-o", "{t}/o"], "deep.json", "not valid JSON", 2),
+        (
+            ["policy", "{t}/deep.json", "--signers", "{t}/s.toml", "-o", "{t}/o"],
+            "deep.json",
+            "inventory is not valid JSON",
+            2,
+        ),
         (["sign", "{t}/deep.json", "--oci-layout", "{t}/layout"], "deep.json", "plan is not valid JSON", 2),
         (
             ["check", "--inventory", "{t}/inventory.json", "--policy", "{t}/deep.json", "--truststore", "{t}"],

@@ -14,8 +14,7 @@ import orjson
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..errors import InputError
-from ..files import read_document
-from ..jsontext import loads as json_loads
+from ..jsontext import read_json_file
 from .concurrent import SourcePool, verify_all
 from .tuf import RELEASES, MetadataSource, TrustedState, VerifiedRepository
 
@@ -258,13 +257,7 @@ def build_inventory(
 
 def load_inventory(path: Path) -> Inventory:
     """Read back a ``--json`` inventory document."""
-    try:
-        raw = read_document(path, DEFAULT_LIMITS.document_bytes)
-        data = json_loads(raw)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read inventory ({exc.strerror})") from exc
-    except ValueError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    raw, data = read_json_file(path, what="inventory", max_bytes=DEFAULT_LIMITS.document_bytes)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f"{path}: format: expected {FORMAT!r}")
     repos = data.get("repositories")
