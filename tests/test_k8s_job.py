@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,9 @@ def k8s_job(tmp_path: Path, plan: Path, inventory: Path, *extra: str) -> list[di
     out = tmp_path / "job.yaml"
     args = ["k8s-job", str(plan), "--inventory", str(inventory), "-o", str(out), "--name", "mig",
             "--image", "registry.example/dct2notation:1", "--docker-config-secret", "regcred",
-            "--notation-secret", "notation", "--key-files", "alpha", *extra]  # fmt: skip
+            "--notation-secret", "notation", *extra]  # fmt: skip
+    if "--plugin" not in extra:
+        args += ["--key-files", "alpha"]
     assert main(args) == 0
     return list(yaml.safe_load_all(out.read_text()))
 
@@ -56,68 +60,132 @@ def validate(docs: list[dict[str, Any]]) -> None:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
-def materialize(
-    docs: list[dict[str, Any]], index: int, root: Path, secrets: dict[str, dict[str, bytes]]
-) -> dict[str, Path]:
-    """Each volume of the pod as a folder: ConfigMap and Secret items written where the pod would see them."""
-    maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
-    job = next(d for d in docs if d["kind"] == "Job")
-    pod = job["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    folders: dict[str, Path] = {}
-    for volume in pod["volumes"]:
-        folder = root / f"vol-{volume['name']}"
-        folder.mkdir(parents=True, exist_ok=True)
-        items: list[tuple[str, bytes]] = []
-        if "projected" in volume:
-            for source in volume["projected"]["sources"]:
-                cm = maps[source["configMap"]["name"]]
-                for item in source["configMap"]["items"]:
-                    value = cm.get("data", {}).get(item["key"])
-                    raw = value.encode() if value is not None else base64.b64decode(cm["binaryData"][item["key"]])
-                    items.append((item["path"], raw))
-        elif "secret" in volume:
-            secret = secrets[volume["secret"]["secretName"]]
-            items = [(item["path"], secret[item["key"]]) for item in volume["secret"]["items"]]
-        elif "persistentVolumeClaim" in volume:
-            pass  # the claim: the mount's subPathExpr picks the shard's folder below
-        for path, raw in items:
-            (folder / path).parent.mkdir(parents=True, exist_ok=True)
-            (folder / path).write_bytes(raw)
-    for mount in container["volumeMounts"]:
-        folder = root / f"vol-{mount['name']}"
-        sub = mount.get("subPathExpr", "").replace("$(JOB_COMPLETION_INDEX)", str(index))
-        folders[mount["mountPath"]] = folder / sub if sub else folder
-        folders[mount["mountPath"]].mkdir(parents=True, exist_ok=True)
-    return folders
+# The kubelet's atomic writer: a Secret, ConfigMap or projected volume holds its items under a timestamped folder,
+# ``..data`` links to it and each top-level name is a symlink into ``..data`` (so a reader refusing symlinks fails).
+KUBELET_STAMP = "..2026_12_01_11_00_00.000000001"
 
 
-def pod_process(docs: list[dict[str, Any]], index: int, folders: dict[str, Path]) -> tuple[list[str], dict[str, str]]:
-    """The container's command and args with $(VAR) expanded as the kubelet does and mount paths mapped."""
-    container = next(d for d in docs if d["kind"] == "Job")["spec"]["template"]["spec"]["containers"][0]
-    env = {"JOB_COMPLETION_INDEX": str(index)}
-    env.update({e["name"]: e["value"] for e in container.get("env", [])})
-
-    def mapped(text: str) -> str:
-        text = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), text)
-        for mount, folder in sorted(folders.items(), key=lambda kv: -len(kv[0])):
-            if text == mount or text.startswith(mount + "/"):
-                return str(folder) + text[len(mount) :]
-        return text
-
-    assert container["command"] == ["dct2notation"]
-    argv = [sys.executable, "-m", "dct2notation", *(mapped(a) for a in container["args"])]
-    full = {**os.environ, "PYTHONPATH": str(ROOT), **{k: mapped(v) for k, v in env.items()}}
-    return argv, full
+def atomic_volume(folder: Path, items: list[tuple[str, bytes]]) -> None:
+    for path, raw in items:
+        target = folder / KUBELET_STAMP / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(raw)
+    (folder / "..data").symlink_to(KUBELET_STAMP)
+    for top in sorted({path.split("/")[0] for path, _ in items}):
+        (folder / top).symlink_to(f"..data/{top}")
 
 
-def secrets_for(notation_dir: Path, folders_root: Path) -> dict[str, dict[str, bytes]]:
-    """The Secrets a platform team creates: docker login, and the notation key whose paths are the pod's."""
+SecretsFor = Callable[[Path], dict[str, dict[str, bytes]]]
+
+
+class Pod:
+    """One pod of the Job on this machine: each volume a folder (the claim shared by every attempt, emptyDirs new
+    per attempt), each mount path mapped to its folder; a mount inside another mount (the plugin directory inside
+    the config directory, a subPath file) is a link at its mount point, where the runtime would mount it."""
+
+    def __init__(
+        self, docs: list[dict[str, Any]], index: int, root: Path, secrets: SecretsFor, attempt: int = 0
+    ) -> None:
+        self.docs, self.index = docs, index
+        self.job = next(d for d in docs if d["kind"] == "Job")
+        self.spec = self.job["spec"]["template"]["spec"]
+        self.root = root / f"attempt-{attempt}"
+        self.claim = root / "claim"
+        # Secret contents may name pod paths (signingkeys.json's keyPath): given the config directory's folder.
+        secret_data = secrets(self.root / "vol-notation")
+        maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+        self.volumes: dict[str, Path] = {}
+        for volume in self.spec["volumes"]:
+            items: list[tuple[str, bytes]] = []
+            if "persistentVolumeClaim" in volume:
+                self.volumes[volume["name"]] = self.claim
+                self.claim.mkdir(parents=True, exist_ok=True)
+                continue
+            folder = self.root / f"vol-{volume['name']}"
+            folder.mkdir(parents=True)
+            self.volumes[volume["name"]] = folder
+            if "projected" in volume:
+                for source in volume["projected"]["sources"]:
+                    cm = maps[source["configMap"]["name"]]
+                    for item in source["configMap"]["items"]:
+                        value = cm.get("data", {}).get(item["key"])
+                        raw = value.encode() if value is not None else base64.b64decode(cm["binaryData"][item["key"]])
+                        items.append((item["path"], raw))
+            elif "secret" in volume:
+                secret = secret_data[volume["secret"]["secretName"]]
+                listed = volume["secret"].get("items") or [{"key": k, "path": k} for k in secret]
+                items = [(item["path"], secret[item["key"]]) for item in listed]
+            if items:
+                atomic_volume(folder, items)
+
+    def folders(self, container: dict[str, Any]) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for mount in sorted(container["volumeMounts"], key=lambda m: m["mountPath"]):
+            source = self.volumes[mount["name"]]
+            sub = mount.get("subPathExpr", "").replace("$(JOB_COMPLETION_INDEX)", str(self.index))
+            sub = sub or mount.get("subPath", "")
+            if sub:
+                source = (source / sub).resolve()  # the kubelet resolves a subPath inside its volume
+                if not source.exists():
+                    source.mkdir(parents=True)
+            parent = max((p for p in out if mount["mountPath"].startswith(p + "/")), key=len, default=None)
+            if parent is not None:
+                point = out[parent] / mount["mountPath"][len(parent) + 1 :]
+                point.parent.mkdir(parents=True, exist_ok=True)
+                if not point.is_symlink():
+                    point.symlink_to(source)
+            out[mount["mountPath"]] = source
+        return out
+
+    def process(
+        self, container: dict[str, Any], image_root: Path | None = None
+    ) -> tuple[list[str], dict[str, str], dict[str, Path]]:
+        """The container's command and args with $(VAR) expanded as the kubelet does and paths mapped: a mount path to
+        its folder, any other absolute path into ``image_root`` (the image's own files)."""
+        folders = self.folders(container)
+        env = {"JOB_COMPLETION_INDEX": str(self.index)}
+        env.update({e["name"]: e["value"] for e in container.get("env", [])})
+
+        def mapped(text: str) -> str:
+            text = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+            for mount, folder in sorted(folders.items(), key=lambda kv: -len(kv[0])):
+                if text == mount or text.startswith(mount + "/"):
+                    return str(folder) + text[len(mount) :]
+            if image_root is not None and text.startswith("/"):
+                return str(image_root) + text
+            return text
+
+        if container["command"] == ["dct2notation"]:
+            argv = [sys.executable, "-m", "dct2notation", *(mapped(a) for a in container["args"])]
+        else:
+            tool = shutil.which(container["command"][0])
+            assert tool is not None, container["command"]
+            argv = [tool, *(mapped(a) for a in container["command"][1:] + container.get("args", []))]
+        full = {**os.environ, "PYTHONPATH": str(ROOT), **{k: mapped(v) for k, v in env.items()}}
+        return argv, full, folders
+
+    def sign(self) -> tuple[list[str], dict[str, str], dict[str, Path]]:
+        return self.process(self.spec["containers"][0])
+
+    def mount(self, path: str) -> Path:
+        return self.folders(self.spec["containers"][0])[path]
+
+
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def local_key_secrets(notation_dir: Path) -> SecretsFor:
+    """The Secrets a platform team creates: docker login, and the notation key whose paths are the pod's
+    (/notation/localkeys/alpha.key: here the attempt's config-dir folder, where /notation/localkeys is linked)."""
+    return lambda config_dir: _local_key_secrets(notation_dir, config_dir)
+
+
+def _local_key_secrets(notation_dir: Path, config_dir: Path) -> dict[str, dict[str, bytes]]:
     keys = json.loads((notation_dir / "signingkeys.json").read_text())
-    mount = folders_root / "vol-notation"
     for entry in keys["keys"]:
-        entry["keyPath"] = str(mount / "localkeys" / "alpha.key")
-        entry["certPath"] = str(mount / "localkeys" / "alpha.crt")
+        entry["keyPath"] = str(config_dir / "localkeys" / "alpha.key")
+        entry["certPath"] = str(config_dir / "localkeys" / "alpha.crt")
     return {
         "regcred": {".dockerconfigjson": b'{"auths": {}}'},
         "notation": {
@@ -143,17 +211,18 @@ def test_every_index_of_the_job_runs_as_its_pod_would(registry: Registry, notati
     kinds = [d["kind"] for d in docs]
     assert kinds == ["ConfigMap", "ConfigMap", "ConfigMap", "PersistentVolumeClaim", "Job"]
     shard_jobs: list[int] = []
+    secrets = local_key_secrets(notation_dir)
     for index in range(3):
-        root = tmp_path / f"pod-{index}"
-        folders = materialize(docs, index, root, secrets_for(notation_dir, root))
-        argv, env = pod_process(docs, index, folders)
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+        argv, env, _ = Pod(docs, index, tmp_path / f"pod-{index}", secrets).sign()
+        done = run(argv, env)
         assert done.returncode == 0, done.stderr
         summary = json.loads(done.stdout)
         assert summary["counts"] == {"signed": summary["jobs"]}, summary
         shard_jobs.append(summary["jobs"])
-        # A rerun of the index (its pod rescheduled) resumes its own journal: nothing signed twice.
-        again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+        # A rerun of the index (its pod rescheduled: new emptyDirs, the same claim folder) resumes its own journal.
+        argv, env, folders = Pod(docs, index, tmp_path / f"pod-{index}", secrets, attempt=1).sign()
+        assert folders["/journal"] == tmp_path / f"pod-{index}" / "claim" / f"shard-{index}"
+        again = run(argv, env)
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["this_run"].get("signed", 0) == 0
         assert json.loads(again.stdout)["this_run"]["already-done"] == summary["jobs"]
@@ -161,6 +230,106 @@ def test_every_index_of_the_job_runs_as_its_pod_would(registry: Registry, notati
     assert sum(shard_jobs) == 24 and all(shard_jobs)
     signed = signatures_by_subject(registry.host, repo, [d for _, _, d in images])
     assert sorted(len(v) for v in signed.values()) == [1] * 24
+
+
+@pytest.fixture(scope="module")
+def kms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The plugin's image (a folder holding /notation-gokms, the real test plugin) and its KMS: a key and chain the
+    plugin reads from the files of the plugin-config Secret (keyId = their path stem in the pod)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.support.peers import gokms_plugin
+    from tests.support.plugin_pki import make_chain
+
+    binary = gokms_plugin()
+    root = tmp_path_factory.mktemp("k8s-kms")
+    image = root / "plugin-image"
+    image.mkdir()
+    shutil.copy2(binary, image / "notation-gokms")
+    pki = make_chain("ec-p256", cn="k8s kms signer")
+    key_path, cert_path = pki.write(root / "kms", "leaf")
+    leaf = hashlib.sha256(pki.chain[0].public_bytes(serialization.Encoding.DER)).hexdigest()
+    return {"image": image, "key": key_path.read_bytes(), "crt": cert_path.read_bytes(), "leaf": leaf}
+
+
+def plugin_secrets(kms: dict[str, Any], pod_root: Path) -> SecretsFor:
+    """signingkeys.json names the plugin key (pluginName gokms, keyId the plugin-config Secret's leaf): the
+    /plugin-config mount's folder of the attempt, as the pod would see /plugin-config/leaf."""
+
+    def make(config_dir: Path) -> dict[str, dict[str, bytes]]:
+        key_id = str(config_dir.parent / "vol-plugin-config" / "leaf")
+        keys = {"default": "alpha", "keys": [{"name": "alpha", "id": key_id, "pluginName": "gokms"}]}
+        return {
+            "regcred": {".dockerconfigjson": b'{"auths": {}}'},
+            "notation": {"signingkeys.json": json.dumps(keys).encode()},
+            "kms": {"leaf.key": kms["key"], "leaf.crt": kms["crt"]},
+        }
+
+    return make
+
+
+@pytest.mark.servers
+def test_a_plugin_key_plan_signs_in_the_pods_layout(registry: Registry, kms: dict[str, Any], tmp_path: Path) -> None:
+    """The init container copies the plugin from its image into the emptyDir mounted at
+    /notation/plugins/gokms; sign finds it there and signs every job of each index with the KMS key."""
+    repo = unique_repo("k8s-plugin")
+    images = push_images(registry.host, repo, 6)
+    jobs = [Job(f"{registry.host}/{repo}", d, size, "alpha", f"dct.example/{repo}", "targets/releases", (tag,), "m")
+            for tag, size, d in images]  # fmt: skip
+    plan_path = tmp_path / "plan.json"
+    inventory = save_bound(Plan("m-k8s-plugin", jobs), plan_path)
+    docs = k8s_job(tmp_path, plan_path, inventory, "--shards", "2", "--plugin", "gokms", "--plugin-image",
+                   "registry.example/kms/notation-gokms@sha256:" + "0" * 64, "--plugin-config-secret", "kms",
+                   "--insecure-registry", registry.host)  # fmt: skip
+    validate(docs)
+    counts = []
+    for index in range(2):
+        pod = Pod(docs, index, tmp_path / f"pod-{index}", plugin_secrets(kms, tmp_path))
+        (init,) = pod.spec["initContainers"]
+        argv, env, folders = pod.process(init, image_root=kms["image"])
+        copied = run(argv, env)
+        assert copied.returncode == 0, copied.stderr
+        installed = pod.mount("/notation") / "plugins" / "gokms" / "notation-gokms"
+        assert installed.resolve() == folders["/plugin"] / "notation-gokms"
+        assert os.access(installed, os.X_OK) and not (folders["/plugin"] / "notation-gokms").is_symlink()
+        argv, env, _ = pod.sign()
+        done = run(argv, env)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout)
+        assert summary["counts"] == {"signed": summary["jobs"]}, summary
+        counts.append(summary["jobs"])
+    assert sorted(counts) == [3, 3]
+    signed = signatures_by_subject(registry.host, repo, [d for _, _, d in images])
+    assert signed == {d: [kms["leaf"]] for _, _, d in images}  # one signature each, by the plugin's KMS key
+
+
+@pytest.mark.servers
+def test_a_plugin_key_pod_without_its_plugin_fails_its_index(
+    registry: Registry, kms: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two ways the plugin does not arrive: the binary is not where --plugin-binary says (cp fails: the Job's rule
+    fails the index on the init container), and sign run without the init container (one line, exit 2: the rule
+    failing the index on exit 2 without retries)."""
+    jobs = [Job(f"{registry.host}/x", "sha256:" + "a" * 64, 10, "alpha", "dct.example/x", "targets", ("v1",), "m")]
+    plan_path = tmp_path / "plan.json"
+    inventory = save_bound(Plan("m-k8s-noplugin", jobs), plan_path)
+    docs = k8s_job(tmp_path, plan_path, inventory, "--shards", "1", "--plugin", "gokms", "--plugin-image", "kms/p:1",
+                   "--plugin-binary", "/usr/local/bin/notation-gokms", "--plugin-config-secret", "kms")  # fmt: skip
+    rules = next(d for d in docs if d["kind"] == "Job")["spec"]["podFailurePolicy"]["rules"]
+    pod = Pod(docs, 0, tmp_path / "pod", plugin_secrets(kms, tmp_path))
+    argv, env, _ = pod.process(pod.spec["initContainers"][0], image_root=kms["image"])
+    copied = run(argv, env)
+    assert copied.returncode != 0 and "notation-gokms" in copied.stderr
+    assert rules[1] == {"action": "FailIndex",
+                        "onExitCodes": {"containerName": "plugin", "operator": "NotIn", "values": [0]}}  # fmt: skip
+    argv, env, _ = pod.sign()
+    done = run(argv, env)
+    plugin_path = pod.mount("/notation") / "plugins" / "gokms" / "notation-gokms"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(f'plugin "gokms": not installed (no executable at {plugin_path})\n'), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert rules[0] == {"action": "FailIndex",
+                        "onExitCodes": {"containerName": "sign", "operator": "In", "values": [2]}}  # fmt: skip
 
 
 def test_a_plan_of_10000_jobs_reaches_the_pods(tmp_path: Path) -> None:
@@ -178,11 +347,9 @@ def test_a_plan_of_10000_jobs_reaches_the_pods(tmp_path: Path) -> None:
     assert len(parts) >= 2  # more than one ConfigMap's worth
     for doc in docs:
         assert len(json.dumps(doc).encode()) < 1024 * 1024, doc["metadata"]["name"]
-    root = tmp_path / "pod-5"
     secrets = {"regcred": {".dockerconfigjson": b"{}"}, "notation": {"signingkeys.json": b"{}", "alpha.key": b"",
                "alpha.crt": b""}, "registry-ca": {"ca.crt": b"x"}, "tsa-root": {"root.crt": b"x"}}  # fmt: skip
-    folders = materialize(docs, 5, root, secrets)
-    argv, env = pod_process(docs, 5, folders)
+    argv, env, folders = Pod(docs, 5, tmp_path / "pod-5", lambda _: secrets).sign()
     args = argv[argv.index("--") + 1 :]
     assert "--ca-file" in args and "--timestamp-url" in args
     # Joined in the pod: byte for byte the plan and inventory that were split.
@@ -198,11 +365,9 @@ def test_attack_k8s_part_edited_in_the_cluster(tmp_path: Path, capsys: pytest.Ca
     docs = k8s_job(tmp_path, plan_path, inventory)
     part = next(d for d in docs if "binaryData" in d)
     part["binaryData"]["part"] = base64.b64encode(b"tampered").decode()
-    root = tmp_path / "pod"
     secrets = {"regcred": {".dockerconfigjson": b"{}"}, "notation": {"signingkeys.json": b"{}", "alpha.key": b"",
                "alpha.crt": b""}}  # fmt: skip
-    folders = materialize(docs, 0, root, secrets)
-    argv, _ = pod_process(docs, 0, folders)
+    argv, _, folders = Pod(docs, 0, tmp_path / "pod", lambda _: secrets).sign()
     capsys.readouterr()
     assert main(argv[3:]) == 2
     err = capsys.readouterr().err
@@ -242,9 +407,7 @@ def test_a_killed_index_rerun_resumes_its_own_journal(registry: Registry, notati
         inventory = save_bound(Plan("m-kill", jobs), plan_path)
         docs = k8s_job(tmp_path, plan_path, inventory, "--shards", "1", "--concurrency", "1",
                        "--insecure-registry", proxy.host)  # fmt: skip
-        root = tmp_path / "pod-0"
-        folders = materialize(docs, 0, root, secrets_for(notation_dir, root))
-        argv, env = pod_process(docs, 0, folders)
+        argv, env, folders = Pod(docs, 0, tmp_path / "pod-0", local_key_secrets(notation_dir)).sign()
         journal = folders["/journal"] / "journal.sqlite"
         pod = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         done = 0
@@ -257,7 +420,9 @@ def test_a_killed_index_rerun_resumes_its_own_journal(registry: Registry, notati
         pod.kill()
         pod.wait(30)
         assert 3 <= done < 16, done
-        again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+        # The rescheduled pod: new emptyDirs (the plan joined again), the same claim folder for index 0.
+        argv, env, _ = Pod(docs, 0, tmp_path / "pod-0", local_key_secrets(notation_dir), attempt=1).sign()
+        again = run(argv, env)
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["this_run"].get("already-done", 0) >= 3

@@ -12,6 +12,7 @@ import typer
 from ..config import DEFAULT_LIMITS
 from ..errors import InputError, UsageError
 from ..keys.base import SigningKey
+from ..migrate.k8s import PodResources
 from ..migrate.plan import KeyFor, Plan
 from ..registry.options import RegistryOptions
 from ..registry.store import SignatureStore
@@ -395,20 +396,57 @@ def k8s_job_command(
     tsa_root_secret: Annotated[
         str | None, typer.Option("--tsa-root-secret", help="Secret with root.crt: the TSA root.")
     ] = None,
+    plugin: Annotated[
+        str | None, typer.Option("--plugin", help="NAME: a plugin key's pluginName; installed from --plugin-image.")
+    ] = None,
+    plugin_image: Annotated[
+        str | None, typer.Option("--plugin-image", help="REF: image with the plugin (an init container copies it).")
+    ] = None,
+    plugin_binary: Annotated[
+        str | None, typer.Option("--plugin-binary", help="The binary's path in --plugin-image (/notation-NAME).")
+    ] = None,
+    plugin_config_secret: Annotated[
+        str | None, typer.Option("--plugin-config-secret", help="Secret of files the plugin reads, at /plugin-config.")
+    ] = None,
     name: Annotated[str, typer.Option("--name", help="Job name (a DNS label).")] = "dct2notation-sign",
-    image: Annotated[str, typer.Option("--image", help="The tool's image (Containerfile).")] = "dct2notation",
+    image: Annotated[str, typer.Option("--image", help="REF: the tool's image, built from Containerfile.")] = "",
     shards: Annotated[int, typer.Option("--shards", help="Pods (completions) of the Indexed Job.")] = 4,
     key: Annotated[str | None, typer.Option("--key", help="Sign only this identity's jobs.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel signatures per pod.")] = 16,
+    cpu: Annotated[str, typer.Option("--cpu", help="CPU request of a signing pod.")] = PodResources.cpu,
+    memory: Annotated[str, typer.Option("--memory", help="Memory request and limit of a pod.")] = PodResources.memory,
+    journal_storage: Annotated[
+        str, typer.Option("--journal-storage", help="Size of the journals' ReadWriteMany claim.")
+    ] = PodResources.journal_storage,
+    storage_class: Annotated[
+        str | None, typer.Option("--storage-class", help="StorageClass of the claim (one offering ReadWriteMany).")
+    ] = None,
+    backoff_limit_per_index: Annotated[
+        int, typer.Option("--backoff-limit-per-index", help="Retries of a failed index.")
+    ] = PodResources.backoff_limit_per_index,
+    ttl_seconds_after_finished: Annotated[
+        int, typer.Option("--ttl-seconds-after-finished", help="Delete the finished Job (not the journals) after.")
+    ] = PodResources.ttl_seconds_after_finished,
     insecure_registry: InsecureOpt = [],  # noqa: B006
 ) -> None:
     """Write an Indexed Job that signs the plan on Kubernetes (the plan and inventory gzipped, split, content-addressed
-    into ConfigMaps; credentials, keys, CA and TSA from Secrets). The plan is not changed."""
+    into ConfigMaps; credentials, keys, CA and TSA from Secrets; a plugin from its image). The plan is not changed."""
     from ..files import read_document, write_atomic
-    from ..migrate.k8s import JobMounts, dump_manifests, estate_job
+    from ..migrate.k8s import JobMounts, PluginImage, dump_manifests, estate_job
     from ..migrate.k8s_parts import split
     from ..migrate.plan import check_against_inventory, load_plan
 
+    if not image:
+        raise UsageError("k8s-job: --image REF is required (the tool's image, built from Containerfile)")
+    if (plugin is None) != (plugin_image is None):
+        raise UsageError("--plugin NAME and --plugin-image REF go together")
+    if plugin_binary is not None and plugin is None:
+        raise UsageError("--plugin-binary needs --plugin NAME and --plugin-image REF")
+    resources = PodResources(cpu, memory, journal_storage, storage_class, backoff_limit_per_index,
+                             ttl_seconds_after_finished)  # fmt: skip
+    mounts = JobMounts(docker_config_secret, notation_secret, key_files, ca_secret, tsa_root_secret, timestamp_url,
+                       plugin_config_secret)  # fmt: skip
+    plugin_from = PluginImage(plugin, plugin_image, plugin_binary) if plugin and plugin_image else None
     loaded = load_plan(plan)
     from ..dct.inventory import load_inventory
 
@@ -419,9 +457,9 @@ def k8s_job_command(
         "inventory.json": read_document(inventory, DEFAULT_LIMITS.document_bytes),
     }
     index, parts = split(name, raws, DEFAULT_LIMITS)
-    mounts = JobMounts(docker_config_secret, notation_secret, key_files, ca_secret, tsa_root_secret, timestamp_url)
     docs = estate_job(name=name, image=image, shards=shards, index=index, parts=parts, mounts=mounts, key=key,
-                      concurrency=concurrency, insecure_registries=tuple(insecure_registry))  # fmt: skip
+                      concurrency=concurrency, insecure_registries=tuple(insecure_registry), plugin=plugin_from,
+                      resources=resources)  # fmt: skip
     write_atomic(output, dump_manifests(docs), what="-o")
     stderr_console.print(
         f"k8s-job {output}: {len(loaded.jobs)} job(s) in {shards} shard(s); plan and inventory in {len(parts)} part(s)",

@@ -7,8 +7,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from ..errors import UsageError
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -94,7 +92,23 @@ def indexed_job(
 
 
 def dump_manifests(docs: list[dict[str, Any]]) -> str:
+    import yaml  # here, not at import: the CLI imports this module for PodResources' defaults
+
     return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+# The image's user (Containerfile USER): the pod runs as it, and fsGroup makes the claim and the Secrets readable.
+IMAGE_UID = 10001
+CONTAINER = "sign"
+PLUGIN_CONTAINER = "plugin"
+CONFIG_DIR = "/notation"
+_PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# Kubernetes resource quantities (resource.Quantity): 500m, 1, 1.5, 512Mi, 2G.
+_QUANTITY = re.compile(r"^(?:\d+(?:\.\d+)?|\.\d+)(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Exit 2 is bad input (errors.py): the same pod would fail the same way, so the index fails at once instead of
+# burning its retries; exits 1 (jobs failed, rerun resumes) and 3 (remote kept failing) are retried.
+EXIT_BAD_INPUT = 2
 
 
 @dataclass(frozen=True)
@@ -102,11 +116,87 @@ class JobMounts:
     """What the signing pods mount, by the Secret names the platform team created (docs/k8s.md)."""
 
     docker_config_secret: str  # type kubernetes.io/dockerconfigjson: registry credentials (.dockerconfigjson)
-    notation_secret: str  # signingkeys.json and, for a local key, KEY.key/KEY.crt (or a plugin's config)
+    notation_secret: str  # signingkeys.json and, for a local key, KEY.key/KEY.crt
     key_files: str | None = None  # KEY: the Secret's KEY.key and KEY.crt go to localkeys/, as notation keeps them
     ca_secret: str | None = None  # ca.crt: the registry's CA
     tsa_root_secret: str | None = None  # root.crt: the TSA's root, with timestamp_url
     timestamp_url: str | None = None
+    plugin_config_secret: str | None = None  # files a plugin reads (KMS credentials), at /plugin-config
+
+
+@dataclass(frozen=True)
+class PluginImage:
+    """A Notation plugin delivered as an image: an init container copies ``binary`` to the plugin directory."""
+
+    name: str  # the signingkeys.json entry's pluginName: installed as plugins/NAME/notation-NAME
+    image: str
+    binary: str | None = None  # its path in the image; /notation-NAME by default
+
+    @property
+    def path(self) -> str:
+        return self.binary or f"/notation-{self.name}"
+
+
+@dataclass(frozen=True)
+class PodResources:
+    """Requests and limits of the signing container, the Job's retry and clean-up settings."""
+
+    cpu: str = "1"
+    memory: str = "1Gi"
+    journal_storage: str = "1Gi"
+    storage_class: str | None = None
+    backoff_limit_per_index: int = 3
+    ttl_seconds_after_finished: int = 7 * 24 * 3600
+
+
+def _check_image(option: str, ref: str) -> str:
+    from ..registry.reference import parse_reference
+
+    if not ref or any(c.isspace() or not c.isprintable() for c in ref):
+        raise UsageError(f"{option} {ref!r}: not an image reference (empty, or a space or control character)")
+    try:
+        parse_reference(ref)
+    except UsageError as exc:
+        raise UsageError(f"{option} {ref!r}: not an image reference ({exc})") from None
+    return ref
+
+
+def _check_options(mounts: JobMounts, plugin: PluginImage | None, resources: PodResources) -> None:
+    if (mounts.timestamp_url is None) != (mounts.tsa_root_secret is None):
+        raise UsageError("--timestamp-url and --tsa-root-secret go together")
+    for option, value in (("--docker-config-secret", mounts.docker_config_secret),
+                          ("--notation-secret", mounts.notation_secret), ("--ca-secret", mounts.ca_secret),
+                          ("--tsa-root-secret", mounts.tsa_root_secret),
+                          ("--plugin-config-secret", mounts.plugin_config_secret)):  # fmt: skip
+        if value is not None and (not _NAME.match(value) or len(value) > 63):
+            raise UsageError(f"{option} {value!r}: must be a DNS label (a Secret name)")
+    if mounts.key_files is not None and not _PLUGIN_NAME.match(mounts.key_files):
+        raise UsageError(f"--key-files {mounts.key_files!r}: must be a file stem (letters, digits, '.', '_', '-')")
+    if plugin is not None:
+        if not _PLUGIN_NAME.match(plugin.name):
+            raise UsageError(f"--plugin {plugin.name!r}: a plugin name is letters, digits, '.', '_' and '-'")
+        _check_image("--plugin-image", plugin.image)
+        steps = plugin.path.split("/")[1:]
+        if not plugin.path.startswith("/") or any(s in ("", ".", "..") for s in steps) or not plugin.path.isprintable():
+            raise UsageError(f"--plugin-binary {plugin.path!r}: must be an absolute path in the plugin image")
+    for option, quantity in (("--cpu", resources.cpu), ("--memory", resources.memory),
+                             ("--journal-storage", resources.journal_storage)):  # fmt: skip
+        if not _QUANTITY.match(quantity):
+            raise UsageError(f"{option} {quantity!r}: not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)")
+    if resources.storage_class is not None and (
+        not _SUBDOMAIN.match(resources.storage_class) or len(resources.storage_class) > 253
+    ):
+        raise UsageError(f"--storage-class {resources.storage_class!r}: must be a DNS subdomain (a StorageClass name)")
+    if resources.backoff_limit_per_index < 0:
+        raise UsageError("--backoff-limit-per-index: must be at least 0")
+    if resources.ttl_seconds_after_finished < 0:
+        raise UsageError("--ttl-seconds-after-finished: must be at least 0")
+
+
+def _restricted() -> dict[str, Any]:
+    # The "restricted" Pod Security Standard, so the Job is admitted in a namespace that enforces it.
+    return {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]}}  # fmt: skip
 
 
 def estate_job(
@@ -119,27 +209,38 @@ def estate_job(
     mounts: JobMounts,
     key: str | None = None,
     concurrency: int = 16,
-    journal_storage: str = "1Gi",
     insecure_registries: tuple[str, ...] = (),
+    plugin: PluginImage | None = None,
+    resources: PodResources | None = None,
 ) -> list[dict[str, Any]]:
     """The index ConfigMap, the part ConfigMaps, the journal claim and the Indexed Job that runs as written.
 
     Every pod mounts every part (an Indexed Job has one pod template) and ``k8s-run`` joins and checks them into an
     emptyDir, then runs ``sign`` on its own shard with the mounted credentials, keys, CA and TSA settings.
     """
-    claim, legacy = indexed_job(name=name, image=image, shards=shards, plan_config_map=f"{name}-parts",
-                                key=key, concurrency=concurrency, journal_storage=journal_storage)  # fmt: skip
-    if (mounts.timestamp_url is None) != (mounts.tsa_root_secret is None):
-        raise UsageError("--timestamp-url and --tsa-root-secret go together")
-    for option, value in (("--docker-config-secret", mounts.docker_config_secret),
-                          ("--notation-secret", mounts.notation_secret), ("--ca-secret", mounts.ca_secret),
-                          ("--tsa-root-secret", mounts.tsa_root_secret)):  # fmt: skip
-        if value is not None and (not _NAME.match(value) or len(value) > 63):
-            raise UsageError(f"{option} {value!r}: must be a DNS label (a Secret name)")
+    resources = resources or PodResources()
+    if not _NAME.match(name) or len(name) > 52:
+        raise UsageError(f"--name {name!r}: must be a DNS label of at most 52 characters")
+    if shards < 1:
+        raise UsageError("--shards: must be at least 1")
+    if concurrency < 1:
+        raise UsageError("--concurrency: must be at least 1")
+    _check_image("--image", image)
+    _check_options(mounts, plugin, resources)
+    labels = {"app.kubernetes.io/name": "dct2notation", "app.kubernetes.io/instance": name}
+    # One ReadWriteMany claim, each shard on its own sub-directory chosen by index (subPathExpr): an Indexed Job
+    # cannot pick a different claim per pod, and mounting every claim in every pod would break ReadWriteOnce. The
+    # claim outlives the Job (ttlSecondsAfterFinished deletes only the Job and its pods): the journals are the record.
+    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteMany"],
+                                  "resources": {"requests": {"storage": resources.journal_storage}}}  # fmt: skip
+    if resources.storage_class:
+        claim_spec["storageClassName"] = resources.storage_class
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": f"{name}-journals", "labels": labels}, "spec": claim_spec}  # fmt: skip
     index_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": f"{name}-parts"},
+        "metadata": {"name": f"{name}-parts", "labels": labels},
         "data": {"index.json": json.dumps(index, indent=1, sort_keys=True) + "\n"},
     }
     sources: list[dict[str, Any]] = [
@@ -154,7 +255,7 @@ def estate_job(
     sign_args = [
         "sign", "/work/plan.json", "--inventory", "/work/inventory.json",
         "--shard", f"$(JOB_COMPLETION_INDEX)/{shards}", "--journal", "/journal/journal.sqlite",
-        "--concurrency", str(concurrency), "--config-dir", "/notation",
+        "--concurrency", str(concurrency), "--config-dir", CONFIG_DIR,
     ]  # fmt: skip
     if key:
         sign_args += ["--key", key]
@@ -168,32 +269,109 @@ def estate_job(
     if mounts.key_files:
         notation_items += [{"key": f"{mounts.key_files}.{ext}", "path": f"localkeys/{mounts.key_files}.{ext}"}
                            for ext in ("key", "crt")]  # fmt: skip
+    # 0440 with fsGroup: the image's user reads its keys through the group (0400 would leave them root's alone).
+    private = 0o440
     volumes: list[dict[str, Any]] = [
         {"name": "plan", "projected": {"sources": sources}},
-        {"name": "work", "emptyDir": {}},
+        {"name": "work", "emptyDir": {"sizeLimit": "2Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
         {"name": "journals", "persistentVolumeClaim": {"claimName": f"{name}-journals"}},
         {"name": "docker", "secret": {"secretName": mounts.docker_config_secret,
-                                      "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}},
-        {"name": "notation", "secret": {"secretName": mounts.notation_secret, "items": notation_items,
-                                        "defaultMode": 0o400}},
+                                      "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                                      "defaultMode": private}},
+        # The config directory is an emptyDir holding only mount points: a Secret volume is read-only, so nothing
+        # (the plugin directory) could be mounted inside it.
+        {"name": "notation", "emptyDir": {"sizeLimit": "1Mi"}},
+        {"name": "notation-keys", "secret": {"secretName": mounts.notation_secret, "items": notation_items,
+                                             "defaultMode": private}},
     ]  # fmt: skip
     volume_mounts: list[dict[str, Any]] = [
         {"name": "plan", "mountPath": "/plan", "readOnly": True},
         {"name": "work", "mountPath": "/work"},
+        {"name": "tmp", "mountPath": "/tmp"},
         {"name": "journals", "mountPath": "/journal", "subPathExpr": "shard-$(JOB_COMPLETION_INDEX)"},
         {"name": "docker", "mountPath": "/docker", "readOnly": True},
-        {"name": "notation", "mountPath": "/notation", "readOnly": True},
-    ]
+        {"name": "notation", "mountPath": CONFIG_DIR},
+        {"name": "notation-keys", "mountPath": f"{CONFIG_DIR}/signingkeys.json", "subPath": "signingkeys.json",
+         "readOnly": True},
+    ]  # fmt: skip
+    if mounts.key_files:
+        volume_mounts.append({"name": "notation-keys", "mountPath": f"{CONFIG_DIR}/localkeys", "subPath": "localkeys",
+                              "readOnly": True})  # fmt: skip
+    init_containers: list[dict[str, Any]] = []
+    if plugin is not None:
+        # An emptyDir the init container fills from the plugin's image: the binary arrives as a regular file (the
+        # plugin runner refuses symlinks, which is what a Secret or ConfigMap item is), mounted read-only for sign.
+        volumes.append({"name": "plugin", "emptyDir": {"sizeLimit": "512Mi"}})
+        volume_mounts.append({"name": "plugin", "mountPath": f"{CONFIG_DIR}/plugins/{plugin.name}", "readOnly": True})
+        init_containers.append({
+            "name": PLUGIN_CONTAINER,
+            "image": plugin.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["cp", plugin.path, f"/plugin/notation-{plugin.name}"],
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+            "securityContext": _restricted(),
+            "volumeMounts": [{"name": "plugin", "mountPath": "/plugin"}],
+        })  # fmt: skip
     for secret, path, item in ((mounts.ca_secret, "/ca", "ca.crt"), (mounts.tsa_root_secret, "/tsa", "root.crt")):
         if secret:
             volname = path.strip("/")
             volumes.append({"name": volname, "secret": {"secretName": secret, "items": [{"key": item, "path": item}]}})
             volume_mounts.append({"name": volname, "mountPath": path, "readOnly": True})
-    container = legacy["spec"]["template"]["spec"]["containers"][0]
-    container["args"] = ["k8s-run", "/plan/index.json", "--parts", "/plan/parts", "--work", "/work", "--", *sign_args]
-    container["env"] = [{"name": "DOCKER_CONFIG", "value": "/docker"}, {"name": "HOME", "value": "/work"}]
-    container["volumeMounts"] = volume_mounts
-    container["securityContext"] = {"runAsNonRoot": True, "readOnlyRootFilesystem": True,
-                                    "allowPrivilegeEscalation": False}  # fmt: skip
-    legacy["spec"]["template"]["spec"]["volumes"] = volumes
-    return [index_map, *parts, claim, legacy]
+    if mounts.plugin_config_secret:
+        volumes.append({"name": "plugin-config", "secret": {"secretName": mounts.plugin_config_secret,
+                                                            "defaultMode": private}})  # fmt: skip
+        volume_mounts.append({"name": "plugin-config", "mountPath": "/plugin-config", "readOnly": True})
+    container = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["dct2notation"],
+        "args": ["k8s-run", "/plan/index.json", "--parts", "/plan/parts", "--work", "/work", "--", *sign_args],
+        # The root filesystem is read-only: HOME, TMPDIR (tempfile, plugins) and the config dir are the volumes.
+        "env": [{"name": "DOCKER_CONFIG", "value": "/docker"}, {"name": "HOME", "value": "/work"},
+                {"name": "TMPDIR", "value": "/tmp"}, {"name": "NOTATION_CONFIG", "value": CONFIG_DIR}],
+        "resources": {"requests": {"cpu": resources.cpu, "memory": resources.memory},
+                      "limits": {"memory": resources.memory}},
+        "securityContext": _restricted(),
+        "volumeMounts": volume_mounts,
+    }  # fmt: skip
+    rules: list[dict[str, Any]] = [
+        {"action": "FailIndex",
+         "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_BAD_INPUT]}},
+    ]  # fmt: skip
+    if plugin is not None:
+        # A plugin image without the binary (or without cp) fails the same way every time.
+        on_exit = {"containerName": PLUGIN_CONTAINER, "operator": "NotIn", "values": [0]}
+        rules.append({"action": "FailIndex", "onExitCodes": on_exit})
+    # A drained node or a preempted pod is not the index's fault: its retries are kept for real failures.
+    rules.append({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]})
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID,
+                            "fsGroup": IMAGE_UID, "fsGroupChangePolicy": "OnRootMismatch",
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+    }  # fmt: skip
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    pod_spec["containers"] = [container]
+    pod_spec["volumes"] = volumes
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": shards,
+            "parallelism": shards,
+            "backoffLimitPerIndex": resources.backoff_limit_per_index,
+            # A replacement pod starts only once the failed one is gone: never two pods on one shard's journal.
+            "podReplacementPolicy": "Failed",
+            "podFailurePolicy": {"rules": rules},
+            "ttlSecondsAfterFinished": resources.ttl_seconds_after_finished,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+    return [index_map, *parts, claim, job]
