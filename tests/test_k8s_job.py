@@ -298,7 +298,7 @@ def test_a_plugin_key_plan_signs_in_the_pods_layout(registry: Registry, kms: dic
         summary = json.loads(done.stdout)
         assert summary["counts"] == {"signed": summary["jobs"]}, summary
         counts.append(summary["jobs"])
-    assert sorted(counts) == [3, 3]
+    assert sum(counts) == 6  # the shards split by hash: together every job, once
     signed = signatures_by_subject(registry.host, repo, [d for _, _, d in images])
     assert signed == {d: [kms["leaf"]] for _, _, d in images}  # one signature each, by the plugin's KMS key
 
@@ -379,14 +379,91 @@ def test_attack_k8s_part_edited_in_the_cluster(tmp_path: Path, capsys: pytest.Ca
     assert not (folders["/work"] / "plan.json").exists()
 
 
-def test_containerfile_runs_as_the_job_expects() -> None:
-    """The Job's securityContext (runAsNonRoot, read-only root) needs a numeric non-root USER and no writes at run
-    time; its command is the package's entry point."""
-    text = (ROOT / "Containerfile").read_text()
-    user = re.search(r"^USER (\d+)(?::\d+)?$", text, re.M)
-    assert user is not None and int(user.group(1)) != 0
-    assert "PYTHONDONTWRITEBYTECODE=1" in text
-    assert 'dct2notation = "dct2notation.cli:run"' in (ROOT / "pyproject.toml").read_text()
+def containerfile() -> dict[str, list[str]]:
+    """The Containerfile's instructions, by keyword (continuation lines joined)."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Containerfile").read_text())
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            out.setdefault(word, []).append(rest.strip())
+    return out
+
+
+def test_containerfile_runs_as_the_job_expects(tmp_path: Path) -> None:
+    """The image's user is the Job's runAsUser/fsGroup, its WORKDIR and HOME the Job's /work emptyDir, its Python the
+    one whose site-packages it compiles, and the Job's command the package's console script."""
+    from dct2notation.migrate.k8s import IMAGE_UID
+
+    plan_path, inventory = small_plan(tmp_path)
+    pod = next(d for d in k8s_job(tmp_path, plan_path, inventory) if d["kind"] == "Job")["spec"]["template"]["spec"]
+    steps = containerfile()
+    assert steps["USER"] == [f"{IMAGE_UID}:{IMAGE_UID}"]
+    security = pod["securityContext"]
+    assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) == (IMAGE_UID,) * 3
+    account = steps["RUN"][0]
+    assert f"groupadd --gid {IMAGE_UID} " in account and f"useradd --uid {IMAGE_UID} --gid {IMAGE_UID} " in account
+    assert f"install -d -o {IMAGE_UID} -g {IMAGE_UID} /work" in account
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert steps["WORKDIR"] == [env["HOME"]] == ["/work"]
+    assert "HOME=/work" in steps["ENV"][0] and "PYTHONDONTWRITEBYTECODE=1" in steps["ENV"][0]
+    (base,) = steps["FROM"]
+    version = re.fullmatch(r"docker\.io/library/python:(3\.\d+)-slim-\w+", base)
+    assert version is not None, base
+    assert f"/usr/local/lib/python{version.group(1)}" in steps["RUN"][1]
+    assert "ENTRYPOINT" not in steps  # the Job's command is the whole command line
+    assert pod["containers"][0]["command"] == ["dct2notation"]
+
+
+@pytest.mark.slow
+def test_containerfile_package_builds_installs_and_runs(tmp_path: Path) -> None:
+    """What the image's RUN pip install does, from exactly the files its COPY lines bring in: the wheel builds, installs
+    (alone, into a folder), its console script is the Job's command and writes the same Job as the tree does."""
+    import importlib.util
+
+    import setuptools
+
+    if importlib.util.find_spec("wheel") is None and tuple(map(int, setuptools.__version__.split(".")[:2])) < (70, 1):
+        pytest.skip("no offline wheel build: setuptools < 70.1 and no wheel package (pip install '.[test]')")
+    steps = containerfile()
+    src = tmp_path / "src"
+    for copy in steps["COPY"]:
+        *sources, dest = copy.split()
+        for source in sources:
+            target = src / Path(dest).relative_to("/src") if not dest.endswith("/") else src / source
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / source, target)
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(wheels),
+                            str(src)], capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("dct2notation-*.whl")
+    target = tmp_path / "site"
+    # --target installs beside, never over, the editable install the other tests use.
+    installed = subprocess.run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],
+                               capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    script = target / "bin" / "dct2notation"
+    assert script.is_file() and os.access(script, os.X_OK)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run([str(script), "--version"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60, check=False)  # fmt: skip
+    assert (where.returncode, where.stdout) == (0, "dct2notation 0.1.0\n"), where.stderr
+    plan_path, inventory = small_plan(tmp_path)
+    args = ["k8s-job", str(plan_path), "--inventory", str(inventory), "--name", "mig", "--image", "r.example/d:1",
+            "--docker-config-secret", "regcred", "--notation-secret", "notation"]  # fmt: skip
+    done = subprocess.run([str(script), *args, "-o", str(tmp_path / "wheel.yaml")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    probe = subprocess.run([str(script), "k8s-run", "--help"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert probe.returncode == 0 and "k8s-run" in probe.stdout, probe.stderr
+    assert main([*args, "-o", str(tmp_path / "tree.yaml")]) == 0
+    assert (tmp_path / "wheel.yaml").read_bytes() == (tmp_path / "tree.yaml").read_bytes()
 
 
 @pytest.mark.servers
@@ -431,3 +508,200 @@ def test_a_killed_index_rerun_resumes_its_own_journal(registry: Registry, notati
     assert this_run.get("already-done", 0) + this_run.get("signed", 0) + this_run.get("reused", 0) == 16, this_run
     signed = signatures_by_subject(registry.host, repo, [d for _, _, d in images])
     assert sorted(len(v) for v in signed.values()) == [1] * 16
+
+
+def small_plan(tmp_path: Path) -> tuple[Path, Path]:
+    jobs = [Job("registry.example/a", "sha256:" + "a" * 64, 10, "alpha", "dct.example/a", "targets", ("v1",), "m")]
+    plan_path = tmp_path / "plan.json"
+    return plan_path, save_bound(Plan("m-spec", jobs), plan_path)
+
+
+RESTRICTED = {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+              "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+
+
+def test_the_job_carries_what_a_platform_team_needs(tmp_path: Path) -> None:
+    """Exact values: the restricted Pod Security Standard as the image's user (fsGroup so the claim and the 0440
+    Secrets are readable), requests and limits, retries per index that spare bad input and disruptions, no second pod
+    on a journal, clean-up of the finished Job (not of the journal claim), and the plugin's init container."""
+    plan_path, inventory = small_plan(tmp_path)
+    docs = k8s_job(tmp_path, plan_path, inventory, "--shards", "2", "--plugin", "gokms", "--plugin-image",
+                   "registry.example/kms/gokms:1.2", "--plugin-config-secret", "kms", "--cpu", "500m", "--memory",
+                   "768Mi", "--journal-storage", "5Gi", "--storage-class", "nfs.csi", "--backoff-limit-per-index",
+                   "5", "--ttl-seconds-after-finished", "3600", "--ca-secret", "registry-ca")  # fmt: skip
+    validate(docs)
+    claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
+    assert claim["spec"] == {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "5Gi"}},
+                             "storageClassName": "nfs.csi"}  # fmt: skip
+    job = next(d for d in docs if d["kind"] == "Job")
+    spec = job["spec"]
+    assert {k: v for k, v in spec.items() if k != "template"} == {
+        "completionMode": "Indexed", "completions": 2, "parallelism": 2, "backoffLimitPerIndex": 5,
+        "podReplacementPolicy": "Failed",
+        "podFailurePolicy": {"rules": [
+            {"action": "FailIndex", "onExitCodes": {"containerName": "sign", "operator": "In", "values": [2]}},
+            {"action": "FailIndex", "onExitCodes": {"containerName": "plugin", "operator": "NotIn", "values": [0]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]},
+        "ttlSecondsAfterFinished": 3600,
+    }  # fmt: skip
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                      "fsGroup": 10001, "fsGroupChangePolicy": "OnRootMismatch",
+                                      "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    assert (pod["restartPolicy"], pod["automountServiceAccountToken"]) == ("Never", False)
+    assert pod["initContainers"] == [{
+        "name": "plugin", "image": "registry.example/kms/gokms:1.2", "imagePullPolicy": "IfNotPresent",
+        "command": ["cp", "/notation-gokms", "/plugin/notation-gokms"],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": RESTRICTED, "volumeMounts": [{"name": "plugin", "mountPath": "/plugin"}],
+    }]  # fmt: skip
+    (sign,) = pod["containers"]
+    assert sign["resources"] == {"requests": {"cpu": "500m", "memory": "768Mi"}, "limits": {"memory": "768Mi"}}
+    assert sign["securityContext"] == RESTRICTED
+    assert sign["env"] == [
+        {"name": "DOCKER_CONFIG", "value": "/docker"}, {"name": "HOME", "value": "/work"},
+        {"name": "TMPDIR", "value": "/tmp"}, {"name": "NOTATION_CONFIG", "value": "/notation"},
+    ]  # fmt: skip
+    # Every path the read-only root filesystem would refuse a write to is a volume; the journal is the claim's.
+    assert [(m["mountPath"], m["name"], m.get("subPath") or m.get("subPathExpr"), m.get("readOnly", False))
+            for m in sign["volumeMounts"]] == [
+        ("/plan", "plan", None, True), ("/work", "work", None, False), ("/tmp", "tmp", None, False),
+        ("/journal", "journals", "shard-$(JOB_COMPLETION_INDEX)", False), ("/docker", "docker", None, True),
+        ("/notation", "notation", None, False),
+        ("/notation/signingkeys.json", "notation-keys", "signingkeys.json", True),
+        ("/notation/plugins/gokms", "plugin", None, True), ("/ca", "ca", None, True),
+        ("/plugin-config", "plugin-config", None, True),
+    ]  # fmt: skip
+    volumes = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in pod["volumes"]}
+    assert volumes["journals"] == {"persistentVolumeClaim": {"claimName": "mig-journals"}}
+    items = [{"key": "signingkeys.json", "path": "signingkeys.json"}]
+    assert volumes["notation-keys"] == {"secret": {"secretName": "notation", "defaultMode": 0o440, "items": items}}
+    assert volumes["docker"]["secret"]["defaultMode"] == 0o440
+    assert volumes["plugin-config"] == {"secret": {"secretName": "kms", "defaultMode": 0o440}}
+    assert volumes["plugin"] == {"emptyDir": {"sizeLimit": "512Mi"}}
+    assert volumes["work"] == {"emptyDir": {"sizeLimit": "2Gi"}}
+    assert volumes["tmp"] == {"emptyDir": {"sizeLimit": "1Gi"}}
+    assert sign["args"][-4:] == ["--config-dir", "/notation", "--ca-file", "/ca/ca.crt"]
+
+
+def test_a_local_key_job_mounts_localkeys_and_no_plugin(tmp_path: Path) -> None:
+    plan_path, inventory = small_plan(tmp_path)
+    docs = k8s_job(tmp_path, plan_path, inventory)
+    job = next(d for d in docs if d["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert [r["action"] for r in job["spec"]["podFailurePolicy"]["rules"]] == ["FailIndex", "Ignore"]
+    keys = next(v for v in pod["volumes"] if v["name"] == "notation-keys")["secret"]["items"]
+    assert keys == [{"key": "signingkeys.json", "path": "signingkeys.json"},
+                    {"key": "alpha.key", "path": "localkeys/alpha.key"},
+                    {"key": "alpha.crt", "path": "localkeys/alpha.crt"}]  # fmt: skip
+    assert {"name": "notation-keys", "mountPath": "/notation/localkeys", "subPath": "localkeys",
+            "readOnly": True} in pod["containers"][0]["volumeMounts"]  # fmt: skip
+    assert job["spec"]["ttlSecondsAfterFinished"] == 604800 and job["spec"]["backoffLimitPerIndex"] == 3
+    assert pod["containers"][0]["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+    assert "storageClassName" not in next(d for d in docs if d["kind"] == "PersistentVolumeClaim")["spec"]
+
+
+BASE = ["--docker-config-secret", "regcred", "--notation-secret", "notation"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "k8s-job: --image REF is required (the tool's image, built from Containerfile)"),
+        (
+            ["--image", "Registry.Example/Tool:1"],
+            "--image: reference 'Registry.Example/Tool:1': invalid repository name 'Tool'",
+        ),
+        (["--image", "i:1", "--plugin", "gokms"], "--plugin NAME and --plugin-image REF go together"),
+        (["--image", "i:1", "--plugin-image", "kms:1"], "--plugin NAME and --plugin-image REF go together"),
+        (
+            ["--image", "i:1", "--plugin", "gokms", "--plugin-image", "kms plugin:1"],
+            "--plugin-image 'kms plugin:1': not an image reference (empty, or a space or control character)",
+        ),
+        (
+            ["--image", "i:1", "--plugin", "gokms", "--plugin-image", "kms@sha256:abc"],
+            "--plugin-image: reference 'kms@sha256:abc': 'sha256:abc' is not a digest (algorithm:hex)",
+        ),
+        (
+            ["--image", "i:1", "--plugin", "gokms", "--plugin-image", "kms:bad/tag"],
+            "--plugin-image 'kms:bad/tag': registry 'kms:bad' is not a host[:port]",
+        ),
+        (
+            ["--image", "i:1", "--plugin", "../x", "--plugin-image", "kms:1"],
+            "--plugin '../x': a plugin name is letters, digits, '.', '_' and '-'",
+        ),
+        (
+            ["--image", "i:1", "--plugin", "gokms", "--plugin-image", "kms:1", "--plugin-binary", "notation-gokms"],
+            "--plugin-binary 'notation-gokms': must be an absolute path in the plugin image",
+        ),
+        (
+            ["--image", "i:1", "--plugin", "gokms", "--plugin-image", "kms:1", "--plugin-binary", "/bin/../x"],
+            "--plugin-binary '/bin/../x': must be an absolute path in the plugin image",
+        ),
+        (["--image", "i:1", "--plugin-binary", "/x"], "--plugin-binary needs --plugin NAME and --plugin-image REF"),
+        (
+            ["--image", "i:1", "--plugin-config-secret", "KMS_creds"],
+            "--plugin-config-secret 'KMS_creds': must be a DNS label (a Secret name)",
+        ),
+        (
+            ["--image", "i:1", "--key-files", "../alpha"],
+            "--key-files '../alpha': must be a file stem (letters, digits, '.', '_', '-')",
+        ),
+        (["--image", "i:1", "--cpu", "lots"], "--cpu 'lots': not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)"),
+        (["--image", "i:1", "--memory", "1GB"], "--memory '1GB': not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)"),
+        (
+            ["--image", "i:1", "--journal-storage", "-1Gi"],
+            "--journal-storage '-1Gi': not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)",
+        ),
+        (
+            ["--image", "i:1", "--storage-class", "Fast_SSD"],
+            "--storage-class 'Fast_SSD': must be a DNS subdomain (a StorageClass name)",
+        ),
+        (["--image", "i:1", "--backoff-limit-per-index", "-1"], "--backoff-limit-per-index: must be at least 0"),
+        (["--image", "i:1", "--ttl-seconds-after-finished", "-5"], "--ttl-seconds-after-finished: must be at least 0"),
+        (["--image", "i:1", "--concurrency", "0"], "--concurrency: must be at least 1"),
+        (["--image", "i:1", "--shards", "0"], "--shards: must be at least 1"),
+        (["--image", "i:1", "--name", "Mig"], "--name 'Mig': must be a DNS label of at most 52 characters"),
+    ],
+)
+def test_k8s_job_refuses_bad_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    plan_path, inventory = small_plan(tmp_path)
+    out = tmp_path / "job.yaml"
+    capsys.readouterr()
+    assert main(["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(out), *BASE, *extra]) == 2
+    assert capsys.readouterr().err == f"dct2notation: error: {message}\n"
+    assert not out.exists()
+
+
+def test_k8s_job_refuses_a_missing_plan_or_inventory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan_path, inventory = small_plan(tmp_path)
+    out = tmp_path / "job.yaml"
+    for plan_arg, inventory_arg in ((tmp_path / "nope.json", inventory), (plan_path, tmp_path / "nope-inv.json")):
+        capsys.readouterr()
+        code = main(["k8s-job", str(plan_arg), "--inventory", str(inventory_arg), "-o", str(out), *BASE,
+                     "--image", "i:1"])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "nope" in err and err.startswith("dct2notation: error: "), err
+        assert not out.exists()
+
+
+def test_attack_k8s_image_reference_smuggles_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An image reference carrying a newline (pasted from a hostile plan review, a CI variable) would be a second key
+    in the emitted manifest if it were written unchecked; it is refused before anything is written."""
+    plan_path, inventory = small_plan(tmp_path)
+    out = tmp_path / "job.yaml"
+    for option in ("--image", "--plugin-image"):
+        extra = ["--image", "i:1", "--plugin", "gokms"] if option == "--plugin-image" else []
+        capsys.readouterr()
+        code = main(["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(out), *BASE, *extra,
+                     option, "evil:1\nprivileged: true"])  # fmt: skip
+        assert code == 2
+        assert capsys.readouterr().err == (
+            f"dct2notation: error: {option} 'evil:1\\nprivileged: true': not an image reference"
+            " (empty, or a space or control character)\n"
+        )
+        assert not out.exists()

@@ -105,6 +105,8 @@ CONFIG_DIR = "/notation"
 _PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 # Kubernetes resource quantities (resource.Quantity): 500m, 1, 1.5, 512Mi, 2G.
 _QUANTITY = re.compile(r"^(?:\d+(?:\.\d+)?|\.\d+)(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?$")  # an image's registry
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Exit 2 is bad input (errors.py): the same pod would fail the same way, so the index fails at once instead of
 # burning its retries; exits 1 (jobs failed, rerun resumes) and 3 (remote kept failing) are retried.
@@ -155,9 +157,11 @@ def _check_image(option: str, ref: str) -> str:
     if not ref or any(c.isspace() or not c.isprintable() for c in ref):
         raise UsageError(f"{option} {ref!r}: not an image reference (empty, or a space or control character)")
     try:
-        parse_reference(ref)
+        registry = parse_reference(ref).registry
     except UsageError as exc:
-        raise UsageError(f"{option} {ref!r}: not an image reference ({exc})") from None
+        raise UsageError(f"{option}: {exc}") from None
+    if not _HOST.match(registry):
+        raise UsageError(f"{option} {ref!r}: registry {registry!r} is not a host[:port]")
     return ref
 
 
