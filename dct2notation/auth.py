@@ -17,7 +17,7 @@ import httpx
 
 from .config import DEFAULT_LIMITS
 from .errors import AuthError, InputError
-from .files import read_document
+from .jsontext import load_json_file
 from .jsontext import loads as json_loads
 
 # One docker credential helper call is a local process; a hung helper must not hang a migration.
@@ -60,16 +60,8 @@ def _host_of(server: str) -> str:
 
 
 def _load_config(path: Path) -> dict[str, object]:
-    try:
-        raw = read_document(path, DEFAULT_LIMITS.config_file_bytes)
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read docker config ({exc.strerror})") from exc
-    try:
-        data = json_loads(raw)
-    except ValueError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    # No docker config is anonymous access, as docker's.
+    data = load_json_file(path, what="docker config", max_bytes=DEFAULT_LIMITS.config_file_bytes, missing={})
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
     return data

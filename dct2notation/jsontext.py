@@ -1,4 +1,5 @@
-"""Reading JSON from other tools and from the network: every refusal is a ``ValueError``."""
+"""Reading JSON from other tools and from the network: ``loads`` refuses with a ``ValueError``, the file readers
+with one ``InputError`` line naming the file and what it should have held."""
 
 from __future__ import annotations
 
@@ -29,18 +30,38 @@ def read_json_file(
     file, at most ``max_bytes``) and decoded as UTF-8. Every refusal is one ``error`` line starting with ``where``
     (the path): ``cannot read WHAT (reason)`` or ``WHAT is not valid JSON (reason)``; the caller checks the shape."""
     where = str(path) if where is None else where
-    try:
-        raw = read_document(path, max_bytes)
-    except OSError as exc:
-        raise error(f"{where}: cannot read {what} ({exc.strerror})") from exc
-    try:
-        return raw, loads(raw.decode("utf-8"))
-    except ValueError as exc:  # UnicodeDecodeError is one
-        raise error(f"{where}: {what} is not valid JSON ({exc})") from exc
+    raw = _read(path, max_bytes, f"{where}: cannot read {what}", error, missing_ok=False)
+    assert raw is not None  # missing_ok=False raises instead
+    return raw, _parse(raw, f"{where}: {what} is not valid JSON", error)
 
 
 def load_json_file(
-    path: Path, *, what: str, max_bytes: int, where: str | None = None, error: type[InputError] = InputError
+    path: Path,
+    *,
+    what: str,
+    max_bytes: int,
+    where: str | None = None,
+    error: type[InputError] = InputError,
+    missing: Any = None,
 ) -> Any:
-    """The JSON document of ``read_json_file``, for a caller that does not need the bytes."""
-    return read_json_file(path, what=what, max_bytes=max_bytes, where=where, error=error)[1]
+    """The JSON document of ``read_json_file``, for a caller that does not need the bytes; ``missing``, when not
+    None, is the answer for a file that does not exist (an optional configuration file)."""
+    where = str(path) if where is None else where
+    raw = _read(path, max_bytes, f"{where}: cannot read {what}", error, missing_ok=missing is not None)
+    return missing if raw is None else _parse(raw, f"{where}: {what} is not valid JSON", error)
+
+
+def _read(path: Path, max_bytes: int, failure: str, error: type[InputError], *, missing_ok: bool) -> bytes | None:
+    try:
+        return read_document(path, max_bytes)
+    except OSError as exc:
+        if missing_ok and isinstance(exc, FileNotFoundError):
+            return None
+        raise error(f"{failure} ({exc.strerror})") from exc
+
+
+def _parse(raw: bytes, failure: str, error: type[InputError]) -> Any:
+    try:
+        return loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise error(f"{failure} ({exc})") from exc
