@@ -78,6 +78,16 @@ def atomic_volume(folder: Path, items: list[tuple[str, bytes]]) -> None:
 SecretsFor = Callable[[Path], dict[str, dict[str, bytes]]]
 
 
+def secret_manifests(data: dict[str, dict[str, bytes]]) -> list[dict[str, Any]]:
+    """``kubectl create secret`` of each: the docker login as kubernetes.io/dockerconfigjson, the others Opaque."""
+    out = []
+    for name, items in data.items():
+        kind = "kubernetes.io/dockerconfigjson" if ".dockerconfigjson" in items else "Opaque"
+        encoded = {key: base64.b64encode(raw).decode() for key, raw in items.items()}
+        out.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": kind, "data": encoded})
+    return out
+
+
 class Pod:
     """One pod of the Job on this machine: each volume a folder (the claim shared by every attempt, emptyDirs new
     per attempt), each mount path mapped to its folder; a mount inside another mount (the plugin directory inside
@@ -92,7 +102,12 @@ class Pod:
         self.root = root / f"attempt-{attempt}"
         self.claim = root / "claim"
         # Secret contents may name pod paths (signingkeys.json's keyPath): given the config directory's folder.
-        secret_data = secrets(self.root / "vol-notation")
+        # The Secrets as the platform team would apply them, checked against the API schema, are what is mounted.
+        self.secrets = secret_manifests(secrets(self.root / "vol-notation"))
+        validate(self.secrets)
+        secret_data = {
+            m["metadata"]["name"]: {k: base64.b64decode(v) for k, v in m["data"].items()} for m in self.secrets
+        }
         maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
         self.volumes: dict[str, Path] = {}
         for volume in self.spec["volumes"]:
@@ -705,3 +720,112 @@ def test_attack_k8s_image_reference_smuggles_yaml(tmp_path: Path, capsys: pytest
             " (empty, or a space or control character)\n"
         )
         assert not out.exists()
+
+
+def keys_file(tmp_path: Path, *entries: dict[str, Any]) -> Path:
+    path = tmp_path / "signingkeys.json"
+    path.write_text(json.dumps({"keys": list(entries)}))
+    return path
+
+
+LOCAL_ALPHA = {"name": "alpha", "keyPath": "/notation/localkeys/alpha.key", "certPath": "/notation/localkeys/alpha.crt"}
+PLUGIN_ALPHA = {"name": "alpha", "id": "arn:kms:alpha", "pluginName": "gokms"}
+
+
+def test_k8s_job_accepts_signing_keys_the_pods_can_load(tmp_path: Path) -> None:
+    plan_path, inventory = small_plan(tmp_path)
+    local = keys_file(tmp_path, LOCAL_ALPHA)
+    assert k8s_job(tmp_path, plan_path, inventory, "--signing-keys", str(local))[-1]["kind"] == "Job"
+    plugin = keys_file(tmp_path, PLUGIN_ALPHA)
+    docs = k8s_job(tmp_path, plan_path, inventory, "--signing-keys", str(plugin), "--plugin", "gokms",
+                   "--plugin-image", "kms:1")  # fmt: skip
+    assert docs[-1]["spec"]["template"]["spec"]["initContainers"][0]["image"] == "kms:1"
+
+
+@pytest.mark.parametrize(
+    ("entries", "extra", "message"),
+    [
+        ([], ["--key-files", "alpha"], "--signing-keys {keys}: no key named 'alpha' (plan identity 'alpha')"),
+        (
+            [PLUGIN_ALPHA],
+            ["--key-files", "alpha"],
+            "--signing-keys {keys}: key 'alpha': plugin 'gokms' is not installed by this Job (--plugin gokms "
+            "--plugin-image REF)",
+        ),
+        (
+            [PLUGIN_ALPHA],
+            ["--plugin", "other", "--plugin-image", "kms:1"],
+            "--signing-keys {keys}: key 'alpha': plugin 'gokms' is not installed by this Job (--plugin gokms "
+            "--plugin-image REF)",
+        ),
+        (
+            [{**LOCAL_ALPHA, "keyPath": "/home/me/alpha.key"}],
+            ["--key-files", "alpha"],
+            "--signing-keys {keys}: key 'alpha' reads /home/me/alpha.key; the pod mounts /notation/localkeys/KEY.key "
+            "and KEY.crt (--key-files KEY)",
+        ),
+        (
+            [LOCAL_ALPHA],
+            ["--key-files", "beta"],
+            "--signing-keys {keys}: key 'alpha' reads /notation/localkeys/alpha.key; the pod mounts "
+            "/notation/localkeys/KEY.key and KEY.crt (--key-files KEY)",
+        ),
+        (
+            [LOCAL_ALPHA],
+            [],
+            "--signing-keys {keys}: key 'alpha' reads /notation/localkeys/alpha.key; the pod mounts "
+            "/notation/localkeys/KEY.key and KEY.crt (--key-files KEY)",
+        ),
+    ],
+)
+def test_k8s_job_refuses_keys_no_pod_could_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], entries: list[dict[str, Any]], extra: list[str], message: str
+) -> None:
+    """A Job whose every pod would fail at its first key is refused when it is written, not when it runs."""
+    plan_path, inventory = small_plan(tmp_path)
+    keys = keys_file(tmp_path, *entries)
+    out = tmp_path / "job.yaml"
+    capsys.readouterr()
+    code = main(["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(out), *BASE, "--image", "i:1",
+                 "--signing-keys", str(keys), *extra])  # fmt: skip
+    assert (code, capsys.readouterr().err) == (2, f"dct2notation: error: {message.format(keys=keys)}\n")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("identity", "extra", "message"),
+    [
+        (
+            "plugin:aws:arn-1",
+            [],
+            "plan identity 'plugin:aws:arn-1': plugin 'aws' is not installed by this Job"
+            " (--plugin aws --plugin-image REF)",
+        ),
+        (
+            "/keys/a.key:/keys/a.crt",
+            ["--key-files", "a"],
+            "plan identity '/keys/a.key:/keys/a.crt': its key files are not mounted in the pod; the pod mounts "
+            "/notation/localkeys/KEY.key and KEY.crt (--key-files KEY)",
+        ),
+    ],
+)
+def test_k8s_job_refuses_plan_identities_no_pod_could_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], identity: str, extra: list[str], message: str
+) -> None:
+    jobs = [Job("registry.example/a", "sha256:" + "a" * 64, 10, identity, "dct.example/a", "targets", ("v1",), "m")]
+    plan_path = tmp_path / "plan.json"
+    inventory = save_bound(Plan("m-ids", jobs), plan_path)
+    capsys.readouterr()
+    code = main(["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(tmp_path / "j.yaml"), *BASE,
+                 "--image", "i:1", *extra])  # fmt: skip
+    assert (code, capsys.readouterr().err) == (2, f"dct2notation: error: {message}\n")
+
+
+def test_k8s_job_refuses_a_missing_signing_keys_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan_path, inventory = small_plan(tmp_path)
+    capsys.readouterr()
+    code = main(["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(tmp_path / "j.yaml"), *BASE,
+                 "--image", "i:1", "--signing-keys", str(tmp_path / "nope.json")])  # fmt: skip
+    assert (code, capsys.readouterr().err) == (
+        2, f"dct2notation: error: --signing-keys {tmp_path / 'nope.json'}: no such file (the signingkeys.json of "
+        "--notation-secret)\n")  # fmt: skip

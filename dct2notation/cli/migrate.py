@@ -408,6 +408,10 @@ def k8s_job_command(
     plugin_config_secret: Annotated[
         str | None, typer.Option("--plugin-config-secret", help="Secret of files the plugin reads, at /plugin-config.")
     ] = None,
+    signing_keys: Annotated[
+        Path | None,
+        typer.Option("--signing-keys", help="The notation Secret's signingkeys.json: each plan identity is checked."),
+    ] = None,
     name: Annotated[str, typer.Option("--name", help="Job name (a DNS label).")] = "dct2notation-sign",
     image: Annotated[str, typer.Option("--image", help="REF: the tool's image, built from Containerfile.")] = "",
     shards: Annotated[int, typer.Option("--shards", help="Pods (completions) of the Indexed Job.")] = 4,
@@ -432,7 +436,7 @@ def k8s_job_command(
     """Write an Indexed Job that signs the plan on Kubernetes (the plan and inventory gzipped, split, content-addressed
     into ConfigMaps; credentials, keys, CA and TSA from Secrets; a plugin from its image). The plan is not changed."""
     from ..files import read_document, write_atomic
-    from ..migrate.k8s import JobMounts, PluginImage, dump_manifests, estate_job
+    from ..migrate.k8s import JobMounts, PluginImage, check_pod_keys, dump_manifests, estate_job
     from ..migrate.k8s_parts import split
     from ..migrate.plan import check_against_inventory, load_plan
 
@@ -452,6 +456,8 @@ def k8s_job_command(
 
     # A Job that would refuse every pod is refused here: the plan must be bound to this inventory.
     check_against_inventory(loaded, load_inventory(inventory), plan_where=str(plan), inventory_where=str(inventory))
+    identities = {job.identity for job in loaded.jobs if key is None or job.identity == key}
+    check_pod_keys(identities, key_files=key_files, plugin=plugin_from, signing_keys=signing_keys)
     raws = {
         "plan.json": read_document(plan, DEFAULT_LIMITS.document_bytes),
         "inventory.json": read_document(inventory, DEFAULT_LIMITS.document_bytes),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -379,3 +380,48 @@ def estate_job(
         },
     }
     return [index_map, *parts, claim, job]
+
+
+def check_pod_keys(
+    identities: set[str],
+    *,
+    key_files: str | None,
+    plugin: PluginImage | None,
+    signing_keys: Path | None = None,
+) -> None:
+    """Refuse a Job whose every pod would fail to load a plan identity's key: a plugin the Job does not install, key
+    files it does not mount, or (with ``--signing-keys``, the file the notation Secret will hold) a missing entry."""
+    from ..keys.signingkeys import SigningKeys
+
+    mounted = {f"{CONFIG_DIR}/localkeys/{key_files}.{ext}" for ext in ("key", "crt")} if key_files else set()
+    keys = None
+    if signing_keys is not None:
+        if not signing_keys.is_file():
+            raise InputError(f"--signing-keys {signing_keys}: no such file (the signingkeys.json of --notation-secret)")
+        keys = SigningKeys.load(signing_keys)
+    for identity in sorted(identities):
+        where = f"plan identity {identity!r}"
+        if identity.startswith("plugin:"):
+            _need_plugin(where, identity.split(":", 2)[1], plugin)
+            continue
+        if ":" in identity:
+            if set(identity.split(":", 1)) != mounted:
+                raise UsageError(f"{where}: its key files are not mounted in the pod; {_LOCALKEYS}")
+            continue
+        if keys is None:
+            continue
+        found = next((e for e in keys.keys if e.name == identity), None)
+        if found is None:
+            raise UsageError(f"--signing-keys {signing_keys}: no key named {identity!r} ({where})")
+        if found.is_plugin:
+            _need_plugin(f"--signing-keys {signing_keys}: key {identity!r}", str(found.plugin_name), plugin)
+        elif {found.key_path, found.cert_path} != mounted:
+            raise UsageError(f"--signing-keys {signing_keys}: key {identity!r} reads {found.key_path}; {_LOCALKEYS}")
+
+
+_LOCALKEYS = f"the pod mounts {CONFIG_DIR}/localkeys/KEY.key and KEY.crt (--key-files KEY)"
+
+
+def _need_plugin(where: str, name: str, plugin: PluginImage | None) -> None:
+    if plugin is None or plugin.name != name:
+        raise UsageError(f"{where}: plugin {name!r} is not installed by this Job (--plugin {name} --plugin-image REF)")
