@@ -23,6 +23,17 @@ def loads(data: str | bytes) -> Any:
         raise ValueError(str(exc)) from None
 
 
+def loads_capped(raw: bytes, *, where: str, max_bytes: int, error: type[InputError] = InputError) -> Any:
+    """JSON another party sent (a registry's manifest or index, an envelope), at most ``max_bytes`` of it: one
+    ``error`` line ``WHERE: N bytes exceeds the L-byte limit`` or ``WHERE: not JSON (reason)``."""
+    if len(raw) > max_bytes:
+        raise error(f"{where}: {len(raw)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        return loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise error(f"{where}: not JSON ({exc})") from exc
+
+
 def read_json_file(
     path: Path, *, what: str, max_bytes: int, where: str | None = None, error: type[InputError] = InputError
 ) -> tuple[bytes, Any]:

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from dct2notation.cli import main
-from dct2notation.config import FixedClock
+from dct2notation.config import FixedClock, Limits
 from dct2notation.keys.base import algorithm_for
 from dct2notation.keys.local import LocalKey
 from dct2notation.keys.testcert import generate_test_key
-from dct2notation.notation.envelope import build_payload
+from dct2notation.notation.envelope import EnvelopeError, build_payload
 from dct2notation.notation.formats import parse_signature_envelope, sign_in_format, signature_valid
 from dct2notation.notation.jws import parse_jws_envelope, sign_jws_envelope
 from dct2notation.notation.verify import verify_envelope
@@ -287,6 +287,17 @@ def test_attack_jws_media_type_mismatch(tmp_path: Path) -> None:
     result = verify(cose, pki, store=store_with(tmp_path, "corp", pki.root))
     assert (result.ok, result.failed_check) == (False, "integrity")
     assert "JWS envelope: not JSON" in result.reason
+
+
+def test_attack_jws_oversized_or_not_an_object() -> None:
+    """The envelope cap holds before any JSON is decoded; a JSON value that is not an object is refused."""
+    key, _ = key_for()
+    raw = sign_jws_envelope(TARGET, key, clock=CLOCK).raw
+    with pytest.raises(EnvelopeError) as big:
+        parse_jws_envelope(raw, Limits(envelope_bytes=100))
+    assert str(big.value) == f"JWS envelope: {len(raw)} bytes exceeds the 100-byte limit"
+    with pytest.raises(EnvelopeError, match=r"^JWS envelope: must be a JSON object$"):
+        parse_jws_envelope(b"[]")
 
 
 # --- the CLI -----------------------------------------------------------------------------------------------------

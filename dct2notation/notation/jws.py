@@ -31,6 +31,7 @@ from joserfc.registry import HeaderParameter
 
 from ..config import DEFAULT_LIMITS, Clock, Limits
 from ..jsontext import loads as json_loads
+from ..jsontext import loads_capped
 from ..keys.base import ALGORITHMS, Algorithm, SigningKey
 from ..oci import JWS_MEDIA_TYPE, NOTATION_PAYLOAD, Descriptor, go_json
 from .envelope import (
@@ -205,12 +206,7 @@ def jws_signature_valid(env: Envelope, limits: Limits = DEFAULT_LIMITS) -> bool:
 
 def parse_jws_envelope(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
     """Decode and structurally validate a JWS envelope (the signature is checked by ``Envelope.signature_valid``)."""
-    if len(raw) > limits.envelope_bytes:
-        raise EnvelopeError(f"envelope: {len(raw)} bytes exceeds the {limits.envelope_bytes}-byte limit")
-    try:
-        obj = json_loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EnvelopeError(f"JWS envelope: not JSON ({exc})") from exc
+    obj = loads_capped(raw, where="JWS envelope", max_bytes=limits.envelope_bytes, error=EnvelopeError)
     if not isinstance(obj, dict):
         raise EnvelopeError("JWS envelope: must be a JSON object")
     for name in ("payload", "protected", "signature"):

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import InputError
-from ..jsontext import loads as json_loads
+from ..jsontext import loads_capped
 from ..oci import (
     COSE_MEDIA_TYPE,
     CREATED_ANNOTATION,
@@ -145,12 +145,7 @@ def parse_signature_manifest(
     raw: bytes, *, where: str = "signature manifest", limits: Limits = DEFAULT_LIMITS
 ) -> SignatureManifest:
     """Read either form; refuse anything that is not a Notation signature manifest with one envelope layer."""
-    if len(raw) > limits.signature_manifest_bytes:
-        raise InputError(f"{where}: {len(raw)} bytes exceeds the {limits.signature_manifest_bytes}-byte limit")
-    try:
-        doc = json_loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: not JSON ({exc})") from exc
+    doc = loads_capped(raw, where=where, max_bytes=limits.signature_manifest_bytes)
     if not isinstance(doc, dict):
         raise InputError(f"{where}: not a JSON object")
     if doc.get("mediaType", OCI_MANIFEST) != OCI_MANIFEST:
@@ -185,12 +180,7 @@ def parse_signature_manifest(
 
 def parse_index(raw: bytes, *, where: str, limits: Limits = DEFAULT_LIMITS) -> list[Descriptor]:
     """Descriptors of an image index; raises InputError if it is not one."""
-    if len(raw) > limits.referrers_index_bytes:
-        raise InputError(f"{where}: {len(raw)} bytes exceeds the {limits.referrers_index_bytes}-byte limit")
-    try:
-        doc = json_loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: not JSON ({exc})") from exc
+    doc = loads_capped(raw, where=where, max_bytes=limits.referrers_index_bytes)
     if not isinstance(doc, dict) or doc.get("mediaType", OCI_INDEX) != OCI_INDEX:
         raise InputError(f"{where}: not an OCI image index")
     manifests = doc.get("manifests")
