@@ -125,8 +125,10 @@ def test_attack_fresh_self_signed_root_above_the_baseline(
         f"dct2notation: error: {GUN}: {version + 1}.root: threshold not met: 0 valid of threshold 1 of the previous "
         "root\n"
     )
-    # Anchored on the archived root: no version at or below it is asked for.
-    assert hostile.requested == ["root", f"{version + 1}.root"]
+    # Anchored on the archived root: no version at or below it is asked for. Timestamp, snapshot and targets were
+    # asked for at once with root.json (one round trip) and refused unread with it.
+    assert [name for name in hostile.requested if name.endswith("root")] == ["root", f"{version + 1}.root"]
+    assert sorted(hostile.requested) == sorted(["root", "timestamp", "snapshot", "targets", f"{version + 1}.root"])
 
 
 def test_attack_other_root_at_the_baseline_version(
@@ -168,8 +170,7 @@ def test_root_rotated_after_the_baseline_is_followed_from_the_anchor(
     repo = json.loads(out)["repositories"][0]
     assert repo["root_version"] == version + 1
     assert repo["administrative_keys"][0] == {"name": "Root", "keys": [{"id": kid}]}
-    assert hostile.requested[:2] == ["root", f"{version + 1}.root"]
-    assert "1.root" not in hostile.requested
+    assert [name for name in hostile.requested if name.endswith("root")] == ["root", f"{version + 1}.root"]
 
 
 def test_attack_rollback_by_omission_of_releases(

@@ -14,12 +14,13 @@ import pytest
 
 from dct2notation.cli import main
 from tests.support.delay_proxy import DelayProxy, delayed
-from tests.support.notary_builders import sha256_hex
+from tests.support.notary_builders import published_rich_gun, sha256_hex
 from tests.support.servers import NotaryServer, have
 
 pytestmark = pytest.mark.servers
 
 GUNS = [f"example.com/estate/app{n}" for n in range(6)]
+RICH = "example.com/estate/rich"
 MISSING = "example.com/estate/never-published"
 
 
@@ -40,6 +41,15 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DelayProxy]:
             yield proxy
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def rich(notary_server: NotaryServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An archive of a GUN with root rotated once and targets/releases, alice and bob (the real notary client)."""
+    work = tmp_path_factory.mktemp("estate-rich")
+    published_rich_gun(notary_server, work, RICH)
+    assert main(["archive", RICH, "--server", notary_server.url, "-o", str(work / "archive")]) == 0
+    return work / "archive"
 
 
 def settle(proxy: DelayProxy) -> None:
@@ -101,21 +111,49 @@ def test_archive_concurrently_writes_the_rest(
     assert [r["gun"] for r in json.loads(capsys.readouterr().out)["repositories"]] == GUNS
 
 
-def test_a_version_1_root_costs_no_extra_round_trip(proxied: DelayProxy, tmp_path: Path) -> None:
-    """Four requests per GUN: 1.root.json was asked for every version-1 root and thrown away (one round trip in
-    five, at estate latency). A root rotated to version 2 still walks from 1.root."""
+def _served(archive: Path, gun: str) -> dict[str, bytes]:
+    base = archive / gun
+    return {p.relative_to(base).as_posix().removesuffix(".json"): p.read_bytes() for p in base.rglob("*.json")}
+
+
+# Long enough that requests sent at once arrive within it on a loaded machine, short enough for a sequential
+# client's test to end soon.
+HOLD = 0.3
+
+
+def test_a_gun_costs_one_round_trip(proxied: DelayProxy, tmp_path: Path) -> None:
+    """Root, timestamp, snapshot and targets are asked for at once: one round trip per GUN (there were four, one
+    after another, and before that five: 1.root.json was asked for every version-1 root and thrown away)."""
     from tests.support.hostile_notary import HostileNotary
 
     out = tmp_path / "archive"
     assert main(["archive", GUNS[0], "--server", f"http://{proxied.host}", "-o", str(out)]) == 0
-    files = {p.relative_to(out / GUNS[0]).as_posix().removesuffix(".json"): p.read_bytes()
-             for p in (out / GUNS[0]).rglob("*.json")}  # fmt: skip
-    hostile = HostileNotary(GUNS[0], files)
+    hostile = HostileNotary(GUNS[0], _served(out, GUNS[0]), hold=HOLD)
     try:
         assert main(["inventory", GUNS[0], "--server", hostile.url, "--json"]) == 0
     finally:
         hostile.close()
-    assert hostile.requested == ["root", "timestamp", "snapshot", "targets"]
+    assert hostile.waves == [["root", "snapshot", "targets", "timestamp"]]
+
+
+def test_delegations_are_read_at_once_level_by_level(rich: Path, tmp_path: Path) -> None:
+    """A root rotated once and three delegations of targets: the four files, then the root chain one version at a
+    time (each is checked by the one before), then every delegation targets names at once."""
+    from tests.support.hostile_notary import HostileNotary
+
+    hostile = HostileNotary(RICH, _served(rich, RICH), hold=HOLD)
+    try:
+        out = tmp_path / "archive"
+        assert main(["archive", RICH, "--server", hostile.url, "-o", str(out)]) == 0
+    finally:
+        hostile.close()
+    assert hostile.waves == [
+        ["root", "snapshot", "targets", "timestamp"],
+        ["1.root"],
+        ["2.root"],
+        ["targets/alice", "targets/bob", "targets/releases"],
+    ]
+    assert _served(out, RICH) == _served(rich, RICH)
 
 
 def test_progress_bar_over_guns_on_a_terminal(proxied: DelayProxy, guns_file: Path, tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def _sources(
 
     # Files on disk: one source serves every thread.
     local: Any = TrustDirSource(trust_dir) if trust_dir is not None else ArchiveSource(archive)  # type: ignore[arg-type]
-    return SourcePool(lambda: local)
+    return SourcePool(lambda: local, shared=True)
 
 
 def _notary_pool(server: str, ca: Path | None, creds: Basic | None) -> SourcePool[Any]:
@@ -67,9 +67,11 @@ def _notary_pool(server: str, ca: Path | None, creds: Basic | None) -> SourcePoo
             limits=DEFAULT_LIMITS,
             username=creds.username if creds else None,
             password=creds.password if creds else None,
+            on_auth=pool.one_by_one,
         )
 
-    return SourcePool(notary, NotaryServerSource.close)
+    pool = SourcePool(notary, NotaryServerSource.close)
+    return pool
 
 
 def _warn(line: str) -> None:

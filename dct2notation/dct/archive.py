@@ -51,7 +51,7 @@ def write_archive(
     # Everything is verified before a byte is written, so a refused GUN leaves nothing of its own behind.
     verified = []
     failed: list[dict[str, str]] = []
-    pool = sources if sources is not None else SourcePool(lambda: source)
+    pool = sources if sources is not None else SourcePool(lambda: source, shared=True)
     for gun, outcome in verify_all(
         gun_list, pool, clock, limits, concurrency=concurrency, keep_files=True, on_done=on_done
     ):

@@ -242,7 +242,7 @@ def build_inventory(
     now = clock.now()
     repositories = []
     failed: list[dict[str, str]] = []
-    pool = sources if sources is not None else SourcePool(lambda: source)
+    pool = sources if sources is not None else SourcePool(lambda: source, shared=True)
     outcomes = verify_all(guns, pool, clock, limits, concurrency=concurrency, baseline=baseline, on_done=on_done)
     for gun, outcome in outcomes:
         if isinstance(outcome, Exception):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from ..config import DEFAULT_LIMITS, Limits
-from ..errors import AuthError, DeadlineExceeded, InputError, NotFoundError, RemoteError, UsageError
+from ..errors import AuthError, Dct2NotationError, DeadlineExceeded, InputError, NotFoundError, RemoteError, UsageError
 from ..files import read_regular, segments
 from ..safetext import has_userinfo, redact_url
 from ._plainhttp import CertificateNotTrusted, ConnectionFailed, DeadlinePassed, PlainHttp, Unsupported
@@ -50,6 +51,9 @@ class TrustDirSource:
         segments(gun, f"--trust-dir {self.directory}: GUN")
         return _read_capped(base, f"{name}.json", gun, name, max_bytes)
 
+    def fetch_many(self, gun: str, wanted: Sequence[tuple[str, int]]) -> list[bytes | Dct2NotationError]:
+        return []  # files on disk: each is read when verification needs it
+
 
 class ArchiveSource:
     """An archive written by ``dct2notation archive`` (``<dir>/<gun>/<name>.json``)."""
@@ -63,6 +67,9 @@ class ArchiveSource:
         if name == "root" and not (self.directory / gun).is_dir():
             raise NotFoundError(f"{gun}: not in archive {self.directory}")
         return _read_capped(self.directory, f"{gun}/{name}.json", gun, name, max_bytes)
+
+    def fetch_many(self, gun: str, wanted: Sequence[tuple[str, int]]) -> list[bytes | Dct2NotationError]:
+        return []  # files on disk: each is read when verification needs it
 
 
 class NotaryServerSource:
@@ -85,7 +92,10 @@ class NotaryServerSource:
         *,
         username: str | None = None,
         password: str | None = None,
+        on_auth: Callable[[], None] | None = None,
     ) -> None:
+        """``on_auth`` is called once the server is read with credentials or asked for them (a 401): from then on
+        each connection holds its own token per GUN, so a GUN's files are better read on one connection."""
         if has_userinfo(url):
             raise UsageError(
                 f"--server {redact_url(url)}: credentials in the URL are refused (they show in process lists and "
@@ -97,6 +107,7 @@ class NotaryServerSource:
         self._ca = ca
         self._username = username
         self._password = password
+        self._on_auth = on_auth
         self.client: httpx.Client | None = None
         self._plain: PlainHttp | None = None
         parts = urlsplit(self.url)
@@ -114,6 +125,8 @@ class NotaryServerSource:
             )
         else:
             self.client = self._httpx_client()
+            if on_auth is not None and not anonymous:
+                on_auth()
 
     def _tls_context(self) -> ssl.SSLContext:
         # The OS store, --ca and docker's certs.d / ~/.docker/tls for this host: what `docker trust` trusts.
@@ -148,6 +161,11 @@ class NotaryServerSource:
     def fetch(self, gun: str, name: str, *, max_bytes: int | None = None) -> bytes:
         cap = max_bytes if max_bytes is not None else self.limits.metadata_bytes
         return self.get(f"/v2/{gun}/_trust/tuf/{name}.json", _What(gun, f"{gun}: {name}.json", f"{gun}: {name}"), cap)
+
+    def fetch_many(self, gun: str, wanted: Sequence[tuple[str, int]]) -> list[bytes | Dct2NotationError]:
+        # One connection: each file when verification needs it (concurrent.verify_all is what spreads a GUN's
+        # files over several connections at once).
+        return []
 
     def get_api(self, path_and_query: str, what: str, max_bytes: int) -> bytes:
         """Any other GET of the server's API (the changefeed), with the same auth, retries, caps and deadline."""
@@ -199,6 +217,8 @@ class NotaryServerSource:
             else:
                 if status != 401:
                     return self._answer(status, what, body)
+                if self._on_auth is not None:
+                    self._on_auth()
         if self.client is None:
             # A challenge, a response beyond the plain reader or a path to quote: httpx with ChallengeAuth from
             # here on, for every request.

@@ -13,7 +13,7 @@ import hashlib
 import posixpath
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -39,6 +39,15 @@ _KEYTYPES = frozenset({"ecdsa", "ecdsa-x509", "rsa", "rsa-x509", "ed25519"})
 class MetadataSource(Protocol):
     def fetch(self, gun: str, name: str, *, max_bytes: int | None = None) -> bytes:
         """Raw bytes of ``<name>.json`` for ``gun``; ``NotFoundError`` when absent."""
+        ...
+
+    def fetch_many(self, gun: str, wanted: Sequence[tuple[str, int]]) -> list[bytes | Dct2NotationError]:
+        """Read several (name, max_bytes) at once, where the source can: ``fetch``'s answer for each of the first
+        ones, in order (its bytes or the error it raised), possibly none; the rest are ``fetch``ed when needed.
+
+        Several connections to a notary server answer them all in one round trip; a source that reads one file
+        at a time answers none (reading early would only read files a failed check makes useless).
+        """
         ...
 
 
@@ -346,6 +355,8 @@ class _Fetcher:
     """Reads one GUN's files under two caps: each file's own, and ``limits.gun_bytes`` for all of them together.
 
     The total is what bounds memory: a server that signs a thousand 2 MiB root versions passes every per-file cap.
+    ``ahead`` asks for several files at once before verification needs them (``prefetch``); ``get`` then hands
+    each out in verification's own order, with the same checks, and raises a file's error only when it is needed.
     """
 
     def __init__(self, gun: str, source: MetadataSource, limits: Limits, keep: bool) -> None:
@@ -355,20 +366,82 @@ class _Fetcher:
         self.keep = keep
         self.total = 0
         self.files: dict[str, bytes] = {}
+        # name -> (what the early read answered, the cap it was read under)
+        self.ahead: dict[str, tuple[bytes | Dct2NotationError, int]] = {}
 
-    def get(self, name: str, cap: int) -> bytes:
+    def prefetch(self, wanted: Sequence[tuple[str, int]]) -> None:
+        """Read ``wanted`` (name, cap) at once; only as many as fit in what is left of the GUN's total, so the
+        bytes held never exceed it (a read that would not fit is made later, when verification asks for it)."""
+        room = self.limits.gun_bytes - self.total
+        chosen: list[tuple[str, int]] = []
+        for name, cap in wanted:
+            if name in self.ahead or cap + 1 > room:
+                continue
+            room -= cap + 1  # a read answers up to one byte past its cap
+            chosen.append((name, cap))
+        if not chosen:
+            return
+        # The first ones only, where the source answers fewer (none: it reads each file when asked).
+        for (name, cap), answer in zip(chosen, self.source.fetch_many(self.gun, chosen), strict=False):
+            if isinstance(answer, bytes):
+                self.total += len(answer)  # held from now on: counted now
+            self.ahead[name] = (answer, cap)
+
+    def get(self, name: str, cap: int, *, keep_as: str | None = None) -> bytes:
         budget = self.limits.gun_bytes
-        raw = self.source.fetch(self.gun, name, max_bytes=min(cap, budget - self.total))
+        answer, early_cap = self.ahead.pop(name, (None, cap))
+        if isinstance(answer, Dct2NotationError):
+            raise answer
+        if answer is not None and len(answer) > early_cap < cap:
+            # Cut at the early read's tighter cap (a delegation's signed length): read again as it always was,
+            # so an oversized file is measured and named as before.
+            self.total -= len(answer)
+            answer = None
+        if answer is None:
+            raw = self.source.fetch(self.gun, name, max_bytes=min(cap, budget - self.total))
+            self.total += len(raw)
+        else:
+            raw = answer
         if len(raw) > cap:
             raise DCTVerificationError(self.gun, name, f"file is larger than the {cap}-byte limit")
-        self.total += len(raw)
         if self.total > budget:
             raise DCTVerificationError(
                 self.gun, name, f"the GUN's metadata is larger than the {budget}-byte total limit"
             )
         if self.keep:
-            self.files[name] = raw
+            self.files[keep_as or name] = raw
         return raw
+
+    def matching(self, fail: _Fail, role: str, raw: bytes, meta: Any, parent: str, cap: int) -> bytes:
+        """``raw`` when it is what ``parent`` records for ``role``; else the file of that hash, as notary reads it.
+
+        A file read by name before (or while) its parent was read may belong to a publish that raced the read:
+        the server keeps each version under ``<role>.<sha256 hex>`` (notary's consistent name, what the notary
+        client always asks for). That copy must match exactly as well; when there is none, or it does not
+        match either, the mismatch of what was served by name is the error, as it was.
+        """
+        try:
+            _check_meta(fail, role, raw, meta, parent)
+            return raw
+        except DCTVerificationError as mismatch:
+            by_hash = _sha256_hex(meta)
+            if by_hash is None:
+                raise
+            try:
+                again = self.get(f"{role}.{by_hash}", cap, keep_as=role)
+                _check_meta(fail, role, again, meta, parent)
+            except (NotFoundError, DCTVerificationError):
+                raise mismatch from None
+            return again
+
+
+def _sha256_hex(meta: Any) -> str | None:
+    """The hex of the sha256 a parent records (base64 over raw bytes), None when it records no valid one."""
+    try:
+        digest = binascii.a2b_base64(meta["hashes"]["sha256"], strict_mode=True)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return digest.hex() if len(digest) == 32 else None
 
 
 def _verify_root_doc(fail: _Fail, role: str, doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, PublicKey], int]:
@@ -550,6 +623,12 @@ def _parse_delegations(
     return out
 
 
+def _recorded_length(meta: Any, cap: int) -> int:
+    """The length a verified parent records for a file (the read's cap), or ``cap`` when it records none."""
+    length = meta.get("length") if isinstance(meta, dict) else None
+    return length if isinstance(length, int) and not isinstance(length, bool) and 0 <= length < cap else cap
+
+
 def _tags_depend_on(role: str) -> bool:
     """Roles whose failure notary would skip but whose skipping would change what docker pulls.
 
@@ -578,6 +657,16 @@ def verify_repository(
     state = trusted or TrustedState()
     floors = state.versions
     fetch = _Fetcher(gun, source, limits, keep_files)
+    # The four files every GUN needs, asked for at once (one round trip, not four): nothing read is trusted
+    # before it is checked, in the same order and with the same checks as when each was read after its parent.
+    fetch.prefetch(
+        [
+            ("root", limits.root_bytes),
+            ("timestamp", limits.timestamp_bytes),
+            ("snapshot", limits.metadata_bytes),
+            ("targets", limits.metadata_bytes),
+        ]
+    )
     verified_root = _verify_root(fetch, fail, clock, state)
     root = verified_root.signed
     root_all_keys = verified_root.keys
@@ -598,8 +687,9 @@ def verify_repository(
 
     ts = load("timestamp", fetch.get("timestamp", limits.timestamp_bytes), "Timestamp", roles_block["timestamp"])
     _expires(fail, "timestamp", ts["signed"], clock)
+    snap_meta_entry = (ts["signed"].get("meta") or {}).get("snapshot")
     snap_raw = fetch.get("snapshot", limits.metadata_bytes)
-    _check_meta(fail, "snapshot", snap_raw, (ts["signed"].get("meta") or {}).get("snapshot"), "timestamp")
+    snap_raw = fetch.matching(fail, "snapshot", snap_raw, snap_meta_entry, "timestamp", limits.metadata_bytes)
     snap = load("snapshot", snap_raw, "Snapshot", roles_block["snapshot"])
     _expires(fail, "snapshot", snap["signed"], clock)
     snap_meta = snap["signed"].get("meta")
@@ -607,7 +697,9 @@ def verify_repository(
         raise fail("snapshot", "meta: expected an object")
     _check_meta(fail, "root", verified_root.raw, snap_meta.get("root"), "snapshot")
     targets_raw = fetch.get("targets", limits.metadata_bytes)
-    _check_meta(fail, "targets", targets_raw, snap_meta.get("targets"), "snapshot")
+    targets_raw = fetch.matching(
+        fail, "targets", targets_raw, snap_meta.get("targets"), "snapshot", limits.metadata_bytes
+    )
     tdoc = load("targets", targets_raw, "Targets", roles_block["targets"])
     expires = _expires(fail, "targets", tdoc["signed"], clock)
     top = VerifiedRole(
@@ -647,8 +739,19 @@ def verify_repository(
                     "snapshot no longer lists it (rollback by omission)",
                 )
             continue  # notary skips delegations the snapshot does not list: nothing was published for them
+        if deleg.role not in fetch.ahead:
+            # This role and the others waiting (its siblings, their siblings' children…) at once: each read is
+            # capped at the length the verified snapshot records, so all of them fit in the GUN's total.
+            room = limits.max_delegations - len(delegations) + 1
+            fetch.prefetch(
+                [
+                    (d.role, _recorded_length(snap_meta[d.role], limits.metadata_bytes))
+                    for d in [deleg, *queue][:room]
+                    if d.role in snap_meta and d.role not in roles and d.role not in skipped_names
+                ]
+            )
         raw = fetch.get(deleg.role, limits.metadata_bytes)
-        _check_meta(fail, deleg.role, raw, snap_meta[deleg.role], "snapshot")
+        raw = fetch.matching(fail, deleg.role, raw, snap_meta[deleg.role], "snapshot", limits.metadata_bytes)
         doc = _parse(fail, deleg.role, raw, "Targets")
         # notary's rule: an expired or under-signed delegation (not targets) is a warning, and its children are not
         # walked; a rollback below the baseline stays fatal, as does any failure in the releases subtree.
