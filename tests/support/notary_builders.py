@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from tests.support.plugin_pki import certificate, pem_private_key
 from tests.support.servers import PASSPHRASES, NotaryClient, NotaryServer
 
 
@@ -44,20 +45,11 @@ def write_key_and_cert(directory: Path, name: str, *, cn: str | None = None, ca:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn or name)])
     now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (directory / f"{name}.key").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cert = certificate(
+        subject, key, subject, key, not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=365),
+        extensions=[(x509.BasicConstraints(ca=ca, path_length=None), True)],
+    )  # fmt: skip
+    (directory / f"{name}.key").write_bytes(pem_private_key(key))
     (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (directory / f"{name}.pub").write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -347,17 +339,11 @@ class TokenEndpoint:
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dct2notation token signer")])
         now = dt.datetime.now(dt.UTC)
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self._key, hashes.SHA256())
-        )
+        ca = [(x509.BasicConstraints(ca=True, path_length=None), True)]
+        self._cert = certificate(
+            name, self._key, name, self._key, not_before=now - dt.timedelta(days=1),
+            not_after=now + dt.timedelta(days=30), extensions=ca,
+        )  # fmt: skip
         directory.mkdir(parents=True, exist_ok=True)
         self.rootcertbundle = directory / "token-root.pem"
         self.rootcertbundle.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))

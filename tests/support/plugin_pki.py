@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,44 @@ def _ku(*, sign: bool = False, cert_sign: bool = False, encipher: bool = False) 
     )
 
 
+def certificate(
+    subject: x509.Name,
+    key: Key,
+    issuer: x509.Name,
+    issuer_key: Key,
+    *,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    hash_alg: hashes.HashAlgorithm | None = None,
+) -> x509.Certificate:
+    """The one certificate builder of the test PKIs (Notation chains, TLS servers, TSAs, DCT keys): ``extensions``
+    as (value, critical) pairs, in order."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(issuer_key, hash_alg or hashes.SHA256())  # type: ignore[arg-type]
+
+
+def ca_extensions() -> list[tuple[x509.ExtensionType, bool]]:
+    """A CA's: basicConstraints cA (critical) and keyUsage keyCertSign + cRLSign (critical)."""
+    return [(x509.BasicConstraints(ca=True, path_length=None), True), (_ku(cert_sign=True), True)]
+
+
+def pem_private_key(key: Key) -> bytes:
+    """Unencrypted PKCS8 PEM, what Notation's local keys, notary and OpenSSL read."""
+    pem, pkcs8 = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    return key.private_bytes(pem, pkcs8, serialization.NoEncryption())
+
+
 def issue(
     subject: x509.Name,
     key: Key,
@@ -73,24 +112,18 @@ def issue(
     ku_critical: bool = True,
     hash_alg: hashes.HashAlgorithm | None = None,
 ) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+    extensions = (
+        ca_extensions()
+        if ca
+        else [
+            (_ku(sign=True, encipher=encipher), ku_critical),
+            (x509.ExtendedKeyUsage(eku if eku is not None else [ExtendedKeyUsageOID.CODE_SIGNING]), False),
+        ]
     )
-    if ca:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        builder = builder.add_extension(_ku(cert_sign=True), critical=True)
-    else:
-        builder = builder.add_extension(_ku(sign=True, encipher=encipher), critical=ku_critical)
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage(eku if eku is not None else [ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
-        )
-    return builder.sign(issuer_key, hash_alg or hashes.SHA256())  # type: ignore[arg-type]
+    return certificate(
+        subject, key, issuer, issuer_key, not_before=not_before, not_after=not_after, extensions=extensions,
+        hash_alg=hash_alg,
+    )  # fmt: skip
 
 
 @dataclass
@@ -106,11 +139,7 @@ class Chain:
         directory.mkdir(parents=True, exist_ok=True)
         key_path = directory / f"{stem}.key"
         cert_path = directory / f"{stem}.crt"
-        key_path.write_bytes(
-            self.leaf_key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+        key_path.write_bytes(pem_private_key(self.leaf_key))
         cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain))
         return key_path, cert_path
 

@@ -21,9 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support.plugin_pki import ca_extensions, certificate, pem_private_key
 
 _CONFIG = """[tsa]
 default_tsa = tsa_config
@@ -69,36 +71,21 @@ def make_tsa_pki(
     now = dt.datetime.now(dt.UTC)
     root_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     root_name = _name(f"{label} TSA root")
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(root_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name(f"{label} TSA"))
-        .issuer_name(root_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=29))
-        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(leaf_eku or [ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .sign(root_key, hashes.SHA256())
-    )
+    born = now - dt.timedelta(days=1)
+    root = certificate(
+        root_name, root_key, root_name, root_key, not_before=born, not_after=now + dt.timedelta(days=30),
+        extensions=ca_extensions(),
+    )  # fmt: skip
+    digital_signature = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    time_stamping = x509.ExtendedKeyUsage(leaf_eku or [ExtendedKeyUsageOID.TIME_STAMPING])
+    leaf = certificate(
+        _name(f"{label} TSA"), leaf_key, root_name, root_key, not_before=born, not_after=now + dt.timedelta(days=29),
+        extensions=[(digital_signature, True), (time_stamping, True)],
+    )  # fmt: skip
     pem = serialization.Encoding.PEM
     (directory / "root.pem").write_bytes(root.public_bytes(pem))
     (directory / "tsa.pem").write_bytes(leaf.public_bytes(pem))
-    (directory / "tsa.key").write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    (directory / "tsa.key").write_bytes(pem_private_key(leaf_key))
     (directory / "serial").write_text("01\n")
     for name, digests, ess in (
         ("tsa.cnf", "sha256, sha384, sha512", "sha256"),
