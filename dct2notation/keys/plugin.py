@@ -55,7 +55,7 @@ def _read_capped(
 ) -> None:
     total = 0
     while True:
-        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        chunk = os.read(stream.fileno(), 65536)  # what the pipe holds now, up to 64 KiB (never waits for more)
         if not chunk:
             return
         total += len(chunk)

@@ -59,10 +59,8 @@ class Waiver:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reason": self.reason, "by": self.by, "until": _stamp(self.until)}
-        for name in ("gun", "repository", "tag", "digest"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
+        scope = {"gun": self.gun, "repository": self.repository, "tag": self.tag, "digest": self.digest}
+        out.update((name, value) for name, value in scope.items() if value is not None)
         return out
 
 
