@@ -184,3 +184,47 @@ def test_progress_bar_over_guns_on_a_terminal(proxied: DelayProxy, guns_file: Pa
     text = seen.decode("utf-8", "replace")
     assert "reading GUNs" in text
     assert "7/7" in text
+
+
+def test_archive_discovers_and_inventories_in_one_process(
+    proxied: DelayProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``archive --discover --inventory FILE``: the changefeed's GUNs, archived, and the inventory of exactly the
+    bytes archived, in one process (each GUN read once); the reads still hold at most --concurrency connections."""
+    settle(proxied)
+    url = f"http://{proxied.host}"
+    out, inventory = tmp_path / "archive", tmp_path / "inventory.json"
+    args = ["archive", "--server", url, "--discover", "-o", str(out), "--inventory", str(inventory)]
+    assert main([*args, "--concurrency", "4"]) == 0
+    assert capsys.readouterr().err == f"archived {len(GUNS)} GUN(s) to {out}\n"
+    assert json.loads((out / "ARCHIVE.json").read_text())["guns"] == GUNS
+    assert proxied.peak == 4
+    written = json.loads(inventory.read_text())
+    assert main(["inventory", *GUNS, "--archive", str(out), "--json"]) == 0
+    read_back = json.loads(capsys.readouterr().out)
+    assert written.pop("evaluated_at") <= read_back.pop("evaluated_at")
+    assert written == read_back
+    assert [len(repo["trusted_tags"]) for repo in written["repositories"]] == [1] * len(GUNS)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["example.com/estate/app0", "--server", "http://127.0.0.1:9"],
+            "archive --discover lists the GUNs itself; give no GUNs and no --guns-from",
+        ),
+        (
+            ["--trust-dir", "."],
+            "archive --discover: give --server URL (the notary server whose changefeed lists the GUNs)",
+        ),
+    ],
+)
+def test_archive_discover_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    code = main(["archive", "--discover", "-o", str(tmp_path / "archive"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"dct2notation: error: {message}\n"
+    assert not (tmp_path / "archive").exists()

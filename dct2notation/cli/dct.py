@@ -39,9 +39,29 @@ def archive_command(
     at: AtOpt = None,
     guns_from: GunsFromOpt = None,
     concurrency: ConcurrencyOpt = DEFAULT_LIMITS.concurrency,
+    discover: Annotated[
+        bool, typer.Option("--discover", help="Every GUN of --server's changefeed (what `discover --server` lists).")
+    ] = False,
+    inventory: Annotated[
+        Path | None,
+        typer.Option("--inventory", help="Also write the inventory of what was archived (`inventory --json`)."),
+    ] = None,
 ) -> None:
     """Verify and archive every role of each GUN (raw bytes, every root version, ARCHIVE.json last)."""
-    run_archive(list(guns or []), output, server, trust_dir, ca, username, password_stdin, at, guns_from, concurrency)
+    run_archive(
+        list(guns or []),
+        output,
+        server,
+        trust_dir,
+        ca,
+        username,
+        password_stdin,
+        at,
+        guns_from,
+        concurrency,
+        discover=discover,
+        inventory=inventory,
+    )
 
 
 def inventory_command(

@@ -20,6 +20,7 @@ from ..safetext import printable
 
 if TYPE_CHECKING:
     from ..dct.concurrent import SourcePool
+    from ..dct.tuf import VerifiedRepository
     from ..registry.options import Basic
 
 
@@ -93,23 +94,42 @@ def run_archive(
     at: str | None,
     guns_from: Path | None = None,
     concurrency: int = DEFAULT_LIMITS.concurrency,
+    *,
+    discover: bool = False,
+    inventory: Path | None = None,
 ) -> None:
+    """``archive``; ``discover`` reads the GUNs from the server's changefeed and ``inventory`` writes the inventory
+    of what was verified: discover, archive and inventory in one process, each GUN read once."""
     from ..dct.archive import write_archive
     from ..dct.concurrent import check_concurrency
     from ..dct.discover import gun_arguments
     from ..report import progress_bar, stderr_console
 
-    guns = _needs_guns(gun_arguments(guns, guns_from))
+    if discover and (guns or guns_from is not None):
+        raise UsageError("archive --discover lists the GUNs itself; give no GUNs and no --guns-from")
+    if discover and server is None:
+        raise UsageError("archive --discover: give --server URL (the notary server whose changefeed lists the GUNs)")
+    if not discover:
+        guns = _needs_guns(gun_arguments(guns, guns_from))
     check_concurrency(concurrency, DEFAULT_LIMITS)
+    clock = _clock(at)
     sources = _sources(server, trust_dir, None, ca, username, password_stdin)
     failures: list[dict[str, str]] = []
+    verified: list[VerifiedRepository] = []
     try:
+        if discover:
+            from ..dct.discover import changefeed_guns
+
+            # An empty or unreadable changefeed is an error (RemoteError), never an empty estate.
+            with sources.separate() as feed:
+                guns = changefeed_guns(feed, DEFAULT_LIMITS)
+        stamp = clock.now().isoformat().replace("+00:00", "Z")
         with progress_bar("reading GUNs", len(guns)) as advance:
             write_archive(
                 guns,
                 sources.get(),
                 output,
-                _clock(at),
+                clock,
                 DEFAULT_LIMITS,
                 lambda gun, skipped: _warn(skipped.warning(gun)),
                 # One GUN: its own error (and exit code) as it is; several: keep going past each that fails.
@@ -117,12 +137,20 @@ def run_archive(
                 sources=sources,
                 concurrency=concurrency,
                 on_done=advance,
+                verified_out=verified,
             )
     finally:
         sources.close()
     archived = len(guns) - len(failures)
     if archived:
         stderr_console.print(f"archived {archived} GUN(s) to {output}", highlight=False, soft_wrap=True)
+    if inventory is not None:
+        from ..dct.inventory import Inventory, repository_document
+        from ..files import write_atomic
+
+        # What `inventory --archive OUTPUT --json` prints, from the same verification (evaluated when it began).
+        document = Inventory(stamp, [repository_document(repo) for repo in verified], failures)
+        write_atomic(inventory, document.to_json() + "\n", what="--inventory")
     _fail_for(failures, len(guns), "archive", f"{output} holds the other {archived}" if archived else "nothing written")
 
 

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..files import FileError, inside, os_reason, read_capped, read_regular, write_error
 from ..jsontext import loads as json_loads
 from .concurrent import SourcePool, verify_all
-from .tuf import MetadataSource, SkippedRole, TrustedState
+from .tuf import MetadataSource, SkippedRole, TrustedState, VerifiedRepository
 
 FORMAT = "dct2notation-archive/1"
 MANIFEST = "ARCHIVE.json"
@@ -34,6 +34,7 @@ def write_archive(
     sources: SourcePool[Any] | None = None,
     concurrency: int = 1,
     on_done: Callable[[str], None] | None = None,
+    verified_out: list[VerifiedRepository] | None = None,
 ) -> Path:
     """Verify every GUN from ``source`` and write its raw bytes under ``output``; returns ``output``.
 
@@ -42,6 +43,8 @@ def write_archive(
     in ARCHIVE.json) and the others are still archived (one expired GUN lost the whole estate's archive); nothing is
     written when none verifies. Without it the first such error is raised. ``sources`` (one per thread) with
     ``concurrency`` reads GUNs at once (``concurrent.verify_all``); the archive lists them in the order given.
+    ``verified_out`` receives what was verified, in that order, once the archive is written (an inventory of the
+    very bytes archived, without reading them back).
     """
     gun_list = list(guns)
     if output.exists() and not output.is_dir():
@@ -98,6 +101,8 @@ def write_archive(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if verified_out is not None:
+        verified_out.extend(verified)
     return output
 
 

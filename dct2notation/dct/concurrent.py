@@ -58,6 +58,17 @@ class SourcePool(Generic[S]):
                 self._made.append(source)
         return source
 
+    @contextmanager
+    def separate(self) -> Iterator[S]:
+        """A source of its own for one step before the reads (the changefeed), closed after it, so the reads
+        still hold at most ``concurrency`` connections."""
+        source = self._factory()
+        try:
+            yield source
+        finally:
+            if self._close is not None:
+                self._close(source)
+
     def close(self) -> None:
         with self._lock:
             made, self._made = self._made, []
