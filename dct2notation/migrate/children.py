@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import InputError, NotFoundError
 from ..jsontext import loads as json_loads
 from ..oci import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from ..registry.reference import parse_reference, validate_digest
 from .plan import Job, Parent, Plan
+
+if TYPE_CHECKING:
+    from ..registry.store import SignatureStore
 
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 CHILD_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
@@ -64,7 +67,7 @@ def parse_index(raw: bytes, where: str) -> list[Child]:
     return children
 
 
-async def expand_children(plan: Plan, stores: Callable[[str], Any], *, concurrency: int = 16) -> None:
+async def expand_children(plan: Plan, stores: Callable[[str], SignatureStore], *, concurrency: int = 16) -> None:
     """Add a job per child of every index job whose pre-flight matched (``media_type`` is an index type)."""
     gate = asyncio.Semaphore(concurrency)
     have = {job.key for job in plan.jobs}
@@ -131,7 +134,7 @@ async def expand_children(plan: Plan, stores: Callable[[str], Any], *, concurren
                 totals[kind] = n
 
 
-async def confirm_children(jobs: Iterable[Job], stores: Callable[[str], Any]) -> list[str]:
+async def confirm_children(jobs: Iterable[Job], stores: Callable[[str], SignatureStore]) -> list[str]:
     """Each child job whose parent index (fetched by digest) does not list it with its size, and why."""
     problems: list[str] = []
     listed: dict[tuple[str, str], set[tuple[str, int]]] = {}

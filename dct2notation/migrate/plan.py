@@ -15,13 +15,16 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import DEFAULT_LIMITS
 from ..dct.inventory import Inventory
 from ..errors import InputError, UsageError
 from ..files import write_atomic
 from ..jsontext import load_json_file
+
+if TYPE_CHECKING:
+    from ..registry.store import SignatureStore
 
 FORMAT = "dct2notation-plan/1"
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
@@ -429,7 +432,7 @@ def load_plan(path: Path) -> Plan:
     return plan_from_dict(doc, str(path))
 
 
-async def _check_job(job: Job, store: Any, layout: bool) -> tuple[str | None, list[dict[str, Any]]]:
+async def _check_job(job: Job, store: SignatureStore, layout: bool) -> tuple[str | None, list[dict[str, Any]]]:
     """(the subject's media type when the registry's size matches the TUF length, findings)."""
     from ..errors import NotFoundError
     from ..registry.reference import Reference, parse_reference
@@ -442,7 +445,7 @@ async def _check_job(job: Job, store: Any, layout: bool) -> tuple[str | None, li
         return None, [
             {"kind": "missing-manifest", "detail": f"{job.reference} is not in the registry; nothing to sign"}
         ]
-    media_type = desc.media_type
+    media_type: str | None = desc.media_type
     if desc.size != job.size:
         media_type = None  # sign HEADs it again and signs what the registry holds
         found.append(
@@ -466,7 +469,9 @@ async def _check_job(job: Job, store: Any, layout: bool) -> tuple[str | None, li
     return media_type, found
 
 
-async def preflight(plan: Plan, stores: Callable[[str], Any], *, layout: bool = False, concurrency: int = 16) -> None:
+async def preflight(
+    plan: Plan, stores: Callable[[str], SignatureStore], *, layout: bool = False, concurrency: int = 16
+) -> None:
     """HEAD every subject and tag: missing manifests, size ≠ TUF length and tag drift, per job and in total.
 
     A job whose manifest is gone is dropped from the plan (it cannot be signed); drift only warns, because the
