@@ -21,6 +21,7 @@ The Notation verdict on ``R`` is recorded for every status where ``R`` exists, s
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import re
 import threading
@@ -650,13 +651,15 @@ def _run_workers(fn: Callable[[T], None], items: Sequence[T], workers: int) -> N
 
     No future per item: at 10,000 tags the executor's futures, wake-ups and bounded window cost ~8% of the run's
     CPU, and 100,000 pending futures would cost ~100 MB by themselves. After an error (e.g. RemoteError -> exit 3)
-    or an interrupt, workers finish their current item and take no more.
+    or an interrupt, workers finish their current item and take no more. Worker ``n`` runs in lane ``n``
+    (``_worker_lane``): the registry client of lane ``n`` is reused by the next call's worker ``n``.
     """
     source = iter(items)
     lock = threading.Lock()
     failures: list[BaseException] = []
 
-    def work() -> None:
+    def work(lane: int) -> None:
+        _worker_lane.set(lane)
         while True:
             with lock:
                 if failures:
@@ -673,7 +676,7 @@ def _run_workers(fn: Callable[[T], None], items: Sequence[T], workers: int) -> N
                 return
 
     # No more threads than items: --concurrency 1000000 on ten tags must not start a million idle threads.
-    threads = [threading.Thread(target=work, name=f"check-{n}") for n in range(min(workers, len(items)))]
+    threads = [threading.Thread(target=work, args=(n,), name=f"check-{n}") for n in range(min(workers, len(items)))]
     for thread in threads:
         thread.start()
     try:
@@ -700,6 +703,9 @@ def _progress_reporter(progress: Callable[[str, int, int], None] | None) -> Call
 
     return report
 
+
+# Which worker of ``_run_workers`` runs on this thread (None outside them); see ``registry_view``.
+_worker_lane: contextvars.ContextVar[int | None] = contextvars.ContextVar("check_worker_lane", default=None)
 
 # Tags Notation 1.x / oras create for the referrers tag schema; they are signatures, not images.
 _REFERRERS_TAG = re.compile(r"^sha256-[0-9a-f]{64}$")
@@ -746,21 +752,25 @@ def registry_view(options: RegistryOptions, oci_layout: Path | None = None) -> t
     # pool takes a lock and scans every pooled connection (a poll() each) on every request; that was ~15% of the
     # check's CPU at 16 threads. The threads share one auth per host, so a token is fetched once.
     # They also share one TLS context per host (cached by tlstrust): each new one loads CA bundles (~25 ms of CPU).
+    # The store belongs to the worker's lane, not to its thread: the tag listing's workers and the resolving
+    # workers after them (new threads) share lane n's connection, so a run opens at most --concurrency connections
+    # (it opened one set per phase: 2 x 64 at --concurrency 64 over 64+ GUNs, each with its own referrers probe).
     auths: dict[str, httpx.Auth | None] = {}
     made: list[RegistryStore] = []
+    stores: dict[tuple[str, int | str], RegistryStore] = {}
     lock = threading.Lock()
-    local = threading.local()
 
     def store_for(repository: str) -> RegistryStore:
         host = repository.partition("/")[0]
-        mine: dict[str, RegistryStore] = local.__dict__.setdefault("stores", {})
-        store = mine.get(host)
+        lane = _worker_lane.get()
+        key = (host, f"thread {threading.get_ident()}" if lane is None else lane)
+        store = stores.get(key)
         if store is None:
             with lock:
                 if host not in auths:
                     auths[host] = registry_auth(host, options)
                 transport = httpx.HTTPTransport(verify=tls_context(options, host))
-                store = mine[host] = RegistryStore(host, options, auth=auths[host], transport=transport)
+                store = stores[key] = RegistryStore(host, options, auth=auths[host], transport=transport)
                 made.append(store)
         return store
 

@@ -8,7 +8,8 @@ Every ``every``-th request (up to ``max_faults``) gets the next fault of ``kinds
 * ``drop-after``: forwarded (the registry applies it) and then the connection is closed with no reply: the
   case that turns a naive retry into a duplicate write.
 
-Counts of requests and injected faults are kept for assertions. With ``tls`` it serves HTTPS (a throwaway CA from
+Counts of requests and injected faults, and each request's method and path, are kept for assertions (``every=0``
+injects nothing: a counting proxy). With ``tls`` it serves HTTPS (a throwaway CA from
 ``make_tls``), which is how the ``--ca-file`` path meets a real registry behind it.
 """
 
@@ -39,6 +40,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        with self.server.lock:
+            self.server.requests.append(f"{self.command} {self.path}")
         fault = self.server.next_fault()
         if fault in ("503", "429"):
             payload = b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}'
@@ -103,6 +106,7 @@ class _Server(ThreadingHTTPServer):
         self.max_faults = max_faults
         self.retry_after = retry_after
         self.request_count = 0
+        self.requests: list[str] = []  # "METHOD /path?query" as received, in order
         self.faults: Counter[str] = Counter()
         self.lock = threading.Lock()
 
@@ -146,6 +150,11 @@ class FaultProxy:
     @property
     def request_count(self) -> int:
         return self._server.request_count
+
+    @property
+    def requests(self) -> list[str]:
+        """Every request received, as ``METHOD /path?query``, in order (``every=0``: a counting proxy)."""
+        return list(self._server.requests)
 
     @property
     def faults(self) -> dict[str, int]:
