@@ -36,7 +36,12 @@ from dct2notation.keys.resolve import load_signing_key  # noqa: E402
 from dct2notation.keys.testcert import generate_test_key  # noqa: E402
 from dct2notation.migrate.plan import Job, Plan, preflight  # noqa: E402
 from dct2notation.notation.envelope import sign_envelope  # noqa: E402
-from dct2notation.notation.manifest import referrers_index, referrers_tag, signature_manifest  # noqa: E402
+from dct2notation.notation.manifest import (  # noqa: E402
+    parse_signature_manifest,
+    referrers_index,
+    referrers_tag,
+    signature_manifest,
+)
 from dct2notation.oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_MANIFEST, Descriptor, sha256_digest  # noqa: E402
 from dct2notation.registry.options import RegistryOptions  # noqa: E402
 from dct2notation.registry.store import RegistryStore  # noqa: E402
@@ -97,7 +102,8 @@ def premade(subjects: list[Descriptor], key_spec: str, config: Path) -> list[tup
         signed = sign_envelope(subject, key, clock=SystemClock())
         env_desc = Descriptor(COSE_MEDIA_TYPE, sha256_digest(signed.raw), len(signed.raw))
         manifest = signature_manifest(env_desc, subject, signed.cert_chain, signed.signing_time, "legacy")
-        entry = Descriptor(OCI_MANIFEST, sha256_digest(manifest), len(manifest))
+        # Listed as Notation lists it (artifactType, annotations), so a verifier finds it as a signature.
+        entry = parse_signature_manifest(manifest).descriptor()
         out.append((subject, signed.raw, manifest, referrers_index([entry])))
     return out
 

@@ -10,12 +10,17 @@ of round trip between the tool and the real notary-server and docker-registry. F
 * a batch re-sign of DIGESTS subjects (``sign PLAN``), against (a) one process per digest (``notation sign`` when
   scripts/peers.sh built it, else ``dct2notation sign REF``; a sample, extrapolated) and (b) raw httpx pushes of
   pre-made signature artifacts (envelope, signature manifest, referrers tag index) at the same concurrency;
-* ``check --inventory`` of those signed tags through the proxy: tags/s.
+* ``check --inventory`` of those signed tags through the proxy: tags/s;
+* ``--check-tags N[,N…]``: ``check`` of N tags alone, ``--check-tags-per-gun`` tags per GUN (200 x 100 for 20,000),
+  each tag its own image, each image Notation-signed, written straight into the registry (untimed: what is timed is
+  the check through the proxy, at ``--check-concurrency``); with the CPU seconds of the check, the registry and the
+  proxy (/proc), and the registry's CPU per request.
 
-Each timed command is its own process; its peak RSS is its own (``os.wait4``).
+Each timed command is its own process; its peak RSS is its own (``os.wait4``). The proxy is its own process too
+(``DelayProcess``), so its CPU is neither the benchmark's nor the tool's.
 
 Usage: python bench/estate.py [--guns 50,200] [--tags 20] [--digests 500,2000] [--delay 0.015] [--concurrency 16]
-                              [--process-sample 30]
+                              [--process-sample 30] [--check-tags 2000,20000 --check-tags-per-gun 100]
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.batch_sign import plan_with_preflight, premade, push_subjects, raw_push  # noqa: E402
+from bench.batch_sign import plan_with_preflight, premade, push_blob, push_subjects, raw_push  # noqa: E402
 from dct2notation.keys.testcert import generate_test_key  # noqa: E402
 from dct2notation.migrate.plan import Job, Plan  # noqa: E402
-from tests.support.delay_proxy import DelayProxy  # noqa: E402
+from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, Descriptor, sha256_digest  # noqa: E402
+from tests.support.delay_proxy import DelayProcess, process_cpu_seconds  # noqa: E402
+from tests.support.images import image_manifest  # noqa: E402
 from tests.support.notary_builders import sha256_hex  # noqa: E402
 from tests.support.peers import peer_path  # noqa: E402
 from tests.support.plans import save_bound  # noqa: E402
@@ -56,6 +63,7 @@ class Timed:
     peak_mib: float
     code: int
     stdout: bytes
+    cpu_s: float = 0.0  # user + system of this process
 
 
 def timed(cmd: list[str], *, env: dict[str, str] | None = None, stdout_to: Path | None = None) -> Timed:
@@ -72,7 +80,7 @@ def timed(cmd: list[str], *, env: dict[str, str] | None = None, stdout_to: Path 
         out.close()  # type: ignore[union-attr]
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(cmd[:6])}… exited {proc.returncode}: {err.decode()[-800:]}")
-    return Timed(seconds, usage.ru_maxrss / 1024, proc.returncode, data)
+    return Timed(seconds, usage.ru_maxrss / 1024, proc.returncode, data, usage.ru_utime + usage.ru_stime)
 
 
 def build_estate(server: NotaryServer, work: Path, guns: int, tags: int) -> list[str]:
@@ -114,7 +122,7 @@ async def ideal_fetch(base: str, guns: list[str], concurrency: int) -> int:
 
 def estate_run(work: Path, guns: int, tags: int, delay: float, concurrency: int) -> dict[str, object]:
     server = NotaryServer(work / "notary").start()
-    proxy = DelayProxy("127.0.0.1", server.port, delay)
+    proxy = DelayProcess("127.0.0.1", server.port, delay)
     try:
         started = time.perf_counter()
         names = build_estate(server, work, guns, tags)
@@ -155,7 +163,7 @@ def sign_run(
     work: Path, digests: int, delay: float, concurrency: int, sample: int, check_concurrency: int
 ) -> dict[str, object]:
     registry = Registry(work / "registry").start()
-    proxy = DelayProxy("127.0.0.1", registry.port, delay)
+    proxy = DelayProcess("127.0.0.1", registry.port, delay)
     try:
         host = proxy.host
         xdg = work / "xdg"
@@ -223,6 +231,90 @@ def sign_run(
     }  # fmt: skip
 
 
+async def push_tagged(base: str, images: dict[str, dict[str, bytes]]) -> None:
+    """Each repository's images under their tags, 32 requests at once, straight to the registry."""
+    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=32)) as client:
+        gate = asyncio.Semaphore(32)
+
+        async def one(repo: str, name: str, raw: bytes) -> None:
+            async with gate:
+                r = await client.put(
+                    f"/v2/{repo}/manifests/{name}", content=raw, headers={"Content-Type": OCI_MANIFEST}
+                )
+                r.raise_for_status()
+
+        for repo in images:
+            await push_blob(client, repo, EMPTY_JSON)
+        await asyncio.gather(*(one(repo, n, raw) for repo, tagged in images.items() for n, raw in tagged.items()))
+
+
+def check_estate(base: str, host: str, tags: int, per_gun: int, config: Path) -> list[dict[str, object]]:
+    """``tags`` tags over ``tags / per_gun`` repositories, each tag its own image, each image signed (premade
+    envelope, signature manifest and ``sha256-<hex>`` index pushed straight to the registry, as Notation 1.x with the
+    tag schema leaves them). Returns the inventory's repositories (GUN ``host/…``: through the proxy)."""
+    guns = -(-tags // per_gun)
+    images = {
+        f"bench/estate/app{g:04d}": {
+            f"v{t}": image_manifest(f"app{g:04d}:v{t}") for t in range(min(per_gun, tags - g * per_gun))
+        }
+        for g in range(guns)
+    }
+    asyncio.run(push_tagged(base, images))
+    repositories = []
+    for repo, tagged in images.items():
+        subjects = [Descriptor(OCI_MANIFEST, sha256_digest(raw), len(raw)) for raw in tagged.values()]
+        asyncio.run(raw_push(base, repo, premade(subjects, "bench", config), 32))
+        trusted = [{"tag": name, "digest": d.digest, "size": d.size, "role": "targets/releases"}
+                   for name, d in zip(tagged, subjects, strict=True)]  # fmt: skip
+        repositories.append({"gun": f"{host}/{repo}", "trusted_tags": trusted})
+    return repositories
+
+
+def check_run(work: Path, tags: int, per_gun: int, delay: float, concurrency: int) -> dict[str, object]:
+    registry = Registry(work / "registry").start()
+    proxy = DelayProcess("127.0.0.1", registry.port, delay)
+    try:
+        host = proxy.host
+        config = work / "xdg" / "notation"
+        generate_test_key("bench", config, key_type="ec-p256", make_default=True)
+        started = time.perf_counter()
+        repositories = check_estate(registry.url, host, tags, per_gun, config)
+        build_s = time.perf_counter() - started
+        inventory = work / "inventory.json"
+        inventory.write_text(json.dumps({"format": "dct2notation-inventory/1", "evaluated_at": "2026-01-01T00:00:00Z",
+                                         "repositories": repositories}))  # fmt: skip
+        policy = work / "trustpolicy.json"
+        statement = {"name": "bench", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
+                     "trustStores": ["ca:bench"], "trustedIdentities": ["*"]}  # fmt: skip
+        policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+        assert registry.proc is not None
+        registry_cpu, proxy_cpu = process_cpu_seconds(registry.proc.pid), proxy.cpu_seconds()
+        check = timed([*OURS, "check", "--inventory", str(inventory), "--policy", str(policy), "--truststore",
+                       str(config / "truststore"), "--insecure-registry", host, "--json", "--no-table",
+                       "--concurrency", str(concurrency), "--require", "notation"],
+                      stdout_to=work / "check.json")  # fmt: skip
+        registry_cpu = process_cpu_seconds(registry.proc.pid) - registry_cpu
+        proxy_cpu = proxy.cpu_seconds() - proxy_cpu
+        summary = json.loads((work / "check.json").read_text())["summary"]
+        assert summary["counts"]["ok"] == tags and summary["unmet"] == 0, summary
+    finally:
+        proxy.close()
+        registry.stop()
+    # Requests the check makes (the code path; tests/test_check_requests.py counts them on the wire): a HEAD per
+    # tag, the tag index, signature manifest and envelope per signed digest, a tag listing per GUN, a referrers
+    # probe per client.
+    guns = len(repositories)
+    requests = tags * 4 + guns
+    return {
+        "tags": tags, "guns": guns, "build_seconds": round(build_s, 1), "check_concurrency": concurrency,
+        "check_s": round(check.seconds, 2), "check_tags_per_s": round(tags / check.seconds, 1),
+        "check_peak_mib": round(check.peak_mib, 1), "check_cpu_s": round(check.cpu_s, 2),
+        "registry_cpu_s": round(registry_cpu, 2), "proxy_cpu_s": round(proxy_cpu, 2), "requests": requests,
+        "registry_cpu_ms_per_request": round(1000 * registry_cpu / requests, 3),
+        "check_cpu_ms_per_tag": round(1000 * check.cpu_s / tags, 3),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--guns", default="50,200")
@@ -233,6 +325,8 @@ def main() -> None:
     parser.add_argument("--process-sample", type=int, default=30)
     parser.add_argument("--check-concurrency", type=int, default=None, help="default: --concurrency")
     parser.add_argument("--skip-sign", action="store_true")
+    parser.add_argument("--check-tags", default="", help="check alone of N tags (comma list), e.g. 2000,20000")
+    parser.add_argument("--check-tags-per-gun", type=int, default=100)
     args = parser.parse_args()
     print(f"delay {args.delay * 2000:.0f} ms round trip, concurrency {args.concurrency}", flush=True)
     for guns in [int(x) for x in args.guns.split(",") if x]:
@@ -244,6 +338,11 @@ def main() -> None:
             check_c = args.check_concurrency or args.concurrency
             row = sign_run(Path(tmp), digests, args.delay, args.concurrency, args.process_sample, check_c)
             print(json.dumps({"sign": row}), flush=True)
+    for tags in [int(x) for x in args.check_tags.split(",") if x]:
+        with tempfile.TemporaryDirectory() as tmp:
+            check_c = args.check_concurrency or args.concurrency
+            row = check_run(Path(tmp), tags, args.check_tags_per_gun, args.delay, check_c)
+            print(json.dumps({"check": row}), flush=True)
 
 
 if __name__ == "__main__":
