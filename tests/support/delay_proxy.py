@@ -6,7 +6,7 @@ is not limited. A half-close (EOF) and a close travel the same delay.
 Two ways to run it, the same code:
 
 * :class:`DelayProxy`: a thread with its own event loop in the caller's process; it counts connections (``peak`` is
-  the most open at once: what a bound on concurrency shows). For tests.
+  the most the client held open at once: what a bound on concurrency shows). For tests.
 * :class:`DelayProcess` (``python -m tests.support.delay_proxy HOST PORT DELAY``): its own process, so a benchmark's
   proxy shares no interpreter lock with anything and its CPU time is its own (``cpu_seconds``, from /proc).
 
@@ -123,10 +123,12 @@ class _Downstream(_Side):
     def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, stats: _Stats, target: tuple[str, int]) -> None:
         super().__init__(loop, delay, stats)
         self.target = target
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.stats.open += 1
+        self.counted = True
         self.stats.connections += 1
         self.stats.peak = max(self.stats.peak, self.stats.open)
         # What the client sends before the target accepts is queued meanwhile, with its arrival time.
@@ -145,10 +147,20 @@ class _Downstream(_Side):
         self.kick()
         upstream.kick()
 
+    def eof_received(self) -> bool:
+        self._uncount()
+        return super().eof_received()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.gone:
-            self.stats.open -= 1
+        self._uncount()
         super().connection_lost(exc)
+
+    def _uncount(self) -> None:
+        # Open is what the client holds: a connection it has closed (its FIN is here) no longer counts, though its
+        # close still takes the delay to reach the server.
+        if self.counted:
+            self.counted = False
+            self.stats.open -= 1
 
 
 async def _serve(target: tuple[str, int], delay: float, stats: _Stats, port: int = 0) -> asyncio.Server:
