@@ -4,7 +4,8 @@ A delay proxy on loopback (tests/support/delay_proxy.py: asyncio TCP, a fixed de
 of round trip between the tool and the real notary-server and docker-registry. For each size:
 
 * an estate of GUNS x TAGS made with the real notary client; timed: ``discover`` + ``archive --guns-from``
-  (``--concurrency``) + ``inventory --archive`` (what the runbooks run), against (a) a shell loop of ``notary list``
+  (``--concurrency``) + ``inventory --archive`` (what the runbooks run), and the same as one command
+  (``archive --server URL --discover --inventory FILE``), each against (a) a shell loop of ``notary list``
   per GUN and (b) a minimal concurrent httpx fetcher of the same metadata files (changefeed page, then root,
   timestamp, snapshot and targets of each GUN, all four at once) at the same concurrency;
 * a batch re-sign of DIGESTS subjects (``sign PLAN``), against (a) one process per digest (``notation sign`` when
@@ -138,6 +139,12 @@ def estate_run(work: Path, guns: int, tags: int, delay: float, concurrency: int)
         doc = json.loads((work / "inventory.json").read_text())
         assert sum(len(r["trusted_tags"]) for r in doc["repositories"]) == guns * tags
         ours = discover.seconds + archive.seconds + inventory.seconds
+        # The same three steps as one command: each GUN read once, one process start-up.
+        one = timed([*OURS, "archive", "--server", url, "--discover", "-o", str(work / "archive-one"),
+                     "--inventory", str(work / "inventory-one.json"), "--concurrency", str(concurrency)])  # fmt: skip
+        doc_one = json.loads((work / "inventory-one.json").read_text())
+        assert [r["gun"] for r in doc_one["repositories"]] == names
+        assert sum(len(r["trusted_tags"]) for r in doc_one["repositories"]) == guns * tags
 
         trust = work / "trust-list"
         script = f'for g in $(cat {listed}); do notary -s {url} -d {trust} list "$g" >/dev/null || exit 2; done'
@@ -156,6 +163,8 @@ def estate_run(work: Path, guns: int, tags: int, delay: float, concurrency: int)
         "archive_peak_mib": round(archive.peak_mib, 1),
         "notary_list_loop_s": round(loop.seconds, 2), "ideal_httpx_s": round(ideal, 2),
         "vs_loop": round(loop.seconds / ours, 1), "vs_ideal": round(ideal / ours, 2),
+        "one_command_s": round(one.seconds, 2), "one_command_peak_mib": round(one.peak_mib, 1),
+        "one_vs_loop": round(loop.seconds / one.seconds, 1), "one_vs_ideal": round(ideal / one.seconds, 2),
     }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""``inventory`` argv read without typer gives exactly what typer gives the command, or defers to typer."""
+"""``inventory`` and ``archive`` argv read without typer give exactly what typer gives the command, or defer."""
 
 from __future__ import annotations
 
@@ -11,20 +11,28 @@ import pytest
 import typer
 
 from dct2notation.cli import main
-from dct2notation.cli.dct import inventory_command
-from dct2notation.cli.dct_commands import INVENTORY_SPELLINGS, InventoryArgs, parse_inventory_argv
+from dct2notation.cli.dct import archive_command, inventory_command
+from dct2notation.cli.dct_commands import (
+    ARCHIVE_SPELLINGS,
+    INVENTORY_SPELLINGS,
+    ArchiveArgs,
+    InventoryArgs,
+    parse_archive_argv,
+    parse_inventory_argv,
+)
 
 
 def typer_kwargs(argv: list[str]) -> dict[str, Any]:
-    """What typer hands ``inventory_command`` for ``argv``: a command with its signature that records its call."""
+    """What typer hands the command of ``argv``: a command with its signature that records its call."""
     seen: dict[str, Any] = {}
 
     def record(**kwargs: Any) -> None:
         seen.update(kwargs)
 
-    record.__signature__ = inspect.signature(inventory_command, eval_str=True)  # type: ignore[attr-defined]
+    command = {"inventory": inventory_command, "archive": archive_command}[argv[0]]
+    record.__signature__ = inspect.signature(command, eval_str=True)  # type: ignore[attr-defined]
     app = typer.Typer(add_completion=False)
-    app.command("inventory")(record)
+    app.command(argv[0])(record)
 
     @app.callback()
     def _root() -> None:
@@ -97,3 +105,52 @@ def test_fast_path_usage_error_is_one_line(capsys: pytest.CaptureFixture[str], t
         "dct2notation: error: conflicting sources --trust-dir and --archive: "
         "give exactly one of --server URL, --trust-dir DIR, --archive DIR\n"
     )
+
+
+ARCHIVE_ACCEPTED = [
+    ["archive", "example.com/a", "--server", "http://127.0.0.1:1", "-o", "out"],
+    ["archive", "--guns-from", "guns.txt", "--server=https://n.example", "--output", "out", "--concurrency", "32"],
+    ["archive", "--server", "http://x", "--discover", "-o", "out", "--inventory", "inv.json", "-u", "alice",
+     "--password-stdin", "--ca-file", "ca.pem"],  # fmt: skip
+    ["archive", "example.com/a", "--trust-dir", "/tmp/t", "-o", "out", "--at", "2020-01-01T00:00:00Z"],
+]
+
+
+@pytest.mark.parametrize("argv", ARCHIVE_ACCEPTED, ids=lambda argv: " ".join(argv[1:]))
+def test_archive_fast_parse_equals_typer(argv: list[str]) -> None:
+    parsed = parse_archive_argv(argv)
+    assert parsed is not None
+    # typer gives no GUN as None, which archive_command reads as [] (list(guns or [])).
+    assert dataclasses.asdict(parsed) == {**typer_kwargs(argv), "guns": typer_kwargs(argv)["guns"] or []}
+
+
+ARCHIVE_DEFERRED = [
+    ["archive", "g", "--server", "http://x"],  # no -o: typer's "Missing option"
+    ["archive", "-o", "out", "--server", "http://x"],  # no GUN, no --guns-from, no --discover
+    ["archive", "g", "-o", "out", "--help"],
+    ["archive", "g", "-o", "out", "--json"],  # inventory's option, not archive's
+    ["archive", "g", "-o=out"],
+    ["archive", "g", "-o", "out", "--concurrency", "many"],
+    ["archive", "g", "-o", "out", "-o", "other"],
+    ["inventory", "g", "--server", "http://x"],
+]
+
+
+@pytest.mark.parametrize("argv", ARCHIVE_DEFERRED, ids=lambda argv: " ".join(argv))
+def test_archive_anything_else_is_left_to_typer(argv: list[str]) -> None:
+    assert parse_archive_argv(argv) is None
+
+
+def test_every_archive_typer_option_is_known() -> None:
+    """A new typer option on ``archive`` must be taught to the fast parser (or the fast path would defer)."""
+    app = typer.Typer(add_completion=False)
+    app.command("archive")(archive_command)
+    command = typer.main.get_command(app)
+    spellings = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts) if opt.startswith("-")}
+    assert spellings == ARCHIVE_SPELLINGS
+    assert {param.name for param in command.params} == {f.name for f in dataclasses.fields(ArchiveArgs)}
+
+
+def test_archive_deferred_argv_gets_typer_error_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["archive", "g", "--server", "http://a"]) == 2
+    assert capsys.readouterr().err == "dct2notation: error: Missing option '-o' / '--output'.\n"

@@ -120,6 +120,14 @@ _ran_without_typer = False
 def _without_typer(args: list[str]) -> bool:
     """Run ``args`` if its command parses them itself (typer costs ~0.1 s per process); False when typer must."""
     global _ran_without_typer
+    if args[:1] == ["archive"]:
+        from .dct_commands import parse_archive_argv, run_archive_args
+
+        archive = parse_archive_argv(args)
+        if archive is None:
+            return False
+        run_archive_args(archive)  # the interpreter's teardown as usual: it ran threads and wrote files
+        return True
     if args[:1] != ["inventory"]:
         return False
     from .dct_commands import parse_inventory_argv, run_inventory

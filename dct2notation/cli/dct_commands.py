@@ -306,9 +306,85 @@ INVENTORY_SPELLINGS = frozenset(_VALUE_OPTIONS) | frozenset(_FLAGS)
 
 def parse_inventory_argv(argv: list[str]) -> InventoryArgs | None:
     """``inventory …`` argv as typer would parse it, or None where typer must parse (and word any error)."""
-    if not argv or argv[0] != "inventory":
-        return None
     parsed = InventoryArgs()
+    if not _parse_plain_argv(argv, "inventory", parsed, _VALUE_OPTIONS, _FLAGS):
+        return None
+    return parsed if parsed.guns or parsed.guns_from else None
+
+
+@dataclass
+class ArchiveArgs:
+    """The ``archive`` options, named as the typer command's parameters."""
+
+    output: Path | None = None
+    guns: list[str] = field(default_factory=list)
+    server: str | None = None
+    trust_dir: Path | None = None
+    ca: Path | None = None
+    username: str | None = None
+    password_stdin: bool = False
+    at: str | None = None
+    guns_from: Path | None = None
+    concurrency: int = DEFAULT_LIMITS.concurrency
+    discover: bool = False
+    inventory: Path | None = None
+
+
+_ARCHIVE_VALUE_OPTIONS: dict[str, tuple[str, type[str] | type[Path] | type[int]]] = {
+    "-o": ("output", Path),
+    "--output": ("output", Path),
+    "--server": ("server", str),
+    "--trust-dir": ("trust_dir", Path),
+    "--ca": ("ca", Path),
+    "--ca-file": ("ca", Path),
+    "--username": ("username", str),
+    "-u": ("username", str),
+    "--at": ("at", str),
+    "--guns-from": ("guns_from", Path),
+    "--concurrency": ("concurrency", int),
+    "--inventory": ("inventory", Path),
+}
+_ARCHIVE_FLAGS = {"--password-stdin": "password_stdin", "--discover": "discover"}
+ARCHIVE_SPELLINGS = frozenset(_ARCHIVE_VALUE_OPTIONS) | frozenset(_ARCHIVE_FLAGS)
+
+
+def parse_archive_argv(argv: list[str]) -> ArchiveArgs | None:
+    """``archive …`` argv as typer would parse it, or None where typer must parse (and word any error)."""
+    parsed = ArchiveArgs()
+    if not _parse_plain_argv(argv, "archive", parsed, _ARCHIVE_VALUE_OPTIONS, _ARCHIVE_FLAGS):
+        return None
+    has_guns = parsed.guns or parsed.guns_from or parsed.discover
+    return parsed if parsed.output is not None and has_guns else None
+
+
+def run_archive_args(args: ArchiveArgs) -> None:
+    assert args.output is not None  # parse_archive_argv answers None without it
+    run_archive(
+        args.guns,
+        args.output,
+        args.server,
+        args.trust_dir,
+        args.ca,
+        args.username,
+        args.password_stdin,
+        args.at,
+        args.guns_from,
+        args.concurrency,
+        discover=args.discover,
+        inventory=args.inventory,
+    )
+
+
+def _parse_plain_argv(
+    argv: list[str],
+    command: str,
+    parsed: Any,
+    value_options: dict[str, tuple[str, type[str] | type[Path] | type[int]]],
+    flags: dict[str, str],
+) -> bool:
+    """Fill ``parsed`` (whose field ``guns`` takes the words) from ``command …`` argv; False where typer must."""
+    if not argv or argv[0] != command:
+        return False
     seen: set[str] = set()
     rest = iter(argv[1:])
     for word in rest:
@@ -316,24 +392,24 @@ def parse_inventory_argv(argv: list[str]) -> InventoryArgs | None:
             parsed.guns.append(word)
             continue
         name, eq, inline = word.partition("=")
-        if name in _FLAGS and not eq:
-            dest: str = _FLAGS[name]
+        if name in flags and not eq:
+            dest: str = flags[name]
             value: object = True
-        elif name in _VALUE_OPTIONS and not (eq and not name.startswith("--")):
-            dest, convert = _VALUE_OPTIONS[name]
+        elif name in value_options and not (eq and not name.startswith("--")):
+            dest, convert = value_options[name]
             text = inline if eq else next(rest, "")
             if not text or text.startswith("-"):
-                return None
+                return False
             if convert is int and not text.isdigit():
-                return None  # typer words the error
+                return False  # typer words the error
             value = convert(text)
         else:
-            return None
+            return False
         if dest in seen:
-            return None
+            return False
         seen.add(dest)
         setattr(parsed, dest, value)
-    return parsed if parsed.guns or parsed.guns_from else None
+    return True
 
 
 def run_discover(
