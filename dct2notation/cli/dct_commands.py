@@ -1,4 +1,4 @@
-"""Bodies of ``archive`` and ``inventory``, and an argv parser for ``inventory`` that needs no typer.
+"""Bodies of ``archive`` and ``inventory``, and argv parsers for both that need no typer.
 
 Typer (0.29) builds a pydantic ``TypeAdapter`` per option and imports pydantic for it: about 0.1 s per process,
 more than ``notary list`` spends on a whole 10,000-tag GUN. ``parse_inventory_argv`` reads the plain forms of the
