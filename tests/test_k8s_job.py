@@ -47,7 +47,7 @@ def k8s_job(tmp_path: Path, plan: Path, inventory: Path, *extra: str) -> list[di
     args = ["k8s-job", str(plan), "--inventory", str(inventory), "-o", str(out), "--name", "mig",
             "--image", "registry.example/dct2notation:1", "--docker-config-secret", "regcred",
             "--notation-secret", "notation", *extra]  # fmt: skip
-    if "--plugin" not in extra:
+    if "--plugin" not in extra and "--key-files" not in extra:
         args += ["--key-files", "alpha"]
     assert main(args) == 0
     return list(yaml.safe_load_all(out.read_text()))
@@ -829,3 +829,28 @@ def test_k8s_job_refuses_a_missing_signing_keys_file(tmp_path: Path, capsys: pyt
     assert (code, capsys.readouterr().err) == (
         2, f"dct2notation: error: --signing-keys {tmp_path / 'nope.json'}: no such file (the signingkeys.json of "
         "--notation-secret)\n")  # fmt: skip
+
+
+def test_k8s_job_mounts_each_key_files_stem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An estate with two local-key identities: both pairs in localkeys/, each identity checked against its own."""
+    jobs = [Job("registry.example/a", "sha256:" + c * 64, 10, ident, "dct.example/a", "targets", (f"v{c}",), "m")
+            for c, ident in (("a", "alpha"), ("b", "beta"))]  # fmt: skip
+    plan_path = tmp_path / "plan.json"
+    inventory = save_bound(Plan("m-two", jobs), plan_path)
+    beta = {"name": "beta", "keyPath": "/notation/localkeys/beta.key", "certPath": "/notation/localkeys/beta.crt"}
+    keys = keys_file(tmp_path, LOCAL_ALPHA, beta)
+    docs = k8s_job(tmp_path, plan_path, inventory, "--key-files", "alpha", "--key-files", "beta",
+                   "--signing-keys", str(keys))  # fmt: skip
+    pod = docs[-1]["spec"]["template"]["spec"]
+    items = next(v for v in pod["volumes"] if v["name"] == "notation-keys")["secret"]["items"]
+    assert [i["path"] for i in items] == ["signingkeys.json", "localkeys/alpha.key", "localkeys/alpha.crt",
+                                          "localkeys/beta.key", "localkeys/beta.crt"]  # fmt: skip
+    capsys.readouterr()
+    code = main(["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(tmp_path / "j.yaml"), *BASE,
+                 "--image", "i:1", "--key-files", "alpha", "--signing-keys", str(keys)])  # fmt: skip
+    assert (code, capsys.readouterr().err) == (2, (
+        f"dct2notation: error: --signing-keys {keys}: key 'beta' reads /notation/localkeys/beta.key; the pod mounts "
+        "/notation/localkeys/KEY.key and KEY.crt (--key-files KEY)\n"))  # fmt: skip
+    code = main(["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(tmp_path / "j.yaml"), *BASE,
+                 "--image", "i:1", "--key-files", "alpha", "--key-files", "alpha"])  # fmt: skip
+    assert (code, capsys.readouterr().err) == (2, "dct2notation: error: --key-files: each KEY once\n")

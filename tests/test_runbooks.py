@@ -54,7 +54,7 @@ def bash_blocks(path: Path) -> list[str]:
 def commands_used(path: Path) -> set[str]:
     found = set()
     for block in bash_blocks(path):
-        found |= set(re.findall(r"\bdct2notation (?!-)([a-z-]+)", block))
+        found |= set(re.findall(r"\bdct2notation (?!-)([a-z0-9-]+)", block))
     return found
 
 
@@ -289,6 +289,13 @@ def check_outcome(name: str, work: Path, out: str) -> None:
     elif name == "03-batch-re-sign":
         assert json.loads((work / "plan.json").read_text())["jobs"]
         assert json.loads((work / "sign.json").read_text())["failures"] == []
+        import yaml
+
+        # k8s-job, checked against the pod paths of the runbook's signingkeys.json: the key files in localkeys/.
+        job = [d for d in yaml.safe_load_all((work / "sign-job.yaml").read_text()) if d["kind"] == "Job"][0]
+        keys = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "notation-keys")
+        assert [i["path"] for i in keys["secret"]["items"]] == [
+            "signingkeys.json", "localkeys/release-signer.key", "localkeys/release-signer.crt"]  # fmt: skip
     elif name == "04-policy-and-admission":
         policy = json.loads((work / "policy" / "trustpolicy.json").read_text())
         tsa = {s for st in policy["trustPolicies"] for s in st["trustStores"] if s.startswith("tsa:")}

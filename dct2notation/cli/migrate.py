@@ -389,8 +389,8 @@ def k8s_job_command(
         str, typer.Option("--notation-secret", help="Secret with signingkeys.json (and KEY.key/KEY.crt).")
     ],
     key_files: Annotated[
-        str | None, typer.Option("--key-files", help="KEY: the Secret's KEY.key and KEY.crt go to localkeys/.")
-    ] = None,
+        list[str], typer.Option("--key-files", help="KEY (repeatable): the Secret's KEY.key and KEY.crt in localkeys/.")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
     ca_secret: Annotated[str | None, typer.Option("--ca-secret", help="Secret with ca.crt: the registry CA.")] = None,
     timestamp_url: Annotated[str | None, typer.Option("--timestamp-url", help="RFC 3161 TSA URL.")] = None,
     tsa_root_secret: Annotated[
@@ -448,8 +448,8 @@ def k8s_job_command(
         raise UsageError("--plugin-binary needs --plugin NAME and --plugin-image REF")
     resources = PodResources(cpu, memory, journal_storage, storage_class, backoff_limit_per_index,
                              ttl_seconds_after_finished)  # fmt: skip
-    mounts = JobMounts(docker_config_secret, notation_secret, key_files, ca_secret, tsa_root_secret, timestamp_url,
-                       plugin_config_secret)  # fmt: skip
+    mounts = JobMounts(docker_config_secret, notation_secret, tuple(key_files), ca_secret, tsa_root_secret,
+                       timestamp_url, plugin_config_secret)  # fmt: skip
     plugin_from = PluginImage(plugin, plugin_image, plugin_binary) if plugin and plugin_image else None
     loaded = load_plan(plan)
     from ..dct.inventory import load_inventory
@@ -457,7 +457,7 @@ def k8s_job_command(
     # A Job that would refuse every pod is refused here: the plan must be bound to this inventory.
     check_against_inventory(loaded, load_inventory(inventory), plan_where=str(plan), inventory_where=str(inventory))
     identities = {job.identity for job in loaded.jobs if key is None or job.identity == key}
-    check_pod_keys(identities, key_files=key_files, plugin=plugin_from, signing_keys=signing_keys)
+    check_pod_keys(identities, key_files=tuple(key_files), plugin=plugin_from, signing_keys=signing_keys)
     raws = {
         "plan.json": read_document(plan, DEFAULT_LIMITS.document_bytes),
         "inventory.json": read_document(inventory, DEFAULT_LIMITS.document_bytes),

@@ -120,7 +120,7 @@ class JobMounts:
 
     docker_config_secret: str  # type kubernetes.io/dockerconfigjson: registry credentials (.dockerconfigjson)
     notation_secret: str  # signingkeys.json and, for a local key, KEY.key/KEY.crt
-    key_files: str | None = None  # KEY: the Secret's KEY.key and KEY.crt go to localkeys/, as notation keeps them
+    key_files: tuple[str, ...] = ()  # KEY: the Secret's KEY.key and KEY.crt go to localkeys/, as notation keeps them
     ca_secret: str | None = None  # ca.crt: the registry's CA
     tsa_root_secret: str | None = None  # root.crt: the TSA's root, with timestamp_url
     timestamp_url: str | None = None
@@ -175,8 +175,11 @@ def _check_options(mounts: JobMounts, plugin: PluginImage | None, resources: Pod
                           ("--plugin-config-secret", mounts.plugin_config_secret)):  # fmt: skip
         if value is not None and (not _NAME.match(value) or len(value) > 63):
             raise UsageError(f"{option} {value!r}: must be a DNS label (a Secret name)")
-    if mounts.key_files is not None and not _PLUGIN_NAME.match(mounts.key_files):
-        raise UsageError(f"--key-files {mounts.key_files!r}: must be a file stem (letters, digits, '.', '_', '-')")
+    for stem in mounts.key_files:
+        if not _PLUGIN_NAME.match(stem):
+            raise UsageError(f"--key-files {stem!r}: must be a file stem (letters, digits, '.', '_', '-')")
+    if len(set(mounts.key_files)) != len(mounts.key_files):
+        raise UsageError("--key-files: each KEY once")
     if plugin is not None:
         if not _PLUGIN_NAME.match(plugin.name):
             raise UsageError(f"--plugin {plugin.name!r}: a plugin name is letters, digits, '.', '_' and '-'")
@@ -271,8 +274,8 @@ def estate_job(
     for host in insecure_registries:
         sign_args += ["--insecure-registry", host]
     notation_items = [{"key": "signingkeys.json", "path": "signingkeys.json"}]
-    if mounts.key_files:
-        notation_items += [{"key": f"{mounts.key_files}.{ext}", "path": f"localkeys/{mounts.key_files}.{ext}"}
+    for stem in mounts.key_files:
+        notation_items += [{"key": f"{stem}.{ext}", "path": f"localkeys/{stem}.{ext}"}
                            for ext in ("key", "crt")]  # fmt: skip
     # 0440 with fsGroup: the image's user reads its keys through the group (0400 would leave them root's alone).
     private = 0o440
@@ -385,7 +388,7 @@ def estate_job(
 def check_pod_keys(
     identities: set[str],
     *,
-    key_files: str | None,
+    key_files: tuple[str, ...],
     plugin: PluginImage | None,
     signing_keys: Path | None = None,
 ) -> None:
@@ -393,7 +396,7 @@ def check_pod_keys(
     files it does not mount, or (with ``--signing-keys``, the file the notation Secret will hold) a missing entry."""
     from ..keys.signingkeys import SigningKeys
 
-    mounted = {f"{CONFIG_DIR}/localkeys/{key_files}.{ext}" for ext in ("key", "crt")} if key_files else set()
+    mounted = {(f"{CONFIG_DIR}/localkeys/{stem}.key", f"{CONFIG_DIR}/localkeys/{stem}.crt") for stem in key_files}
     keys = None
     if signing_keys is not None:
         if not signing_keys.is_file():
@@ -405,7 +408,7 @@ def check_pod_keys(
             _need_plugin(where, identity.split(":", 2)[1], plugin)
             continue
         if ":" in identity:
-            if set(identity.split(":", 1)) != mounted:
+            if tuple(identity.split(":", 1)) not in mounted:
                 raise UsageError(f"{where}: its key files are not mounted in the pod; {_LOCALKEYS}")
             continue
         if keys is None:
@@ -415,7 +418,7 @@ def check_pod_keys(
             raise UsageError(f"--signing-keys {signing_keys}: no key named {identity!r} ({where})")
         if found.is_plugin:
             _need_plugin(f"--signing-keys {signing_keys}: key {identity!r}", str(found.plugin_name), plugin)
-        elif {found.key_path, found.cert_path} != mounted:
+        elif (found.key_path, found.cert_path) not in mounted:
             raise UsageError(f"--signing-keys {signing_keys}: key {identity!r} reads {found.key_path}; {_LOCALKEYS}")
 
 
