@@ -304,17 +304,19 @@ def _notation_output(value: str | None) -> bool:
 
 
 def _registry_access(
-    reference: str,
-    layout: Path | None,
+    oci_layout: str | None,
+    reference: str | None,
     insecure_registry: list[str],
     plain_http: bool,
     ca_file: Path | None,
     username: str | None,
     password: str | None,
     password_stdin: bool,
-) -> RegistryOptions:
-    insecure = with_plain_http(insecure_registry, plain_http and layout is None, reference)
-    return registry_options(insecure, ca_file, notation_credentials(username, password, password_stdin))
+) -> tuple[Path | None, str, RegistryOptions]:
+    """(layout, reference, options) of a command that reads one artifact's signatures (ls, inspect, verify)."""
+    layout, ref = layout_and_reference(oci_layout, reference)
+    insecure = with_plain_http(insecure_registry, plain_http and layout is None, ref)
+    return layout, ref, registry_options(insecure, ca_file, notation_credentials(username, password, password_stdin))
 
 
 def ls(
@@ -332,8 +334,9 @@ def ls(
     """List the Notation signatures attached to an artifact (Notation's tree on stdout, full digests)."""
     from ..registry.inspection import list_attached
 
-    layout, ref = layout_and_reference(oci_layout, reference)
-    options = _registry_access(ref, layout, insecure_registry, plain_http, ca_file, username, password, password_stdin)
+    layout, ref, options = _registry_access(
+        oci_layout, reference, insecure_registry, plain_http, ca_file, username, password, password_stdin
+    )
     pinned, subject, summaries = _attached(ref, options, layout, list_attached)
     if json_out or _notation_output(output):
         print_json({"reference": pinned, "subject": subject.to_dict(), "signatures": [s.to_dict() for s in summaries]})
@@ -363,8 +366,9 @@ def inspect(
     """Show each signature's envelope, certificate chain and annotations (-o json: Notation 1.3's document)."""
     from ..registry.inspection import inspect_attached, notation_inspect_document
 
-    layout, ref = layout_and_reference(oci_layout, reference)
-    options = _registry_access(ref, layout, insecure_registry, plain_http, ca_file, username, password, password_stdin)
+    layout, ref, options = _registry_access(
+        oci_layout, reference, insecure_registry, plain_http, ca_file, username, password, password_stdin
+    )
     if _notation_output(output):
         _, _, notation_doc = _attached(ref, options, layout, notation_inspect_document)
         print_json(notation_doc)
@@ -440,8 +444,9 @@ def verify(
     """Verify an artifact's signatures against a trust policy (exit 1 when no signature passes)."""
     from ..registry.verification import verify_target
 
-    layout, ref = layout_and_reference(oci_layout, reference)
-    options = _registry_access(ref, layout, insecure_registry, plain_http, ca_file, username, password, password_stdin)
+    layout, ref, options = _registry_access(
+        oci_layout, reference, insecure_registry, plain_http, ca_file, username, password, password_stdin
+    )
     from ..notation.policy import notation_trust_files
 
     policy_path, store_path = notation_trust_files(policy, truststore)
