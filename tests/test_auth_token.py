@@ -167,3 +167,52 @@ def test_credentials_from_a_credential_helper(
     assert code == 0, err
     assert asked.read_text().strip() == server.host
     assert tags(out) == [("v1", "sha256:" + sha256_hex("v1"))]
+
+
+MORE = ["example.com/token/app2", "example.com/token/app3"]
+
+
+@pytest.fixture(scope="module")
+def more_guns(token_server: tuple[NotaryServer, TokenEndpoint], tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    server, endpoint = token_server
+    endpoint.allow_anonymous = True
+    try:
+        client = server.client(tmp_path_factory.mktemp("token-more") / "trust")
+        for gun in MORE:
+            client.run("init", gun, input="\n" * 10)
+            client.addhash(gun, "v1", 321, sha256_hex(gun))
+            client.run("publish", gun, input="\n" * 10)
+    finally:
+        endpoint.allow_anonymous = False
+    return [GUN, *MORE]
+
+
+def test_after_a_401_each_gun_is_read_on_one_connection_with_one_token(
+    token_server: tuple[NotaryServer, TokenEndpoint], more_guns: list[str]
+) -> None:
+    """Anonymous tokens (Docker Hub's notary asks for one on every read): the first GUN's four files, asked for at
+    once on several connections, each fetch a token; from then on a GUN's files go on one connection, so each GUN
+    costs one token. Spread over connections, each would fetch its own token for every GUN it touches."""
+    from dct2notation.config import DEFAULT_LIMITS, SystemClock
+    from dct2notation.dct.concurrent import SourcePool, verify_all
+    from dct2notation.dct.source import NotaryServerSource
+
+    server, endpoint = token_server
+    endpoint.allow_anonymous = True
+    pool: SourcePool[NotaryServerSource] = SourcePool(
+        lambda: NotaryServerSource(server.url, on_auth=pool.one_by_one), NotaryServerSource.close
+    )
+    try:
+        before = len(endpoint.requests)
+        first = verify_all([GUN], pool, SystemClock(), DEFAULT_LIMITS, concurrency=4)
+        assert [type(outcome).__name__ for _, outcome in first] == ["VerifiedRepository"]
+        # One per connection the burst went out on (four, unless a thread was free again before the last went).
+        assert set(endpoint.requests[before:]) == {(None, f"repository:{GUN}:pull")}
+        assert not pool.spread
+        before = len(endpoint.requests)
+        rest = verify_all(more_guns, pool, SystemClock(), DEFAULT_LIMITS, concurrency=4)
+        assert [type(outcome).__name__ for _, outcome in rest] == ["VerifiedRepository"] * 3
+        assert sorted(endpoint.requests[before:]) == sorted((None, f"repository:{gun}:pull") for gun in more_guns)
+    finally:
+        endpoint.allow_anonymous = False
+        pool.close()
