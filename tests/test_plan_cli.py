@@ -80,6 +80,10 @@ def test_plan_cli_document_dry_run_k8s_and_unmapped(
     spec = jobs[0]["spec"]
     assert spec["completionMode"] == "Indexed" and spec["completions"] == 3
     assert "JOB_COMPLETION_INDEX" in (tmp_path / "job.yaml").read_text()
+    assert (
+        f"plan {tmp_path / 'job.yaml'}: a Job sketch without keys or credentials; `dct2notation k8s-job` writes one "
+        "that runs as written (docs/k8s.md)\n"
+    ) in capsys.readouterr().err
 
     capsys.readouterr()
     assert main(["plan", *common, *signers, "--dry-run"]) == 0

@@ -365,6 +365,13 @@ def plan_command(
         from ..files import write_atomic
 
         write_atomic(emit_k8s_job, manifests, what="--emit-k8s-job")
+        # That Job mounts no keys, credentials, CA or TSA: say which command writes one that runs as written.
+        stderr_console.print(
+            f"plan {emit_k8s_job}: a Job sketch without keys or credentials; `dct2notation k8s-job` writes one that "
+            "runs as written (docs/k8s.md)",
+            highlight=False,
+            soft_wrap=True,
+        )
     summary = made.preflight or {"jobs": len(made.jobs)}
     stderr_console.print(f"plan {output}: {len(made.jobs)} job(s); pre-flight {summary}", highlight=False)
 
