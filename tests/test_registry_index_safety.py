@@ -256,8 +256,10 @@ def test_attack_gitlab_digest_tag_resolution_never_rewrites_or_deletes_the_subje
     code, _, err = sign_cli(capsys, f"{front.host}/{repo}@{digest}", notation_dir, front.host)
     assert code == 3
     assert "the tag resolves to the subject itself" in err and err.count("\n") == 1
-    # The only DELETE is of the signature manifest `sign` had just pushed (ours, now listed by nothing).
-    (deleted,) = front.deletes
+    # Deleted: the upload session the batch opened alongside its listing read and never used (cancelled when the
+    # batch ended), and the signature manifest `sign` had just pushed (ours, now listed by nothing). Nothing else.
+    (upload, deleted) = front.deletes
+    assert upload.startswith(f"/v2/{repo}/blobs/uploads/") and "/manifests/" not in upload
     signature_digest = deleted.rpartition("/")[2]
     assert signature_digest not in (digest, *children)
     assert not manifest_exists(registry.host, repo, signature_digest)

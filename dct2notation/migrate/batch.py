@@ -239,6 +239,25 @@ async def reusable_signature(
     return None
 
 
+async def listing_and_existence(
+    store: SignatureStore, repo: str, subject_digest: str, signatures: Sequence[str]
+) -> tuple[list[Descriptor], dict[str, bool]]:
+    """The subject's listing and whether each of ``signatures`` exists, all asked at once: the reconciliation
+    pass's one round trip per subject (neither answer is older than the other by more than a round trip, as when
+    they were asked one after the other). The first failure is raised once every request has ended."""
+    outcomes = await asyncio.gather(
+        store.alist_signatures(repo, subject_digest),
+        *(store.amanifest_exists(repo, digest) for digest in signatures),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    listed, *found = outcomes
+    assert isinstance(listed, list)
+    return listed, {digest: bool(present) for digest, present in zip(signatures, found, strict=True)}
+
+
 class BatchSigner:
     def __init__(
         self,
@@ -407,11 +426,12 @@ class BatchSigner:
         report.checked += len(active)
         rounds = store.limits.reconcile_rounds
         for _ in range(rounds):
-            await bucket.take(1)
-            listed = await store.alist_signatures(repo, subject.digest)
+            expected = {e[0] for e in map(self._expected, active) if e is not None}
+            await bucket.take(1 + len(expected))
+            listed, exists = await listing_and_existence(store, repo, subject.digest, sorted(expected))
             changed = False
             for job in active:
-                changed |= await self._reconcile_job(job, store, repo, subject, listed, bucket, report)
+                changed |= await self._reconcile_job(job, store, repo, subject, listed, exists, bucket, report)
             if not changed:
                 return
         self._unconfirmed(
@@ -425,10 +445,12 @@ class BatchSigner:
         repo: str,
         subject: Descriptor,
         listed: list[Descriptor],
+        exists: Mapping[str, bool],
         bucket: TokenBucket,
         report: Reconciliation,
     ) -> bool:
-        """One job against one listing; True when it changed something (the subject is then listed again)."""
+        """One job against one listing (and whether each expected signature's manifest existed when it was read);
+        True when it changed something (the subject is then listed again)."""
         expected = self._expected(job)
         if expected is None:
             return False
@@ -445,8 +467,11 @@ class BatchSigner:
                         self._confirm(job, "reused", earlier.digest)
                         report.add("deduplicated", job, signature, earlier.digest)
                         return True
-            await bucket.take(1)
-            if await store.amanifest_exists(repo, signature):
+            present = exists.get(signature)
+            if present is None:  # not asked with the listing (nothing this job expected then)
+                await bucket.take(1)
+                present = await store.amanifest_exists(repo, signature)
+            if present:
                 self._confirm(job, state, signature)
                 return False
             return await self._resign(job, bucket, report, signature, "is listed but its manifest is gone")

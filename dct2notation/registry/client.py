@@ -254,27 +254,44 @@ class RegistryCore:
         raise self.fail(reply, f"HEAD blob {repo}@{digest}")
 
     def op_push_blob(
-        self, repo: str, data: bytes, media_type: str = "application/octet-stream", *, check_exists: bool = True
+        self,
+        repo: str,
+        data: bytes,
+        media_type: str = "application/octet-stream",
+        *,
+        check_exists: bool = True,
+        session: httpx.URL | None = None,
     ) -> Op[Descriptor]:
         """``check_exists=False`` for content that cannot be there yet (a fresh signature envelope): re-uploading an
-        existing blob is harmless in a content-addressed store, so skipping the HEAD only saves a round trip."""
+        existing blob is harmless in a content-addressed store, so skipping the HEAD only saves a round trip.
+        ``session`` is an upload ``op_start_upload`` opened beforehand (the POST then costs no round trip here)."""
         digest = sha256_digest(data)
         desc = Descriptor(media_type, digest, len(data))
         if check_exists and (yield from self.op_blob_exists(repo, digest)):
             return desc
-        # A single-request (POST ?digest=) upload is accepted by distribution 2.8 but stores nothing: POST then PUT.
-        reply = yield self.call("POST", f"/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"}, max_bytes=65536)
-        if reply.status != 202 or "location" not in reply.headers:
-            raise self.fail(reply, f"start blob upload to {repo}")
-        # httpx's params= would replace the Location's own query (distribution's _state): merge instead, and
-        # resolve a relative Location against the URL that answered.
-        location = reply.url.join(reply.headers["location"]).copy_merge_params({"digest": digest})
+        if session is None:
+            session = yield from self.op_start_upload(repo)
+        location = session.copy_merge_params({"digest": digest})
         reply = yield self.call(
             "PUT", location, headers={"Content-Type": "application/octet-stream"}, content=data, max_bytes=65536
         )
         if reply.status not in (201, 204):
             raise self.fail(reply, f"finish blob upload {digest} to {repo}")
         return desc
+
+    def op_start_upload(self, repo: str) -> Op[httpx.URL]:
+        """Open a blob upload session: its URL, to which any blob may be PUT once (the content is not named yet)."""
+        # A single-request (POST ?digest=) upload is accepted by distribution 2.8 but stores nothing: POST then PUT.
+        reply = yield self.call("POST", f"/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"}, max_bytes=65536)
+        if reply.status != 202 or "location" not in reply.headers:
+            raise self.fail(reply, f"start blob upload to {repo}")
+        # httpx's params= would replace the Location's own query (distribution's _state): merge instead, and
+        # resolve a relative Location against the URL that answered.
+        return reply.url.join(reply.headers["location"])
+
+    def op_cancel_upload(self, session: httpx.URL) -> Op[None]:
+        """Cancel an upload session nothing was PUT to (best effort: the registry purges stale ones anyway)."""
+        yield self.call("DELETE", session, max_bytes=65536)
 
     def op_get_blob(self, repo: str, digest: str, max_bytes: int) -> Op[bytes]:
         reply = yield self.call("GET", f"/v2/{repo}/blobs/{digest}", max_bytes=max_bytes)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from ..notation.manifest import (
     parse_signature_manifest,
     signature_manifest,
 )
-from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, NOTATION_SIGNATURE, OCI_MANIFEST, Descriptor
+from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, EMPTY_JSON_DIGEST, NOTATION_SIGNATURE, OCI_MANIFEST, Descriptor
 from .client import (
     AsyncRegistryClient,
     ForeignIndexError,
@@ -200,6 +201,45 @@ def fetch_signatures(
     return found
 
 
+def _collect(task: asyncio.Future[Descriptor]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class _Upload:
+    """A blob upload session opened while the caller reads the subject's listing: its POST then costs no round trip
+    of its own. One the store kept (opened for a signature that was then reused) is taken first. Not taken, the
+    session goes back to the store for the next push to the repository, once its POST has answered; the store
+    cancels those still unused when it closes."""
+
+    def __init__(self, store: RegistryStore, client: AsyncRegistryClient, repo: str) -> None:
+        self._kept = store._uploads.setdefault(repo, [])
+        self._task: asyncio.Future[httpx.URL]
+        if self._kept:
+            self._task = asyncio.get_running_loop().create_future()
+            self._task.set_result(self._kept.pop())
+        else:
+            self._task = asyncio.ensure_future(client.run(functools.partial(client.core.op_start_upload, repo)))
+        self._taken = False
+
+    async def take(self) -> httpx.URL:
+        self._taken = True
+        return await self._task
+
+    def release(self) -> None:
+        if self._taken:
+            return
+        if self._task.done():
+            self._keep(self._task)  # now, not at the loop's next turn: the caller's next push may come first
+        else:
+            self._task.add_done_callback(self._keep)
+
+    def _keep(self, task: asyncio.Future[httpx.URL]) -> None:
+        # A failed or cancelled POST is dropped here (and its exception retrieved): the next push opens its own.
+        if not task.cancelled() and task.exception() is None:
+            self._kept.append(task.result())
+
+
 class RegistryStore:
     """Signatures in a registry. ``a*`` methods are the async variants used by the batch signer."""
 
@@ -224,6 +264,8 @@ class RegistryStore:
         # A registry without the referrers API answers 404 every time; asking once per store saves a round trip
         # per subject. The tag index stays the listing source either way, so nothing written is missed.
         self._referrers_absent = False
+        # Blob upload sessions opened for a signature that was then reused: the next push takes one (see _Upload).
+        self._uploads: dict[str, list[httpx.URL]] = {}
 
     @property
     def index_tag_required(self) -> bool:
@@ -270,6 +312,13 @@ class RegistryStore:
         self.client.close()
 
     async def aclose(self) -> None:
+        uploads, self._uploads = self._uploads, {}
+        if uploads and self._lanes:
+            client = self._aclient()
+            for urls in uploads.values():
+                for session in urls:
+                    with contextlib.suppress(Dct2NotationError):  # best effort: the registry purges stale sessions
+                        await client.run(functools.partial(client.core.op_cancel_upload, session))
         lanes, self._lanes = self._lanes, {}
         for client in lanes.values():
             await client.aclose()
@@ -399,51 +448,86 @@ class RegistryStore:
         process (a second plan on this repository, Notation in CI) can still drop our entry or add a twin: no re-read
         here can see a writer that read before us and writes after us, so the batch's reconciliation pass, after
         every job, is what confirms and repairs the listing.
+
+        The envelope's upload session is opened while the listing is read (it names no content, so opening it
+        decides nothing): over a network that is one round trip fewer per signature. Unused (a reuse, a refusal),
+        it serves the next signature pushed to this repository.
         """
         client = self._aclient()
-        if not self._referrers_absent:
-            listed = await client.referrers(repo, subject.digest, NOTATION_SIGNATURE)
-            if listed is not None:
-                found = await find(unique_signatures(listed))
+        upload = _Upload(self, client, repo)
+        # The empty config every signature manifest names: once per repository (the client remembers it), and
+        # alongside the listing too when this is the repository's first signature.
+        config: asyncio.Future[Descriptor] | None = None
+        if (repo, EMPTY_JSON_DIGEST) not in client.core.present:
+            config = asyncio.ensure_future(client.push_blob(repo, EMPTY_JSON))
+        try:
+            if not self._referrers_absent:
+                listed = await client.referrers(repo, subject.digest, NOTATION_SIGNATURE)
+                if listed is not None:
+                    found = await find(unique_signatures(listed))
+                    if found is not None:
+                        return found, True
+                    signed = await make()
+                    desc, headers = await self._write_signature(client, repo, subject, signed, form, upload, config)
+                    if self._needs_tag_index(headers):
+                        try:
+                            await client.add_referrer_by_tag(repo, subject.digest, desc)
+                        except ForeignIndexError:
+                            with contextlib.suppress(Dct2NotationError):  # as in push_signature
+                                await client.delete_manifest(repo, desc.digest)
+                            raise
+                    return desc, False
+                self._referrers_absent = True
+            async with client.subject_lock(repo, subject.digest):
+                known = await client.run(lambda: client.core.op_tag_index(repo, subject.digest))
+                if known.foreign is not None:
+                    # Checked before signing: nothing is pushed for a subject whose tag someone else owns.
+                    raise client.core.refuse_foreign(repo, subject.digest, known)
+                found = await find(unique_signatures(known.entries))
                 if found is not None:
                     return found, True
                 signed = await make()
-                desc = await self.apush_signature(
-                    repo,
-                    subject,
-                    signed.raw,
-                    signed.cert_chain,
-                    signed.signing_time,
-                    form,
-                    envelope_media_type=signed.media_type,
-                    manifest_annotations=signed.manifest_annotations,
-                )
+                desc, headers = await self._write_signature(client, repo, subject, signed, form, upload, config)
+                if self._needs_tag_index(headers):
+                    entries = [*known.entries, desc]
+                    await client.run(lambda: client.core.op_write_tag_index(repo, subject.digest, entries, known))
                 return desc, False
-            self._referrers_absent = True
-        async with client.subject_lock(repo, subject.digest):
-            known = await client.run(lambda: client.core.op_tag_index(repo, subject.digest))
-            if known.foreign is not None:
-                # Checked before signing: nothing is pushed for a subject whose tag someone else owns.
-                raise client.core.refuse_foreign(repo, subject.digest, known)
-            found = await find(unique_signatures(known.entries))
-            if found is not None:
-                return found, True
-            signed = await make()
-            # A fresh envelope (new signing time and signature) cannot already be in the registry: no HEAD first,
-            # and no entry in the client's per-blob lock and presence cache, which only repeated blobs need.
-            envelope_desc = await client.run(
-                lambda: client.core.op_push_blob(repo, signed.raw, signed.media_type, check_exists=False)
+        finally:
+            upload.release()
+            if config is not None:
+                # Its outcome is the manifest PUT's business (which waits for it); a job that stopped earlier
+                # only collects it, so a failure is not logged as never retrieved.
+                config.add_done_callback(_collect)
+
+    async def _write_signature(
+        self,
+        client: AsyncRegistryClient,
+        repo: str,
+        subject: Descriptor,
+        signed: SignedEnvelope,
+        form: ManifestForm,
+        upload: _Upload,
+        config: Awaitable[Descriptor] | None,
+    ) -> tuple[Descriptor, httpx.Headers]:
+        """The envelope blob (into the open upload session) and the signature manifest: its descriptor and the PUT's
+        headers (which say whether the registry processed the subject)."""
+        session = await upload.take()
+        # A fresh envelope (new signing time and signature) cannot already be in the registry: no HEAD first, and no
+        # entry in the client's per-blob lock and presence cache, which only repeated blobs need. A retry starts
+        # from a new session: the failed PUT may have used this one up.
+        sessions = [session]
+        envelope_desc = await client.run(
+            lambda: client.core.op_push_blob(
+                repo, signed.raw, signed.media_type, check_exists=False, session=sessions.pop() if sessions else None
             )
-            await client.push_blob(repo, EMPTY_JSON)
-            raw = signature_manifest(
-                envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
-            )
-            manifest = parse_signature_manifest(raw)
-            headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
-            if self._needs_tag_index(headers):
-                entries = [*known.entries, manifest.descriptor()]
-                await client.run(lambda: client.core.op_write_tag_index(repo, subject.digest, entries, known))
-            return manifest.descriptor(), False
+        )
+        await (config if config is not None else client.push_blob(repo, EMPTY_JSON))
+        raw = signature_manifest(
+            envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
+        )
+        manifest = parse_signature_manifest(raw)
+        headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
+        return manifest.descriptor(), headers
 
     async def amanifest_exists(self, repo: str, digest: str) -> bool:
         return await self._aclient().head_manifest(repo, digest) is not None
