@@ -182,12 +182,27 @@ class Pod:
     def sign(self) -> tuple[list[str], dict[str, str], dict[str, Path]]:
         return self.process(self.spec["containers"][0])
 
+    def read_only(self) -> dict[str, bytes]:
+        """Every file under the signing container's read-only mounts: the kubelet would refuse a write to them."""
+        container = self.spec["containers"][0]
+        out: dict[str, bytes] = {}
+        folders = self.folders(container)
+        for mount in container["volumeMounts"]:
+            if mount.get("readOnly"):
+                top = folders[mount["mountPath"]]
+                for path in [top] if top.is_file() else sorted(top.rglob("*")):
+                    if path.is_file():
+                        out[f"{mount['mountPath']}:{path.relative_to(top) if path != top else ''}"] = path.read_bytes()
+        return out
+
     def mount(self, path: str) -> Path:
         return self.folders(self.spec["containers"][0])[path]
 
 
 def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    # In the image's WORKDIR, which is HOME (/work, an emptyDir): nothing lands in this checkout.
+    cwd = env["HOME"] if env.get("HOME") != os.environ.get("HOME") else None
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
 def local_key_secrets(notation_dir: Path) -> SecretsFor:
@@ -228,9 +243,12 @@ def test_every_index_of_the_job_runs_as_its_pod_would(registry: Registry, notati
     shard_jobs: list[int] = []
     secrets = local_key_secrets(notation_dir)
     for index in range(3):
-        argv, env, _ = Pod(docs, index, tmp_path / f"pod-{index}", secrets).sign()
+        pod = Pod(docs, index, tmp_path / f"pod-{index}", secrets)
+        argv, env, _ = pod.sign()
+        before_run = pod.read_only()
         done = run(argv, env)
         assert done.returncode == 0, done.stderr
+        assert pod.read_only() == before_run and len(before_run) >= 7  # parts, index, docker, keys: none written
         summary = json.loads(done.stdout)
         assert summary["counts"] == {"signed": summary["jobs"]}, summary
         shard_jobs.append(summary["jobs"])
@@ -308,8 +326,10 @@ def test_a_plugin_key_plan_signs_in_the_pods_layout(registry: Registry, kms: dic
         assert installed.resolve() == folders["/plugin"] / "notation-gokms"
         assert os.access(installed, os.X_OK) and not (folders["/plugin"] / "notation-gokms").is_symlink()
         argv, env, _ = pod.sign()
+        before_run = pod.read_only()
         done = run(argv, env)
         assert done.returncode == 0, done.stderr
+        assert pod.read_only() == before_run and "/notation/plugins/gokms:notation-gokms" in before_run
         summary = json.loads(done.stdout)
         assert summary["counts"] == {"signed": summary["jobs"]}, summary
         counts.append(summary["jobs"])
