@@ -874,3 +874,25 @@ def test_k8s_job_mounts_each_key_files_stem(tmp_path: Path, capsys: pytest.Captu
     code = main(["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(tmp_path / "j.yaml"), *BASE,
                  "--image", "i:1", "--key-files", "alpha", "--key-files", "alpha"])  # fmt: skip
     assert (code, capsys.readouterr().err) == (2, "dct2notation: error: --key-files: each KEY once\n")
+
+
+@pytest.mark.servers
+def test_attack_k8s_plugin_mounted_from_a_secret_item(registry: Registry, kms: dict[str, Any], tmp_path: Path) -> None:
+    """A plugin put in the pod as a Secret or ConfigMap item (what a hand-edited Job would do) is a symlink into the
+    kubelet's ..data, swappable under the pod: sign refuses to run it (one line, exit 2), which is why the plugin
+    arrives by the init container's copy."""
+    jobs = [Job(f"{registry.host}/x", "sha256:" + "b" * 64, 10, "alpha", "dct.example/x", "targets", ("v1",), "m")]
+    plan_path = tmp_path / "plan.json"
+    inventory = save_bound(Plan("m-k8s-secret-plugin", jobs), plan_path)
+    docs = k8s_job(tmp_path, plan_path, inventory, "--shards", "1", "--plugin", "gokms", "--plugin-image", "kms:1",
+                   "--plugin-config-secret", "kms")  # fmt: skip
+    pod = Pod(docs, 0, tmp_path / "pod", plugin_secrets(kms, tmp_path))
+    plugin_dir = pod.volumes["plugin"]
+    atomic_volume(plugin_dir, [("notation-gokms", (kms["image"] / "notation-gokms").read_bytes())])
+    (plugin_dir / KUBELET_STAMP / "notation-gokms").chmod(0o755)
+    argv, env, _ = pod.sign()
+    done = run(argv, env)
+    installed = pod.mount("/notation") / "plugins" / "gokms" / "notation-gokms"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(f"{installed} is a symlink, plugins must be regular files\n"), done.stderr
+    assert done.stderr.count("\n") == 1
