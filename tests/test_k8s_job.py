@@ -105,7 +105,7 @@ class Pod:
         # The Secrets as the platform team would apply them, checked against the API schema, are what is mounted.
         self.secrets = secret_manifests(secrets(self.root / "vol-notation"))
         validate(self.secrets)
-        secret_data = {
+        self.secret_data = secret_data = {
             m["metadata"]["name"]: {k: base64.b64decode(v) for k, v in m["data"].items()} for m in self.secrets
         }
         maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
@@ -159,6 +159,8 @@ class Pod:
         its folder, any other absolute path into ``image_root`` (the image's own files)."""
         folders = self.folders(container)
         env = {"JOB_COMPLETION_INDEX": str(self.index)}
+        for source in container.get("envFrom", []):
+            env.update({k: v.decode() for k, v in self.secret_data[source["secretRef"]["name"]].items()})
         env.update({e["name"]: e["value"] for e in container.get("env", [])})
 
         def mapped(text: str) -> str:
@@ -684,6 +686,18 @@ BASE = ["--docker-config-secret", "regcred", "--notation-secret", "notation"]
             ["--image", "i:1", "--key-files", "../alpha"],
             "--key-files '../alpha': must be a file stem (letters, digits, '.', '_', '-')",
         ),
+        (
+            ["--image", "i:1", "--plugin-env-secret", "Vault_Env"],
+            "--plugin-env-secret 'Vault_Env': must be a DNS label (a Secret name)",
+        ),
+        (
+            ["--image", "i:1", "--image-pull-secret", "pull", "--image-pull-secret", "Pull_2"],
+            "--image-pull-secret 'Pull_2': must be a DNS label (a Secret name)",
+        ),
+        (
+            ["--image", "i:1", "--service-account", "signer/kms"],
+            "--service-account 'signer/kms': must be a DNS subdomain (a ServiceAccount name)",
+        ),
         (["--image", "i:1", "--cpu", "lots"], "--cpu 'lots': not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)"),
         (["--image", "i:1", "--memory", "1GB"], "--memory '1GB': not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)"),
         (
@@ -896,3 +910,18 @@ def test_attack_k8s_plugin_mounted_from_a_secret_item(registry: Registry, kms: d
     assert done.returncode == 2, done.stderr
     assert done.stderr.endswith(f"{installed} is a symlink, plugins must be regular files\n"), done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_k8s_job_pulls_and_identifies_as_told(tmp_path: Path) -> None:
+    """Private registries for the images, a KMS reached by workload identity, a plugin configured by environment."""
+    plan_path, inventory = small_plan(tmp_path)
+    docs = k8s_job(tmp_path, plan_path, inventory, "--plugin", "vault", "--plugin-image", "kms:1",
+                   "--plugin-env-secret", "vault-env", "--image-pull-secret", "pull-a", "--image-pull-secret",
+                   "pull-b", "--service-account", "signer")  # fmt: skip
+    validate(docs)
+    pod = docs[-1]["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "pull-a"}, {"name": "pull-b"}]
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("signer", False)
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "vault-env"}}]
+    plain = next(d for d in k8s_job(tmp_path, plan_path, inventory) if d["kind"] == "Job")["spec"]["template"]["spec"]
+    assert not {"imagePullSecrets", "serviceAccountName"} & set(plain) and "envFrom" not in plain["containers"][0]

@@ -415,6 +415,15 @@ def k8s_job_command(
     plugin_config_secret: Annotated[
         str | None, typer.Option("--plugin-config-secret", help="Secret of files the plugin reads, at /plugin-config.")
     ] = None,
+    plugin_env_secret: Annotated[
+        str | None, typer.Option("--plugin-env-secret", help="Secret whose keys are the plugin's environment.")
+    ] = None,
+    image_pull_secret: Annotated[
+        list[str], typer.Option("--image-pull-secret", help="Secret (repeatable) the kubelet pulls the images with.")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    service_account: Annotated[
+        str | None, typer.Option("--service-account", help="ServiceAccount of the pods (a KMS workload identity).")
+    ] = None,
     signing_keys: Annotated[
         Path | None,
         typer.Option("--signing-keys", help="The notation Secret's signingkeys.json: each plan identity is checked."),
@@ -456,7 +465,8 @@ def k8s_job_command(
     resources = PodResources(cpu, memory, journal_storage, storage_class, backoff_limit_per_index,
                              ttl_seconds_after_finished)  # fmt: skip
     mounts = JobMounts(docker_config_secret, notation_secret, tuple(key_files), ca_secret, tsa_root_secret,
-                       timestamp_url, plugin_config_secret)  # fmt: skip
+                       timestamp_url, plugin_config_secret, plugin_env_secret, tuple(image_pull_secret),
+                       service_account)  # fmt: skip
     plugin_from = PluginImage(plugin, plugin_image, plugin_binary) if plugin and plugin_image else None
     loaded = load_plan(plan)
     from ..dct.inventory import load_inventory

@@ -125,6 +125,9 @@ class JobMounts:
     tsa_root_secret: str | None = None  # root.crt: the TSA's root, with timestamp_url
     timestamp_url: str | None = None
     plugin_config_secret: str | None = None  # files a plugin reads (KMS credentials), at /plugin-config
+    plugin_env_secret: str | None = None  # environment a plugin reads (VAULT_ADDR, AWS_REGION …): envFrom
+    image_pull_secrets: tuple[str, ...] = ()  # the registry login the kubelet pulls the images with
+    service_account: str | None = None  # workload identity (IRSA, GKE/Azure) for a KMS plugin
 
 
 @dataclass(frozen=True)
@@ -172,9 +175,14 @@ def _check_options(mounts: JobMounts, plugin: PluginImage | None, resources: Pod
     for option, value in (("--docker-config-secret", mounts.docker_config_secret),
                           ("--notation-secret", mounts.notation_secret), ("--ca-secret", mounts.ca_secret),
                           ("--tsa-root-secret", mounts.tsa_root_secret),
-                          ("--plugin-config-secret", mounts.plugin_config_secret)):  # fmt: skip
+                          ("--plugin-config-secret", mounts.plugin_config_secret),
+                          ("--plugin-env-secret", mounts.plugin_env_secret),
+                          *(("--image-pull-secret", n) for n in mounts.image_pull_secrets)):  # fmt: skip
         if value is not None and (not _NAME.match(value) or len(value) > 63):
             raise UsageError(f"{option} {value!r}: must be a DNS label (a Secret name)")
+    account = mounts.service_account
+    if account is not None and (not _SUBDOMAIN.match(account) or len(account) > 253):
+        raise UsageError(f"--service-account {account!r}: must be a DNS subdomain (a ServiceAccount name)")
     for stem in mounts.key_files:
         if not _PLUGIN_NAME.match(stem):
             raise UsageError(f"--key-files {stem!r}: must be a file stem (letters, digits, '.', '_', '-')")
@@ -344,6 +352,8 @@ def estate_job(
         "securityContext": _restricted(),
         "volumeMounts": volume_mounts,
     }  # fmt: skip
+    if mounts.plugin_env_secret:
+        container["envFrom"] = [{"secretRef": {"name": mounts.plugin_env_secret}}]
     rules: list[dict[str, Any]] = [
         {"action": "FailIndex",
          "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_BAD_INPUT]}},
@@ -362,6 +372,11 @@ def estate_job(
                             "fsGroup": IMAGE_UID, "fsGroupChangePolicy": "OnRootMismatch",
                             "seccompProfile": {"type": "RuntimeDefault"}},
     }  # fmt: skip
+    if mounts.service_account:
+        # Workload identity webhooks (EKS, AKS) project their own token; the API token stays unmounted.
+        pod_spec["serviceAccountName"] = mounts.service_account
+    if mounts.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in mounts.image_pull_secrets]
     if init_containers:
         pod_spec["initContainers"] = init_containers
     pod_spec["containers"] = [container]
