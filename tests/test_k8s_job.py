@@ -625,6 +625,9 @@ def test_the_job_carries_what_a_platform_team_needs(tmp_path: Path) -> None:
 def test_a_local_key_job_mounts_localkeys_and_no_plugin(tmp_path: Path) -> None:
     plan_path, inventory = small_plan(tmp_path)
     docs = k8s_job(tmp_path, plan_path, inventory)
+    text = (tmp_path / "job.yaml").read_text()
+    assert "&id0" not in text and "*id0" not in text  # the shared labels written out, not as YAML aliases
+    assert text.count("app.kubernetes.io/instance: mig") == 4  # index map, claim, Job, pod template
     job = next(d for d in docs if d["kind"] == "Job")
     pod = job["spec"]["template"]["spec"]
     assert "initContainers" not in pod

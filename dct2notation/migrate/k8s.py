@@ -95,7 +95,13 @@ def indexed_job(
 def dump_manifests(docs: list[dict[str, Any]]) -> str:
     import yaml  # here, not at import: the CLI imports this module for PodResources' defaults
 
-    return yaml.safe_dump_all(docs, sort_keys=False)
+    class Plain(yaml.SafeDumper):
+        # A dict used twice (the labels) would be written as &id001/*id001: valid YAML that reviewers and some
+        # manifest tools misread. Each place gets its own copy.
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return yaml.dump_all(docs, Dumper=Plain, sort_keys=False)
 
 
 # The image's user (Containerfile USER): the pod runs as it, and fsGroup makes the claim and the Secrets readable.
