@@ -430,7 +430,9 @@ class _Fetcher:
             try:
                 again = self.get(f"{role}.{by_hash}", cap, keep_as=role)
                 _check_meta(fail, role, again, meta, parent)
-            except (NotFoundError, DCTVerificationError):
+            except Dct2NotationError:
+                # Absent (404), refused (403), failing (5xx) or not matching either: what was served by name is
+                # the GUN's error, worded as it always was.
                 raise mismatch from None
             return again
 
