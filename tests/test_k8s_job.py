@@ -452,6 +452,45 @@ def test_containerfile_runs_as_the_job_expects(tmp_path: Path) -> None:
     assert pod["containers"][0]["command"] == ["dct2notation"]
 
 
+def test_container_constraints_pin_every_dependency_consistently() -> None:
+    """The image installs with container-constraints.txt: every runtime dependency of pyproject.toml is pinned inside
+    its range, and every requirement of a pinned package (as installed here at that version) is pinned inside its own,
+    so pip resolves the image to exactly these versions."""
+    import importlib.metadata as md
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    assert "-c /src/container-constraints.txt /src" in " ".join(containerfile()["RUN"])
+    pins: dict[str, str] = {}
+    for line in (ROOT / "container-constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and canonicalize_name(name) not in pins, line
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def satisfied(requirement: str, where: str) -> None:
+        req = Requirement(requirement)
+        if req.marker is not None and not req.marker.evaluate({"extra": "", "python_version": "3.11"}):
+            return
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{where}: {req.name} is not pinned"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{where}: {req} excludes {pins[name]}"
+
+    for requirement in project["dependencies"]:
+        satisfied(requirement, "pyproject.toml")
+    for name, version in pins.items():
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        if dist.version == version:  # what this machine can vouch for
+            for requirement in dist.requires or []:
+                satisfied(requirement, f"{name}=={version}")
+
+
 @pytest.mark.slow
 def test_containerfile_package_builds_installs_and_runs(tmp_path: Path) -> None:
     """What the image's RUN pip install does, from exactly the files its COPY lines bring in: the wheel builds, installs
