@@ -1,8 +1,10 @@
 """The Kubernetes Job runs as written (#19.5): `k8s-job` writes ConfigMaps (the plan and inventory gzipped, split and
 content-addressed), a journal claim and an Indexed Job mounting the docker config, the Notation keys, the CA and the
-TSA settings from Secrets. Validated against the Kubernetes 1.37 API schemas (kubernetes-validate, offline), and
-every index run as its pod would run it (the container's command, args and env, mounts mapped to temp folders,
-JOB_COMPLETION_INDEX set) against docker-registry 2.8.
+TSA settings from Secrets, and a plugin key's plugin copied from its image by an init container. Validated against the
+Kubernetes 1.37 API schemas (kubernetes-validate, offline), and every index run as its pod would run it (the
+container's command, args and env, mounts mapped to temp folders laid out as the kubelet writes them,
+JOB_COMPLETION_INDEX set) against docker-registry 2.8. The Containerfile is checked against the Job and its package
+built, installed and run as the image's RUN line does.
 """
 
 from __future__ import annotations
