@@ -969,3 +969,22 @@ def test_k8s_job_pulls_and_identifies_as_told(tmp_path: Path) -> None:
     assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "vault-env"}}]
     plain = next(d for d in k8s_job(tmp_path, plan_path, inventory) if d["kind"] == "Job")["spec"]["template"]["spec"]
     assert not {"imagePullSecrets", "serviceAccountName"} & set(plain) and "envFrom" not in plain["containers"][0]
+
+
+def test_k8s_job_checks_only_the_identity_it_signs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plan whose identities use two plugins runs as one Job per identity (--key): each is checked for its own."""
+    jobs = [Job("registry.example/a", "sha256:" + c * 64, 10, ident, "dct.example/a", "targets", (f"v{c}",), "m")
+            for c, ident in (("a", "plugin:aws:arn-1"), ("b", "plugin:vault:k1"))]  # fmt: skip
+    plan_path = tmp_path / "plan.json"
+    inventory = save_bound(Plan("m-two-plugins", jobs), plan_path)
+    docs = k8s_job(tmp_path, plan_path, inventory, "--key", "plugin:vault:k1", "--plugin", "vault",
+                   "--plugin-image", "vault-plugin:1", "--name", "mig-vault")  # fmt: skip
+    sign = docs[-1]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert sign[sign.index("--key") : sign.index("--key") + 2] == ["--key", "plugin:vault:k1"]
+    capsys.readouterr()
+    code = main(["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(tmp_path / "j.yaml"), *BASE,
+                 "--image", "i:1", "--plugin", "vault", "--plugin-image", "vault-plugin:1"])  # fmt: skip
+    message = (
+        "plan identity 'plugin:aws:arn-1': plugin 'aws' is not installed by this Job (--plugin aws --plugin-image REF)"
+    )
+    assert (code, capsys.readouterr().err) == (2, f"dct2notation: error: {message}\n")
