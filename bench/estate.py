@@ -37,6 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from bench.batch_sign import plan_with_preflight, premade, push_blob, push_subjects, raw_push  # noqa: E402
 from dct2notation.keys.testcert import generate_test_key  # noqa: E402
 from dct2notation.migrate.plan import Job, Plan  # noqa: E402
-from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, Descriptor, sha256_digest  # noqa: E402
+from dct2notation.oci import EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest  # noqa: E402
 from tests.support.delay_proxy import DelayProcess, process_cpu_seconds  # noqa: E402
 from tests.support.images import image_manifest  # noqa: E402
 from tests.support.notary_builders import sha256_hex  # noqa: E402
@@ -257,7 +258,7 @@ async def push_tagged(base: str, images: dict[str, dict[str, bytes]]) -> None:
         await asyncio.gather(*(one(repo, n, raw) for repo, tagged in images.items() for n, raw in tagged.items()))
 
 
-def check_estate(base: str, host: str, tags: int, per_gun: int, config: Path) -> list[dict[str, object]]:
+def check_estate(base: str, host: str, tags: int, per_gun: int, config: Path) -> list[dict[str, Any]]:
     """``tags`` tags over ``tags / per_gun`` repositories, each tag its own image, each image signed (premade
     envelope, signature manifest and ``sha256-<hex>`` index pushed straight to the registry, as Notation 1.x with the
     tag schema leaves them). Returns the inventory's repositories (GUN ``host/…``: through the proxy)."""
@@ -277,6 +278,48 @@ def check_estate(base: str, host: str, tags: int, per_gun: int, config: Path) ->
                    for name, d in zip(tagged, subjects, strict=True)]  # fmt: skip
         repositories.append({"gun": f"{host}/{repo}", "trusted_tags": trusted})
     return repositories
+
+
+def registry_floor(
+    registry: Registry, repository: dict[str, Any], requests: int, concurrency: int
+) -> dict[str, object]:
+    """What the registry itself spends on the check's four requests per signed tag: each kind sent ``requests`` times
+    by ``ab`` (ApacheBench, C, keep-alive, ``concurrency`` at once; its own CPU is next to nothing) straight to the
+    registry, with the registry's CPU from /proc. The sum per tag bounds tags/s on this machine for ANY client."""
+    import shutil
+
+    if shutil.which("ab") is None:
+        return {"skipped": "ab (apache2-utils) is not installed"}
+    assert registry.proc is not None
+    repo = str(repository["gun"]).partition("/")[2]
+    first = repository["trusted_tags"][0]
+    base = f"{registry.url}/v2/{repo}"
+    index_tag = f"sha256-{first['digest'].removeprefix('sha256:')}"
+    signature = httpx.get(f"{base}/manifests/{index_tag}", headers={"Accept": OCI_INDEX}).json()["manifests"][0]
+    manifest = httpx.get(f"{base}/manifests/{signature['digest']}", headers={"Accept": OCI_MANIFEST}).json()
+    kinds = {
+        "HEAD manifest by tag": ["-i", f"{base}/manifests/{first['tag']}"],
+        "GET sha256-<hex> tag index": [f"{base}/manifests/{index_tag}"],
+        "GET signature manifest": [f"{base}/manifests/{signature['digest']}"],
+        "GET envelope blob": [f"{base}/blobs/{manifest['layers'][0]['digest']}"],
+    }
+    accept = f"Accept: {OCI_MANIFEST}, {OCI_INDEX}"
+    out: dict[str, object] = {}
+    per_tag = 0.0
+    for kind, args in kinds.items():
+        before, start = process_cpu_seconds(registry.proc.pid), time.perf_counter()
+        ab = subprocess.run(["ab", "-q", "-k", "-c", str(concurrency), "-n", str(requests), "-H", accept, *args],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+        seconds = time.perf_counter() - start
+        cpu_ms = 1000 * (process_cpu_seconds(registry.proc.pid) - before) / requests
+        failed = [line for line in ab.stdout.splitlines() if line.startswith(("Failed requests", "Non-2xx"))]
+        assert failed in ([], ["Failed requests:        0"]), failed
+        out[kind] = {"requests_per_s": round(requests / seconds), "registry_cpu_ms": round(cpu_ms, 3)}
+        per_tag += cpu_ms
+    cores = os.cpu_count() or 1
+    out["registry_cpu_ms_per_tag"] = round(per_tag, 3)
+    out["max_tags_per_s_registry_alone_on_all_cores"] = round(cores * 1000 / per_tag)
+    return out
 
 
 def check_run(work: Path, tags: int, per_gun: int, delay: float, concurrency: int) -> dict[str, object]:
@@ -306,6 +349,7 @@ def check_run(work: Path, tags: int, per_gun: int, delay: float, concurrency: in
         proxy_cpu = proxy.cpu_seconds() - proxy_cpu
         summary = json.loads((work / "check.json").read_text())["summary"]
         assert summary["counts"]["ok"] == tags and summary["unmet"] == 0, summary
+        floor = registry_floor(registry, repositories[0], min(tags, 4000), concurrency)
     finally:
         proxy.close()
         registry.stop()
@@ -321,6 +365,10 @@ def check_run(work: Path, tags: int, per_gun: int, delay: float, concurrency: in
         "registry_cpu_s": round(registry_cpu, 2), "proxy_cpu_s": round(proxy_cpu, 2), "requests": requests,
         "registry_cpu_ms_per_request": round(1000 * registry_cpu / requests, 3),
         "check_cpu_ms_per_tag": round(1000 * check.cpu_s / tags, 3),
+        "proxy_cpu_ms_per_tag": round(1000 * proxy_cpu / tags, 3),
+        # CPU of all three per tag at 500 tags/s, in cores (this machine has os.cpu_count()).
+        "cores_needed_at_500_tags_per_s": round((check.cpu_s + registry_cpu + proxy_cpu) / tags * 500, 2),
+        "cores": os.cpu_count(), "registry_floor": floor,
     }  # fmt: skip
 
 
