@@ -109,7 +109,7 @@ def bench_registry(work: Path, config: Path, tags: int, per_digest: int, naive_s
                 store.client.put_manifest(repo, tag, raw, OCI_MANIFEST)
                 out.append((tag, subject.digest, subject.size))
             signed = sign_envelope(subject, key, clock=clock)
-            store.push_signature(repo, subject, signed.raw, signed.cert_chain, signed.signing_time)
+            store.push_signature(repo, subject, signed)
             return out
 
         with ThreadPoolExecutor(16) as pool:
@@ -159,7 +159,7 @@ def bench_layout(work: Path, config: Path, tags: int, per_digest: int) -> None:
     start = time.perf_counter()
     for subject in subjects[: min(count, 500)]:  # signatures on a sample: each write rewrites index.json
         signed = sign_envelope(subject, key, clock=clock)
-        store.push_signature("", subject, signed.raw, signed.cert_chain, signed.signing_time)
+        store.push_signature("", subject, signed)
     print(f"layout setup: {min(count, 500)} signatures in {time.perf_counter() - start:.1f}s")
     index = json.loads((layout_dir / "index.json").read_bytes())
     rows = []

@@ -476,7 +476,7 @@ def test_an_entry_lost_after_the_index_write_is_written_again_and_the_foreign_on
     beta = load_signing_key("beta", notation_dir, DEFAULT_LIMITS)
     subject = Descriptor(OCI_MANIFEST, digest, size)
     signed = sign_envelope(subject, beta, clock=SystemClock())
-    foreign = api_only.push_signature(repo, subject, signed.raw, signed.cert_chain, signed.signing_time)
+    foreign = api_only.push_signature(repo, subject, signed)
     api_only.close()
     server = _Clobberer(registry.url, referrers_index([foreign]))
     thread = threading.Thread(target=server.serve_forever, daemon=True)

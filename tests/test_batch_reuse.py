@@ -125,7 +125,7 @@ def test_attack_reuse_of_a_forged_thumbprint_annotation(
     signed = sign_envelope(subject, gamma, clock=SystemClock())
     api_only = RegistryStore(registry.host, dataclasses.replace(_options(registry.host), referrers="api"))
     try:
-        real = api_only.push_signature(repo, subject, signed.raw, signed.cert_chain, signed.signing_time)
+        real = api_only.push_signature(repo, subject, signed)
     finally:
         api_only.close()
     forged = dataclasses.replace(
@@ -154,7 +154,7 @@ def test_attack_reuse_of_a_signature_made_for_another_subject(
     signed = sign_envelope(b, alpha, clock=SystemClock())
     store = RegistryStore(registry.host, _options(registry.host))
     try:
-        of_b = store.push_signature(repo, b, signed.raw, signed.cert_chain, signed.signing_time)
+        of_b = store.push_signature(repo, b, signed)
     finally:
         store.close()
     with RegistryClient(registry.host, _options(registry.host)) as client:

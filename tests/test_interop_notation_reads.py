@@ -31,6 +31,7 @@ from tests.support.interop import Estate, build_estate, ours, ours_ok, push_imag
 from tests.support.peers import Olareg, notation, oras, peer
 from tests.support.servers import NotaryServer, Registry
 from tests.support.tsa import TestTSA
+from tests.test_manifest import as_signed
 
 pytestmark = pytest.mark.servers
 
@@ -344,15 +345,8 @@ def test_tampered_notation_envelope_refused_by_both(setup: dict[str, Any], fmt: 
         store.client.push_blob(copy, EMPTY_JSON)
         store.client.put_manifest(copy, subject.digest, raw, OCI_MANIFEST)
         assert original.signing_time is not None
-        store.push_signature(
-            copy,
-            subject,
-            envelope,
-            original.cert_chain,
-            original.signing_time,
-            "legacy",
-            envelope_media_type=stored.manifest.envelope.media_type,
-        )
+        tampered = as_signed(envelope, original.cert_chain, original.signing_time, stored.manifest.envelope.media_type)
+        store.push_signature(copy, subject, tampered, "legacy")
     finally:
         store.close()
     ref = f"{host}/{copy}@{subject.digest}"

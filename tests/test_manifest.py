@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 
 from dct2notation.errors import InputError
+from dct2notation.notation.envelope import SignedEnvelope
 from dct2notation.notation.manifest import (
     format_created,
     parse_index,
@@ -36,6 +37,14 @@ def fixture_inputs(cose: Path) -> tuple[Descriptor, Descriptor, list[x509.Certif
     envelope_desc = Descriptor(COSE_MEDIA_TYPE, sha256_digest(envelope), len(envelope))
     subject = Descriptor(json.loads(subject_raw)["mediaType"], sha256_digest(subject_raw), len(subject_raw))
     return envelope_desc, subject, chain, signing_time
+
+
+def as_signed(
+    raw: bytes, chain: list[x509.Certificate], signing_time: dt.datetime, media_type: str = COSE_MEDIA_TYPE
+) -> SignedEnvelope:
+    """An envelope made elsewhere (a fixture, a tampered copy) as ``push_signature`` takes it; a push reads its bytes,
+    media type, chain and signing time, never the payload (which is inside ``raw``)."""
+    return SignedEnvelope(raw, signing_time, list(chain), payload=b"", media_type=media_type)
 
 
 @pytest.mark.parametrize(

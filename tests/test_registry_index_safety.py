@@ -183,7 +183,7 @@ def _foreign_signature(host: str, repo: str, subject: Descriptor, config: Path) 
     try:
         gamma = load_signing_key("gamma", config, DEFAULT_LIMITS)
         signed = sign_envelope(subject, gamma, clock=SystemClock())
-        return api_only.push_signature(repo, subject, signed.raw, signed.cert_chain, signed.signing_time)
+        return api_only.push_signature(repo, subject, signed)
     finally:
         api_only.close()
 
@@ -332,6 +332,6 @@ def test_attack_layout_referrers_tag_naming_the_subject_never_removes_it(tmp_pat
     key = load_signing_key("alpha", notation_dir, DEFAULT_LIMITS)
     signed = sign_envelope(subject, key, clock=SystemClock())
     with pytest.raises(RemoteError, match="the tag resolves to the subject itself"):
-        store.push_signature("x", subject, signed.raw, signed.cert_chain, signed.signing_time)
+        store.push_signature("x", subject, signed)
     assert (tmp_path / "layout" / "index.json").read_bytes() == before
     assert layout.blob_path(digest).is_file()

@@ -21,7 +21,7 @@ from dct2notation.registry.store import RegistryStore, fetch_signatures
 from tests.support.fault_proxy import FaultProxy
 from tests.support.referrers_registry import ReferrersRegistry
 from tests.support.servers import Registry
-from tests.test_manifest import fixture_inputs
+from tests.test_manifest import as_signed, fixture_inputs
 
 _ids = itertools.count()
 
@@ -43,7 +43,9 @@ def test_referrers_api_path(shared_fixtures: Path, referrers_registry: Referrers
     _, subject, chain, signing_time = fixture_inputs(cose)
     store = RegistryStore(referrers_registry.host, plain(referrers_registry.host))
     pushed = [
-        store.push_signature("api/repo", subject, envelope, chain, signing_time + dt.timedelta(seconds=i), form)
+        store.push_signature(
+            "api/repo", subject, as_signed(envelope, chain, signing_time + dt.timedelta(seconds=i)), form
+        )
         for i, form in enumerate(["legacy", "artifact", "legacy", "artifact", "legacy"])
     ]
     # OCI-Subject came back, so no tag index was written (what Notation 2 and oras do).
@@ -66,7 +68,7 @@ def test_forced_tag_schema_on_referrers_registry(shared_fixtures: Path, referrer
     envelope = (cose / "ng_internal_cose_signature.sig").read_bytes()
     _, subject, chain, signing_time = fixture_inputs(cose)
     store = RegistryStore(referrers_registry.host, plain(referrers_registry.host, referrers="tag"))
-    store.push_signature("tag/repo", subject, envelope, chain, signing_time)
+    store.push_signature("tag/repo", subject, as_signed(envelope, chain, signing_time))
     assert referrers_registry.tags("tag/repo") == [referrers_tag(subject.digest)]
 
 
@@ -80,7 +82,7 @@ def test_faults_are_retried_without_duplicates(shared_fixtures: Path, registry: 
         store = RegistryStore(proxy.host, plain(proxy.host))
         repo = f"faults/r{next(_ids)}"
         pushed = [
-            store.push_signature(repo, subject, envelope, chain, signing_time + dt.timedelta(seconds=i))
+            store.push_signature(repo, subject, as_signed(envelope, chain, signing_time + dt.timedelta(seconds=i)))
             for i in range(4)
         ]
         direct = RegistryClient(registry.host, plain(registry.host))
@@ -118,7 +120,7 @@ def test_fifty_concurrent_async_signatures(shared_fixtures: Path, registry: Regi
     async def go() -> list[str]:
         results = await asyncio.gather(
             *[
-                store.apush_signature(repo, subject, envelope, chain, signing_time + dt.timedelta(seconds=i))
+                store.apush_signature(repo, subject, as_signed(envelope, chain, signing_time + dt.timedelta(seconds=i)))
                 for i in range(50)
             ]
         )
@@ -142,7 +144,7 @@ def test_fifty_concurrent_threaded_signatures(shared_fixtures: Path, registry: R
             pool.map(
                 lambda i: (
                     stores[i % 5]
-                    .push_signature(repo, subject, envelope, chain, signing_time + dt.timedelta(minutes=i))
+                    .push_signature(repo, subject, as_signed(envelope, chain, signing_time + dt.timedelta(minutes=i)))
                     .digest
                 ),
                 range(50),
@@ -197,8 +199,8 @@ def test_reread_catches_an_entry_lost_to_another_writer(shared_fixtures: Path, r
     repo = f"race/r{next(_ids)}"
     # Manifests only (referrers="api" skips the index): the index is then written by hand below.
     store = RegistryStore(registry.host, plain(registry.host, referrers="api"))
-    entry_a = store.push_signature(repo, subject, envelope, chain, signing_time)
-    entry_b = store.push_signature(repo, subject, envelope, chain, signing_time + dt.timedelta(hours=1))
+    entry_a = store.push_signature(repo, subject, as_signed(envelope, chain, signing_time))
+    entry_b = store.push_signature(repo, subject, as_signed(envelope, chain, signing_time + dt.timedelta(hours=1)))
     client, core = store.client, store.client.core
     send = client._send  # one HTTP exchange, no retry: the steps below must stay in this exact order
 

@@ -18,7 +18,7 @@ from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.reference import parse_reference
 from dct2notation.registry.store import RegistryStore, fetch_signatures
 from tests.support.servers import Registry
-from tests.test_manifest import SUBJECT_HEX, fixture_inputs
+from tests.test_manifest import SUBJECT_HEX, as_signed, fixture_inputs
 
 _repo_ids = itertools.count()
 
@@ -44,7 +44,7 @@ def test_registry_push_matches_notation(shared_fixtures: Path, store: RegistrySt
     _, subject, chain, signing_time = fixture_inputs(cose)
     repo = unique_repo("bytes")
 
-    desc = store.push_signature(repo, subject, envelope, chain, signing_time, form)  # type: ignore[arg-type]
+    desc = store.push_signature(repo, subject, as_signed(envelope, chain, signing_time), form)  # type: ignore[arg-type]
 
     expected_manifest = (cose / derived).read_bytes()
     assert desc.digest == sha256_digest(expected_manifest)
@@ -66,11 +66,11 @@ def test_second_signature_appends_and_old_index_is_deleted(shared_fixtures: Path
     envelope = (cose / "ng_internal_cose_signature.sig").read_bytes()
     _, subject, chain, signing_time = fixture_inputs(cose)
     repo = unique_repo("append")
-    first = store.push_signature(repo, subject, envelope, chain, signing_time, "legacy")
+    first = store.push_signature(repo, subject, as_signed(envelope, chain, signing_time), "legacy")
     first_index = sha256_digest((cose / INDEX).read_bytes())
-    second = store.push_signature(repo, subject, envelope, chain, signing_time, "artifact")
+    second = store.push_signature(repo, subject, as_signed(envelope, chain, signing_time), "artifact")
     # Pushing the same signature again must not duplicate the entry.
-    store.push_signature(repo, subject, envelope, chain, signing_time, "artifact")
+    store.push_signature(repo, subject, as_signed(envelope, chain, signing_time), "artifact")
     assert [d.digest for d in store.list_signatures(repo, subject.digest)] == [first.digest, second.digest]
     assert store.client.head_manifest(repo, first_index) is None  # orphan index cleaned up
     assert store.client.list_tags(repo) == [referrers_tag(subject.digest)]
@@ -112,7 +112,7 @@ def test_async_push_matches_sync(shared_fixtures: Path, store: RegistryStore) ->
     repo = unique_repo("async")
 
     async def go() -> list[str]:
-        desc = await store.apush_signature(repo, subject, envelope, chain, signing_time)
+        desc = await store.apush_signature(repo, subject, as_signed(envelope, chain, signing_time))
         listed = await store.alist_signatures(repo, subject.digest)
         await store.aclose()
         return [desc.digest, *[d.digest for d in listed]]
@@ -153,7 +153,7 @@ def test_layout_push_matches_notation(shared_fixtures: Path, tmp_path: Path) -> 
     _, subject, chain, signing_time = fixture_inputs(cose)
     root = tmp_path / "layout"
     store = OCILayoutStore(root, create=True)
-    desc = store.push_signature("ignored", subject, envelope, chain, signing_time)
+    desc = store.push_signature("ignored", subject, as_signed(envelope, chain, signing_time))
     legacy = (cose / LEGACY).read_bytes()
     assert desc.digest == sha256_digest(legacy)
     assert (root / "blobs" / "sha256" / desc.digest.split(":")[1]).read_bytes() == legacy
@@ -170,7 +170,7 @@ def test_layout_push_matches_notation(shared_fixtures: Path, tmp_path: Path) -> 
         },
     ]
     assert [s.envelope for s in fetch_signatures(store, "x", subject.digest)] == [envelope]
-    second = store.push_signature("ignored", subject, envelope, chain, signing_time, "artifact")
+    second = store.push_signature("ignored", subject, as_signed(envelope, chain, signing_time), "artifact")
     assert [d.digest for d in store.list_signatures("x", subject.digest)] == [desc.digest, second.digest]
     assert not (root / "blobs" / "sha256" / sha256_digest(index_bytes).split(":")[1]).exists()
 
@@ -218,8 +218,8 @@ def test_async_store_survives_a_second_event_loop(shared_fixtures: Path, store: 
     envelope = (cose / "ng_internal_cose_signature.sig").read_bytes()
     _, subject, chain, signing_time = fixture_inputs(cose)
     repo = unique_repo("loops")
-    first = asyncio.run(store.apush_signature(repo, subject, envelope, chain, signing_time))
-    second = asyncio.run(store.apush_signature(repo, subject, envelope, chain, signing_time, "artifact"))
+    first = asyncio.run(store.apush_signature(repo, subject, as_signed(envelope, chain, signing_time)))
+    second = asyncio.run(store.apush_signature(repo, subject, as_signed(envelope, chain, signing_time), "artifact"))
     assert [d.digest for d in asyncio.run(store.alist_signatures(repo, subject.digest))] == [
         first.digest,
         second.digest,

@@ -8,21 +8,19 @@ tagged ``sha256-<hex>`` through ``org.opencontainers.image.ref.name``.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-
-from cryptography import x509
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import InputError, NotFoundError
 from ..files import read_capped, read_regular, remove_beneath, write_beneath
 from ..jsontext import loads as json_loads
+from ..notation.envelope import SignedEnvelope
 from ..notation.manifest import (
     ManifestForm,
     parse_index,
@@ -31,7 +29,7 @@ from ..notation.manifest import (
     referrers_tag,
     signature_manifest,
 )
-from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Descriptor, go_json, sha256_digest
+from ..oci import EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Descriptor, go_json, sha256_digest
 from .client import ForeignIndexError, RetryStats, TagIndex, referrers_index_problem
 from .reference import Reference, validate_digest
 from .store import Find, Make, unique_signatures
@@ -333,33 +331,19 @@ class OCILayoutStore:
         self,
         repo: str,
         subject: Descriptor,
-        envelope: bytes,
-        cert_chain: Sequence[x509.Certificate],
-        signing_time: dt.datetime,
+        signed: SignedEnvelope,
         form: ManifestForm = "legacy",
-        *,
-        envelope_media_type: str = COSE_MEDIA_TYPE,
-        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
         with self.layout.locked():
-            return self._push_locked(
-                subject, envelope, cert_chain, signing_time, form, envelope_media_type, manifest_annotations
-            )
+            return self._push_locked(subject, signed, form)
 
-    def _push_locked(
-        self,
-        subject: Descriptor,
-        envelope: bytes,
-        cert_chain: Sequence[x509.Certificate],
-        signing_time: dt.datetime,
-        form: ManifestForm,
-        envelope_media_type: str,
-        manifest_annotations: Mapping[str, str] | None = None,
-    ) -> Descriptor:
+    def _push_locked(self, subject: Descriptor, signed: SignedEnvelope, form: ManifestForm) -> Descriptor:
         layout = self.layout
-        envelope_desc = Descriptor(envelope_media_type, layout.put_blob(envelope), len(envelope))
+        envelope_desc = Descriptor(signed.media_type, layout.put_blob(signed.raw), len(signed.raw))
         layout.put_blob(EMPTY_JSON)
-        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form, manifest_annotations)
+        raw = signature_manifest(
+            envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
+        )
         manifest = parse_signature_manifest(raw)
         entry = manifest.descriptor()
         tag = referrers_tag(subject.digest)
@@ -462,16 +446,7 @@ class OCILayoutStore:
             if found is not None:
                 return found, True
             signed = await make()
-            desc = await asyncio.to_thread(
-                self._push_locked,
-                subject,
-                signed.raw,
-                signed.cert_chain,
-                signed.signing_time,
-                form,
-                signed.media_type,
-                signed.manifest_annotations,
-            )
+            desc = await asyncio.to_thread(self._push_locked, subject, signed, form)
             return desc, False
         finally:
             await asyncio.to_thread(self.layout.unlock, held)
@@ -483,22 +458,7 @@ class OCILayoutStore:
         self,
         repo: str,
         subject: Descriptor,
-        envelope: bytes,
-        cert_chain: Sequence[x509.Certificate],
-        signing_time: dt.datetime,
+        signed: SignedEnvelope,
         form: ManifestForm = "legacy",
-        *,
-        envelope_media_type: str = COSE_MEDIA_TYPE,
-        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
-        return await asyncio.to_thread(
-            self.push_signature,
-            repo,
-            subject,
-            envelope,
-            cert_chain,
-            signing_time,
-            form,
-            envelope_media_type=envelope_media_type,
-            manifest_annotations=manifest_annotations,
-        )
+        return await asyncio.to_thread(self.push_signature, repo, subject, signed, form)

@@ -70,16 +70,7 @@ def sign_artifact(
         user_metadata=dict(user_metadata or {}),
         timestamper=timestamper,
     )
-    desc = target.store.push_signature(
-        target.repo,
-        subject,
-        signed.raw,
-        signed.cert_chain,
-        signed.signing_time,
-        form,
-        envelope_media_type=signed.media_type,
-        manifest_annotations=signed.manifest_annotations,
-    )
+    desc = target.store.push_signature(target.repo, subject, signed, form)
     return SignResult(
         reference=str(ref),
         subject=subject,

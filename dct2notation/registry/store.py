@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import datetime as dt
 import functools
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import httpx
-from cryptography import x509
 
 from ..config import Limits
 from ..errors import Dct2NotationError, NotFoundError
@@ -25,7 +23,7 @@ from ..notation.manifest import (
     parse_signature_manifest,
     signature_manifest,
 )
-from ..oci import COSE_MEDIA_TYPE, EMPTY_JSON, EMPTY_JSON_DIGEST, NOTATION_SIGNATURE, OCI_MANIFEST, Descriptor
+from ..oci import EMPTY_JSON, EMPTY_JSON_DIGEST, NOTATION_SIGNATURE, OCI_MANIFEST, Descriptor
 from .client import (
     AsyncRegistryClient,
     ForeignIndexError,
@@ -85,13 +83,8 @@ class SignatureStore(Protocol):
         self,
         repo: str,
         subject: Descriptor,
-        envelope: bytes,
-        cert_chain: Sequence[x509.Certificate],
-        signing_time: dt.datetime,
+        signed: SignedEnvelope,
         form: ManifestForm = "legacy",
-        *,
-        envelope_media_type: str = COSE_MEDIA_TYPE,
-        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor: ...
 
     def retry_stats(self) -> RetryStats | None:
@@ -114,13 +107,8 @@ class SignatureStore(Protocol):
         self,
         repo: str,
         subject: Descriptor,
-        envelope: bytes,
-        cert_chain: Sequence[x509.Certificate],
-        signing_time: dt.datetime,
+        signed: SignedEnvelope,
         form: ManifestForm = "legacy",
-        *,
-        envelope_media_type: str = COSE_MEDIA_TYPE,
-        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor: ...
 
     async def apush_signature_once(
@@ -350,17 +338,14 @@ class RegistryStore:
         self,
         repo: str,
         subject: Descriptor,
-        envelope: bytes,
-        cert_chain: Sequence[x509.Certificate],
-        signing_time: dt.datetime,
+        signed: SignedEnvelope,
         form: ManifestForm = "legacy",
-        *,
-        envelope_media_type: str = COSE_MEDIA_TYPE,
-        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
-        envelope_desc = self.client.push_blob(repo, envelope, envelope_media_type)
+        envelope_desc = self.client.push_blob(repo, signed.raw, signed.media_type)
         self.client.push_blob(repo, EMPTY_JSON)
-        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form, manifest_annotations)
+        raw = signature_manifest(
+            envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
+        )
         manifest = parse_signature_manifest(raw)
         headers = self.client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
         if self._needs_tag_index(headers):
@@ -410,18 +395,15 @@ class RegistryStore:
         self,
         repo: str,
         subject: Descriptor,
-        envelope: bytes,
-        cert_chain: Sequence[x509.Certificate],
-        signing_time: dt.datetime,
+        signed: SignedEnvelope,
         form: ManifestForm = "legacy",
-        *,
-        envelope_media_type: str = COSE_MEDIA_TYPE,
-        manifest_annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
         client = self._aclient()
-        envelope_desc = await client.push_blob(repo, envelope, envelope_media_type)
+        envelope_desc = await client.push_blob(repo, signed.raw, signed.media_type)
         await client.push_blob(repo, EMPTY_JSON)
-        raw = signature_manifest(envelope_desc, subject, cert_chain, signing_time, form, manifest_annotations)
+        raw = signature_manifest(
+            envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
+        )
         manifest = parse_signature_manifest(raw)
         headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
         if self._needs_tag_index(headers):
