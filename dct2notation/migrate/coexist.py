@@ -47,7 +47,7 @@ from ..errors import (
 from ..notation.manifest import parse_index, parse_signature_manifest, referrers_tag
 from ..notation.policy import TrustPolicyDocument
 from ..notation.truststore import TrustStore
-from ..notation.verify import not_counted, verify_envelope
+from ..notation.verify import VerificationResult, not_counted, verify_artifact
 from ..oci import OCI_MANIFEST, Descriptor
 from ..registry.client import registry_auth, tls_context
 from ..registry.layout import REF_NAME, OCILayoutStore
@@ -492,31 +492,23 @@ def verify_digest(
     found = view.envelopes(repository, subject.digest)
     if not found:
         return NotationResult("missing", None, "no signature is associated with the artifact")
-    first_failure: tuple[str, str] | None = None
-    for index, (signature, raw, unreadable) in enumerate(found):
-        if index >= limits.max_signature_attempts:
-            reason = f"gave up after {limits.max_signature_attempts} signatures (max_signature_attempts)"
-            return NotationResult("invalid", first_failure[0] if first_failure else "signature", reason)
-        if raw is None:
-            first_failure = first_failure or ("integrity", unreadable)
-            continue
-        result = verify_envelope(
-            raw,
-            subject=subject,
-            reference=reference,
-            policy=policy,
-            truststore=truststore,
-            clock=clock,
-            limits=limits,
-        )
-        if result.ok:
-            gap = not_counted(statement, result)
-            if gap is not None:
-                return NotationResult("unenforced", "trustPolicy", gap, signature)
-            return NotationResult("valid", None, "verified", signature)
-        first_failure = first_failure or (result.failed_check or "signature", result.reason)
-    check, reason = first_failure or ("signature", "no signature passed")
-    return NotationResult("invalid", check, reason)
+    outcome = verify_artifact(
+        reference,
+        subject,
+        [raw if raw is not None else VerificationResult(False, "integrity", why) for _, raw, why in found],
+        policy=policy,
+        truststore=truststore,
+        clock=clock,
+        limits=limits,
+    )
+    if outcome.passed_index is not None:
+        signature = found[outcome.passed_index][0]
+        gap = not_counted(statement, outcome.results[outcome.passed_index])
+        if gap is not None:
+            return NotationResult("unenforced", "trustPolicy", gap, signature)
+        return NotationResult("valid", None, "verified", signature)
+    reason = outcome.results[-1].reason if outcome.gave_up else outcome.reason
+    return NotationResult("invalid", outcome.failed_check or "signature", reason)
 
 
 def run_check(

@@ -90,6 +90,8 @@ class VerificationOutcome:
     ok: bool
     results: list[VerificationResult]
     passed_index: int | None
+    # True when max_signature_attempts stopped the loop: the last result then says so, the first names the failure.
+    gave_up: bool = False
 
     @property
     def failed_check(self) -> str | None:
@@ -402,7 +404,7 @@ def not_counted(statement: TrustPolicyStatement, passed: VerificationResult) -> 
 def verify_artifact(
     reference: str,
     subject: Descriptor,
-    envelopes: Iterable[bytes],
+    envelopes: Iterable[bytes | VerificationResult],
     *,
     policy: TrustPolicyDocument | TrustPolicyStatement,
     truststore: TrustStore,
@@ -410,7 +412,10 @@ def verify_artifact(
     user_metadata: Mapping[str, str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> VerificationOutcome:
-    """Try envelopes in order until one passes, at most ``limits.max_signature_attempts`` of them."""
+    """Try envelopes in order until one passes, at most ``limits.max_signature_attempts`` of them.
+
+    An entry may be the failed result of a signature that could not be read: it counts as an attempt that failed.
+    """
     results: list[VerificationResult] = []
     for index, raw in enumerate(envelopes):
         if index >= limits.max_signature_attempts:
@@ -421,7 +426,10 @@ def verify_artifact(
                     f"gave up after {limits.max_signature_attempts} signatures (max_signature_attempts)",
                 )
             )
-            break
+            return VerificationOutcome(False, results, None, gave_up=True)
+        if isinstance(raw, VerificationResult):
+            results.append(raw)
+            continue
         result = verify_envelope(
             raw,
             subject=subject,
