@@ -116,6 +116,16 @@ def parse_at_option(value: str) -> _dt.datetime:
         raise UsageError(f"--at: {exc}") from exc
 
 
+def format_rfc3339(when: _dt.datetime) -> str:
+    """Go's ``time.RFC3339`` of the instant in UTC: whole seconds (cut, as Go's ``Truncate(time.Second)``), ``Z``.
+
+    The one layout Notation writes (signing time, expiry, the ``created`` annotation) and our messages quote.
+    """
+    if when.tzinfo is None:
+        raise ValueError("time must be timezone-aware")
+    return when.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def parse_rfc3339(value: str) -> _dt.datetime:
     """Parse an RFC 3339 instant (``Z`` or offset, any fraction) into aware UTC."""
     from .errors import UsageError

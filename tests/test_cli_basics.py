@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 
 from dct2notation import __version__
 from dct2notation.cli import main
-from dct2notation.config import parse_rfc3339
+from dct2notation.config import format_rfc3339, parse_rfc3339
 from dct2notation.errors import UsageError
 
 
@@ -28,6 +29,21 @@ def test_unknown_command_is_usage_error_exit_2(capsys: pytest.CaptureFixture[str
 def test_rfc3339_with_nanoseconds_and_offset() -> None:
     got = parse_rfc3339("2116-01-11T16:58:57.119711158-08:00")
     assert got.isoformat() == "2116-01-12T00:58:57.119711+00:00"
+
+
+def test_format_rfc3339_is_go_rfc3339_in_utc_whole_seconds() -> None:
+    # The one layout Notation writes (JWS signing time and expiry, the created annotation) and verify messages quote.
+    utc = dt.datetime(2023, 6, 27, 13, 30, 33, tzinfo=dt.UTC)
+    assert format_rfc3339(utc) == "2023-06-27T13:30:33Z"
+    # Fractional seconds are cut, not rounded, as Go's Truncate(time.Second): .999999 stays in the same second.
+    assert format_rfc3339(utc.replace(microsecond=999_999)) == "2023-06-27T13:30:33Z"
+    # Another offset is written as the same instant in UTC, across a day boundary.
+    plus8 = dt.datetime(2023, 6, 27, 5, 30, 33, 500_000, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    assert format_rfc3339(plus8) == "2023-06-26T21:30:33Z"
+    minus8 = dt.datetime(2023, 6, 27, 20, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-8)))
+    assert format_rfc3339(minus8) == "2023-06-28T04:00:00Z"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        format_rfc3339(dt.datetime(2023, 6, 27))
 
 
 def test_rfc3339_without_zone_is_refused() -> None:

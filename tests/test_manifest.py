@@ -13,7 +13,6 @@ from cryptography import x509
 from dct2notation.errors import InputError
 from dct2notation.notation.envelope import SignedEnvelope
 from dct2notation.notation.manifest import (
-    format_created,
     parse_index,
     parse_signature_manifest,
     referrers_index,
@@ -92,13 +91,6 @@ def test_thumbprint_is_lowercase_hex_of_der(shared_fixtures: Path) -> None:
     from cryptography.hazmat.primitives import hashes
 
     assert thumbprints([cert]) == [cert.fingerprint(hashes.SHA256()).hex()]
-
-
-def test_created_is_utc_whole_seconds() -> None:
-    tz = dt.timezone(dt.timedelta(hours=8))
-    assert format_created(dt.datetime(2023, 6, 27, 13, 30, 33, 999_999, tzinfo=tz)) == "2023-06-27T05:30:33Z"
-    with pytest.raises(ValueError):
-        format_created(dt.datetime(2023, 6, 27))
 
 
 def test_referrers_tag() -> None:

@@ -160,6 +160,17 @@ def test_notation_blob_envelope_verifies(shared_fixtures: Path, tmp_path: Path) 
     )
     assert expired.failed_check == "authenticTimestamp"
     assert "current time 2025-02-01T00:00:00Z is after certificate" in expired.reason
+    # A clock at another offset: the message still quotes the instant in UTC (it once printed 09:00:00Z).
+    tokyo = FixedClock(dt.datetime(2025, 2, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=9))))
+    shifted = verify_envelope(
+        cose(shared_fixtures, "n_blob.cose.sig"),
+        subject=subject,
+        reference="LICENSE",
+        policy=doc.statement_named(None),
+        truststore=store,
+        clock=tokyo,
+    )
+    assert shifted.reason == expired.reason
 
 
 @pytest.mark.skipif(

@@ -29,7 +29,7 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
 
-from ..config import DEFAULT_LIMITS, Clock, Limits
+from ..config import DEFAULT_LIMITS, Clock, Limits, format_rfc3339
 from ..jsontext import loads as json_loads
 from ..jsontext import loads_capped
 from ..keys.base import ALGORITHMS, Algorithm, SigningKey
@@ -86,11 +86,6 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _go_time(value: dt.datetime) -> str:
-    # Go's time.Time marshals as RFC 3339; Notation signs with whole seconds.
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _sorted(obj: Any) -> Any:
     # Go marshals a map[string]interface{} with sorted keys: notation-core-go round-trips the payload through one.
     if isinstance(obj, dict):
@@ -117,10 +112,10 @@ def sign_jws_envelope(
         "crit": crit,
         "cty": NOTATION_PAYLOAD,
         SIGNING_SCHEME: SCHEME_X509,
-        SIGNING_TIME: _go_time(prepared.signing_time),
+        SIGNING_TIME: format_rfc3339(prepared.signing_time),
     }
     if expiry is not None:
-        header[EXPIRY] = _go_time(expiry.replace(microsecond=0))
+        header[EXPIRY] = format_rfc3339(expiry)
     protected = _b64url(go_json(_sorted(header)))
     encoded_payload = _b64url(payload)
     signature = key.sign(f"{protected}.{encoded_payload}".encode())

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from ..config import DEFAULT_LIMITS, Clock, Limits
+from ..config import DEFAULT_LIMITS, Clock, Limits, format_rfc3339
 from ..errors import ConfigError, Dct2NotationError, InputError
 from ..oci import JWS_MEDIA_TYPE, Descriptor
 from .certs import CertificateRequirementError, validate_code_signing_chain
@@ -159,10 +159,6 @@ def _go_marshal(attr: x509.NameAttribute[str | bytes]) -> bytes:
 _PRINTABLE = frozenset(string.ascii_letters + string.digits + " '()+,-./:=?")
 
 
-def _fmt(when: dt.datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _check_integrity(env: Envelope, limits: Limits) -> None:
     # A critical header is one the verifier MUST understand (RFC 9052); extended attributes such as
     # io.cncf.notary.verificationPlugin need a verification plugin, which we do not run, so they fail closed.
@@ -219,13 +215,13 @@ def _within_validity(chain: list[x509.Certificate], when: dt.datetime, what: str
     for cert in chain:
         if when < cert.not_valid_before_utc:
             raise _Failed(
-                f'{what} {_fmt(when)} is before certificate "{cert.subject.rfc4514_string()}" becomes valid '
-                f"({_fmt(cert.not_valid_before_utc)})"
+                f'{what} {format_rfc3339(when)} is before certificate "{cert.subject.rfc4514_string()}" becomes valid '
+                f"({format_rfc3339(cert.not_valid_before_utc)})"
             )
         if when > cert.not_valid_after_utc:
             raise _Failed(
-                f'{what} {_fmt(when)} is after certificate "{cert.subject.rfc4514_string()}" expired '
-                f"({_fmt(cert.not_valid_after_utc)})"
+                f'{what} {format_rfc3339(when)} is after certificate "{cert.subject.rfc4514_string()}" expired '
+                f"({format_rfc3339(cert.not_valid_after_utc)})"
             )
 
 
@@ -262,16 +258,17 @@ def _check_authentic_timestamp(
     for cert in env.cert_chain:
         if not_before < cert.not_valid_before_utc or not_after > cert.not_valid_after_utc:
             raise _Failed(
-                f"timestamp {_fmt(info.gen_time)} (accuracy {_fmt(not_before)}..{_fmt(not_after)}) is not within the "
+                f"timestamp {format_rfc3339(info.gen_time)} "
+                f"(accuracy {format_rfc3339(not_before)}..{format_rfc3339(not_after)}) is not within the "
                 f'validity of certificate "{cert.subject.rfc4514_string()}" '
-                f"({_fmt(cert.not_valid_before_utc)}..{_fmt(cert.not_valid_after_utc)})"
+                f"({format_rfc3339(cert.not_valid_before_utc)}..{format_rfc3339(cert.not_valid_after_utc)})"
             )
-    return f"timestamp {_fmt(info.gen_time)} verified against the tsa trust store"
+    return f"timestamp {format_rfc3339(info.gen_time)} verified against the tsa trust store"
 
 
 def _check_expiry(env: Envelope, now: dt.datetime) -> None:
     if env.expiry is not None and now >= env.expiry:
-        raise _Failed(f"signature expired at {_fmt(env.expiry)}")
+        raise _Failed(f"signature expired at {format_rfc3339(env.expiry)}")
 
 
 def _check_revocation(env: Envelope) -> str:
