@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
 from cryptography import x509
 
+from dct2notation.config import DEFAULT_LIMITS
 from dct2notation.errors import InputError
+from dct2notation.migrate.children import INDEX_TYPES, Child, index_children
 from dct2notation.notation.envelope import SignedEnvelope
 from dct2notation.notation.manifest import (
     parse_index,
@@ -20,7 +23,16 @@ from dct2notation.notation.manifest import (
     signature_manifest,
     thumbprints,
 )
-from dct2notation.oci import COSE_MEDIA_TYPE, NOTATION_SIGNATURE, OCI_MANIFEST, Descriptor, sha256_digest
+from dct2notation.oci import (
+    COSE_MEDIA_TYPE,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    NOTATION_SIGNATURE,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    sha256_digest,
+)
 
 SUBJECT_HEX = "19dbd2e48e921426ee8ace4dc892edfb2ecdc1d1a72d5416c83670c30acecef0"
 
@@ -145,3 +157,54 @@ def test_parse_index_refuses() -> None:
         parse_index(_manifest(), where="idx")
     with pytest.raises(InputError, match="manifests: not a list"):
         parse_index(b'{"schemaVersion":2}', where="idx")
+
+
+_A, _B, _C = ("sha256:" + c * 64 for c in "abc")
+
+
+def _index(media_type: str | None, manifests: Any) -> bytes:
+    doc: dict[str, Any] = {"schemaVersion": 2, "manifests": manifests}
+    if media_type is not None:
+        doc["mediaType"] = media_type
+    return json.dumps(doc).encode()
+
+
+def test_index_children_of_a_docker_manifest_list_and_an_oci_index() -> None:
+    """One parser for referrers indexes and a tag's index: a Docker manifest list only where the caller accepts it."""
+    entries = [
+        {"mediaType": DOCKER_MANIFEST, "digest": _A, "size": 7, "platform": {"os": "linux", "architecture": "arm64",
+                                                                              "variant": "v8"}},
+        {"mediaType": OCI_INDEX, "digest": _B, "size": 8},  # a nested index is not a child we sign
+        {"mediaType": OCI_MANIFEST, "digest": _C, "size": 9},
+    ]  # fmt: skip
+    listed = _index(DOCKER_MANIFEST_LIST, entries)
+    with pytest.raises(InputError) as refused:
+        parse_index(listed, where="idx")
+    assert str(refused.value) == "idx: not an OCI image index"
+    assert [d.digest for d in parse_index(listed, where="idx", media_types=INDEX_TYPES)] == [_A, _B, _C]
+    expected = [Child(_A, 7, DOCKER_MANIFEST, "linux/arm64/v8"), Child(_C, 9, OCI_MANIFEST, "")]
+    assert index_children(listed, "idx", DEFAULT_LIMITS) == expected
+    # No mediaType at the top is an index too (as Go's encoding/json and the OCI spec allow); null is no entries.
+    assert index_children(_index(None, entries), "idx", DEFAULT_LIMITS) == expected
+    assert index_children(_index(OCI_INDEX, None), "idx", DEFAULT_LIMITS) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (_index(OCI_MANIFEST, []), "idx: not an OCI image index or Docker manifest list"),
+        (b'{"schemaVersion":2}', "idx: manifests: not a list"),
+        (_index(OCI_INDEX, ["x"]), "idx: manifests[0]: not a JSON object"),
+        (_index(OCI_INDEX, [{"digest": _A, "size": 1}]), "idx: manifests[0]: missing field mediaType"),
+        (_index(OCI_INDEX, [{"mediaType": OCI_MANIFEST, "digest": _A, "size": True}]),
+         "idx: manifests[0]: size must be a non-negative integer"),
+        (_index(OCI_INDEX, [{"mediaType": OCI_MANIFEST, "digest": "sha256:../x", "size": 1}]),
+         "idx: manifests[0]: 'sha256:../x' is not a digest (algorithm:hex)"),
+        (_index(OCI_INDEX, [{"mediaType": OCI_MANIFEST, "digest": "sha512:" + "a" * 128, "size": 1}]),
+         f"idx: manifests[0]: {('sha512:' + 'a' * 128)[:80]!r}: only sha256 children are signed"),
+    ],
+)  # fmt: skip
+def test_index_children_refuses(raw: bytes, message: str) -> None:
+    with pytest.raises(InputError) as refused:
+        index_children(raw, "idx", DEFAULT_LIMITS)
+    assert str(refused.value) == message

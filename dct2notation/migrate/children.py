@@ -15,8 +15,9 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from ..config import Limits
 from ..errors import InputError, NotFoundError
-from ..jsontext import loads as json_loads
+from ..notation.manifest import parse_index
 from ..oci import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from ..registry.reference import parse_reference, validate_digest
 from .plan import Job, Parent, Plan
@@ -36,34 +37,24 @@ class Child:
     platform: str  # os/architecture[/variant], "" when the index names none
 
 
-def parse_index(raw: bytes, where: str) -> list[Child]:
+def index_children(raw: bytes, where: str, limits: Limits) -> list[Child]:
     """The image manifests an index lists (nested indexes and non-image entries are not children we sign)."""
-    try:
-        doc = json_loads(raw)
-    except ValueError as exc:
-        raise InputError(f"{where}: index is not JSON") from exc
-    manifests = doc.get("manifests") if isinstance(doc, dict) else None
-    if not isinstance(manifests, list):
-        raise InputError(f"{where}: index has no manifests list")
     children: list[Child] = []
-    for n, entry in enumerate(manifests):
+    for n, entry in enumerate(parse_index(raw, where=where, limits=limits, media_types=INDEX_TYPES)):
         at = f"{where}: manifests[{n}]"
-        if not isinstance(entry, dict):
-            raise InputError(f"{at}: expected an object")
-        digest, size, media_type = entry.get("digest"), entry.get("size"), entry.get("mediaType")
-        if not isinstance(digest, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise InputError(f"{at}: expected a digest and a size")
         try:
-            validate_digest(digest, where=at)
+            validate_digest(entry.digest, where=at)
         except Exception as exc:
             raise InputError(str(exc)) from exc
-        if not digest.startswith("sha256:"):
-            raise InputError(f"{at}: {digest[:80]!r}: only sha256 children are signed")
-        if media_type not in CHILD_TYPES:
+        if not entry.digest.startswith("sha256:"):
+            raise InputError(f"{at}: {entry.digest[:80]!r}: only sha256 children are signed")
+        if entry.media_type not in CHILD_TYPES:
             continue
-        platform = entry.get("platform")
+        platform = entry.extra.get("platform")
         parts = [platform.get(k) for k in ("os", "architecture", "variant")] if isinstance(platform, dict) else []
-        children.append(Child(digest, size, str(media_type), "/".join(p for p in parts if isinstance(p, str) and p)))
+        children.append(
+            Child(entry.digest, entry.size, entry.media_type, "/".join(p for p in parts if isinstance(p, str) and p))
+        )
     return children
 
 
@@ -82,7 +73,7 @@ async def expand_children(plan: Plan, stores: Callable[[str], SignatureStore], *
         async with gate:
             raw = await store.aget_manifest(ref.repository, jobs[0].digest)
         checked: list[tuple[Child, str | None]] = []
-        for child in parse_index(raw, jobs[0].reference):
+        for child in index_children(raw, jobs[0].reference, store.limits):
             async with gate:
                 try:
                     desc = await store.aresolve(ref.with_digest(child.digest))
@@ -145,8 +136,10 @@ async def confirm_children(jobs: Iterable[Job], stores: Callable[[str], Signatur
         key = (job.repository, job.parent.digest)
         if key not in listed:
             try:
-                raw = await stores(ref.registry).aget_manifest(ref.repository, job.parent.digest)
-                listed[key] = {(c.digest, c.size) for c in parse_index(raw, f"{job.repository}@{job.parent.digest}")}
+                store = stores(ref.registry)
+                raw = await store.aget_manifest(ref.repository, job.parent.digest)
+                where = f"{job.repository}@{job.parent.digest}"
+                listed[key] = {(c.digest, c.size) for c in index_children(raw, where, store.limits)}
             except (NotFoundError, InputError) as exc:
                 problems.append(f"jobs[{n}] {job.reference}: parent index unreadable ({exc})")
                 listed[key] = set()

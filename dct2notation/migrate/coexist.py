@@ -611,13 +611,13 @@ def _verify_children(
     limits: Limits,
 ) -> tuple[ChildStatus, ...]:
     """Each image manifest an index lists, verified as its own subject (what a runtime pulling by platform checks)."""
-    from .children import INDEX_TYPES, parse_index
+    from .children import INDEX_TYPES, index_children
 
     if subject.media_type not in INDEX_TYPES:
         return ()
     reference = f"{repository}@{subject.digest}"
     try:
-        listed = parse_index(view.manifest(repository, subject.digest), reference)
+        listed = index_children(view.manifest(repository, subject.digest), reference, limits)
     except Dct2NotationError as exc:
         return (ChildStatus(subject.digest, "", NotationResult("invalid", "integrity", f"index unreadable: {exc}")),)
     return tuple(

@@ -23,6 +23,7 @@ from ..jsontext import loads_capped
 from ..oci import (
     COSE_MEDIA_TYPE,
     CREATED_ANNOTATION,
+    DOCKER_MANIFEST_LIST,
     EMPTY_JSON_DIGEST,
     JWS_MEDIA_TYPE,
     NOTATION_SIGNATURE,
@@ -175,11 +176,19 @@ def parse_signature_manifest(
     )
 
 
-def parse_index(raw: bytes, *, where: str, limits: Limits = DEFAULT_LIMITS) -> list[Descriptor]:
-    """Descriptors of an image index; raises InputError if it is not one."""
+_INDEX_NAMES = {OCI_INDEX: "OCI image index", DOCKER_MANIFEST_LIST: "Docker manifest list"}
+
+
+def parse_index(
+    raw: bytes, *, where: str, limits: Limits = DEFAULT_LIMITS, media_types: tuple[str, ...] = (OCI_INDEX,)
+) -> list[Descriptor]:
+    """Descriptors of an index whose ``mediaType``, when present, is one of ``media_types``; else InputError.
+
+    A referrers index is an OCI image index (the default); the index a tag names may also be a Docker manifest list.
+    """
     doc = loads_capped(raw, where=where, max_bytes=limits.referrers_index_bytes)
-    if not isinstance(doc, dict) or doc.get("mediaType", OCI_INDEX) != OCI_INDEX:
-        raise InputError(f"{where}: not an OCI image index")
+    if not isinstance(doc, dict) or doc.get("mediaType", media_types[0]) not in media_types:
+        raise InputError(f"{where}: not an {' or '.join(_INDEX_NAMES.get(t, t) for t in media_types)}")
     manifests = doc.get("manifests")
     if manifests is None and "manifests" in doc:
         # JSON null is an empty list to Go's encoding/json (Notation, oras-go), and it is how olareg answers the
