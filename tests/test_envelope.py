@@ -195,7 +195,7 @@ class CountingKey(LocalKey):
     ("leaf_args", "message"),
     [
         ({"encipher": True}, "keyUsage must not include keyEncipherment"),
-        ({"ku_critical": False}, "keyUsage extension must be critical"),
+        ({"ku_critical": False}, "keyUsage extension must be critical on the signing certificate"),
         ({"eku": [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]}, "extendedKeyUsage must not include serverAuth"),
         ({"not_after": NOW - dt.timedelta(seconds=1)}, "expired at"),
     ],

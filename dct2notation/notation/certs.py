@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -48,6 +49,9 @@ def is_self_signed(cert: x509.Certificate) -> bool:
     return True
 
 
+_E = TypeVar("_E", bound=x509.ExtensionType)
+
+
 def _ext(cert: x509.Certificate, ext_type: type[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType] | None:
     try:
         return cert.extensions.get_extension_for_class(ext_type)
@@ -59,17 +63,22 @@ def _fail(cert: x509.Certificate, rule: str) -> CertificateRequirementError:
     return CertificateRequirementError(f"{describe(cert)}: {rule}")
 
 
+def _required_critical(cert: x509.Certificate, ext_type: type[_E], name: str, on: str) -> _E:
+    """The value of extension ``name``, which the profile requires ``on`` this certificate, marked critical."""
+    ext = _ext(cert, ext_type)
+    if ext is None or not isinstance(ext.value, ext_type):
+        raise _fail(cert, f"{name} extension is required on {on}")
+    if not ext.critical:
+        raise _fail(cert, f"{name} extension must be critical on {on}")
+    return ext.value
+
+
 def check_leaf(cert: x509.Certificate) -> None:
     """Code-signing leaf profile."""
     bc = _ext(cert, x509.BasicConstraints)
     if bc is not None and isinstance(bc.value, x509.BasicConstraints) and bc.value.ca:
         raise _fail(cert, "a signing (leaf) certificate must not be a CA (basicConstraints cA=true)")
-    ku = _ext(cert, x509.KeyUsage)
-    if ku is None or not isinstance(ku.value, x509.KeyUsage):
-        raise _fail(cert, "keyUsage extension is required on the signing certificate")
-    if not ku.critical:
-        raise _fail(cert, "keyUsage extension must be critical")
-    usage = ku.value
+    usage = _required_critical(cert, x509.KeyUsage, "keyUsage", "the signing certificate")
     if not usage.digital_signature:
         raise _fail(cert, "keyUsage must include digitalSignature")
     forbidden = [
@@ -96,21 +105,13 @@ def check_leaf(cert: x509.Certificate) -> None:
 
 
 def check_ca(cert: x509.Certificate, *, intermediates_below: int) -> None:
-    bc = _ext(cert, x509.BasicConstraints)
-    if bc is None or not isinstance(bc.value, x509.BasicConstraints):
-        raise _fail(cert, "basicConstraints extension is required on a CA certificate")
-    if not bc.critical:
-        raise _fail(cert, "basicConstraints extension must be critical on a CA certificate")
-    if not bc.value.ca:
+    on = "a CA certificate"
+    bc = _required_critical(cert, x509.BasicConstraints, "basicConstraints", on)
+    if not bc.ca:
         raise _fail(cert, "issues another certificate but basicConstraints cA is false")
-    if bc.value.path_length is not None and intermediates_below > bc.value.path_length:
-        raise _fail(cert, f"pathLenConstraint {bc.value.path_length} exceeded")
-    ku = _ext(cert, x509.KeyUsage)
-    if ku is None or not isinstance(ku.value, x509.KeyUsage):
-        raise _fail(cert, "keyUsage extension is required on a CA certificate")
-    if not ku.critical:
-        raise _fail(cert, "keyUsage extension must be critical on a CA certificate")
-    if not ku.value.key_cert_sign:
+    if bc.path_length is not None and intermediates_below > bc.path_length:
+        raise _fail(cert, f"pathLenConstraint {bc.path_length} exceeded")
+    if not _required_critical(cert, x509.KeyUsage, "keyUsage", on).key_cert_sign:
         raise _fail(cert, "keyUsage must include keyCertSign on a CA certificate")
 
 
