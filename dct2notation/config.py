@@ -116,14 +116,17 @@ def parse_at_option(value: str) -> _dt.datetime:
         raise UsageError(f"--at: {exc}") from exc
 
 
-def format_rfc3339(when: _dt.datetime) -> str:
-    """Go's ``time.RFC3339`` of the instant in UTC: whole seconds (cut, as Go's ``Truncate(time.Second)``), ``Z``.
+def format_rfc3339(when: _dt.datetime, *, fraction: bool = False) -> str:
+    """The instant in UTC as RFC 3339 with ``Z``, in one of two layouts.
 
-    The one layout Notation writes (signing time, expiry, the ``created`` annotation) and our messages quote.
+    By default Go's ``time.RFC3339``: whole seconds, cut as Go's ``Truncate(time.Second)`` does; the layout Notation
+    writes (signing time, expiry, the ``created`` annotation) and our verify messages quote. With ``fraction``, the
+    microseconds too when there are any (Python's ``isoformat``): the evaluation times our own documents record.
     """
     if when.tzinfo is None:
         raise ValueError("time must be timezone-aware")
-    return when.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = when.astimezone(_dt.UTC)
+    return utc.isoformat().replace("+00:00", "Z") if fraction else utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(value: str) -> _dt.datetime:

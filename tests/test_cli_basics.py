@@ -46,6 +46,17 @@ def test_format_rfc3339_is_go_rfc3339_in_utc_whole_seconds() -> None:
         format_rfc3339(dt.datetime(2023, 6, 27))
 
 
+def test_format_rfc3339_with_fraction_keeps_microseconds_in_utc() -> None:
+    # The evaluation times our own documents record (inventory, check run, sign-off, waivers): isoformat, Z.
+    utc = dt.datetime(2023, 6, 27, 13, 30, 33, tzinfo=dt.UTC)
+    assert format_rfc3339(utc, fraction=True) == "2023-06-27T13:30:33Z"
+    assert format_rfc3339(utc.replace(microsecond=500), fraction=True) == "2023-06-27T13:30:33.000500Z"
+    minus8 = dt.datetime(2023, 6, 27, 20, 0, 0, 250_000, tzinfo=dt.timezone(dt.timedelta(hours=-8)))
+    assert format_rfc3339(minus8, fraction=True) == "2023-06-28T04:00:00.250000Z"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        format_rfc3339(dt.datetime(2023, 6, 27), fraction=True)
+
+
 def test_rfc3339_without_zone_is_refused() -> None:
     with pytest.raises(UsageError, match="needs a zone"):
         parse_rfc3339("2026-01-01T00:00:00")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, parse_at_option
+from ..config import DEFAULT_LIMITS, Clock, FixedClock, SystemClock, format_rfc3339, parse_at_option
 from ..errors import GateFailed, UsageError
 from ..safetext import printable
 
@@ -123,7 +123,7 @@ def run_archive(
             # An empty or unreadable changefeed is an error (RemoteError), never an empty estate.
             with sources.separate() as feed:
                 guns = changefeed_guns(feed, DEFAULT_LIMITS)
-        stamp = clock.now().isoformat().replace("+00:00", "Z")
+        stamp = format_rfc3339(clock.now(), fraction=True)
         with progress_bar("reading GUNs", len(guns)) as advance:
             write_archive(
                 guns,

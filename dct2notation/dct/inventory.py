@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ..config import DEFAULT_LIMITS, Clock, Limits
+from ..config import DEFAULT_LIMITS, Clock, Limits, format_rfc3339
 from ..errors import InputError
 from ..jsontext import read_json_file
 from .concurrent import SourcePool, verify_all
@@ -251,7 +251,7 @@ def build_inventory(
             failed.append({"gun": gun, "reason": str(outcome)})
             continue
         repositories.append(repository_document(outcome))
-    stamp = now.isoformat().replace("+00:00", "Z")
+    stamp = format_rfc3339(now, fraction=True)
     return Inventory(evaluated_at=stamp, repositories=repositories, failed_guns=failed)
 
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.exceptions import VerificationError as SslibVerificationError
 
-from ..config import Clock, Limits, parse_rfc3339
+from ..config import Clock, Limits, format_rfc3339, parse_rfc3339
 from ..errors import Dct2NotationError, DCTVerificationError, NotFoundError
 from ._sslib import Signature, SSlibKey
 from .canonical import CanonicalError, encode, go_string, loads
@@ -319,7 +319,7 @@ def _expires(fail: _Fail, role: str, signed: dict[str, Any], clock: Clock) -> dt
         raise fail(role, f"expires: not an RFC 3339 time ({text!r})") from exc
     now = clock.now()
     if when <= now:
-        raise fail(role, f"expired at {text} (evaluated at {now.isoformat().replace('+00:00', 'Z')})", Expired)
+        raise fail(role, f"expired at {text} (evaluated at {format_rfc3339(now, fraction=True)})", Expired)
     return when
 
 

@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import httpx
 
-from ..config import Clock, Limits
+from ..config import Clock, Limits, format_rfc3339
 from ..dct.inventory import build_inventory
 from ..dct.tuf import MetadataSource
 from ..errors import (
@@ -536,7 +536,7 @@ def run_check(
         raise UsageError(f"--require {require!r}: expected one of {', '.join(REQUIRE_MODES)}")
     if concurrency < 1:
         raise UsageError(f"--concurrency {concurrency}: expected at least 1")
-    evaluated_at = clock.now().isoformat().replace("+00:00", "Z")
+    evaluated_at = format_rfc3339(clock.now(), fraction=True)
     mapped = [(repo, registry_map(repo.gun)) for repo in repositories]
     listed: dict[int, list[str]] = {}
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_LIMITS, Clock, FixedClock, Limits, parse_rfc3339
+from ..config import DEFAULT_LIMITS, Clock, FixedClock, Limits, format_rfc3339, parse_rfc3339
 from ..errors import ConfigError, Dct2NotationError, GateFailed, InputError, VerificationError
 from ..files import (
     FileError,
@@ -605,7 +605,7 @@ def create_bundle(
             shutil.copyfile(inputs.waivers, staging / WAIVERS)  # the reviewed exceptions travel with the evidence
         _copy_signatures(stores, plan_doc, staging / "signatures")
         now = clock.now()
-        stamp = now.isoformat().replace("+00:00", "Z")
+        stamp = format_rfc3339(now, fraction=True)
         verdict = evaluate(
             archive=staging / "archive",
             plan_doc=plan_doc,

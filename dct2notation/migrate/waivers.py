@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import parse_rfc3339
+from ..config import format_rfc3339, parse_rfc3339
 from ..errors import ConfigError, UsageError
 from ..tomlfile import load_tables
 
@@ -58,14 +58,10 @@ class Waiver:
         return now < self.until
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"reason": self.reason, "by": self.by, "until": _stamp(self.until)}
+        out: dict[str, Any] = {"reason": self.reason, "by": self.by, "until": format_rfc3339(self.until, fraction=True)}
         scope = {"gun": self.gun, "repository": self.repository, "tag": self.tag, "digest": self.digest}
         out.update((name, value) for name, value in scope.items() if value is not None)
         return out
-
-
-def _stamp(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def load_waivers(path: Path) -> list[Waiver]:
