@@ -12,7 +12,9 @@ from dct2notation.config import Limits, SystemClock
 from dct2notation.errors import InputError
 from dct2notation.keys.resolve import load_signing_key
 from dct2notation.keys.testcert import generate_test_key
-from dct2notation.migrate.coexist import LayoutView
+from dct2notation.migrate.coexist import LayoutView, NotationResult, verify_digest
+from dct2notation.notation.policy import TrustPolicyDocument
+from dct2notation.notation.truststore import TrustStore
 from dct2notation.oci import OCI_MANIFEST, Descriptor, sha256_digest
 from dct2notation.registry.layout import OCILayoutStore
 from dct2notation.registry.options import RegistryOptions
@@ -86,3 +88,38 @@ def test_layout_index_refusals(tmp_path: Path) -> None:
     (root / "index.json").write_text("{")
     with pytest.raises(InputError, match="index.json: not JSON"):
         LayoutView(OCILayoutStore(root))
+
+
+def test_verify_digest_names_the_first_failure_and_stops_at_max_signature_attempts(tmp_path: Path) -> None:
+    """Notation's rule through the one signature loop (notation.verify.verify_artifact): the first failed check
+    names the verdict; past ``max_signature_attempts`` the reason says the check gave up."""
+    config = tmp_path / "notation"
+    generate_test_key("trusted", config, key_type="ec-p256", make_default=True)
+    generate_test_key("stranger", config, key_type="ec-p256")
+    layout = tmp_path / "layout"
+    digest = add_image(OCILayoutStore(layout, create=True), "a")
+    target = open_target(digest, options=RegistryOptions(), oci_layout=layout)
+    for _ in range(3):
+        sign_artifact(target, load_signing_key("stranger", config), clock=SystemClock())
+    policy, truststore = write_policy(tmp_path, config, "trusted")
+    subject = Descriptor(OCI_MANIFEST, digest, len(image_manifest("layout-a")))
+
+    def verdict(limits: Limits) -> NotationResult:
+        view = LayoutView(OCILayoutStore(layout, limits))
+        assert len(view.envelopes("dct.example/app", digest)) == 3
+        return verify_digest(
+            view,
+            "dct.example/app",
+            subject,
+            policy=TrustPolicyDocument.load(policy),
+            truststore=TrustStore(truststore),
+            clock=SystemClock(),
+            limits=limits,
+        )
+
+    every = verdict(Limits())
+    assert (every.verdict, every.failed_check, every.signature) == ("invalid", "authenticity", None)
+    assert "gave up" not in every.reason
+    capped = verdict(Limits(max_signature_attempts=2))
+    assert (capped.verdict, capped.failed_check, capped.signature) == ("invalid", "authenticity", None)
+    assert capped.reason == "gave up after 2 signatures (max_signature_attempts)"
