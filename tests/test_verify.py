@@ -138,38 +138,24 @@ def test_notation_blob_envelope_verifies(shared_fixtures: Path, tmp_path: Path) 
         },
         kind="blob",
     )
+    def at(when: dt.datetime) -> VerificationResult:
+        return verify_envelope(
+            cose(shared_fixtures, "n_blob.cose.sig"),
+            subject=subject,
+            reference="LICENSE",
+            policy=doc.statement_named(None),
+            truststore=store,
+            clock=FixedClock(when),
+        )
+
     # The test certificate lived one day; evaluate inside it (the TSA root of this envelope is not public).
-    clock = FixedClock(dt.datetime(2025, 1, 7, 12, 0, tzinfo=dt.UTC))
-    result = verify_envelope(
-        cose(shared_fixtures, "n_blob.cose.sig"),
-        subject=subject,
-        reference="LICENSE",
-        policy=doc.statement_named(None),
-        truststore=store,
-        clock=clock,
-    )
+    result = at(dt.datetime(2025, 1, 7, 12, 0, tzinfo=dt.UTC))
     assert (result.ok, result.reason) == (True, "verified")
-    later = FixedClock(dt.datetime(2025, 2, 1, tzinfo=dt.UTC))
-    expired = verify_envelope(
-        cose(shared_fixtures, "n_blob.cose.sig"),
-        subject=subject,
-        reference="LICENSE",
-        policy=doc.statement_named(None),
-        truststore=store,
-        clock=later,
-    )
+    expired = at(dt.datetime(2025, 2, 1, tzinfo=dt.UTC))
     assert expired.failed_check == "authenticTimestamp"
     assert "current time 2025-02-01T00:00:00Z is after certificate" in expired.reason
     # A clock at another offset: the message still quotes the instant in UTC (it once printed 09:00:00Z).
-    tokyo = FixedClock(dt.datetime(2025, 2, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=9))))
-    shifted = verify_envelope(
-        cose(shared_fixtures, "n_blob.cose.sig"),
-        subject=subject,
-        reference="LICENSE",
-        policy=doc.statement_named(None),
-        truststore=store,
-        clock=tokyo,
-    )
+    shifted = at(dt.datetime(2025, 2, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=9))))
     assert shifted.reason == expired.reason
 
 
