@@ -188,6 +188,28 @@ def _basic_header(creds: Credentials) -> str:
 
 ScopeOverride = Callable[[httpx.Request, str | None], str | None]
 
+# The API segments that follow a repository name in a /v2/ path (distribution-spec; notary's /_trust/).
+_AFTER_NAME = ("/manifests/", "/blobs/", "/tags/", "/referrers/", "/_trust/")
+
+
+def _repository(path: str) -> str | None:
+    """The repository a /v2/ request is about (what its token is scoped to); None for /v2/ itself, the catalog, a
+    token realm. A name may itself contain a segment word (``a/blobs/b``): the last segment marker is the API's."""
+    if not path.startswith("/v2/"):
+        return None
+    cut = max(path.rfind(marker) for marker in _AFTER_NAME)
+    return path[4:cut] if cut > 3 else None
+
+
+def _access(method: str) -> str:
+    """What a token must grant for the request: a read (pull), a write (push, as ``push_scope`` asks), else the
+    method's own (a DELETE is challenged for ``delete`` or ``*``)."""
+    if method in ("GET", "HEAD"):
+        return "pull"
+    if method in ("PUT", "POST", "PATCH"):
+        return "push"
+    return method.lower()
+
 
 class ChallengeAuth(httpx.Auth):
     """Answer registry / notary-server challenges: Basic directly, Bearer through the token realm.
@@ -216,8 +238,12 @@ class ChallengeAuth(httpx.Auth):
         # reached that over plain HTTP: the hosts the user named as plain HTTP (``--insecure-registry``).
         self.plain_http_hosts = plain_http_hosts
         self._tokens: dict[tuple[str, str, str], str] = {}
-        # The last header that worked, sent up front so each request does not pay a 401 round trip.
+        # The last header that worked, sent up front so each request does not pay a 401 round trip: Basic is one
+        # header for the host; a Bearer token is scoped to one repository and to reading or writing it, so one is
+        # kept per (repository, access). A single shared one would carry another repository's token whenever
+        # requests for several repositories interleave (a batch's workers): a 401 and a retry on most requests.
         self._last_header: str | None = None
+        self._bearer: dict[tuple[str | None, str], str] = {}
         self._token_request: httpx.Request | None = None
 
     def __repr__(self) -> str:
@@ -227,8 +253,15 @@ class ChallengeAuth(httpx.Auth):
         return self.where or request.url.netloc.decode("ascii")
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._last_header is not None and "Authorization" not in request.headers:
-            request.headers["Authorization"] = self._last_header
+        repository, access = _repository(request.url.path), _access(request.method)
+        if "Authorization" not in request.headers:
+            known = self._bearer.get((repository, access))
+            if known is None and access == "pull":
+                known = self._bearer.get((repository, "push"))  # a push token reads too
+            if known is None:
+                known = self._last_header
+            if known is not None:
+                request.headers["Authorization"] = known
         response = yield request
         if response.status_code != 401:
             return
@@ -253,9 +286,15 @@ class ChallengeAuth(httpx.Auth):
         request.headers["Authorization"] = header
         retried = yield request
         if retried.status_code == 401:
-            self._last_header = None
+            if scheme == "basic":
+                self._last_header = None
+            else:
+                self._bearer.pop((repository, access), None)
             raise AuthError(f"{self._place(request)}: credentials refused (401 after authenticating)")
-        self._last_header = header
+        if scheme == "basic":
+            self._last_header = header
+        else:
+            self._bearer[(repository, access)] = header
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         flow = self.auth_flow(request)

@@ -230,6 +230,9 @@ class Registry:
     # production registry does.
     tls: bool = False
     tls_files: TLSFiles | None = None
+    # Token auth (distribution's ``auth.token``: realm, service, issuer, rootcertbundle), e.g. a TokenEndpoint's
+    # ``auth_config()["options"]``, as Docker Hub, Harbor and GHCR do.
+    token_auth: dict[str, str] | None = None
 
     @property
     def host(self) -> str:
@@ -261,6 +264,8 @@ class Registry:
             lines += ["  tls:", f"    certificate: {self.tls_files.cert}", f"    key: {self.tls_files.key}"]
         if self.htpasswd is not None:
             lines += ["auth:", "  htpasswd:", "    realm: test-realm", f"    path: {self.htpasswd}"]
+        if self.token_auth is not None:
+            lines += ["auth:", "  token:", *(f"    {k}: {v}" for k, v in sorted(self.token_auth.items()))]
         cfg = self.workdir / "config.yml"
         cfg.write_text("\n".join(lines) + "\n")
         log = self.workdir / "registry.log"
