@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -166,12 +167,14 @@ def test_each_job_opens_its_upload_while_reading_the_listing_and_the_pass_heads_
     )
 
 
-def test_a_rerun_that_reuses_every_signature_opens_one_upload_and_cancels_it(
+def test_a_rerun_that_reuses_every_signature_writes_no_signature_and_cancels_the_kept_upload(
     registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A rerun with a fresh journal over signed subjects reuses all three. Each job's listing read still goes out
-    with an upload session beside it, but a session no job used is kept for the next one: one POST in all, and the
-    one left over is cancelled (DELETE of that upload) when the batch ends. Nothing is signed or pushed."""
+    """A rerun with a fresh journal over signed subjects reuses all three. Its first job, never tried in this
+    journal, signs and uploads its envelope while it reads the listing (eager: a reuse is not expected) and opens
+    a session for the next job; the listing shows the signature, which is reused: that envelope is never listed or
+    referenced, and no job after a reuse is eager. The next two take the kept session in turn without using it;
+    it is cancelled (DELETE of that upload) when the batch ends. No signature manifest or index is written."""
     repo = unique_repo("keep-upload")
     relay = _Together(registry.url).start()
     relay.hold = False  # counting only
@@ -188,9 +191,8 @@ def test_a_rerun_that_reuses_every_signature_opens_one_upload_and_cancels_it(
     summary = json.loads(capsys.readouterr().out)
     assert summary["counts"] == {"reused": 3}
     assert {r["digest"]: r["signature"] for r in summary["results"]} == first
-    assert relay.kinds["POST upload"] == 1, relay.kinds
-    assert relay.kinds["DELETE upload"] == 1
-    assert relay.kinds["PUT manifest by digest"] == relay.kinds["PUT tag index"] == relay.kinds["PUT upload"] == 0
+    assert (relay.kinds["POST upload"], relay.kinds["PUT upload"], relay.kinds["DELETE upload"]) == (2, 1, 1)
+    assert relay.kinds["PUT manifest by digest"] == relay.kinds["PUT tag index"] == 0
     assert {d: len(s) for d, s in signatures_by_subject(registry.host, repo, digests).items()} == dict.fromkeys(
         digests, 1
     )
@@ -240,3 +242,50 @@ def test_sigkill_between_the_index_writes_and_the_pass_leaves_jobs_pushing_and_t
     assert sorted(r["signature"] for r in summary["results"]) == sorted(written)
     listed = signatures_by_subject(registry.host, repo, digests)
     assert {d: len(s) for d, s in listed.items()} == dict.fromkeys(digests, 1)
+
+
+class _Envelopes(Relay):
+    """Forwards to the registry, answering each first read of a ``sha256-<hex>`` tag (a job's listing) only after
+    ``HOLD`` seconds, and noting for each how many envelope PUTs (uploads) had arrived by then."""
+
+    HOLD = 0.3
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.uploads = 0
+        self.at_answer: list[int] = []
+        self._listed: set[str] = set()
+
+    def handle_call(self, method: str, path: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+        kind = _kind(method, path)
+        with self.lock:
+            if kind == "PUT upload":
+                self.uploads += 1
+            first = kind == "GET tag index" and path not in self._listed
+            self._listed.add(path)
+        if first:
+            time.sleep(self.HOLD)
+            with self.lock:
+                self.at_answer.append(self.uploads)
+        return self.forward(method, path, headers, body)
+
+
+def test_a_fresh_job_uploads_its_envelope_while_its_listing_is_read_but_not_the_last_of_a_repository(
+    registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One worker, three subjects never tried: the first two jobs sign and upload their envelope before their
+    listing read is answered (each into a session the job before opened: 3 sequential round trips in the batch, 4
+    with the pass, as a raw pusher's); the third, the repository's last queued job, waits for its listing (nothing
+    left to open a session for). Old HEAD uploaded every envelope after the listing."""
+    repo = unique_repo("eager")
+    relay = _Envelopes(registry.url).start()
+    try:
+        _plan(relay.host, repo, registry, 3, tmp_path / "plan.json")
+        code = sign(tmp_path, notation_dir, RegistryOptions(insecure_registries=frozenset({relay.host})), concurrency=1)
+    finally:
+        relay.stop()
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"signed": 3}
+    # Envelope uploads already in when each job's listing was answered: job 1's, job 2's, and still 2 for job 3.
+    assert relay.at_answer == [1, 2, 2]
+    assert relay.uploads == 3

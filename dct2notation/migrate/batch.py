@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -289,6 +290,7 @@ class BatchSigner:
         self.progress = progress
         self._thumbs = {name: thumbprints(key.certificate_chain()) for name, key in keys.items()}
         self._pushed: dict[str, Descriptor] = {}  # job key -> signature written this run, not yet confirmed listed
+        self._reused_seen = False  # a reuse this run: no more eager signing (see _one)
 
     async def preflight(self) -> None:
         """Before a long batch: every registry answers and lets us write (one empty-JSON blob per repository host)."""
@@ -307,11 +309,24 @@ class BatchSigner:
                 kind = type(exc) if type(exc).__init__ is Dct2NotationError.__init__ else RemoteError
                 raise kind(f"pre-flight {registry}: cannot read and write {job.repository}: {exc}") from exc
 
-    async def _one(self, job: Job, bucket: TokenBucket) -> str:
-        """Run one job; what this run did with it: signed, reused, failed or already-done (by an earlier run)."""
+    async def _one(self, job: Job, bucket: TokenBucket, *, more: bool = False) -> str:
+        """Run one job; what this run did with it: signed, reused, failed or already-done (by an earlier run).
+
+        ``more``: other jobs of its repository wait in the queue. Then a job never tried before (journaled
+        pending, 0 attempts) is signed and its envelope uploaded while the listing is read (``eager``), as long as
+        this run has reused nothing: over a network a round trip fewer. A reuse turns it off for the rest of the run
+        (the estate is signed already, or partly), so at most the jobs then in flight made an envelope for nothing
+        (never listed, never referenced); a TSA (a third party's request per envelope) keeps it off."""
         entry = self.journal.get(job.key)
         if entry is not None and entry.state in DONE:
             return "already-done"
+        eager = (
+            more
+            and self.timestamper is None
+            and not self._reused_seen
+            and entry is not None
+            and (entry.state, entry.attempts) == ("pending", 0)
+        )
         key = self.keys[job.identity]
         store = self.stores(_registry_of(job))
         ref = _reference(job, self.layout)
@@ -336,7 +351,8 @@ class BatchSigner:
 
             # Checked on every run, not only after a crash: a signature made outside this journal (an earlier
             # shard layout, a manual sign) is reused too, never duplicated.
-            desc, reused = await store.apush_signature_once(ref.repository, subject, find, make, self.form)
+            desc, reused = await store.apush_signature_once(ref.repository, subject, find, make, self.form, eager=eager)
+            self._reused_seen |= reused
             if reused or store.lists_on_write:
                 # ``find`` saw it listed (and it is real), or the write listed it under the store's lock.
                 self.journal.done(job.key, "reused" if reused else "signed", desc.digest)
@@ -543,6 +559,7 @@ class BatchSigner:
         )
         errors = 0
         outcomes: dict[str, str] = {}
+        waiting = Counter(job.repository for job in self.jobs)  # jobs still queued per repository
 
         async def worker(task_id: Any, lane: int) -> None:
             nonlocal errors
@@ -554,7 +571,8 @@ class BatchSigner:
                     return
                 registry = _registry_of(job)
                 bucket = buckets.setdefault(registry, TokenBucket(self.rate_limit))
-                outcome = await self._one(job, bucket)
+                waiting[job.repository] -= 1
+                outcome = await self._one(job, bucket, more=waiting[job.repository] > 0)
                 outcomes[job.key] = outcome
                 if outcome == "failed":
                     errors += 1

@@ -421,10 +421,18 @@ class OCILayoutStore:
                 raise InputError(f"{path}: not writable (a signature could not be stored in this OCI layout)")
 
     async def apush_signature_once(
-        self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm = "legacy"
+        self,
+        repo: str,
+        subject: Descriptor,
+        find: Find,
+        make: Make,
+        form: ManifestForm = "legacy",
+        *,
+        eager: bool = False,
     ) -> tuple[Descriptor, bool]:
         """The listing ``find`` reads and the write are under the layout's lock, so no other writer (thread or
-        process) lands between them: two runs never sign one subject twice with one certificate."""
+        process) lands between them: two runs never sign one subject twice with one certificate. ``eager`` is
+        ignored: a layout has no round trips to save."""
         # Tasks take turns on an asyncio lock first: tasks blocked in worker threads on the thread lock would
         # starve the holder of the threads it needs to finish (the default pool has a handful).
         async with self._task_lock():

@@ -9,7 +9,7 @@ import functools
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -112,12 +112,25 @@ class SignatureStore(Protocol):
     ) -> Descriptor: ...
 
     async def apush_signature_once(
-        self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm = "legacy"
+        self,
+        repo: str,
+        subject: Descriptor,
+        find: Find,
+        make: Make,
+        form: ManifestForm = "legacy",
+        *,
+        eager: bool = False,
     ) -> tuple[Descriptor, bool]:
         """Push the signature ``make()`` returns unless ``find`` picks one among those listed: (descriptor, reused).
         A reused descriptor was listed when read; a pushed one was written to the listing once, and a concurrent
         writer may still drop it: the batch's reconciliation pass confirms it (``alist_signatures``,
-        ``amanifest_exists``) and repairs it (``arelist_signature``) before journaling the job done."""
+        ``amanifest_exists``) and repairs it (``arelist_signature``) before journaling the job done.
+
+        ``eager``: ``make()`` and the envelope's upload may start while the listing is read (a round trip fewer per
+        signature where a round trip costs); the signature manifest and the listing are still written only when
+        ``find`` picked nothing. Should it pick one, that envelope is never referenced (a blob the registry's garbage
+        collection drops). The batch asks for it only where a reuse is unlikely. A store without round trips to
+        save may ignore it."""
         ...
 
     async def amanifest_exists(self, repo: str, digest: str) -> bool: ...
@@ -189,7 +202,7 @@ def fetch_signatures(
     return found
 
 
-def _collect(task: asyncio.Future[Descriptor]) -> None:
+def _collect(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
 
@@ -200,14 +213,17 @@ class _Upload:
     session goes back to the store for the next push to the repository, once its POST has answered; the store
     cancels those still unused when it closes."""
 
-    def __init__(self, store: RegistryStore, client: AsyncRegistryClient, repo: str) -> None:
+    def __init__(self, store: RegistryStore, client: AsyncRegistryClient, repo: str, *, fresh: bool = False) -> None:
+        """``fresh``: open a new session even if the store keeps one (one to keep for a later push)."""
         self._kept = store._uploads.setdefault(repo, [])
         self._task: asyncio.Future[httpx.URL]
-        if self._kept:
+        if self._kept and not fresh:
             self._task = asyncio.get_running_loop().create_future()
             self._task.set_result(self._kept.pop())
         else:
             self._task = asyncio.ensure_future(client.run(functools.partial(client.core.op_start_upload, repo)))
+            store._opening.add(self._task)
+            self._task.add_done_callback(store._opening.discard)
         self._taken = False
 
     async def take(self) -> httpx.URL:
@@ -254,6 +270,7 @@ class RegistryStore:
         self._referrers_absent = False
         # Blob upload sessions opened for a signature that was then reused: the next push takes one (see _Upload).
         self._uploads: dict[str, list[httpx.URL]] = {}
+        self._opening: set[asyncio.Future[httpx.URL]] = set()  # upload POSTs still unanswered
 
     @property
     def index_tag_required(self) -> bool:
@@ -300,13 +317,20 @@ class RegistryStore:
         self.client.close()
 
     async def aclose(self) -> None:
+        if self._opening:
+            await asyncio.gather(*self._opening, return_exceptions=True)  # each lands in _uploads (see _Upload)
         uploads, self._uploads = self._uploads, {}
-        if uploads and self._lanes:
+        if self._lanes and any(uploads.values()):
             client = self._aclient()
-            for urls in uploads.values():
-                for session in urls:
-                    with contextlib.suppress(Dct2NotationError):  # best effort: the registry purges stale sessions
-                        await client.run(functools.partial(client.core.op_cancel_upload, session))
+            # Best effort, all at once (the registry purges stale sessions anyway).
+            await asyncio.gather(
+                *(
+                    client.run(functools.partial(client.core.op_cancel_upload, s))
+                    for urls in uploads.values()
+                    for s in urls
+                ),
+                return_exceptions=True,
+            )
         lanes, self._lanes = self._lanes, {}
         for client in lanes.values():
             await client.aclose()
@@ -422,6 +446,8 @@ class RegistryStore:
         find: Find,
         make: Make,
         form: ManifestForm = "legacy",
+        *,
+        eager: bool = False,
     ) -> tuple[Descriptor, bool]:
         """Push the signature ``make()`` returns unless ``find`` picks one among those listed: (descriptor, reused).
 
@@ -433,7 +459,9 @@ class RegistryStore:
 
         The envelope's upload session is opened while the listing is read (it names no content, so opening it
         decides nothing): over a network that is one round trip fewer per signature. Unused (a reuse, a refusal),
-        it serves the next signature pushed to this repository.
+        it serves the next signature pushed to this repository. ``eager`` (see the protocol) also signs and uploads
+        the envelope meanwhile, into a session kept from an earlier push, and opens the next one: one round trip
+        more saved; an envelope ``find`` made useless is cancelled if it is not up yet.
         """
         client = self._aclient()
         upload = _Upload(self, client, repo)
@@ -442,6 +470,13 @@ class RegistryStore:
         config: asyncio.Future[Descriptor] | None = None
         if (repo, EMPTY_JSON_DIGEST) not in client.core.present:
             config = asyncio.ensure_future(client.push_blob(repo, EMPTY_JSON))
+        early: asyncio.Future[tuple[SignedEnvelope, Descriptor]] | None = None
+        if eager:
+            early = asyncio.ensure_future(self._envelope(client, repo, make, upload, refill=True))
+
+        async def envelope() -> tuple[SignedEnvelope, Descriptor]:
+            return await (early if early is not None else self._envelope(client, repo, make, upload, refill=False))
+
         try:
             if not self._referrers_absent:
                 listed = await client.referrers(repo, subject.digest, NOTATION_SIGNATURE)
@@ -449,8 +484,7 @@ class RegistryStore:
                     found = await find(unique_signatures(listed))
                     if found is not None:
                         return found, True
-                    signed = await make()
-                    desc, headers = await self._write_signature(client, repo, subject, signed, form, upload, config)
+                    desc, headers = await self._put_signature(client, repo, subject, *await envelope(), form, config)
                     if self._needs_tag_index(headers):
                         try:
                             await client.add_referrer_by_tag(repo, subject.digest, desc)
@@ -463,37 +497,41 @@ class RegistryStore:
             async with client.subject_lock(repo, subject.digest):
                 known = await client.run(lambda: client.core.op_tag_index(repo, subject.digest))
                 if known.foreign is not None:
-                    # Checked before signing: nothing is pushed for a subject whose tag someone else owns.
+                    # Checked before the signature is written: nothing is listed for a subject whose tag someone
+                    # else owns (and, unless eager, nothing signed).
                     raise client.core.refuse_foreign(repo, subject.digest, known)
                 found = await find(unique_signatures(known.entries))
                 if found is not None:
                     return found, True
-                signed = await make()
-                desc, headers = await self._write_signature(client, repo, subject, signed, form, upload, config)
+                desc, headers = await self._put_signature(client, repo, subject, *await envelope(), form, config)
                 if self._needs_tag_index(headers):
                     entries = [*known.entries, desc]
                     await client.run(lambda: client.core.op_write_tag_index(repo, subject.digest, entries, known))
                 return desc, False
         finally:
-            upload.release()
+            if early is None:
+                upload.release()
+            else:
+                if not early.done():
+                    early.cancel()  # not needed after all (a reuse, a refusal, a failure): stop it
+                early.add_done_callback(_collect)
             if config is not None:
                 # Its outcome is the manifest PUT's business (which waits for it); a job that stopped earlier
                 # only collects it, so a failure is not logged as never retrieved.
                 config.add_done_callback(_collect)
 
-    async def _write_signature(
-        self,
-        client: AsyncRegistryClient,
-        repo: str,
-        subject: Descriptor,
-        signed: SignedEnvelope,
-        form: ManifestForm,
-        upload: _Upload,
-        config: Awaitable[Descriptor] | None,
-    ) -> tuple[Descriptor, httpx.Headers]:
-        """The envelope blob (into the open upload session) and the signature manifest: its descriptor and the PUT's
-        headers (which say whether the registry processed the subject)."""
+    async def _envelope(
+        self, client: AsyncRegistryClient, repo: str, make: Make, upload: _Upload, *, refill: bool
+    ) -> tuple[SignedEnvelope, Descriptor]:
+        """Sign (``make``) and upload the envelope into ``upload``'s session; ``refill`` opens one for a later push."""
+        try:
+            signed = await make()
+        except BaseException:
+            upload.release()
+            raise
         session = await upload.take()
+        if refill:
+            _Upload(self, client, repo, fresh=True).release()
         # A fresh envelope (new signing time and signature) cannot already be in the registry: no HEAD first, and no
         # entry in the client's per-blob lock and presence cache, which only repeated blobs need. A retry starts
         # from a new session: the failed PUT may have used this one up.
@@ -503,6 +541,20 @@ class RegistryStore:
                 repo, signed.raw, signed.media_type, check_exists=False, session=sessions.pop() if sessions else None
             )
         )
+        return signed, envelope_desc
+
+    async def _put_signature(
+        self,
+        client: AsyncRegistryClient,
+        repo: str,
+        subject: Descriptor,
+        signed: SignedEnvelope,
+        envelope_desc: Descriptor,
+        form: ManifestForm,
+        config: Awaitable[Descriptor] | None,
+    ) -> tuple[Descriptor, httpx.Headers]:
+        """The signature manifest over the uploaded envelope: its descriptor and the PUT's headers (which say
+        whether the registry processed the subject)."""
         await (config if config is not None else client.push_blob(repo, EMPTY_JSON))
         raw = signature_manifest(
             envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
