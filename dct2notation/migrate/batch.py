@@ -20,7 +20,7 @@ from ..notation.formats import SignatureFormat, parse_signature_envelope, sign_i
 from ..notation.manifest import ManifestForm, parse_signature_manifest, thumbprints
 from ..oci import OCI_MANIFEST, THUMBPRINT_ANNOTATION, Descriptor
 from ..registry.reference import Reference, parse_reference
-from ..registry.store import SignatureStore, registry_lane
+from ..registry.store import SignatureStore, registry_lane, registry_slot
 from .journal import DONE, Journal
 from .plan import Job
 
@@ -246,9 +246,14 @@ async def listing_and_existence(
     """The subject's listing and whether each of ``signatures`` exists, all asked at once: the reconciliation
     pass's one round trip per subject (neither answer is older than the other by more than a round trip, as when
     they were asked one after the other). The first failure is raised once every request has ended."""
+
+    async def exists(slot: int, digest: str) -> bool:
+        registry_slot.set(slot)  # this request's own task: beside the listing, on its own connection
+        return await store.amanifest_exists(repo, digest)
+
     outcomes = await asyncio.gather(
         store.alist_signatures(repo, subject_digest),
-        *(store.amanifest_exists(repo, digest) for digest in signatures),
+        *(exists(slot, digest) for slot, digest in enumerate(signatures, start=1)),
         return_exceptions=True,
     )
     for outcome in outcomes:

@@ -39,6 +39,12 @@ from .reference import Reference
 # request (quadratic in idle ones), which costs more CPU than the request itself at 16 connections; a batch worker
 # that sets its own lane gets a client whose pool holds just its one connection. Tasks that set nothing share lane 0.
 registry_lane: contextvars.ContextVar[int] = contextvars.ContextVar("registry_lane", default=0)
+# Requests one task has in flight at once (beside a listing read: the envelope upload and the next upload session;
+# beside the reconciliation pass's listing: its HEAD) each go on their own slot of the lane, so every pool still holds
+# one connection: on one client they grow its pool to three, each scanned on every later request (CPU, not wire).
+registry_slot: contextvars.ContextVar[int] = contextvars.ContextVar("registry_slot", default=0)
+_ENVELOPE_SLOT = 1
+_UPLOAD_SLOT = 2
 
 
 Find = Callable[[list[Descriptor]], Awaitable[Descriptor | None]]
@@ -262,7 +268,7 @@ class RegistryStore:
         self._auth = auth if auth is not None else registry_auth(host, self.options)
         self.client = RegistryClient(host, self.options, auth=self._auth, transport=transport)
         self._async_transport = async_transport
-        self._lanes: dict[int, AsyncRegistryClient] = {}
+        self._lanes: dict[tuple[int, int], AsyncRegistryClient] = {}
         self._tls: ssl.SSLContext | None = None
         self._async_loop: int | None = None
         # A registry without the referrers API answers 404 every time; asking once per store saves a round trip
@@ -290,13 +296,14 @@ class RegistryStore:
     def lists_on_write(self) -> bool:
         return False  # no compare-and-swap on a registry: another writer may drop the entry right after our write
 
-    def _aclient(self) -> AsyncRegistryClient:
+    def _aclient(self, slot: int | None = None) -> AsyncRegistryClient:
+        """The current task's client: its lane, on ``slot`` (default: the task's ``registry_slot``)."""
         # An httpx.AsyncClient belongs to the loop that first used it; a new asyncio.run() needs a new one.
         loop = id(asyncio.get_running_loop())
         if self._async_loop != loop:
             self._lanes = {}
         self._async_loop = loop
-        lane = registry_lane.get()
+        lane = (registry_lane.get(), registry_slot.get() if slot is None else slot)
         client = self._lanes.get(lane)
         if client is None:
             transport = self._async_transport
@@ -464,7 +471,7 @@ class RegistryStore:
         more saved; an envelope ``find`` made useless is cancelled if it is not up yet.
         """
         client = self._aclient()
-        upload = _Upload(self, client, repo)
+        upload = _Upload(self, self._aclient(_UPLOAD_SLOT), repo)
         # The empty config every signature manifest names: once per repository (the client remembers it), and
         # alongside the listing too when this is the repository's first signature.
         config: asyncio.Future[Descriptor] | None = None
@@ -472,7 +479,9 @@ class RegistryStore:
             config = asyncio.ensure_future(client.push_blob(repo, EMPTY_JSON))
         early: asyncio.Future[tuple[SignedEnvelope, Descriptor]] | None = None
         if eager:
-            early = asyncio.ensure_future(self._envelope(client, repo, make, upload, refill=True))
+            early = asyncio.ensure_future(
+                self._envelope(self._aclient(_ENVELOPE_SLOT), repo, make, upload, refill=True)
+            )
 
         async def envelope() -> tuple[SignedEnvelope, Descriptor]:
             return await (early if early is not None else self._envelope(client, repo, make, upload, refill=False))
@@ -531,7 +540,7 @@ class RegistryStore:
             raise
         session = await upload.take()
         if refill:
-            _Upload(self, client, repo, fresh=True).release()
+            _Upload(self, self._aclient(_UPLOAD_SLOT), repo, fresh=True).release()
         # A fresh envelope (new signing time and signature) cannot already be in the registry: no HEAD first, and no
         # entry in the client's per-blob lock and presence cache, which only repeated blobs need. A retry starts
         # from a new session: the failed PUT may have used this one up.
