@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
-import importlib
 import ssl
 import threading
 from collections import Counter
@@ -30,6 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ..auth import registry_auth as shared_registry_auth
 from ..deadline import Deadline, bounded_client, deadline
 from ..errors import (
     AuthError,
@@ -584,21 +584,13 @@ def tls_context(options: RegistryOptions, host: str) -> ssl.SSLContext:
 
 def registry_auth(host: str, options: RegistryOptions) -> httpx.Auth | None:
     """The challenge-driven auth for ``host`` from the shared auth module (docs/CONTRACTS.md ``auth.py``)."""
-    try:
-        shared = importlib.import_module("dct2notation.auth")
-    except ImportError:  # the shared auth module has not landed: anonymous access only
-        return None
-    entry: Any = getattr(shared, "registry_auth", None)
-    if entry is None:
-        return None
     creds = options.credentials
-    auth: httpx.Auth = entry(
+    return shared_registry_auth(
         host,
         username=creds.username if creds else None,
         password=creds.password if creds else None,
         plain_http_hosts=options.insecure_registries,
     )
-    return auth
 
 
 # Per-subject locks: concurrent pushes in one process must not interleave read-modify-writes of one index.
