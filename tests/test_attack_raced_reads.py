@@ -88,22 +88,28 @@ V1 = ("v1", "sha256:" + sha256_hex("v1"))
 V2 = ("v2", "sha256:" + sha256_hex("v2"))
 
 
+def raced(timestamped: dict[str, bytes], by_name: dict[str, bytes]) -> dict[str, bytes]:
+    """A publish raced the read: root and timestamp are ``timestamped``'s, snapshot and targets by name still
+    ``by_name``'s; the consistent names (``<role>.<sha256 hex>``) answer what ``timestamped`` records."""
+    snap_hex = recorded_hex(timestamped["timestamp"], "snapshot")
+    targets_hex = recorded_hex(timestamped["snapshot"], "targets")
+    return {
+        "root": timestamped["root"],
+        "timestamp": timestamped["timestamp"],
+        "snapshot": by_name["snapshot"],
+        "targets": by_name["targets"],
+        f"snapshot.{snap_hex}": timestamped["snapshot"],
+        f"targets.{targets_hex}": timestamped["targets"],
+    }
+
+
 def test_a_publish_between_the_timestamp_and_the_snapshot_read_reads_the_new_publish_by_hash(
     capsys: pytest.CaptureFixture[str], serve: list[HostileNotary], publishes: Publishes
 ) -> None:
     """The timestamp is the second publish's, snapshot and targets by name still the first's (read a moment
     earlier): the files the timestamp and its snapshot record are read by hash, and the second publish is listed."""
-    first, second = publishes.first, publishes.second
-    snap_hex = recorded_hex(second["timestamp"], "snapshot")
-    targets_hex = recorded_hex(second["snapshot"], "targets")
-    files = {
-        "root": second["root"],
-        "timestamp": second["timestamp"],
-        "snapshot": first["snapshot"],
-        "targets": first["targets"],
-        f"snapshot.{snap_hex}": second["snapshot"],
-        f"targets.{targets_hex}": second["targets"],
-    }
+    second = publishes.second
+    files = raced(second, publishes.first)
     code, out, err, hostile = inventory(capsys, serve, files)
     assert code == 0, err
     assert tags(out) == [V1, V2]
@@ -116,17 +122,7 @@ def test_a_publish_after_the_timestamp_read_reads_the_timestamps_own_snapshot_by
 ) -> None:
     """The other order: the timestamp is the first publish's, snapshot and targets by name already the second's.
     The timestamp's own snapshot (and that snapshot's targets) are read by hash: the first publish, consistent."""
-    first, second = publishes.first, publishes.second
-    snap_hex = recorded_hex(first["timestamp"], "snapshot")
-    targets_hex = recorded_hex(first["snapshot"], "targets")
-    files = {
-        "root": first["root"],
-        "timestamp": first["timestamp"],
-        "snapshot": second["snapshot"],
-        "targets": second["targets"],
-        f"snapshot.{snap_hex}": first["snapshot"],
-        f"targets.{targets_hex}": first["targets"],
-    }
+    files = raced(publishes.first, publishes.second)
     code, out, err, _ = inventory(capsys, serve, files)
     assert code == 0, err
     assert tags(out) == [V1]
@@ -135,17 +131,8 @@ def test_a_publish_after_the_timestamp_read_reads_the_timestamps_own_snapshot_by
 def test_an_archive_of_a_raced_read_holds_the_files_under_their_role_names(
     serve: list[HostileNotary], publishes: Publishes, tmp_path: Path
 ) -> None:
-    first, second = publishes.first, publishes.second
-    snap_hex = recorded_hex(second["timestamp"], "snapshot")
-    targets_hex = recorded_hex(second["snapshot"], "targets")
-    files = {
-        "root": second["root"],
-        "timestamp": second["timestamp"],
-        "snapshot": first["snapshot"],
-        "targets": first["targets"],
-        f"snapshot.{snap_hex}": second["snapshot"],
-        f"targets.{targets_hex}": second["targets"],
-    }
+    second = publishes.second
+    files = raced(second, publishes.first)
     hostile = HostileNotary(GUN, files)
     serve.append(hostile)
     assert main(["archive", GUN, "--server", hostile.url, "-o", str(tmp_path / "archive")]) == 0
