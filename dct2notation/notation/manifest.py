@@ -35,6 +35,7 @@ from ..oci import (
     go_json,
     sha256_digest,
 )
+from .envelope import SignedEnvelope
 
 ManifestForm = Literal["legacy", "artifact"]
 FORMS: tuple[ManifestForm, ...] = ("legacy", "artifact")
@@ -77,6 +78,17 @@ def signature_manifest(
     thumbprint and creation annotations (which win), and written in Go's sorted map order."""
     annotations = {**(extra_annotations or {}), **signature_annotations(cert_chain, signing_time)}
     return signature_manifest_with_annotations(envelope_desc, subject, dict(sorted(annotations.items())), form)
+
+
+def envelope_signature_manifest(
+    envelope_desc: Descriptor, subject: Descriptor, signed: SignedEnvelope, form: ManifestForm = "legacy"
+) -> SignatureManifest:
+    """The signature manifest every store writes for ``signed`` once its envelope is stored as ``envelope_desc``,
+    parsed back as any reader would parse it (its ``raw`` is the bytes to write)."""
+    raw = signature_manifest(
+        envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
+    )
+    return parse_signature_manifest(raw)
 
 
 def signature_manifest_with_annotations(

@@ -23,11 +23,11 @@ from ..jsontext import loads as json_loads
 from ..notation.envelope import SignedEnvelope
 from ..notation.manifest import (
     ManifestForm,
+    envelope_signature_manifest,
     parse_index,
     parse_signature_manifest,
     referrers_index,
     referrers_tag,
-    signature_manifest,
 )
 from ..oci import EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Descriptor, go_json, sha256_digest
 from .client import ForeignIndexError, RetryStats, TagIndex, referrers_index_problem
@@ -341,10 +341,7 @@ class OCILayoutStore:
         layout = self.layout
         envelope_desc = Descriptor(signed.media_type, layout.put_blob(signed.raw), len(signed.raw))
         layout.put_blob(EMPTY_JSON)
-        raw = signature_manifest(
-            envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
-        )
-        manifest = parse_signature_manifest(raw)
+        manifest = envelope_signature_manifest(envelope_desc, subject, signed, form)
         entry = manifest.descriptor()
         tag = referrers_tag(subject.digest)
         index = layout.tag_index(subject.digest)
@@ -353,7 +350,7 @@ class OCILayoutStore:
             raise ForeignIndexError(
                 f"{layout.root}: {tag} is not a referrers index ({index.foreign}); left alone and nothing signed"
             )
-        layout.put_blob(raw)
+        layout.put_blob(manifest.raw)
         self._list_locked(subject.digest, entry, index)
         return entry
 

@@ -19,9 +19,9 @@ from ..notation.envelope import SignedEnvelope
 from ..notation.manifest import (
     ManifestForm,
     SignatureManifest,
+    envelope_signature_manifest,
     is_signature,
     parse_signature_manifest,
-    signature_manifest,
 )
 from ..oci import EMPTY_JSON, EMPTY_JSON_DIGEST, NOTATION_SIGNATURE, OCI_MANIFEST, Descriptor
 from .client import (
@@ -374,11 +374,8 @@ class RegistryStore:
     ) -> Descriptor:
         envelope_desc = self.client.push_blob(repo, signed.raw, signed.media_type)
         self.client.push_blob(repo, EMPTY_JSON)
-        raw = signature_manifest(
-            envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
-        )
-        manifest = parse_signature_manifest(raw)
-        headers = self.client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
+        manifest = envelope_signature_manifest(envelope_desc, subject, signed, form)
+        headers = self.client.put_manifest(repo, manifest.digest, manifest.raw, OCI_MANIFEST)
         if self._needs_tag_index(headers):
             try:
                 self.client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
@@ -432,11 +429,8 @@ class RegistryStore:
         client = self._aclient()
         envelope_desc = await client.push_blob(repo, signed.raw, signed.media_type)
         await client.push_blob(repo, EMPTY_JSON)
-        raw = signature_manifest(
-            envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
-        )
-        manifest = parse_signature_manifest(raw)
-        headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
+        manifest = envelope_signature_manifest(envelope_desc, subject, signed, form)
+        headers = await client.put_manifest(repo, manifest.digest, manifest.raw, OCI_MANIFEST)
         if self._needs_tag_index(headers):
             try:
                 await client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
@@ -565,11 +559,8 @@ class RegistryStore:
         """The signature manifest over the uploaded envelope: its descriptor and the PUT's headers (which say
         whether the registry processed the subject)."""
         await (config if config is not None else client.push_blob(repo, EMPTY_JSON))
-        raw = signature_manifest(
-            envelope_desc, subject, signed.cert_chain, signed.signing_time, form, signed.manifest_annotations
-        )
-        manifest = parse_signature_manifest(raw)
-        headers = await client.put_manifest(repo, manifest.digest, raw, OCI_MANIFEST)
+        manifest = envelope_signature_manifest(envelope_desc, subject, signed, form)
+        headers = await client.put_manifest(repo, manifest.digest, manifest.raw, OCI_MANIFEST)
         return manifest.descriptor(), headers
 
     async def amanifest_exists(self, repo: str, digest: str) -> bool:
