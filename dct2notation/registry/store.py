@@ -213,6 +213,17 @@ def _collect(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
+async def _alist_by_tag(client: AsyncRegistryClient, repo: str, subject_digest: str, entry: Descriptor) -> None:
+    """List ``entry`` in the subject's ``sha256-<hex>`` index; refused (a foreign tag), the signature manifest just
+    pushed is taken back (best effort, as in ``push_signature``) and the refusal raised."""
+    try:
+        await client.add_referrer_by_tag(repo, subject_digest, entry)
+    except ForeignIndexError:
+        with contextlib.suppress(Dct2NotationError):
+            await client.delete_manifest(repo, entry.digest)
+        raise
+
+
 class _Upload:
     """A blob upload session opened while the caller reads the subject's listing: its POST then costs no round trip
     of its own. One the store kept (opened for a signature that was then reused) is taken first. Not taken, the
@@ -432,12 +443,7 @@ class RegistryStore:
         manifest = envelope_signature_manifest(envelope_desc, subject, signed, form)
         headers = await client.put_manifest(repo, manifest.digest, manifest.raw, OCI_MANIFEST)
         if self._needs_tag_index(headers):
-            try:
-                await client.add_referrer_by_tag(repo, subject.digest, manifest.descriptor())
-            except ForeignIndexError:
-                with contextlib.suppress(Dct2NotationError):  # as in push_signature
-                    await client.delete_manifest(repo, manifest.digest)
-                raise
+            await _alist_by_tag(client, repo, subject.digest, manifest.descriptor())
         return manifest.descriptor()
 
     async def apush_signature_once(
@@ -489,12 +495,7 @@ class RegistryStore:
                         return found, True
                     desc, headers = await self._put_signature(client, repo, subject, *await envelope(), form, config)
                     if self._needs_tag_index(headers):
-                        try:
-                            await client.add_referrer_by_tag(repo, subject.digest, desc)
-                        except ForeignIndexError:
-                            with contextlib.suppress(Dct2NotationError):  # as in push_signature
-                                await client.delete_manifest(repo, desc.digest)
-                            raise
+                        await _alist_by_tag(client, repo, subject.digest, desc)
                     return desc, False
                 self._referrers_absent = True
             async with client.subject_lock(repo, subject.digest):
