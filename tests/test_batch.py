@@ -50,6 +50,16 @@ def unique_repo(prefix: str) -> str:
     return f"batch/{prefix}{next(_ids)}"
 
 
+def repo_over_shards(host: str, prefix: str, count: int, shards: int) -> str:
+    """A fresh repository whose ``count`` images (as push_images makes them) land in every one of ``shards``: the split
+    hashes the registry's random port, so a test that runs each shard must not leave one empty by chance."""
+    while True:
+        repo = unique_repo(prefix)
+        digests = [sha256_digest(image_manifest(f"{repo}-{n}")) for n in range(count)]
+        if len({shard_of(f"{host}/{repo}", d, shards) for d in digests}) == shards:
+            return repo
+
+
 def image_manifest(label: str) -> bytes:
     return go_json(
         {
