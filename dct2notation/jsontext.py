@@ -1,5 +1,5 @@
-"""Reading JSON from other tools and from the network: ``loads`` refuses with a ``ValueError``, the file readers
-with one ``InputError`` line naming the file and what it should have held."""
+"""Reading JSON (and the UTF-8 text it is made of) from other tools and from the network: ``loads`` refuses with a
+``ValueError``, the file readers with one ``InputError`` line naming the file and what it should have held."""
 
 from __future__ import annotations
 
@@ -60,6 +60,22 @@ def load_json_file(
     where = str(path) if where is None else where
     raw = _read(path, max_bytes, f"{where}: cannot read {what}", error, missing_ok=missing is not None)
     return missing if raw is None else _parse(raw, f"{where}: {what} is not valid JSON", error)
+
+
+def read_text_file(
+    path: Path, *, what: str, max_bytes: int, where: str | None = None, error: type[InputError] = InputError
+) -> str:
+    """The UTF-8 text of a file the user named (``--guns-from``, a trust policy), read as ``read_json_file`` reads:
+    one ``error`` line ``WHERE: cannot read WHAT (reason)`` or ``WHERE: WHAT is not UTF-8 text (byte N)``; an empty
+    ``what`` leaves the noun out (``WHERE: not UTF-8 text (byte N)``)."""
+    where = str(path) if where is None else where
+    noun = f" {what}" if what else ""
+    raw = _read(path, max_bytes, f"{where}: cannot read{noun}", error, missing_ok=False)
+    assert raw is not None  # missing_ok=False raises instead
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{where}:{noun + ' is' if what else ''} not UTF-8 text (byte {exc.start})") from exc
 
 
 def _read(path: Path, max_bytes: int, failure: str, error: type[InputError], *, missing_ok: bool) -> bytes | None:

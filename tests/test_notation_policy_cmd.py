@@ -113,6 +113,17 @@ def test_policy_show_without_policy_is_one_line(config: Path, capsys: pytest.Cap
     )
 
 
+def test_policy_show_refuses_a_policy_that_is_not_utf8(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The one text reader of jsontext (as --guns-from's): the byte that is not UTF-8 is named.
+    config.mkdir()
+    (config / "trustpolicy.json").write_bytes(b'{"version": "1.0\xff"}')
+    assert main(["policy", "show"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"dct2notation: error: {config}/trustpolicy.json: trust policy is not UTF-8 text (byte 16)\n",
+    )
+
+
 def test_policy_show_invalid_policy_prints_it_then_the_error(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import AuthError, InputError, NotFoundError, RemoteError, UsageError
-from ..files import read_document
 from ..jsontext import loads as json_loads
+from ..jsontext import read_text_file
 from .concurrent import SourcePool, workers
 
 if TYPE_CHECKING:
@@ -43,14 +43,7 @@ def check_gun(text: str, where: str) -> str:
 
 def read_guns_file(path: Path, limits: Limits = DEFAULT_LIMITS) -> list[str]:
     """``--guns-from FILE``: one GUN a line (blank lines and ``#`` comments skipped), each checked, no repeats."""
-    try:
-        raw = read_document(path, limits.document_bytes)
-    except OSError as exc:
-        raise InputError(f"--guns-from {path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"--guns-from {path}: not UTF-8 text (byte {exc.start})") from exc
+    text = read_text_file(path, what="", where=f"--guns-from {path}", max_bytes=limits.document_bytes)
     guns: list[str] = []
     seen: set[str] = set()
     for number, line in enumerate(text.splitlines(), 1):

@@ -9,10 +9,11 @@ from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError, Dct2NotationError
 from ..files import read_document, write_atomic
 from ..jsontext import loads as json_loads
+from ..jsontext import read_text_file
 from .policy import TrustPolicyDocument, policy_file
 
 
-def _validated(path: Path, data: bytes) -> None:
+def _validated(path: Path, data: bytes | str) -> None:
     try:
         obj = json_loads(data)
     except ValueError as exc:
@@ -64,16 +65,9 @@ def show_policy(config_dir: Path) -> ShownPolicy:
         )
     if path.is_symlink():
         raise ConfigError(f"{path}: trust policy is a symlink, which Notation refuses")
+    text = read_text_file(path, what="trust policy", max_bytes=DEFAULT_LIMITS.config_file_bytes, error=ConfigError)
     try:
-        data = read_document(path, DEFAULT_LIMITS.config_file_bytes)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: cannot read trust policy (no such file)") from exc
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: trust policy is not UTF-8 text") from exc
-    try:
-        _validated(path, data)
+        _validated(path, text)
     except ConfigError as exc:
         return ShownPolicy(path, text, exc)
     return ShownPolicy(path, text, None)
