@@ -19,6 +19,7 @@ from ..errors import UsageError
 from ..registry.options import RegistryOptions
 from ..safetext import printable
 from .credentials import read_credentials, registry_options
+from .options import RegistryMapOpt, ServerOpt
 from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
 RequireOpt = Annotated[str, typer.Option("--require", help="Gate: both | notation | either (docs/check.md).")]
@@ -112,7 +113,7 @@ def _progress(console: Console, *, enabled: bool) -> Iterator[Callable[[str, int
 
 def check_command(
     guns: Annotated[list[str] | None, typer.Argument(help="GUNs to check (with --server or --archive).")] = None,
-    server: Annotated[str | None, typer.Option("--server", help="Notary server URL.")] = None,
+    server: ServerOpt = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="DCT archive directory.")] = None,
     inventory: Annotated[Path | None, typer.Option("--inventory", help="Inventory JSON (`inventory --json`).")] = None,
     ca_file: CaFileOpt = None,
@@ -129,9 +130,7 @@ def check_command(
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML, one test case per tag.")] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel registry requests.")] = 16,
-    registry_map: Annotated[
-        list[str] | None, typer.Option("--registry-map", help="GUN_PREFIX=REGISTRY_PREFIX (repeatable).")
-    ] = None,
+    registry_map: RegistryMapOpt[list[str] | None] = None,
     oci_layout: Annotated[Path | None, typer.Option("--oci-layout", help="Read images from an OCI layout.")] = None,
     insecure_registry: InsecureOpt = [],  # noqa: B006 - typer reads the default, never mutates it
     at: Annotated[str | None, typer.Option("--at", help="Evaluate expiry at this RFC 3339 time.")] = None,

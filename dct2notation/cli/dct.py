@@ -9,6 +9,7 @@ import typer
 
 from ..config import DEFAULT_LIMITS
 from .dct_commands import InventoryArgs, run_archive, run_discover, run_inventory
+from .options import ArchiveOpt, ServerOpt
 
 GunsArg = Annotated[
     list[str] | None, typer.Argument(help="GUNs, fully qualified (docker.io/library/alpine); or --guns-from FILE.")
@@ -17,7 +18,6 @@ GunsFromOpt = Annotated[
     Path | None, typer.Option("--guns-from", help="File of GUNs, one a line (dct2notation discover -o FILE).")
 ]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="GUNs read at once from the notary server.")]
-ServerOpt = Annotated[str | None, typer.Option("--server", help="Notary server URL.")]
 TrustDirOpt = Annotated[Path | None, typer.Option("--trust-dir", help="Notary/docker trust dir (~/.docker/trust).")]
 CaOpt = Annotated[
     Path | None,
@@ -68,7 +68,7 @@ def inventory_command(
     guns: GunsArg = None,
     server: ServerOpt = None,
     trust_dir: TrustDirOpt = None,
-    archive: Annotated[Path | None, typer.Option("--archive", help="Archive written by `archive`.")] = None,
+    archive: ArchiveOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the inventory document.")] = False,
     output_format: Annotated[
         str | None,

@@ -19,6 +19,7 @@ from ..registry.store import SignatureStore
 from ..report import print_json, stderr_console
 from ..safetext import printable
 from .credentials import read_credentials, registry_options
+from .options import RegistryMapOpt, SignersOpt, TimestampUrlOpt
 from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
 if TYPE_CHECKING:
@@ -294,11 +295,9 @@ def _check_key_names(made: Plan, signers: Path, config_dir: Path | None) -> None
 
 def plan_command(
     inventory: Annotated[Path, typer.Argument(help="Inventory JSON (dct2notation inventory --json).")],
-    signers: Annotated[Path, typer.Option("--signers", help="signers.toml: DCT signer → Notation key.")],
+    signers: SignersOpt[Path],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan here.")] = None,
-    registry_map: Annotated[
-        list[str], typer.Option("--registry-map", help="GUN_PREFIX=REGISTRY_PREFIX (repeatable).")
-    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    registry_map: RegistryMapOpt[list[str]] = [],  # noqa: B006 - typer reads the default, never mutates it
     migration_id: Annotated[
         str | None, typer.Option("--migration-id", help="Default: derived from the jobs (same inputs, same id).")
     ] = None,
@@ -399,7 +398,7 @@ def k8s_job_command(
         list[str], typer.Option("--key-files", help="KEY (repeatable): the Secret's KEY.key and KEY.crt in localkeys/.")
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
     ca_secret: Annotated[str | None, typer.Option("--ca-secret", help="Secret with ca.crt: the registry CA.")] = None,
-    timestamp_url: Annotated[str | None, typer.Option("--timestamp-url", help="RFC 3161 TSA URL.")] = None,
+    timestamp_url: TimestampUrlOpt = None,
     tsa_root_secret: Annotated[
         str | None, typer.Option("--tsa-root-secret", help="Secret with root.crt: the TSA root.")
     ] = None,

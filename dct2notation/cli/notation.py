@@ -4,7 +4,7 @@ and the trust store."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -12,7 +12,13 @@ from ..errors import UsageError
 from ..keys.signingkeys import KeyEntry, SigningKeys, add_signing_key, notation_config_dir, signing_keys_path
 from ..keys.testcert import KEY_TYPES, generate_test_key
 from ..report import print_json
+from .options import PluginConfigOpt
 
+_T = TypeVar("_T")
+KeyNameArg = Annotated[str, typer.Argument(help="Key name ([a-zA-Z0-9_.-]+).")]
+# cert add/ls/delete: the same flag and help; add defaults the type to ca, ls lists every store when none is given.
+StoreTypeOpt = Annotated[_T, typer.Option("--type", "-t", help="ca, signingAuthority or tsa.")]
+StoreNameOpt = Annotated[_T, typer.Option("--store", "-s", help="Trust store name.")]
 ConfigDirOption = Annotated[
     Path | None,
     typer.Option("--config-dir", help="Notation config directory (default: $NOTATION_CONFIG or ~/.config/notation)."),
@@ -26,7 +32,7 @@ def register(app: typer.Typer) -> None:
 
     @cert_app.command("generate-test")
     def generate_test(
-        name: Annotated[str, typer.Argument(help="Key name ([a-zA-Z0-9_.-]+).")],
+        name: KeyNameArg,
         key_type: Annotated[str, typer.Option("--key-type", help=f"One of {', '.join(KEY_TYPES)}.")] = "rsa-2048",
         default: Annotated[bool, typer.Option("--default", help="Make it the default signing key.")] = False,
         days: Annotated[int, typer.Option("--days", help="Validity in days (Notation uses 1).")] = 1,
@@ -41,7 +47,7 @@ def register(app: typer.Typer) -> None:
     @cert_app.command("add")
     def add_cert(
         files: Annotated[list[Path], typer.Argument(help="PEM or DER certificate files.")],
-        store_type: Annotated[str, typer.Option("--type", "-t", help="ca, signingAuthority or tsa.")] = "ca",
+        store_type: StoreTypeOpt[str] = "ca",
         store: Annotated[str, typer.Option("--store", "-s", help="Trust store name ([a-zA-Z0-9_.-]+).")] = "",
         config_dir: ConfigDirOption = None,
     ) -> None:
@@ -56,8 +62,8 @@ def register(app: typer.Typer) -> None:
 
     @cert_app.command("ls")
     def list_certs(
-        store_type: Annotated[str | None, typer.Option("--type", "-t", help="ca, signingAuthority or tsa.")] = None,
-        store: Annotated[str | None, typer.Option("--store", "-s", help="Trust store name.")] = None,
+        store_type: StoreTypeOpt[str | None] = None,
+        store: StoreNameOpt[str | None] = None,
         config_dir: ConfigDirOption = None,
     ) -> None:
         """The certificate files of the trust stores, one path a line, as `notation cert ls` prints them."""
@@ -69,8 +75,8 @@ def register(app: typer.Typer) -> None:
     @cert_app.command("delete")
     def delete_certs(
         file_name: Annotated[str | None, typer.Argument(help="The certificate's file name in the store.")] = None,
-        store_type: Annotated[str, typer.Option("--type", "-t", help="ca, signingAuthority or tsa.")] = "",
-        store: Annotated[str, typer.Option("--store", "-s", help="Trust store name.")] = "",
+        store_type: StoreTypeOpt[str] = "",
+        store: StoreNameOpt[str] = "",
         all_: Annotated[bool, typer.Option("--all", "-a", help="Every certificate of the store.")] = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
         config_dir: ConfigDirOption = None,
@@ -92,14 +98,12 @@ def register(app: typer.Typer) -> None:
 
     @key_app.command("add")
     def add_key(
-        name: Annotated[str, typer.Argument(help="Key name ([a-zA-Z0-9_.-]+).")],
+        name: KeyNameArg,
         key_file: Annotated[Path | None, typer.Option("--key-file", help="PEM private key (with --cert-file).")] = None,
         cert_file: Annotated[Path | None, typer.Option("--cert-file", help="PEM chain, leaf first.")] = None,
         plugin: Annotated[str | None, typer.Option("--plugin", help="Signing plugin name (with --id).")] = None,
         key_id: Annotated[str | None, typer.Option("--id", help="The plugin's key id.")] = None,
-        plugin_config: Annotated[
-            list[str], typer.Option("--plugin-config", help="With --plugin: KEY=VALUE for the plugin (repeatable).")
-        ] = [],  # noqa: B006 - typer needs a literal default; it is never mutated
+        plugin_config: PluginConfigOpt = [],  # noqa: B006 - typer needs a literal default; it is never mutated
         default: Annotated[bool, typer.Option("--default", help="Make it the default signing key.")] = False,
         config_dir: ConfigDirOption = None,
     ) -> None:

@@ -21,6 +21,7 @@ from ..registry.target import Target, open_target, split_layout_reference
 from ..report import print_json, shown, stderr_console
 from ..safetext import printable
 from .credentials import notation_credentials, registry_options, with_plain_http
+from .options import PluginConfigOpt, TimestampUrlOpt
 from .remote import CaFileOpt, InsecureOpt, PasswordOpt, PasswordStdinOpt, PlainHttpOpt, UserOpt
 
 if TYPE_CHECKING:
@@ -155,9 +156,7 @@ def sign(
     user_metadata: MetadataOpt = [],  # noqa: B006 - typer reads the default, never mutates it
     plugin: Annotated[str | None, typer.Option("--plugin", help="Sign with this plugin's key --id.")] = None,
     key_id: Annotated[str | None, typer.Option("--id", help="With --plugin: the key id in the plugin.")] = None,
-    plugin_config: Annotated[
-        list[str], typer.Option("--plugin-config", help="With --plugin: KEY=VALUE for the plugin (repeatable).")
-    ] = [],  # noqa: B006
+    plugin_config: PluginConfigOpt = [],  # noqa: B006
     signature_manifest: Annotated[
         str, typer.Option("--signature-manifest", help="legacy (Notation 1.x) or artifact.")
     ] = "legacy",
@@ -172,7 +171,7 @@ def sign(
     expiry: Annotated[
         str | None, typer.Option("--expiry", "-e", help="Lifetime, a Go duration: 8760h, 1.5h, 2000ms; 0: none.")
     ] = None,
-    timestamp_url: Annotated[str | None, typer.Option("--timestamp-url", help="RFC 3161 TSA URL.")] = None,
+    timestamp_url: TimestampUrlOpt = None,
     timestamp_root_cert: Annotated[
         Path | None, typer.Option("--timestamp-root-cert", help="TSA root certificate.")
     ] = None,

@@ -10,6 +10,7 @@ import typer
 
 from ..errors import UsageError
 from ..report import shown, stderr_console
+from .options import RegistryMapOpt, SignersOpt
 
 LEVELS = ("strict", "permissive", "audit")
 KYVERNO_FORMS = ("ivp", "clusterpolicy", "none")
@@ -22,15 +23,13 @@ _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 def policy_command(
     inventory: Annotated[Path | None, typer.Argument(help="Inventory JSON (`inventory --json`).")] = None,
-    signers: Annotated[Path | None, typer.Option("--signers", help="signers.toml: DCT signer → Notation key.")] = None,
+    signers: SignersOpt[Path | None] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Directory to write.")] = None,
     level: Annotated[str, typer.Option("--level", help="strict | permissive | audit.")] = "strict",
     notation_version: Annotated[
         int, typer.Option("--notation-version", help="1, or 2 to also write trustpolicy.oci.json.")
     ] = 1,
-    registry_map: Annotated[
-        list[str] | None, typer.Option("--registry-map", help="GUN_PREFIX=REGISTRY_PREFIX (repeatable).")
-    ] = None,
+    registry_map: RegistryMapOpt[list[str] | None] = None,
     config_dir: Annotated[
         Path | None, typer.Option("--config-dir", help="Notation config holding signingkeys.json.")
     ] = None,

@@ -10,6 +10,7 @@ import typer
 from ..errors import GateFailed, UsageError
 from ..safetext import printable
 from .credentials import read_credentials, registry_options
+from .options import ArchiveOpt
 from .remote import CaFileOpt, InsecureOpt, PasswordStdinOpt, UserOpt
 
 signoff_app = typer.Typer(
@@ -22,7 +23,7 @@ signoff_app = typer.Typer(
 @signoff_app.callback()
 def signoff_command(
     ctx: typer.Context,
-    archive: Annotated[Path | None, typer.Option("--archive", help="Archive written by `archive`.")] = None,
+    archive: ArchiveOpt = None,
     inventory: Annotated[Path | None, typer.Option("--inventory", help="Inventory JSON the plan came from.")] = None,
     plan: Annotated[Path | None, typer.Option("--plan", help="The signing plan.")] = None,
     journal: Annotated[Path | None, typer.Option("--journal", help="The signing journal (sqlite).")] = None,
