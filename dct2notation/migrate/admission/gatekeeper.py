@@ -17,46 +17,162 @@ KIND = "RatifyVerification"
 CONSTRAINT_NAME = f"{PREFIX}-verify"
 ACTIONS = {"strict": "deny", "permissive": "warn", "audit": "dryrun"}
 
+# Legacy `rego` field, Rego v0 syntax: Gatekeeper parses a source not marked `version: v1` as v0 (a `code` entry
+# with `source.version: v1` exists only in recent releases), so the template loads on old and new Gatekeepers alike.
+# Fail closed: an image of a migrated repository is admitted only on an explicit success verdict from Ratify; an error,
+# a provider failure, a missing verdict or a verdict without the success field each deny it.
 _REGO = """package ratifyverification
 
-pod_image[img] { img := input.review.object.spec.containers[_].image }
-pod_image[img] { img := input.review.object.spec.initContainers[_].image }
-pod_image[img] { img := input.review.object.spec.ephemeralContainers[_].image }
-
-migrated(img) {
-  repo := input.parameters.repositories[_]
-  startswith(img, concat("", [repo, ":"]))
+# The pod spec of the reviewed object: a Pod, a workload's pod template, or a CronJob's job template.
+pod_spec[spec] {
+  input.review.object.kind == "Pod"
+  spec := input.review.object.spec
 }
 
-migrated(img) {
-  repo := input.parameters.repositories[_]
-  startswith(img, concat("", [repo, "@"]))
+pod_spec[spec] {
+  spec := input.review.object.spec.template.spec
 }
 
-checked := [img | pod_image[img]; migrated(img)]
+pod_spec[spec] {
+  spec := input.review.object.spec.jobTemplate.spec.template.spec
+}
 
-ratify := external_data({"provider": "@PROVIDER@", "keys": checked})
+pod_image[img] { img := pod_spec[_].containers[_].image }
+pod_image[img] { img := pod_spec[_].initContainers[_].image }
+pod_image[img] { img := pod_spec[_].ephemeralContainers[_].image }
+
+# The repository path of an image reference as written: without its tag and digest.
+written_path(img) = path {
+  parts := split(split(img, "@")[0], "/")
+  last := parts[count(parts) - 1]
+  path := concat("/", array.concat(array.slice(parts, 0, count(parts) - 1), [split(last, ":")[0]]))
+}
+
+# The first component names a registry (as the container runtime reads it) when it has a dot, a port or capitals,
+# or is localhost; any other name is a Docker Hub repository.
+registry_host(first) { contains(first, ".") }
+registry_host(first) { contains(first, ":") }
+registry_host(first) { first == "localhost" }
+registry_host(first) { lower(first) != first }
+
+docker_hub := {"docker.io", "index.docker.io"}
+
+hub_repository(path) = repo {
+  not contains(path, "/")
+  repo := concat("/", ["docker.io/library", path])
+}
+
+hub_repository(path) = repo {
+  contains(path, "/")
+  repo := concat("/", ["docker.io", path])
+}
+
+# The fully qualified repository the runtime pulls from: `alpine` is docker.io/library/alpine, so a short name or an
+# index.docker.io name cannot slip past a migrated Docker Hub repository.
+repository(path) = repo {
+  parts := split(path, "/")
+  count(parts) > 1
+  registry_host(parts[0])
+  not docker_hub[parts[0]]
+  repo := path
+}
+
+repository(path) = repo {
+  parts := split(path, "/")
+  count(parts) > 1
+  docker_hub[parts[0]]
+  repo := hub_repository(concat("/", array.slice(parts, 1, count(parts))))
+}
+
+repository(path) = repo {
+  parts := split(path, "/")
+  not registry_host(parts[0])
+  repo := hub_repository(path)
+}
+
+repository(path) = repo {
+  not contains(path, "/")
+  registry_host(path)
+  repo := hub_repository(path)
+}
+
+# The reference Ratify is asked about: the qualified repository with the image's tag and/or digest, `:latest` when it
+# has neither (what the runtime pulls).
+reference(img) = ref {
+  path := written_path(img)
+  rest := substring(img, count(path), -1)
+  rest != ""
+  ref := concat("", [repository(path), rest])
+}
+
+reference(img) = ref {
+  path := written_path(img)
+  img == path
+  ref := concat("", [repository(path), ":latest"])
+}
+
+checked[ref] {
+  img := pod_image[_]
+  path := written_path(img)
+  repository(path) == input.parameters.repositories[_]
+  ref := reference(img)
+}
+
+ratify := external_data({"provider": "@PROVIDER@", "keys": sort(checked)})
+
+provider_failed { ratify.system_error != "" }
+
+verified[ref] {
+  result := ratify.responses[_]
+  result[1].@FIELD@ == true
+  ref := result[0]
+}
+
+refused[ref] {
+  result := ratify.responses[_]
+  not result[1].@FIELD@ == true
+  ref := result[0]
+}
+
+unverifiable[ref] { ref := ratify.errors[_][0] }
 
 violation[{"msg": msg}] {
   count(checked) > 0
-  ratify.system_error != ""
+  provider_failed
   msg := sprintf("Ratify external data provider failed: %s", [ratify.system_error])
 }
 
 violation[{"msg": msg}] {
-  count(checked) > 0
-  count(ratify.errors) > 0
-  msg := sprintf("Ratify could not verify: %v", [ratify.errors])
+  checked[ref]
+  failure := ratify.errors[_]
+  failure[0] == ref
+  msg := sprintf("Ratify could not verify image %s: %v", [ref, failure[1]])
 }
 
 violation[{"msg": msg}] {
-  count(checked) > 0
-  result := ratify.responses[_]
-  result[1].@FIELD@ == false
-  msg := sprintf("image %s has no Notation signature that verifies under the migrated trust policy", [result[0]])
+  checked[ref]
+  refused[ref]
+  msg := sprintf("image %s has no Notation signature that verifies under the migrated trust policy", [ref])
+}
+
+violation[{"msg": msg}] {
+  checked[ref]
+  not provider_failed
+  not verified[ref]
+  not refused[ref]
+  not unverifiable[ref]
+  msg := sprintf("Ratify returned no verdict for image %s", [ref])
 }
 """
 
+
+# Pods, and the workloads whose pod templates the Rego reads, so `kubectl apply` of a Deployment is refused at once
+# rather than its ReplicaSet failing to create pods later.
+MATCH_KINDS = (
+    {"apiGroups": [""], "kinds": ["Pod", "ReplicationController"]},
+    {"apiGroups": ["apps"], "kinds": ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"]},
+    {"apiGroups": ["batch"], "kinds": ["Job", "CronJob"]},
+)
 
 TEMPLATE_FILE = "ratify/constrainttemplate.yaml"
 # Its own directory: the constraint's kind exists only once Gatekeeper has turned the template into a CRD, so it is
@@ -90,7 +206,7 @@ def documents(inp: AdmissionInput, *, provider: str, success_field: str) -> list
             "targets": [{"target": "admission.k8s.gatekeeper.sh", "rego": rego}],
         },
     }
-    match: dict[str, Any] = {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]}
+    match: dict[str, Any] = {"kinds": [{key: list(values) for key, values in kinds.items()} for kinds in MATCH_KINDS]}
     if inp.namespaces:
         match["namespaces"] = list(inp.namespaces)
     constraint: Document = {
