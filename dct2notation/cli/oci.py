@@ -20,9 +20,9 @@ from ..registry.reference import require_digest
 from ..registry.target import Target, open_target, split_layout_reference
 from ..report import print_json, shown, stderr_console
 from ..safetext import printable
-from .credentials import notation_credentials, registry_options, with_plain_http
+from .credentials import registry_options, with_plain_http
 from .options import PluginConfigOpt, TimestampUrlOpt
-from .remote import CaFileOpt, InsecureOpt, PasswordOpt, PasswordStdinOpt, PlainHttpOpt, UserOpt
+from .remote import RegistryAccess, with_registry_access
 
 if TYPE_CHECKING:
     from ..notation.timestamp import HttpTimestamper
@@ -143,6 +143,7 @@ def _report_retries(target: Target) -> dict[str, Any] | None:
     return None if stats is None else dict(stats.to_dict())
 
 
+@with_registry_access
 def sign(
     target: Annotated[
         str | None, typer.Argument(help="REF@sha256:… to sign (with --oci-layout DIR@sha256:…), or a plan file.")
@@ -175,12 +176,8 @@ def sign(
     timestamp_root_cert: Annotated[
         Path | None, typer.Option("--timestamp-root-cert", help="TSA root certificate.")
     ] = None,
-    insecure_registry: InsecureOpt = [],  # noqa: B006
-    plain_http: PlainHttpOpt = False,
-    ca_file: CaFileOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
+    *,
+    access: RegistryAccess,
     force_referrers_tag: ForceTagOpt = False,
     config_dir: Annotated[
         Path | None, typer.Option("--config-dir", help="Notation config dir (signingkeys.json).")
@@ -197,11 +194,11 @@ def sign(
     """Sign an artifact by digest (or every job of a plan) and store the signature next to it."""
     form = _form(signature_manifest)
     envelope_format = signature_format_of(signature_format)
-    credentials = notation_credentials(username, password, password_stdin)
+    credentials = access.credentials()
     if target is not None and Path(target).is_file():
         if plugin is not None or key_id is not None or plugin_config:
             raise UsageError("--plugin/--id/--plugin-config sign one artifact; a plan names its keys per identity")
-        options = registry_options(insecure_registry, ca_file, credentials, force_referrers_tag)
+        options = registry_options(access.insecure_registry, access.ca_file, credentials, force_referrers_tag)
         from .migrate import sign_plan  # imported when used: the batch machinery is not startup cost
 
         stamper = _timestamper(timestamp_url, timestamp_root_cert)
@@ -228,8 +225,8 @@ def sign(
             raise typer.Exit(code)
         return
     layout, target = layout_and_reference(oci_layout, target)
-    insecure = with_plain_http(insecure_registry, plain_http and layout is None, target)
-    options = registry_options(insecure, ca_file, credentials, force_referrers_tag)
+    insecure = with_plain_http(access.insecure_registry, access.plain_http and layout is None, target)
+    options = registry_options(insecure, access.ca_file, credentials, force_referrers_tag)
     if "@" not in target and _looks_like_a_path(target):
         # `sign ./plan.jsn` (a typo) was "--key is required": say which reading failed.
         raise UsageError(f"sign: {target}: no such plan file (one artifact is signed as REF@sha256:…)")
@@ -303,39 +300,27 @@ def _notation_output(value: str | None) -> bool:
 
 
 def _registry_access(
-    oci_layout: str | None,
-    reference: str | None,
-    insecure_registry: list[str],
-    plain_http: bool,
-    ca_file: Path | None,
-    username: str | None,
-    password: str | None,
-    password_stdin: bool,
+    oci_layout: str | None, reference: str | None, access: RegistryAccess
 ) -> tuple[Path | None, str, RegistryOptions]:
     """(layout, reference, options) of a command that reads one artifact's signatures (ls, inspect, verify)."""
     layout, ref = layout_and_reference(oci_layout, reference)
-    insecure = with_plain_http(insecure_registry, plain_http and layout is None, ref)
-    return layout, ref, registry_options(insecure, ca_file, notation_credentials(username, password, password_stdin))
+    insecure = with_plain_http(access.insecure_registry, access.plain_http and layout is None, ref)
+    return layout, ref, registry_options(insecure, access.ca_file, access.credentials())
 
 
+@with_registry_access
 def ls(
     reference: RefArg = None,
     json_out: JsonOpt = False,
     output: OutputOpt = None,
     oci_layout: LayoutOpt = None,
-    insecure_registry: InsecureOpt = [],  # noqa: B006
-    plain_http: PlainHttpOpt = False,
-    ca_file: CaFileOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
+    *,
+    access: RegistryAccess,
 ) -> None:
     """List the Notation signatures attached to an artifact (Notation's tree on stdout, full digests)."""
     from ..registry.inspection import list_attached
 
-    layout, ref, options = _registry_access(
-        oci_layout, reference, insecure_registry, plain_http, ca_file, username, password, password_stdin
-    )
+    layout, ref, options = _registry_access(oci_layout, reference, access)
     pinned, subject, summaries = _attached(ref, options, layout, list_attached)
     if json_out or _notation_output(output):
         print_json({"reference": pinned, "subject": subject.to_dict(), "signatures": [s.to_dict() for s in summaries]})
@@ -350,24 +335,19 @@ def ls(
         print(f"    {'└──' if i == len(summaries) - 1 else '├──'} {shown(s.digest)}")
 
 
+@with_registry_access
 def inspect(
     reference: RefArg = None,
     json_out: Annotated[bool, typer.Option("--json", help="This tool's JSON document on stdout.")] = False,
     output: OutputOpt = None,
     oci_layout: LayoutOpt = None,
-    insecure_registry: InsecureOpt = [],  # noqa: B006
-    plain_http: PlainHttpOpt = False,
-    ca_file: CaFileOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
+    *,
+    access: RegistryAccess,
 ) -> None:
     """Show each signature's envelope, certificate chain and annotations (-o json: Notation 1.3's document)."""
     from ..registry.inspection import inspect_attached, notation_inspect_document
 
-    layout, ref, options = _registry_access(
-        oci_layout, reference, insecure_registry, plain_http, ca_file, username, password, password_stdin
-    )
+    layout, ref, options = _registry_access(oci_layout, reference, access)
     if _notation_output(output):
         _, _, notation_doc = _attached(ref, options, layout, notation_inspect_document)
         print_json(notation_doc)
@@ -419,6 +399,7 @@ def _metadata_table(metadata: dict[str, str]) -> str:
     return f"\nThe artifact was signed with the following user metadata.\n\n{lines}"
 
 
+@with_registry_access
 def verify(
     reference: RefArg = None,
     policy: Annotated[
@@ -433,19 +414,13 @@ def verify(
     output: OutputOpt = None,
     oci_layout: LayoutOpt = None,
     scope: ScopeOpt = None,
-    insecure_registry: InsecureOpt = [],  # noqa: B006
-    plain_http: PlainHttpOpt = False,
-    ca_file: CaFileOpt = None,
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
+    *,
+    access: RegistryAccess,
 ) -> None:
     """Verify an artifact's signatures against a trust policy (exit 1 when no signature passes)."""
     from ..registry.verification import verify_target
 
-    layout, ref, options = _registry_access(
-        oci_layout, reference, insecure_registry, plain_http, ca_file, username, password, password_stdin
-    )
+    layout, ref, options = _registry_access(oci_layout, reference, access)
     from ..notation.policy import notation_trust_files
 
     policy_path, store_path = notation_trust_files(policy, truststore)
