@@ -189,6 +189,15 @@ def test_index_children_of_a_docker_manifest_list_and_an_oci_index() -> None:
     assert index_children(_index(OCI_INDEX, None), "idx", DEFAULT_LIMITS) == []
 
 
+def test_attack_index_child_digest_with_a_trailing_newline() -> None:
+    # A hostile index lists "sha256:<hex>\n": a `$`-anchored pattern matched it (``$`` matches before a final
+    # newline) and the child was kept. The digest grammar is matched whole.
+    raw = _index(OCI_INDEX, [{"mediaType": OCI_MANIFEST, "digest": _A + "\n", "size": 9}])
+    with pytest.raises(InputError) as refused:
+        index_children(raw, "idx", DEFAULT_LIMITS)
+    assert str(refused.value) == f"idx: manifests[0]: {_A + chr(10)!r} is not a digest (algorithm:hex)"
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

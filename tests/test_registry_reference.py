@@ -51,6 +51,21 @@ def test_parse_refuses(text: str, message: str) -> None:
         parse_reference(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"r.example/app@{D}\n", "is not a digest"),
+        ("r.example/app:v1\n", "invalid tag 'v1\\n'"),
+        ("r.example/app\n", "invalid repository name 'app\\n'"),
+    ],
+)
+def test_attack_reference_with_a_trailing_newline(text: str, message: str) -> None:
+    """A plan, a layout index or a registry's answer naming ``app:v1\\n``: ``$`` matched before the newline."""
+    with pytest.raises(UsageError) as refused:
+        parse_reference(text)
+    assert message in str(refused.value)
+
+
 def test_require_digest() -> None:
     assert require_digest(parse_reference("r.example/app@" + D), command="sign").digest == D
     with pytest.raises(UsageError, match="is a tag reference; sign by digest"):

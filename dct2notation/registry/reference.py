@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from ..errors import UsageError
 
 DEFAULT_REGISTRY = "docker.io"
-_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
-_SHA256 = re.compile(r"^sha256:[a-f0-9]{64}$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+# Matched with fullmatch: ``$`` also matches before a final newline, which let "sha256:<hex>\n" through.
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
+_SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_REPO = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,9 @@ class Reference:
 
 
 def validate_digest(digest: str, *, where: str = "digest") -> str:
-    if not _DIGEST.match(digest):
+    if not _DIGEST.fullmatch(digest):
         raise UsageError(f"{where}: {digest!r} is not a digest (algorithm:hex)")
-    if digest.startswith("sha256:") and not _SHA256.match(digest):
+    if digest.startswith("sha256:") and not _SHA256.fullmatch(digest):
         raise UsageError(f"{where}: {digest!r} is not a sha256 digest (64 lowercase hex digits)")
     return digest
 
@@ -63,7 +64,7 @@ def parse_reference(text: str, *, default_registry: str = DEFAULT_REGISTRY) -> R
     colon = text.rfind(":")
     if colon > last_slash:
         text, tag = text[:colon], text[colon + 1 :]
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise UsageError(f"reference {original!r}: invalid tag {tag!r}")
     first, sep, rest = text.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost"):
@@ -72,7 +73,7 @@ def parse_reference(text: str, *, default_registry: str = DEFAULT_REGISTRY) -> R
         registry, repository = default_registry, text
         if registry == DEFAULT_REGISTRY and "/" not in repository:
             repository = f"library/{repository}"
-    if not repository or not _REPO.match(repository):
+    if not repository or not _REPO.fullmatch(repository):
         raise UsageError(f"reference {original!r}: invalid repository name {repository!r}")
     return Reference(registry, repository, tag, digest)
 
