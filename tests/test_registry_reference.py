@@ -66,6 +66,18 @@ def test_attack_reference_with_a_trailing_newline(text: str, message: str) -> No
     assert message in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "text", ["alpine", "alpine:3.19", "me/app:v1", "localhost/app", "127.0.0.1:5000/a/b/c:v1", "r.example/team/app"]
+)
+def test_docker_trust_inspect_names_split_as_references(text: str) -> None:
+    """One name grammar (imagename.split_name): what `inventory --format docker` reads as a GUN and a tag is what
+    a reference names."""
+    from dct2notation.dct.docker import docker_name
+
+    ref, name = parse_reference(text), docker_name(text)
+    assert (name.gun, name.tag) == (ref.name, ref.tag)
+
+
 def test_require_digest() -> None:
     assert require_digest(parse_reference("r.example/app@" + D), command="sign").digest == D
     with pytest.raises(UsageError, match="is a tag reference; sign by digest"):

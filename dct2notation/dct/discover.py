@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..config import DEFAULT_LIMITS, Limits
 from ..errors import AuthError, InputError, NotFoundError, RemoteError, UsageError
+from ..imagename import COMPONENT, REPOSITORY
 from ..jsontext import loads as json_loads
 from ..jsontext import read_text_file
 from .concurrent import SourcePool, workers
@@ -25,9 +26,7 @@ if TYPE_CHECKING:
 
 # docker/distribution's reference grammar: a host (with a port) then lowercase path components.
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_GUN = re.compile(rf"{_HOST}(?:/{_COMPONENT})+")
-_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_GUN = re.compile(rf"{_HOST}(?:/{COMPONENT})+")
 _MAX_GUN_LENGTH = 255  # distribution's NameTotalLengthMax
 _CHANGE_ID = re.compile(r"[0-9]{1,19}")
 
@@ -156,7 +155,7 @@ def catalog_repositories(
         if not isinstance(repos, list):
             raise RemoteError(f"{where}: repositories: expected a list")
         for n, name in enumerate(repos):
-            if not isinstance(name, str) or len(name) > _MAX_GUN_LENGTH or not _REPOSITORY.fullmatch(name):
+            if not isinstance(name, str) or len(name) > _MAX_GUN_LENGTH or not REPOSITORY.fullmatch(name):
                 raise RemoteError(f"{where}: repositories[{n}]: {str(name)[:120]!r} is not a repository name")
             if name not in seen:
                 seen.add(name)
@@ -185,7 +184,7 @@ def _next_page(link: str | None, where: str) -> str | None:
         raise RemoteError(f"{where}: Link: next page {match.group(1)[:120]!r} is not this registry's catalog")
     query = parse_qs(target.query)
     last, count = query.get("last", [""])[0], query.get("n", [""])[0]
-    if not _REPOSITORY.fullmatch(last) or not count.isdigit():
+    if not REPOSITORY.fullmatch(last) or not count.isdigit():
         raise RemoteError(f"{where}: Link: next page {match.group(1)[:120]!r} has no valid last=/n=")
     return f"/v2/_catalog?last={last}&n={count}"
 

@@ -11,18 +11,14 @@ inventory keeps them), indented four spaces and HTML-escaped as Go's ``json.Mars
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from ..imagename import REPOSITORY, split_name
 
-DOCKER_HUB = "docker.io"
 _GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
-# Docker's grammar, enough to refuse what it refuses: lowercase path components, tags of [\w][\w.-]{0,127}.
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -36,18 +32,8 @@ def docker_name(text: str) -> DockerName:
     """``alpine`` → docker.io/library/alpine, ``acme/web:1`` → docker.io/acme/web tag 1, ``host:5000/a/b`` as is."""
     if "@" in text:
         raise UsageError(f"{text!r}: docker trust inspect takes NAME or NAME:TAG, not a digest")
-    name, tag = text, None
-    colon = text.rfind(":")
-    if colon > text.rfind("/"):
-        name, tag = text[:colon], text[colon + 1 :]
-        if not _TAG.fullmatch(tag):
-            raise UsageError(f"{text!r}: invalid tag {tag!r}")
-    first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        host, path = first, rest
-    else:
-        host, path = DOCKER_HUB, name if sep else f"library/{name}"
-    if not path or not all(_COMPONENT.fullmatch(part) for part in path.split("/")):
+    host, path, tag = split_name(text, where=repr(text))
+    if not REPOSITORY.fullmatch(path):
         raise UsageError(f"{text!r}: invalid repository name (docker's: lowercase components separated by /)")
     return DockerName(text, f"{host}/{path}", tag)
 

@@ -6,13 +6,12 @@ import re
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..imagename import DOCKER_HUB, REPOSITORY, split_name
 
-DEFAULT_REGISTRY = "docker.io"
-# Matched with fullmatch: ``$`` also matches before a final newline, which let "sha256:<hex>\n" through.
+DEFAULT_REGISTRY = DOCKER_HUB
+# Matched with fullmatch, as imagename's: ``$`` also matches before a final newline ("sha256:<hex>\n").
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 _SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
-_REPO = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 
 
 @dataclass(frozen=True)
@@ -59,21 +58,8 @@ def parse_reference(text: str, *, default_registry: str = DEFAULT_REGISTRY) -> R
     if "@" in text:
         text, _, digest = text.partition("@")
         validate_digest(digest, where=f"reference {original!r}")
-    tag: str | None = None
-    last_slash = text.rfind("/")
-    colon = text.rfind(":")
-    if colon > last_slash:
-        text, tag = text[:colon], text[colon + 1 :]
-        if not _TAG.fullmatch(tag):
-            raise UsageError(f"reference {original!r}: invalid tag {tag!r}")
-    first, sep, rest = text.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        registry, repository = first, rest
-    else:
-        registry, repository = default_registry, text
-        if registry == DEFAULT_REGISTRY and "/" not in repository:
-            repository = f"library/{repository}"
-    if not repository or not _REPO.fullmatch(repository):
+    registry, repository, tag = split_name(text, where=f"reference {original!r}", default_registry=default_registry)
+    if not REPOSITORY.fullmatch(repository):
         raise UsageError(f"reference {original!r}: invalid repository name {repository!r}")
     return Reference(registry, repository, tag, digest)
 
