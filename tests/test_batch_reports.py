@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dct2notation.cli import main
+from dct2notation.migrate.journal import Journal
 from tests.test_signoff import DEMO, Estate, migrate_demo
 
 
@@ -75,6 +76,18 @@ def test_a_job_that_failed_before_signing_counts_its_attempt(
     assert summary["this_run"] == {"already-done": 1, "failed": 1}
 
 
+def done_jobs(journal: Path) -> int:
+    """Jobs the running batch has journaled signed or reused (0 before it has made its journal)."""
+    if not journal.exists():
+        return 0
+    book = Journal(journal)
+    try:
+        counts = book.counts()
+    finally:
+        book.close()
+    return counts["signed"] + counts["reused"]
+
+
 def test_ctrl_c_prints_the_summary_and_how_to_resume(estate: Estate, tmp_path: Path) -> None:
     """Ctrl-C left stdout empty and no "N done, rerun" line. --rate-limit 1 also hung forever before (a signature
     costs 5 tokens, more than the bucket ever held)."""
@@ -86,7 +99,13 @@ def test_ctrl_c_prints_the_summary_and_how_to_resume(estate: Estate, tmp_path: P
             "--concurrency", "1"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})  # fmt: skip
-    time.sleep(9)  # the first job (6 tokens at 1/s after a burst of 1) is done by then
+    # Interrupt once the first job is journaled done (5 tokens at 1/s after a burst of 1: ~5 s), not after a fixed
+    # sleep: a loaded machine took longer than the 9 s that used to be slept, and the run had done 0 of 6.
+    deadline = time.monotonic() + 120
+    while done_jobs(tmp_path / "j.db") == 0:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "no job done in 120 s"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
