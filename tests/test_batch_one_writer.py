@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -60,9 +61,15 @@ def test_attack_two_sign_processes_on_one_journal(registry: Registry, notation_d
             assert first.poll() is None, (tmp_path / "first.err").read_text()
             assert time.monotonic() < deadline, "the first run started no job in 60 s"
             time.sleep(0.05)
-        second = spawn(argv, tmp_path / "second.json", tmp_path / "second.err")
-        assert second.wait(timeout=60) == 2
-        assert first.poll() is None, "the first run ended before the second was refused: the test proves nothing"
+        # Stopped (SIGSTOP), the first run holds the journal for as long as the second takes to start and be
+        # refused, however loaded the machine: the rate limit alone left it a few seconds to finish first.
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = spawn(argv, tmp_path / "second.json", tmp_path / "second.err")
+            assert second.wait(timeout=60) == 2
+            assert first.poll() is None, "the first run ended before the second was refused: the test proves nothing"
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         lines = (tmp_path / "second.err").read_text().strip().splitlines()
         assert lines == [
             f"dct2notation: error: {journal}: journal is in use by another sign process (pid {first.pid} on host "
