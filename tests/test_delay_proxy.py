@@ -73,8 +73,10 @@ def test_delay_proxy_adds_the_delay_each_way_and_passes_bytes_unchanged(proxy_ki
         with socket.create_connection(("127.0.0.1", proxy.port)) as client:
             sent_at = time.monotonic()
             client.sendall(PAYLOAD)
-            client.shutdown(socket.SHUT_WR)  # the half-close travels the same delay
+            # Taken before the half-close: the proxy may read the FIN (and start its delay) before shutdown()
+            # returns to this thread, so a time taken after it could be later than the proxy's own.
             shut_at = time.monotonic()
+            client.shutdown(socket.SHUT_WR)  # the half-close travels the same delay
             reply = bytearray()
             first_reply_at = None
             while chunk := client.recv(1 << 20):
