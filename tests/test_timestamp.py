@@ -23,7 +23,10 @@ from tests.support.plugin_pki import make_chain
 from tests.support.servers import free_port
 from tests.support.tsa import TestTSA, openssl_verify
 
-FAST = dataclasses.replace(DEFAULT_LIMITS, http_timeout_seconds=0.5, retry_attempts=2, retry_max_wait_seconds=0.05)
+# Quick retries. The per-read timeout stays the default except where the TSA hangs on purpose: a 0.5 s one for
+# every test turned a slow `openssl ts -reply` on a loaded machine into a retry (attempts 2, two requests).
+FAST = dataclasses.replace(DEFAULT_LIMITS, retry_attempts=2, retry_max_wait_seconds=0.05)
+HANG_TIMEOUT = dataclasses.replace(FAST, http_timeout_seconds=0.5)
 GLOBALSIGN_GEN_TIME = dt.datetime(2024, 6, 18, 6, 27, 16, tzinfo=dt.UTC)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
@@ -101,7 +104,7 @@ def test_http_500_is_retried_then_refused(tsa: TestTSA) -> None:
 
 def test_timeout_is_retried_then_refused(tsa: TestTSA) -> None:
     tsa.mode = "hang"
-    stamper = HttpTimestamper(tsa.url, tsa.pki.root_pem, limits=FAST)
+    stamper = HttpTimestamper(tsa.url, tsa.pki.root_pem, limits=HANG_TIMEOUT)
     with pytest.raises(TimestampError, match=r": ReadTimeout: .*\(gave up after 2 attempts\)$"):
         stamper.timestamp(cose_signature(), hash_algorithm="SHA-256", signing_chain=SIGNING_CHAIN)
     assert stamper.attempts == 2

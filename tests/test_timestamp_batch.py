@@ -24,7 +24,9 @@ from tests.support.servers import Registry
 from tests.support.tsa import TestTSA
 from tests.test_batch import make_plan, push_images, unique_repo
 
-FAST = dataclasses.replace(DEFAULT_LIMITS, http_timeout_seconds=1.0, retry_attempts=2, retry_max_wait_seconds=0.05)
+# Quick retries; the default per-read timeout, since no test here hangs the TSA (a 1 s one turned a slow
+# `openssl ts -reply` on a loaded machine into a retry and an extra request).
+FAST = dataclasses.replace(DEFAULT_LIMITS, retry_attempts=2, retry_max_wait_seconds=0.05)
 
 pytestmark = [
     pytest.mark.servers,

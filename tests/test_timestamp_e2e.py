@@ -26,7 +26,9 @@ from tests.support.images import layout_with_image
 from tests.support.plugin_pki import Chain, make_chain, trust
 from tests.support.tsa import TestTSA, openssl_verify
 
-FAST = dataclasses.replace(DEFAULT_LIMITS, http_timeout_seconds=1.0, retry_attempts=2, retry_max_wait_seconds=0.05)
+# Quick retries; the default per-read timeout, since no test here hangs the TSA (a 1 s one turned a slow
+# `openssl ts -reply` on a loaded machine into a retry and an extra request).
+FAST = dataclasses.replace(DEFAULT_LIMITS, retry_attempts=2, retry_max_wait_seconds=0.05)
 TARGET = Descriptor(OCI_MANIFEST, "sha256:" + "cd" * 32, 4321)
 REF = "registry.example/team/app@" + TARGET.digest
 
