@@ -20,6 +20,7 @@ import pytest
 
 from dct2notation.cli import main
 from dct2notation.files import UnsafePathError, inside
+from tests.support.loopback import QuietHTTPServer
 from tests.support.notary_builders import Resigner, RichGun, build_rich_gun, canonical, sign_raw
 from tests.support.servers import NotaryServer
 
@@ -62,7 +63,7 @@ class HostileNotary:
                 self.end_headers()
                 self.wfile.write(body or b"")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

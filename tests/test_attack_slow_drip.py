@@ -26,6 +26,7 @@ from dct2notation.config import Limits
 from dct2notation.errors import DeadlineExceeded
 from dct2notation.registry.client import AsyncRegistryClient, RegistryClient
 from dct2notation.registry.options import RegistryOptions
+from tests.support.loopback import QuietTCPServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIP_EVERY = 0.2  # seconds between bytes: far inside the 30 s per-read timeout
@@ -76,8 +77,7 @@ class Dripper:
                     except OSError:
                         return  # the client gave up: what the deadline is for
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietTCPServer(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -24,6 +24,7 @@ from dct2notation.errors import UsageError
 from dct2notation.keys.testcert import generate_test_key
 from dct2notation.notation.timestamp import HttpTimestamper
 from tests.support.images import layout_with_image
+from tests.support.loopback import QuietHTTPServer
 from tests.support.notary_builders import Resigner, sha256_hex, sign_raw
 from tests.support.servers import NotaryServer
 
@@ -66,8 +67,7 @@ class Hostile:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

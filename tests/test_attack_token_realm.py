@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from dct2notation.cli import main
+from tests.support.loopback import QuietHTTPServer
 from tests.support.servers import TLSFiles, make_tls
 
 USER, PASSWORD = "alice", "s3cret-pw"
@@ -55,8 +56,7 @@ class Trap:
 
             do_POST = do_GET  # noqa: N815 - the identity-token exchange is a POST
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.netloc = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -72,8 +72,7 @@ class HostileTLS:
 
             do_HEAD = do_GET  # noqa: N815
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tls.cert, tls.key)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)

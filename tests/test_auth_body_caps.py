@@ -17,6 +17,7 @@ import pytest
 
 from dct2notation.auth import ChallengeAuth, Credentials
 from dct2notation.errors import AuthError
+from tests.support.loopback import QuietHTTPServer
 
 CHUNK = b"x" * 65536
 
@@ -62,8 +63,7 @@ class Hostile:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v2/x"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -8,7 +8,7 @@ import itertools
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -39,6 +39,7 @@ from dct2notation.registry.client import RegistryClient
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore, fetch_signatures
 from tests.support.fault_proxy import FaultProxy
+from tests.support.loopback import QuietHTTPServer
 from tests.support.plans import save_bound
 from tests.support.servers import Registry
 
@@ -430,11 +431,9 @@ def test_plan_media_type_must_be_a_non_empty_string(tmp_path: Path) -> None:
     assert caught.value.message == f"{tmp_path / 'plan.json'}: jobs[0]: field 'mediaType' must be a non-empty string"
 
 
-class _Clobberer(ThreadingHTTPServer):
+class _Clobberer(QuietHTTPServer):
     """Forwards to the registry; right after the first tag-index PUT it writes ``index`` over that tag, as a foreign
     writer that read the index before our write and wrote after it would."""
-
-    daemon_threads = True
 
     def __init__(self, upstream: str, index: bytes) -> None:
         super().__init__(("127.0.0.1", 0), _ClobberHandler)

@@ -14,6 +14,7 @@ import pytest
 
 from dct2notation.cli import main
 from dct2notation.dct.source import NotaryServerSource
+from tests.support.loopback import QuietHTTPServer
 from tests.support.servers import NotaryServer
 
 ALICE = "docker.io/phbelitz/alice-image"
@@ -78,7 +79,7 @@ class FaultyNotary:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -25,6 +25,7 @@ from dct2notation.dct.discover import catalog_reader, changefeed_guns, registry_
 from dct2notation.dct.source import NotaryServerSource
 from dct2notation.errors import RemoteError
 from tests.support.interop import push_image
+from tests.support.loopback import QuietHTTPServer
 from tests.support.notary_builders import TokenEndpoint, sha256_hex
 from tests.support.servers import NotaryServer, Registry, have
 
@@ -303,7 +304,7 @@ def loopback(answer: Callable[[str, dict[str, list[str]]], Answer]) -> Iterator[
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(body)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tests.support.loopback import QuietHTTPServer
+
 Files = Mapping[str, bytes] | Callable[[str], bytes | None]
 
 
@@ -56,7 +58,7 @@ class HostileNotary:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client stopped at its cap
                     self.wfile.write(body or b"")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from tests.support.loopback import QuietHTTPServer
 from tests.support.plugin_pki import certificate, pem_private_key
 from tests.support.servers import PASSPHRASES, NotaryClient, NotaryServer
 
@@ -370,7 +371,7 @@ class TokenEndpoint:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         scheme = "http"
         if tls is not None:

@@ -15,9 +15,11 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.support.loopback import QuietHTTPServer
 
 MANIFEST_TYPES = {
     "application/vnd.oci.image.manifest.v1+json",
@@ -202,9 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, json.dumps(index).encode(), headers)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(QuietHTTPServer):
     def __init__(self, page_size: int) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = _State()

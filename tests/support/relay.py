@@ -6,20 +6,19 @@ Subclasses override ``handle_call``; ``forward`` sends a request on to the regis
 
 from __future__ import annotations
 
-import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Self
 
 import httpx
+
+from tests.support.loopback import QuietHTTPServer
 
 Headers = list[tuple[str, str]]
 _HOP = ("connection", "content-length", "transfer-encoding")
 
 
-class Relay(ThreadingHTTPServer):
-    daemon_threads = True
-
+class Relay(QuietHTTPServer):
     def __init__(self, upstream: str) -> None:
         super().__init__(("127.0.0.1", 0), _RelayHandler)
         self.upstream = httpx.Client(base_url=upstream, timeout=30)
@@ -29,13 +28,6 @@ class Relay(ThreadingHTTPServer):
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.server_address[1]}"
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client SIGKILLed mid-request (the batch kill tests do that on purpose) resets its connection: expected,
-        # not worth socketserver's traceback in the test output. Anything else is still printed.
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            return
-        super().handle_error(request, client_address)
 
     def start(self) -> Self:
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
