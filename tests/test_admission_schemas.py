@@ -239,6 +239,35 @@ def test_ratify_v1_carries_trust_policy_tsa_stores_and_pull_secret(keys: Path, t
         assert constraint["spec"]["enforcementAction"] == action
 
 
+def test_ratify_v2_store_has_a_credential_provider_and_the_pull_secret_is_a_gap(
+    shared_fixtures: Path, keys: Path, tmp_path: Path
+) -> None:
+    """v2.0.0-beta.1 refuses a registry-store without ``credential.provider`` (HEAD emitted ``parameters: {}``); its
+    providers are static (a login written into the Executor) and Azure, none reads a Kubernetes secret."""
+    out = emit(keys, tmp_path / "out", "strict", ratify="v2")
+    (executor,) = yaml.safe_load_all((out / "ratify" / "executor.yaml").read_text())
+    sample = yaml.safe_load(
+        (shared_fixtures / "admission" / "ratify-v2.0.0-beta.1" / "config_v2alpha1_executor.yaml").read_text()
+    )
+    assert executor["spec"]["stores"] == sample["spec"]["stores"]
+    store = {"type": "registry-store", "parameters": {"credential": {"provider": "static"}}}
+    assert executor["spec"]["stores"] == [store]
+    (gap,) = [g for g in json.loads((out / "gaps.json").read_text())["gaps"] if g["kind"] == "ratify-v2-no-pull-secret"]
+    assert gap["detail"] == "regcred"
+    assert gap["repositories"] == [f"reg.example/{n}" for n in ("a", "b", "c", "kms")]
+    assert gap["what"] == (
+        "Ratify v2's registry-store takes no Kubernetes secret (only a username and password written into the "
+        "Executor, or Azure workload identity): pull secret regcred is not used and Ratify reads the signatures "
+        "anonymously"
+    )
+    assert "## ratify-v2-no-pull-secret: regcred\n" in (out / "GAPS.md").read_text()
+    again = emit(keys, tmp_path / "no-secret", "strict", ratify="v2", pull_secret=None)
+    kinds = {g["kind"] for g in json.loads((again / "gaps.json").read_text())["gaps"]}
+    assert "ratify-v2-no-pull-secret" not in kinds and "ratify-v2-one-statement" in kinds
+    v1 = emit(keys, tmp_path / "v1", "strict")
+    assert "ratify-v2-no-pull-secret" not in {g["kind"] for g in json.loads((v1 / "gaps.json").read_text())["gaps"]}
+
+
 def test_connaisseur_values_step_the_window(keys: Path, tmp_path: Path) -> None:
     out = emit(keys, tmp_path / "out", "strict")
     policy = json.loads((out / "trustpolicy.json").read_text())

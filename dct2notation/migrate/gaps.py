@@ -25,6 +25,9 @@ WHAT = {
     "of statement {detail} fail once their signing certificate expires",
     "ratify-v2-one-statement": "Ratify v2 runs one notation verifier for every scope: statement {detail} loses its "
     "own trusted identities and trust stores",
+    "ratify-v2-no-pull-secret": "Ratify v2's registry-store takes no Kubernetes secret (only a username and password "
+    "written into the Executor, or Azure workload identity): pull secret {detail} is not used and Ratify reads the "
+    "signatures anonymously",
     "nirmata-no-tsa": "Nirmata's TrustStore has no tsa type and its TrustPolicy drops verifyTimestamp: statement "
     "{detail} verifies without its TSA roots",
     "connaisseur-any-identity": "Connaisseur's notation validator verifies statement {detail} with trustedIdentities "
@@ -49,6 +52,8 @@ TODO = {
     "re-sign before the certificates expire",
     "ratify-v2-one-statement": "use Ratify v1 (the default) or Nirmata's TrustPolicy while more than one statement "
     "is needed",
+    "ratify-v2-no-pull-secret": "set the Executor's stores[0].parameters.credential by hand (provider static with "
+    "the registry login, kept out of version control), or use Ratify v1 (the default), whose Store reads the secret",
     "nirmata-no-tsa": "use Kyverno's ImageValidatingPolicy or Ratify v1 for timestamped signatures, or re-sign "
     "before the certificates expire",
     "connaisseur-any-identity": "enforce identities with Ratify v1 or Nirmata's TrustPolicy beside it, or give the "
