@@ -48,8 +48,10 @@ class EnvelopeError(InputError):
 
 
 class Timestamper(Protocol):
+    """A timestamping authority as signing needs it (``notation.timestamp.HttpTimestamper`` asks one over HTTP)."""
+
     def timestamp(self, signature: bytes, *, hash_algorithm: str, signing_chain: list[x509.Certificate]) -> bytes:
-        """DER RFC 3161 TimeStampToken over ``signature``."""
+        """DER RFC 3161 TimeStampToken over the raw ``signature`` bytes (a COSE or JWS signature value)."""
         ...
 
 

@@ -20,7 +20,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import httpx
 import rfc3161_client as tsp
@@ -47,12 +46,6 @@ _NAME_BY_OID = {oid: name for name, (_, oid) in _HASHES.items()}
 # ETSI EN 319 422 baseline policy: tspclient-go gives a token under it with no accuracy a 1 s accuracy.
 _BASELINE_POLICY = x509.ObjectIdentifier("0.4.0.2023.1.1")
 _GRANTED = (tsp.PKIStatus.GRANTED, tsp.PKIStatus.GRANTED_WITH_MODS)
-
-
-class Timestamper(Protocol):
-    def timestamp(self, signature: bytes, *, hash_algorithm: str, signing_chain: list[x509.Certificate]) -> bytes:
-        """DER RFC 3161 TimeStampToken over the raw COSE ``signature`` bytes."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -321,7 +314,8 @@ class _Retryable(Exception):
 
 
 class HttpTimestamper:
-    """Asks one RFC 3161 TSA over HTTP; reuses one client and counts calls and time for batch summaries.
+    """Asks one RFC 3161 TSA over HTTP (the ``notation.envelope.Timestamper`` a signer takes); reuses one client and
+    counts calls and time for batch summaries.
 
     Every token is verified (chain to ``root_cert``, imprint, nonce, genTime within the signing chain) before it is
     returned, so a wrong TSA answer can never be attached to a signature.
