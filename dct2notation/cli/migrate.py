@@ -119,7 +119,7 @@ def make_plan(
 
         async def run() -> None:
             try:
-                await preflight(plan, stores, layout=oci_layout is not None)
+                await preflight(plan, stores)
                 if children:
                     from ..migrate.children import expand_children
 
@@ -208,7 +208,6 @@ def sign_plan(
             concurrency=concurrency or DEFAULT_CONCURRENCY,
             rate_limit=rate_limit,
             timestamper=timestamper,
-            layout=oci_layout is not None,
             progress=progress,
             signature_format=signature_format,
         )

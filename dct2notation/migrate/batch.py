@@ -19,7 +19,6 @@ from ..notation.envelope import SignedEnvelope, Timestamper
 from ..notation.formats import SignatureFormat, parse_signature_envelope, sign_in_format, signature_valid
 from ..notation.manifest import ManifestForm, parse_signature_manifest, thumbprints
 from ..oci import OCI_MANIFEST, THUMBPRINT_ANNOTATION, Descriptor
-from ..registry.reference import Reference, parse_reference
 from ..registry.store import SignatureStore, registry_lane, registry_slot
 from .journal import DONE, Journal
 from .plan import Job
@@ -173,12 +172,6 @@ def _registry_of(job: Job) -> str:
     return job.repository.partition("/")[0]
 
 
-def _reference(job: Job, layout: bool) -> Reference:
-    if layout:
-        return Reference("local", job.repository.rpartition("/")[2] or "layout", None, job.digest)
-    return parse_reference(job.reference).with_digest(job.digest)
-
-
 def same_signer(descriptors: Sequence[Descriptor], thumbs: list[str]) -> list[Descriptor]:
     """The listed signatures whose thumbprint annotation names this certificate chain: candidates only, since an
     annotation is whatever the index says (the manifest may be gone, or name another subject)."""
@@ -277,7 +270,6 @@ class BatchSigner:
         rate_limit: float | None = None,
         timestamper: Timestamper | None = None,
         clock: Clock | None = None,
-        layout: bool = False,
         progress: bool = True,
         signature_format: SignatureFormat = "cose",
     ) -> None:
@@ -291,7 +283,6 @@ class BatchSigner:
         self.rate_limit = rate_limit
         self.timestamper = TimedTimestamper(timestamper) if timestamper is not None else None
         self.clock = clock or SystemClock()
-        self.layout = layout
         self.progress = progress
         self._thumbs = {name: thumbprints(key.certificate_chain()) for name, key in keys.items()}
         self._pushed: dict[str, Descriptor] = {}  # job key -> signature written this run, not yet confirmed listed
@@ -305,7 +296,7 @@ class BatchSigner:
         for registry, job in first.items():
             store = self.stores(registry)
             try:
-                ref = _reference(job, self.layout)
+                ref = store.subject_reference(job.repository, job.digest)
                 await store.aresolve(ref)
                 await store.acheck_writable(ref.repository)
             except Dct2NotationError as exc:
@@ -334,7 +325,7 @@ class BatchSigner:
         )
         key = self.keys[job.identity]
         store = self.stores(_registry_of(job))
-        ref = _reference(job, self.layout)
+        ref = store.subject_reference(job.repository, job.digest)
         thumbs = self._thumbs[job.identity]
         try:
             if job.media_type is not None:
@@ -441,7 +432,7 @@ class BatchSigner:
 
     async def _reconcile_subject(self, jobs: list[Job], bucket: TokenBucket, report: Reconciliation) -> None:
         store = self.stores(_registry_of(jobs[0]))
-        repo = _reference(jobs[0], self.layout).repository
+        repo = store.subject_reference(jobs[0].repository, jobs[0].digest).repository
         subject = Descriptor(jobs[0].media_type or OCI_MANIFEST, jobs[0].digest, jobs[0].size)
         active = [job for job in jobs if self._expected(job) is not None]
         report.checked += len(active)

@@ -432,15 +432,15 @@ def load_plan(path: Path) -> Plan:
     return plan_from_dict(doc, str(path))
 
 
-async def _check_job(job: Job, store: SignatureStore, layout: bool) -> tuple[str | None, list[dict[str, Any]]]:
+async def _check_job(job: Job, store: SignatureStore) -> tuple[str | None, list[dict[str, Any]]]:
     """(the subject's media type when the registry's size matches the TUF length, findings)."""
     from ..errors import NotFoundError
-    from ..registry.reference import Reference, parse_reference
+    from ..registry.reference import Reference
 
-    base = parse_reference(job.reference) if not layout else Reference("local", "layout", None, job.digest)
+    base = store.subject_reference(job.repository, job.digest)
     found: list[dict[str, Any]] = []
     try:
-        desc = await store.aresolve(base.with_digest(job.digest))
+        desc = await store.aresolve(base)
     except NotFoundError:
         return None, [
             {"kind": "missing-manifest", "detail": f"{job.reference} is not in the registry; nothing to sign"}
@@ -469,9 +469,7 @@ async def _check_job(job: Job, store: SignatureStore, layout: bool) -> tuple[str
     return media_type, found
 
 
-async def preflight(
-    plan: Plan, stores: Callable[[str], SignatureStore], *, layout: bool = False, concurrency: int = 16
-) -> None:
+async def preflight(plan: Plan, stores: Callable[[str], SignatureStore], *, concurrency: int = 16) -> None:
     """HEAD every subject and tag: missing manifests, size ≠ TUF length and tag drift, per job and in total.
 
     A job whose manifest is gone is dropped from the plan (it cannot be signed); drift only warns, because the
@@ -484,7 +482,7 @@ async def preflight(
 
     async def check(jobs: list[Job]) -> tuple[list[Job], str | None, list[dict[str, Any]]]:
         async with gate:
-            return jobs, *await _check_job(jobs[0], stores(jobs[0].repository.partition("/")[0]), layout)
+            return jobs, *await _check_job(jobs[0], stores(jobs[0].repository.partition("/")[0]))
 
     results = await asyncio.gather(*(check(j) for j in subjects.values()))
     totals: dict[str, int] = {}

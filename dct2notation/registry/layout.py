@@ -313,6 +313,10 @@ class OCILayoutStore:
                 out.append(name)
         return out
 
+    def subject_reference(self, repository: str, digest: str) -> Reference:
+        # The digest alone finds it (one layout, one repository); the name's last component is kept for messages.
+        return Reference("local", repository.rpartition("/")[2] or "layout", None, digest)
+
     def resolve(self, reference: Reference) -> Descriptor:
         return self.layout.resolve(reference.reference)
 

@@ -33,7 +33,7 @@ from .client import (
     tls_context,
 )
 from .options import RegistryOptions
-from .reference import Reference
+from .reference import Reference, parse_reference
 
 # Which of a store's async clients the current task uses. httpcore's pool scans every connection it holds on each
 # request (quadratic in idle ones), which costs more CPU than the request itself at 16 connections; a batch worker
@@ -73,6 +73,11 @@ class SignatureStore(Protocol):
     def lists_on_write(self) -> bool:
         """True when a signature ``apush_signature_once`` wrote is listed by that write itself (one writer at a time
         holds the listing), so the batch journals it done at once; else the reconciliation pass confirms it."""
+        ...
+
+    def subject_reference(self, repository: str, digest: str) -> Reference:
+        """The manifest ``digest`` of a plan's ``repository`` (``host/path``) as this store names it: what
+        ``aresolve`` takes, and whose ``repository`` the other methods take."""
         ...
 
     def resolve(self, reference: Reference) -> Descriptor: ...
@@ -354,6 +359,9 @@ class RegistryStore:
             await client.aclose()
 
     # --- sync ----------------------------------------------------------------------------------------
+    def subject_reference(self, repository: str, digest: str) -> Reference:
+        return parse_reference(f"{repository}@{digest}")
+
     def resolve(self, reference: Reference) -> Descriptor:
         desc = self.client.head_manifest(reference.repository, reference.reference)
         if desc is None:
