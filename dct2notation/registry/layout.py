@@ -32,7 +32,7 @@ from ..notation.manifest import (
 from ..oci import EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Descriptor, go_json, sha256_digest
 from .client import ForeignIndexError, RetryStats, TagIndex, referrers_index_problem
 from .reference import Reference, validate_digest
-from .store import Find, Make, unique_signatures
+from .store import Find, Make, SignatureStore, unique_signatures
 
 T = TypeVar("T")
 
@@ -267,8 +267,9 @@ class OCILayout:
         return found
 
 
-class OCILayoutStore:
-    """:class:`SignatureStore` over an OCI layout directory; ``repo`` arguments are ignored (one layout, one repo)."""
+class OCILayoutStore(SignatureStore):
+    """:class:`SignatureStore` over an OCI layout directory; ``repo`` arguments are ignored (one layout, one repo).
+    Local files: the protocol's async methods that run their sync twin in a worker thread serve as they are."""
 
     def __init__(self, root: Path, limits: Limits = DEFAULT_LIMITS, *, create: bool = False) -> None:
         self.layout = OCILayout(root, limits)
@@ -332,11 +333,7 @@ class OCILayoutStore:
         )
 
     def push_signature(
-        self,
-        repo: str,
-        subject: Descriptor,
-        signed: SignedEnvelope,
-        form: ManifestForm = "legacy",
+        self, repo: str, subject: Descriptor, signed: SignedEnvelope, form: ManifestForm = "legacy"
     ) -> Descriptor:
         with self.layout.locked():
             return self._push_locked(subject, signed, form)
@@ -406,15 +403,6 @@ class OCILayoutStore:
     async def aunlist_signature(self, repo: str, subject_digest: str, digest: str) -> None:
         await self._under_lock(lambda: self._unlist(subject_digest, digest))
 
-    async def aresolve(self, reference: Reference) -> Descriptor:
-        return await asyncio.to_thread(self.resolve, reference)
-
-    async def aget_manifest(self, repo: str, digest: str) -> bytes:
-        return await asyncio.to_thread(self.get_manifest, repo, digest)
-
-    async def aget_blob(self, repo: str, digest: str) -> bytes:
-        return await asyncio.to_thread(self.get_blob, repo, digest)
-
     async def acheck_writable(self, repo: str) -> None:
         blobs = self.layout.root / "blobs" / "sha256"
         for path in (self.layout.root, blobs):
@@ -422,14 +410,8 @@ class OCILayoutStore:
                 raise InputError(f"{path}: not writable (a signature could not be stored in this OCI layout)")
 
     async def apush_signature_once(
-        self,
-        repo: str,
-        subject: Descriptor,
-        find: Find,
-        make: Make,
-        form: ManifestForm = "legacy",
-        *,
-        eager: bool = False,
+        self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm = "legacy",
+        *, eager: bool = False
     ) -> tuple[Descriptor, bool]:
         """The listing ``find`` reads and the write are under the layout's lock, so no other writer (thread or
         process) lands between them: two runs never sign one subject twice with one certificate. ``eager`` is
@@ -459,15 +441,3 @@ class OCILayoutStore:
             return desc, False
         finally:
             await asyncio.to_thread(self.layout.unlock, held)
-
-    async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
-        return await asyncio.to_thread(self.list_signatures, repo, subject_digest)
-
-    async def apush_signature(
-        self,
-        repo: str,
-        subject: Descriptor,
-        signed: SignedEnvelope,
-        form: ManifestForm = "legacy",
-    ) -> Descriptor:
-        return await asyncio.to_thread(self.push_signature, repo, subject, signed, form)

@@ -59,6 +59,9 @@ class SignatureStore(Protocol):
     """What signing, listing, the batch, the check and the sign-off need from storage (docs/CONTRACTS.md).
 
     A registry and an OCI layout both answer it, so each caller has one code path: no caller asks which it has.
+    Both stores subclass it, so mypy checks each against it and the contract is written here once. An async method
+    with a body runs its sync twin in a worker thread: right for local files; a store with its own async I/O
+    overrides it.
     """
 
     limits: Limits
@@ -91,46 +94,41 @@ class SignatureStore(Protocol):
     def list_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]: ...
 
     def push_signature(
-        self,
-        repo: str,
-        subject: Descriptor,
-        signed: SignedEnvelope,
-        form: ManifestForm = "legacy",
-    ) -> Descriptor: ...
+        self, repo: str, subject: Descriptor, signed: SignedEnvelope, form: ManifestForm = "legacy"
+    ) -> Descriptor:
+        """Write ``signed`` as a signature of ``subject`` and list it: the signature manifest's descriptor."""
+        ...
 
     def retry_stats(self) -> RetryStats | None:
         """Retries taken so far (None where the store never retries)."""
         ...
 
-    async def aresolve(self, reference: Reference) -> Descriptor: ...
+    async def aresolve(self, reference: Reference) -> Descriptor:
+        return await asyncio.to_thread(self.resolve, reference)
 
-    async def aget_manifest(self, repo: str, digest: str) -> bytes: ...
+    async def aget_manifest(self, repo: str, digest: str) -> bytes:
+        return await asyncio.to_thread(self.get_manifest, repo, digest)
 
-    async def aget_blob(self, repo: str, digest: str) -> bytes: ...
+    async def aget_blob(self, repo: str, digest: str) -> bytes:
+        return await asyncio.to_thread(self.get_blob, repo, digest)
 
-    async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]: ...
+    async def alist_signatures(self, repo: str, subject_digest: str) -> list[Descriptor]:
+        return await asyncio.to_thread(self.list_signatures, repo, subject_digest)
 
     async def acheck_writable(self, repo: str) -> None:
         """Raise unless a signature could be written to ``repo`` (the batch's pre-flight)."""
         ...
 
     async def apush_signature(
-        self,
-        repo: str,
-        subject: Descriptor,
-        signed: SignedEnvelope,
-        form: ManifestForm = "legacy",
-    ) -> Descriptor: ...
+        self, repo: str, subject: Descriptor, signed: SignedEnvelope, form: ManifestForm = "legacy"
+    ) -> Descriptor:
+        # Nothing on the batch's path pushes this way (it checks and pushes with apush_signature_once), so a worker
+        # thread serves every store: one push procedure per store, the sync one.
+        return await asyncio.to_thread(self.push_signature, repo, subject, signed, form)
 
     async def apush_signature_once(
-        self,
-        repo: str,
-        subject: Descriptor,
-        find: Find,
-        make: Make,
-        form: ManifestForm = "legacy",
-        *,
-        eager: bool = False,
+        self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm = "legacy",
+        *, eager: bool = False
     ) -> tuple[Descriptor, bool]:
         """Push the signature ``make()`` returns unless ``find`` picks one among those listed: (descriptor, reused).
         A reused descriptor was listed when read; a pushed one was written to the listing once, and a concurrent
@@ -266,8 +264,9 @@ class _Upload:
             self._kept.append(task.result())
 
 
-class RegistryStore:
-    """Signatures in a registry. ``a*`` methods are the async variants used by the batch signer."""
+class RegistryStore(SignatureStore):
+    """Signatures in a registry. ``a*`` methods are the async variants used by the batch signer, on async clients
+    (one per task lane)."""
 
     def __init__(
         self,
@@ -385,11 +384,7 @@ class RegistryStore:
         return unique_signatures(listed)
 
     def push_signature(
-        self,
-        repo: str,
-        subject: Descriptor,
-        signed: SignedEnvelope,
-        form: ManifestForm = "legacy",
+        self, repo: str, subject: Descriptor, signed: SignedEnvelope, form: ManifestForm = "legacy"
     ) -> Descriptor:
         envelope_desc = self.client.push_blob(repo, signed.raw, signed.media_type)
         self.client.push_blob(repo, EMPTY_JSON)
@@ -438,35 +433,11 @@ class RegistryStore:
             listed = await client.tag_index(repo, subject_digest)
         return unique_signatures(listed)
 
-    async def apush_signature(
-        self,
-        repo: str,
-        subject: Descriptor,
-        signed: SignedEnvelope,
-        form: ManifestForm = "legacy",
-    ) -> Descriptor:
-        client = self._aclient()
-        envelope_desc = await client.push_blob(repo, signed.raw, signed.media_type)
-        await client.push_blob(repo, EMPTY_JSON)
-        manifest = envelope_signature_manifest(envelope_desc, subject, signed, form)
-        headers = await client.put_manifest(repo, manifest.digest, manifest.raw, OCI_MANIFEST)
-        if self._needs_tag_index(headers):
-            await _alist_by_tag(client, repo, subject.digest, manifest.descriptor())
-        return manifest.descriptor()
-
     async def apush_signature_once(
-        self,
-        repo: str,
-        subject: Descriptor,
-        find: Find,
-        make: Make,
-        form: ManifestForm = "legacy",
-        *,
-        eager: bool = False,
+        self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm = "legacy",
+        *, eager: bool = False
     ) -> tuple[Descriptor, bool]:
-        """Push the signature ``make()`` returns unless ``find`` picks one among those listed: (descriptor, reused).
-
-        Without the Referrers API the ``sha256-<hex>`` index read for ``find`` is also the base of the index write,
+        """Without the Referrers API the ``sha256-<hex>`` index read for ``find`` is also the base of the index write,
         both under the per-subject lock, so no other writer in this process lands between them. A writer in another
         process (a second plan on this repository, Notation in CI) can still drop our entry or add a twin: no re-read
         here can see a writer that read before us and writes after us, so the batch's reconciliation pass, after
