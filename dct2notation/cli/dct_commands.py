@@ -285,19 +285,23 @@ def _inventory(args: InventoryArgs) -> None:
     _fail_for(failed, total, "inventory", f"the other {total - len(failed)} are listed (failed_guns in --json)")
 
 
-# Option spelling -> (InventoryArgs field, converter); converter None marks a flag.
-_VALUE_OPTIONS: dict[str, tuple[str, type[str] | type[Path] | type[int]]] = {
+_Converter = type[str] | type[Path] | type[int]
+# Option spelling -> (field of InventoryArgs / ArchiveArgs, converter): the options both commands read DCT with.
+_SOURCE_OPTIONS: dict[str, tuple[str, _Converter]] = {
     "--server": ("server", str),
     "--trust-dir": ("trust_dir", Path),
-    "--archive": ("archive", Path),
     "--at": ("at", str),
     "--ca": ("ca", Path),
     "--ca-file": ("ca", Path),
     "--username": ("username", str),
     "-u": ("username", str),
-    "--baseline-archive": ("baseline", Path),
     "--guns-from": ("guns_from", Path),
     "--concurrency": ("concurrency", int),
+}
+_VALUE_OPTIONS: dict[str, tuple[str, _Converter]] = {
+    **_SOURCE_OPTIONS,
+    "--archive": ("archive", Path),
+    "--baseline-archive": ("baseline", Path),
     "--format": ("output_format", str),
 }
 _FLAGS = {"--json": "as_json", "--password-stdin": "password_stdin"}
@@ -330,18 +334,10 @@ class ArchiveArgs:
     inventory: Path | None = None
 
 
-_ARCHIVE_VALUE_OPTIONS: dict[str, tuple[str, type[str] | type[Path] | type[int]]] = {
+_ARCHIVE_VALUE_OPTIONS: dict[str, tuple[str, _Converter]] = {
+    **_SOURCE_OPTIONS,
     "-o": ("output", Path),
     "--output": ("output", Path),
-    "--server": ("server", str),
-    "--trust-dir": ("trust_dir", Path),
-    "--ca": ("ca", Path),
-    "--ca-file": ("ca", Path),
-    "--username": ("username", str),
-    "-u": ("username", str),
-    "--at": ("at", str),
-    "--guns-from": ("guns_from", Path),
-    "--concurrency": ("concurrency", int),
     "--inventory": ("inventory", Path),
 }
 _ARCHIVE_FLAGS = {"--password-stdin": "password_stdin", "--discover": "discover"}
@@ -379,7 +375,7 @@ def _parse_plain_argv(
     argv: list[str],
     command: str,
     parsed: Any,
-    value_options: dict[str, tuple[str, type[str] | type[Path] | type[int]]],
+    value_options: dict[str, tuple[str, _Converter]],
     flags: dict[str, str],
 ) -> bool:
     """Fill ``parsed`` (whose field ``guns`` takes the words) from ``command …`` argv; False where typer must."""
