@@ -277,11 +277,14 @@ def test_provider_item_errors_deny_that_image(
 def test_attack_short_image_name_slips_past_a_migrated_docker_hub_repository(
     opa: Path, capabilities: Path, emitted: dict[str, Any], tmp_path: Path
 ) -> None:
-    """`alpine:3.20`, `library/alpine`, `index.docker.io/...` all pull docker.io/library/alpine: each is asked about by
-    its qualified reference (a tag-less one as :latest). The template at HEAD~ asked about none of them."""
+    """`alpine:3.20`, `library/alpine`, `index.docker.io/...`, `DOCKER.IO/...` all pull docker.io/library/alpine, and
+    REG.EXAMPLE:5000 is reg.example:5000: each is asked about by its qualified reference (a tag-less one as :latest).
+    The template at HEAD~ asked about none of them."""
     v = emitted["version"]
     written = {"alpine:3.20": f"{HUB}:3.20", "library/alpine": f"{HUB}:latest",
                f"index.docker.io/library/alpine@{DIGEST}": f"{HUB}@{DIGEST}", "docker.io/alpine:edge": f"{HUB}:edge",
+               "registry-1.docker.io/library/alpine:3": f"{HUB}:3",
+               "DOCKER.IO/library/alpine:4": f"{HUB}:4", "REG.EXAMPLE:5000/team/app:v2": f"{PRIVATE}:v2",
                PRIVATE: f"{PRIVATE}:latest"}  # fmt: skip
     for image, ref in written.items():
         assert evaluate(opa, capabilities, emitted, pod([image]), answers(v, **{ref: False}), tmp_path) == [
@@ -314,6 +317,32 @@ def test_attack_provider_answer_missing_or_malformed_verdict_admits(
     got = evaluate(opa, capabilities, emitted, pod([f"{PRIVATE}:v1"]), ok, tmp_path, extra=extra)
     assert got == [NO_SIGNATURE.format(f"{PRIVATE}:v1")]
     assert evaluate(opa, capabilities, emitted, pod([f"{PRIVATE}:v1"]), ok, tmp_path, extra=extra[1:]) == []
+
+
+def test_odd_image_strings_never_break_the_evaluation(
+    opa: Path, capabilities: Path, emitted: dict[str, Any], tmp_path: Path
+) -> None:
+    """Gatekeeper turns an evaluation error (e.g. a function with two outputs, eval_conflict_error) into one violation
+    per constraint carrying the error text (frameworks drivers/rego Driver.Query): the pod would get an opaque verdict
+    instead of its own. Whatever an image string holds, the template evaluates and names the unsigned image beside
+    it; malformed references of a migrated repository are denied."""
+    v = emitted["version"]
+    odd = ["", "/", "//", ":", "@", "a/", "/a", "localhost", "localhost/alpine", "Docker.io/alpine", "docker.io",
+           "docker.io/", "index.docker.io", "alpine:3:4", "alpine@sha256:x@y", "a:b/c", "ünï/cödé:1", "x" * 5000,
+           f"{PRIVATE}/", f"{PRIVATE}:", f"{PRIVATE}@", f"{HUB}:"]  # fmt: skip
+    bad = f"{PRIVATE}:v1"
+    items = answers(v, **{bad: False})
+    got = evaluate(opa, capabilities, emitted, pod([bad, *odd]), items, tmp_path)
+    # Malformed references of a migrated repository are asked about as written and, with no verdict, denied.
+    assert got == [
+        f"Ratify returned no verdict for image {HUB}:",
+        f"Ratify returned no verdict for image {HUB}:3:4",
+        f"Ratify returned no verdict for image {HUB}:latest",  # Docker.io/alpine
+        f"Ratify returned no verdict for image {HUB}@sha256:x@y",
+        f"Ratify returned no verdict for image {PRIVATE}:",
+        f"Ratify returned no verdict for image {PRIVATE}@",
+        NO_SIGNATURE.format(bad),
+    ]
 
 
 def workload(kind: str, image: str) -> dict[str, Any]:

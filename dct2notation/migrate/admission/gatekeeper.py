@@ -55,7 +55,8 @@ registry_host(first) { contains(first, ":") }
 registry_host(first) { first == "localhost" }
 registry_host(first) { lower(first) != first }
 
-docker_hub := {"docker.io", "index.docker.io"}
+# registry-1.docker.io is the same registry by its API host name: asked about under its docker.io name.
+docker_hub := {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 hub_repository(path) = repo {
   not contains(path, "/")
@@ -69,18 +70,19 @@ hub_repository(path) = repo {
 
 # The fully qualified repository the runtime pulls from: `alpine` is docker.io/library/alpine, so a short name or an
 # index.docker.io name cannot slip past a migrated Docker Hub repository.
+# Host names are compared in lower case: REG.EXAMPLE reaches the same registry as reg.example.
 repository(path) = repo {
   parts := split(path, "/")
   count(parts) > 1
   registry_host(parts[0])
-  not docker_hub[parts[0]]
-  repo := path
+  not docker_hub[lower(parts[0])]
+  repo := concat("/", array.concat([lower(parts[0])], array.slice(parts, 1, count(parts))))
 }
 
 repository(path) = repo {
   parts := split(path, "/")
   count(parts) > 1
-  docker_hub[parts[0]]
+  docker_hub[lower(parts[0])]
   repo := hub_repository(concat("/", array.slice(parts, 1, count(parts))))
 }
 
