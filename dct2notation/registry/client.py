@@ -606,7 +606,29 @@ def subject_lock(host: str, repo: str, subject_digest: str) -> threading.Lock:
 _ASYNC_LOCKS: dict[tuple[int, str, str, str], asyncio.Lock] = {}
 
 
-class RegistryClient:
+class _Driver:
+    """What both drivers hold alike: the host's :class:`RegistryCore`, the auth flow and the httpx client settings."""
+
+    def __init__(self, host: str, options: RegistryOptions | None, auth: httpx.Auth | None) -> None:
+        self.core = RegistryCore(host, options or RegistryOptions())
+        # No explicit auth: credentials from the options / docker config, as every registry command does.
+        self.auth = auth if auth is not None else registry_auth(host, self.core.options)
+
+    def _http_settings(self, transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None) -> dict[str, Any]:
+        opts = self.core.options
+        return {
+            "verify": tls_context(opts, self.core.host) if transport is None else True,  # a given transport has its own
+            "timeout": opts.limits.http_timeout_seconds,
+            "transport": transport,
+            "follow_redirects": True,
+        }
+
+    @property
+    def stats(self) -> RetryStats:
+        return self.core.stats
+
+
+class RegistryClient(_Driver):
     """Blocking driver of :class:`RegistryCore` operations."""
 
     def __init__(
@@ -617,20 +639,8 @@ class RegistryClient:
         auth: httpx.Auth | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.core = RegistryCore(host, options or RegistryOptions())
-        opts = self.core.options
-        # No explicit auth: credentials from the options / docker config, as every registry command does.
-        self._auth = auth if auth is not None else registry_auth(host, self.core.options)
-        self._http = bounded_client(
-            verify=tls_context(opts, host) if transport is None else True,  # a given transport has its own
-            timeout=opts.limits.http_timeout_seconds,
-            transport=transport,
-            follow_redirects=True,
-        )
-
-    @property
-    def stats(self) -> RetryStats:
-        return self.core.stats
+        super().__init__(host, options, auth)
+        self._http = bounded_client(**self._http_settings(transport))
 
     def close(self) -> None:
         self._http.close()
@@ -644,7 +654,7 @@ class RegistryClient:
     def _send(self, call: Call) -> Reply:
         with deadline(self.core.limits.http_deadline_seconds) as limit:
             try:
-                response = self._http.send(call.request, auth=self._auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+                response = self._http.send(call.request, auth=self.auth or httpx.USE_CLIENT_DEFAULT, stream=True)
                 try:
                     self.core.classify(call, response)
                     body = bytearray()
@@ -732,7 +742,7 @@ class RegistryClient:
             self.run(lambda: self.core.op_remove_from_tag_index(repo, subject_digest, manifest_digest))
 
 
-class AsyncRegistryClient:
+class AsyncRegistryClient(_Driver):
     """Asynchronous driver of the same operations, for the batch signer."""
 
     def __init__(
@@ -744,21 +754,11 @@ class AsyncRegistryClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
     ) -> None:
-        self.core = RegistryCore(host, options or RegistryOptions())
-        opts = self.core.options
-        # No explicit auth: credentials from the options / docker config, as every registry command does.
-        self._auth = auth if auth is not None else registry_auth(host, self.core.options)
+        super().__init__(host, options, auth)
         self._http = httpx.AsyncClient(
-            verify=tls_context(opts, host) if transport is None else True,  # a given transport has its own
-            timeout=opts.limits.http_timeout_seconds,
-            transport=transport,
-            follow_redirects=True,
+            **self._http_settings(transport),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
-
-    @property
-    def stats(self) -> RetryStats:
-        return self.core.stats
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -773,7 +773,7 @@ class AsyncRegistryClient:
         limit = Deadline(self.core.limits.http_deadline_seconds)
         try:
             async with asyncio.timeout(limit.seconds):
-                response = await self._http.send(call.request, auth=self._auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+                response = await self._http.send(call.request, auth=self.auth or httpx.USE_CLIENT_DEFAULT, stream=True)
                 try:
                     self.core.classify(call, response)
                     body = bytearray()

@@ -29,7 +29,6 @@ from .client import (
     ForeignIndexError,
     RegistryClient,
     RetryStats,
-    registry_auth,
     tls_context,
 )
 from .options import RegistryOptions
@@ -280,8 +279,7 @@ class RegistryStore(SignatureStore):
         self.host = host
         self.options = options or RegistryOptions()
         self.limits = self.options.limits
-        self._auth = auth if auth is not None else registry_auth(host, self.options)
-        self.client = RegistryClient(host, self.options, auth=self._auth, transport=transport)
+        self.client = RegistryClient(host, self.options, auth=auth, transport=transport)
         self._async_transport = async_transport
         self._lanes: dict[tuple[int, int], AsyncRegistryClient] = {}
         self._tls: ssl.SSLContext | None = None
@@ -327,7 +325,7 @@ class RegistryStore(SignatureStore):
                 if self._tls is None:
                     self._tls = tls_context(self.options, self.host)
                 transport = httpx.AsyncHTTPTransport(verify=self._tls)
-            client = AsyncRegistryClient(self.host, self.options, auth=self._auth, transport=transport)
+            client = AsyncRegistryClient(self.host, self.options, auth=self.client.auth, transport=transport)
             client.core.stats = self.client.core.stats
             client.core.present = self.client.core.present
             client.core.written_indexes = self.client.core.written_indexes
