@@ -175,6 +175,27 @@ def test_layout_push_matches_notation(shared_fixtures: Path, tmp_path: Path) -> 
     assert not (root / "blobs" / "sha256" / sha256_digest(index_bytes).split(":")[1]).exists()
 
 
+def test_layout_async_methods_answer_as_the_sync_ones(shared_fixtures: Path, tmp_path: Path) -> None:
+    """The protocol's async push and reads run the layout's sync ones in a worker thread: the same bytes land."""
+    cose = shared_fixtures / "notation" / "cose"
+    envelope = (cose / "ng_internal_cose_signature.sig").read_bytes()
+    _, subject, chain, signing_time = fixture_inputs(cose)
+    store = OCILayoutStore(tmp_path / "layout", create=True)
+
+    async def go() -> tuple[Descriptor, list[Descriptor], bytes, bytes]:
+        desc = await store.apush_signature("ignored", subject, as_signed(envelope, chain, signing_time))
+        listed = await store.alist_signatures("x", subject.digest)
+        manifest = await store.aget_manifest("x", desc.digest)
+        blob = await store.aget_blob("x", parse_signature_manifest(manifest, limits=store.limits).envelope.digest)
+        return desc, listed, manifest, blob
+
+    desc, listed, manifest, blob = asyncio.run(go())
+    legacy = (cose / LEGACY).read_bytes()
+    assert desc.digest == sha256_digest(legacy)
+    assert [d.digest for d in listed] == [desc.digest]
+    assert (manifest, blob) == (legacy, envelope)
+
+
 def test_layout_reads_real_notation_layout(shared_fixtures: Path) -> None:
     root = shared_fixtures / "notation" / "oci-layout-e2e-valid-signature"
     store = OCILayoutStore(root)

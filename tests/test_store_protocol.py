@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from dct2notation.errors import UsageError
 from dct2notation.keys.testcert import generate_test_key
 from dct2notation.migrate.plan import Job, Plan
 from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, THUMBPRINT_ANNOTATION, Descriptor, sha256_digest
 from dct2notation.registry.layout import OCILayout, OCILayoutStore
 from dct2notation.registry.options import RegistryOptions
+from dct2notation.registry.reference import Reference
 from dct2notation.registry.store import RegistryStore, SignatureStore
 from tests.support.images import image_manifest
 from tests.support.plans import save_bound
@@ -36,6 +38,24 @@ def test_registry_and_layout_stores_answer_the_whole_protocol(registry: Registry
         stats = remote.retry_stats()
         assert stats is not None and stats.total == 0
         assert layout.index_tag_required is False
+    finally:
+        remote.close()
+
+
+def test_each_store_names_a_plan_jobs_subject(registry: Registry, tmp_path: Path) -> None:
+    """The pre-flight and the batch ask the store how it names a job's subject (no `layout` flag at the caller)."""
+    digest = "sha256:" + "ab" * 32
+    layout = OCILayoutStore(tmp_path / "layout", create=True)
+    remote = RegistryStore(registry.host, RegistryOptions(insecure_registries=frozenset({registry.host})))
+    try:
+        assert remote.subject_reference(f"{registry.host}/team/app", digest) == Reference(
+            registry.host, "team/app", None, digest
+        )
+        with pytest.raises(UsageError, match="invalid repository name 'Team/App'"):
+            remote.subject_reference(f"{registry.host}/Team/App", digest)
+        # A layout finds a subject by its digest alone, whatever the plan's repository is called.
+        assert layout.subject_reference(f"{registry.host}/team/app", digest) == Reference("local", "app", None, digest)
+        assert layout.subject_reference("Team/App", digest) == Reference("local", "App", None, digest)
     finally:
         remote.close()
 
