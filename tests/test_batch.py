@@ -313,7 +313,7 @@ def test_fault_proxy_batch_completes_and_rerun_finishes_the_rest(
 def test_dry_run_lists_the_shard_and_signs_nothing(
     registry: Registry, notation_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = unique_repo("dry")
+    repo = repo_over_shards(registry.host, "dry", 4, 2)  # shard 1 is never empty: the listing proves something
     images = push_images(registry.host, repo, 4)
     plan = make_plan(registry.host, repo, images, ["alpha"], "m-dry")
     save_bound(plan, tmp_path / "plan.json")

@@ -17,7 +17,14 @@ from dct2notation.migrate.journal import Journal
 from dct2notation.migrate.plan import shard_of
 from tests.support.plans import save_bound
 from tests.support.servers import Registry
-from tests.test_batch import leaf_thumbprint, make_plan, push_images, signatures_by_subject, unique_repo
+from tests.test_batch import (
+    leaf_thumbprint,
+    make_plan,
+    push_images,
+    repo_over_shards,
+    signatures_by_subject,
+    unique_repo,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +121,7 @@ def test_sigkill_at_random_points_then_rerun_signs_all_500_once(
 def test_four_shards_at_once_cover_every_job_exactly_once(
     registry: Registry, notation_dir: Path, tmp_path: Path
 ) -> None:
-    repo = unique_repo("shards")
+    repo = repo_over_shards(registry.host, "shards", 60, 4)
     images = push_images(registry.host, repo, 60)
     plan = make_plan(registry.host, repo, images, ["alpha", "beta"], "m-shards")
     save_bound(plan, tmp_path / "plan.json")
