@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +17,13 @@ import pytest
 from dct2notation.cli.migrate import sign_plan
 from dct2notation.config import DEFAULT_LIMITS, FixedClock
 from dct2notation.keys.testcert import generate_test_key
+from dct2notation.migrate.batch import TimedTimestamper
 from dct2notation.notation.envelope import TIMESTAMP_SIGNATURE
 from dct2notation.notation.timestamp import HttpTimestamper, verify_timestamp_token
 from dct2notation.registry.options import RegistryOptions
 from dct2notation.registry.store import RegistryStore, fetch_signatures
 from tests.support.plans import save_bound
+from tests.support.plugin_pki import make_chain
 from tests.support.servers import Registry
 from tests.support.tsa import TestTSA
 from tests.test_batch import make_plan, push_images, unique_repo
@@ -100,3 +104,27 @@ def test_failing_tsa_fails_jobs_then_rerun_completes(
             verify_timestamp_token(unprotected[TIMESTAMP_SIGNATURE], signature, [tsa.pki.root], "SHA-256")
     finally:
         store.close()
+
+
+def test_tsa_seconds_are_wall_time_not_a_sum_over_the_threads_waiting(tsa: TestTSA) -> None:
+    """Jobs timestamp from worker threads at once. Two requests the TSA holds 0.3 s side by side are 0.3 s of TSA
+    time, not 0.6: the summary summed each thread's wait and could report more TSA seconds than elapsed seconds."""
+    tsa.delay = 0.3
+    chain = make_chain().chain
+    timed = TimedTimestamper(HttpTimestamper(tsa.url, tsa.pki.root_pem, limits=FAST))
+    together = threading.Barrier(2)
+    tokens: list[bytes] = []
+
+    def stamp() -> None:
+        together.wait(10)
+        tokens.append(timed.timestamp(b"signature", hash_algorithm="SHA-256", signing_chain=chain))
+
+    threads = [threading.Thread(target=stamp) for _ in range(2)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    wall = time.monotonic() - started
+    assert (len(tokens), timed.calls, len(tsa.requests)) == (2, 2, 2)
+    assert tsa.delay <= timed.seconds <= wall

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -53,20 +54,33 @@ class TokenBucket:
 
 
 class TimedTimestamper:
-    """Counts TSA latency apart from registry time, so a slow TSA is visible in the summary."""
+    """Counts TSA latency apart from registry time, so a slow TSA is visible in the summary.
+
+    ``seconds`` is wall time with at least one TSA request in flight, not the sum of each request's time: jobs
+    timestamp from worker threads at once, and a sum counted overlapping waits twice (more TSA seconds than the run's
+    elapsed seconds). The counters are shared by those threads, hence the lock."""
 
     def __init__(self, inner: Timestamper) -> None:
         self.inner = inner
         self.seconds = 0.0
         self.calls = 0
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._since = 0.0  # when the in-flight count last rose from 0
 
     def timestamp(self, signature: bytes, *, hash_algorithm: str, signing_chain: list[x509.Certificate]) -> bytes:
-        start = time.monotonic()
+        with self._lock:
+            if self._in_flight == 0:
+                self._since = time.monotonic()
+            self._in_flight += 1
         try:
             return self.inner.timestamp(signature, hash_algorithm=hash_algorithm, signing_chain=signing_chain)
         finally:
-            self.seconds += time.monotonic() - start
-            self.calls += 1
+            with self._lock:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self.seconds += time.monotonic() - self._since
+                self.calls += 1
 
 
 @dataclass

@@ -181,6 +181,7 @@ class TestTSA:
         self.rogue = make_tsa_pki(directory / "rogue", "rogue")
         self.mode = "ok"
         self.failures = 0
+        self.delay = 0.0  # seconds each request waits before it is answered (requests wait side by side)
         self.requests: list[bytes] = []
         self._stopping = threading.Event()
         tsa = self
@@ -192,6 +193,7 @@ class TestTSA:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 tsa.requests.append(body)
+                tsa._stopping.wait(tsa.delay)
                 status, content_type, reply = tsa._answer(body)
                 if status == 0:
                     return
@@ -239,6 +241,7 @@ class TestTSA:
         """Answer normally again and forget earlier requests (each test starts from here)."""
         self.mode = "ok"
         self.failures = 0
+        self.delay = 0.0
         self.requests.clear()
 
     def start(self) -> TestTSA:
