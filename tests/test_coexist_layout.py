@@ -123,3 +123,39 @@ def test_verify_digest_names_the_first_failure_and_stops_at_max_signature_attemp
     capped = verdict(Limits(max_signature_attempts=2))
     assert (capped.verdict, capped.failed_check, capped.signature) == ("invalid", "authenticity", None)
     assert capped.reason == "gave up after 2 signatures (max_signature_attempts)"
+
+
+def test_attack_referrers_tag_with_a_trailing_newline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tag "sha256-<hex>\\n" served beside the images matched the ``$``-anchored referrers-tag pattern, so the check
+    took it for a signature index and left it out of the report: a tag the registry serves went unchecked. It is
+    a tag like any other, reported (served, not signed by DCT)."""
+    config = tmp_path / "notation"
+    generate_test_key("trusted", config, key_type="ec-p256", make_default=True)
+    layout = tmp_path / "layout"
+    store = OCILayoutStore(layout, create=True)
+    a = add_image(store, "a")
+    hidden = add_image(store, "sha256-" + "b" * 64 + "\n")
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(
+        json.dumps(
+            {
+                "format": "dct2notation-inventory/1",
+                "evaluated_at": "2026-01-01T00:00:00Z",
+                "repositories": [
+                    {
+                        "gun": "dct.example/app",
+                        "trusted_tags": [{"tag": "a", "digest": a, "size": 1, "role": "targets/releases"}],
+                    }
+                ],
+            }
+        )
+    )
+    policy, truststore = write_policy(tmp_path, config, "trusted")
+    args = ["check", "--inventory", str(inventory), "--oci-layout", str(layout), "--policy", str(policy)]
+    code = main([*args, "--truststore", str(truststore), "--json", "--no-table"])
+    doc = json.loads(capsys.readouterr().out)
+    assert {t["tag"]: (t["status"], t["registry_digest"]) for t in doc["tags"]} == {
+        "a": ("notation-missing", a),
+        "sha256-" + "b" * 64 + "\n": ("dct-missing", hidden),
+    }
+    assert code == 1

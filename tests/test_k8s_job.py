@@ -988,3 +988,39 @@ def test_k8s_job_checks_only_the_identity_it_signs(tmp_path: Path, capsys: pytes
         "plan identity 'plugin:aws:arn-1': plugin 'aws' is not installed by this Job (--plugin aws --plugin-image REF)"
     )
     assert (code, capsys.readouterr().err) == (2, f"dct2notation: error: {message}\n")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--name", "mig\n"], "--name 'mig\\n': must be a DNS label of at most 52 characters"),
+        (["--ca-secret", "registry-ca\n"], "--ca-secret 'registry-ca\\n': must be a DNS label (a Secret name)"),
+        (
+            ["--service-account", "signer.kms\n"],
+            "--service-account 'signer.kms\\n': must be a DNS subdomain (a ServiceAccount name)",
+        ),
+        (
+            ["--storage-class", "nfs.csi\n"],
+            "--storage-class 'nfs.csi\\n': must be a DNS subdomain (a StorageClass name)",
+        ),
+        (["--key-files", "alpha\n"], "--key-files 'alpha\\n': must be a file stem (letters, digits, '.', '_', '-')"),
+        (
+            ["--plugin", "gokms\n", "--plugin-image", "kms:1"],
+            "--plugin 'gokms\\n': a plugin name is letters, digits, '.', '_' and '-'",
+        ),
+        (["--cpu", "500m\n"], "--cpu '500m\\n': not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)"),
+        (["--memory", "1Gi\n"], "--memory '1Gi\\n': not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)"),
+    ],
+)
+def test_attack_k8s_names_with_a_trailing_newline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    """Object names, Secret names, key file stems, a plugin name and quantities ending in "\\n" matched their
+    ``$``-anchored patterns and went into the emitted YAML (and a pod's file paths); each is refused, none written."""
+    plan_path, inventory = small_plan(tmp_path)
+    out = tmp_path / "job.yaml"
+    capsys.readouterr()
+    args = ["k8s-job", str(plan_path), "--inventory", str(inventory), "-o", str(out), *BASE, "--image", "i:1", *extra]
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"dct2notation: error: {message}\n"
+    assert not out.exists()

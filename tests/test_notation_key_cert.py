@@ -207,3 +207,38 @@ def test_attack_cert_delete_through_a_symlink(capsys: pytest.CaptureFixture[str]
     code, _, err = run(capsys, "cert", "delete", "-t", "tsa", "-s", "evil", "--all", "-y")
     assert (code, err) == (2, f'dct2notation: error: the trust store "evil" of type "tsa" does not exist ({evil})\n')
     assert (elsewhere / "kept.crt").read_text() == "kept" and victim.read_text() == "elsewhere"
+
+
+@pytest.mark.parametrize("command", ["add", "ls"])
+def test_attack_trust_store_name_with_a_trailing_newline(capsys: pytest.CaptureFixture[str], config: Path,
+                                                         command: str) -> None:  # fmt: skip
+    """``cert add --store $'acme\\n'``: ``$`` matched before the newline and the store folder "acme\\n" was made (and
+    ``cert ls`` listed it). The name is matched whole; the refusal shows the newline, nothing is written."""
+    args = [str(config / "localkeys" / "tester.crt")] if command == "add" else []
+    code, out, err = run(capsys, "cert", command, "--type", "ca", "--store", "acme\n", *args)
+    assert (code, out, err) == (
+        2, "", 'dct2notation: error: trust store name "acme\\x0a" is not valid ([a-zA-Z0-9_.-]+)\n'
+    )  # fmt: skip
+    assert sorted(p.name for p in (config / "truststore" / "x509" / "ca").iterdir()) == ["tester"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["key", "add", "release\n", "--plugin", "p", "--id", "1"],
+        ["cert", "generate-test", "release\n", "--key-type", "ec-p256"],
+    ],
+)
+def test_attack_key_name_with_a_trailing_newline(capsys: pytest.CaptureFixture[str], config: Path,
+                                                 argv: list[str]) -> None:  # fmt: skip
+    """A key name "release\\n" passed a ``$``-anchored pattern: it became a signingkeys.json name, and for
+    generate-test the localkeys/ file names, the trust store folder and the certificate's CN. Refused whole."""
+    keys_file = config / "signingkeys.json"
+    before = keys_file.read_bytes()
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err) == (
+        2, "", "dct2notation: error: key name 'release\\n' is not valid: use letters, digits, '_', '.' and '-' only\n"
+    )  # fmt: skip
+    assert keys_file.read_bytes() == before
+    assert sorted(p.name for p in (config / "localkeys").iterdir()) == ["tester.crt", "tester.key"]
+    assert sorted(p.name for p in (config / "truststore" / "x509" / "ca").iterdir()) == ["tester"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -148,3 +149,40 @@ def test_policy_inventory_named_import_is_still_the_generator(
     assert capsys.readouterr().err == (
         "dct2notation: error: policy: INVENTORY, --signers FILE and -o OUTDIR are required (or --check OUTDIR)\n"
     )
+
+
+def _statement_policy(**fields: object) -> str:
+    statement = {"name": "acme", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
+                 "trustStores": ["ca:acme"], "trustedIdentities": ["*"], **fields}  # fmt: skip
+    return json.dumps({"version": "1.0", "trustPolicies": [statement]})
+
+
+def test_attack_trust_policy_store_name_with_a_trailing_newline(
+    tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A policy naming the store "ca:acme\\n": ``$`` matched before the newline, so a store folder "acme\\n" was
+    trusted. The name is matched whole and the refusal shows the newline (the error line would make it a space)."""
+    bad = _file(tmp_path, _statement_policy(trustStores=["ca:acme\n"]))
+    assert main(["policy", "import", str(bad)]) == 2
+    assert capsys.readouterr().err == (
+        f'dct2notation: error: {bad}: trust policy statement "acme" uses an unsupported trust store name "acme\\x0a" '
+        'in trust store value "ca:acme\\x0a". Named store name needs to follow [a-zA-Z0-9_.-]+ format\n'
+    )
+    assert not config.exists()
+
+
+@pytest.mark.parametrize("scope", ["registry.example/app\n", "registry.example\n/app"])
+def test_attack_trust_policy_registry_scope_with_a_trailing_newline(
+    tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str], scope: str
+) -> None:
+    """A scope whose repository ("app\\n") or host ("registry.example\\n") ends in a newline matched a ``$``-anchored
+    pattern; it is refused, the newline shown."""
+    bad = _file(tmp_path, _statement_policy(registryScopes=[scope]))
+    assert main(["policy", "import", str(bad)]) == 2
+    shown = scope.replace("\n", "\\x0a")
+    assert capsys.readouterr().err == (
+        f'dct2notation: error: {bad}: trust policy statement "acme" registry scope "{shown}" is not valid, make sure '
+        "it is a fully qualified repository without the scheme, tag or digest, e.g. example.com/my/repository "
+        "(wildcards are only allowed as the sole scope '*')\n"
+    )
+    assert not config.exists()

@@ -19,7 +19,8 @@ from ..errors import ConfigError, UsageError
 from ..files import write_beneath, write_error
 from ..jsontext import load_json_file
 
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]+$")
+# Matched with fullmatch: ``$`` also matches before a final newline, which let "release\n" be a key (file) name.
+NAME_PATTERN = re.compile(r"[a-zA-Z0-9_.-]+")
 
 
 def notation_config_dir(explicit: Path | str | None = None) -> Path:
@@ -187,7 +188,7 @@ def add_signing_key(config_dir: Path, entry: KeyEntry, *, make_default: bool = F
     the leaf certificate (checked here, not at the first signing); a duplicate name is refused."""
     from .local import load_local_key
 
-    if not NAME_PATTERN.match(entry.name):
+    if not NAME_PATTERN.fullmatch(entry.name):
         raise UsageError(f"key name {entry.name!r} is not valid: use letters, digits, '_', '.' and '-' only")
     path = signing_keys_path(config_dir)
     keys = SigningKeys.load(path)

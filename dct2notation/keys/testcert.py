@@ -102,7 +102,7 @@ def generate_test_key(
     days: int = 1,
     clock: Clock | None = None,
 ) -> GeneratedTestKey:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise UsageError(f"key name {name!r} is not valid: use letters, digits, '_', '.' and '-' only")
     if key_type not in KEY_TYPES:
         raise UsageError(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}")

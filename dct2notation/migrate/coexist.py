@@ -339,7 +339,7 @@ class StoreView:
             tags = self._list_tags(repository)
         except NotFoundError:
             tags = []  # an unknown repository has no tags; DCT's tags then show as manifest-missing
-        self._index_tags[repository] = frozenset(t for t in tags if _REFERRERS_TAG.match(t))
+        self._index_tags[repository] = frozenset(t for t in tags if _REFERRERS_TAG.fullmatch(t))
         return tags
 
     def resolve(self, repository: str, tag: str) -> Descriptor | None:
@@ -699,12 +699,13 @@ def _progress_reporter(progress: Callable[[str, int, int], None] | None) -> Call
 # Which worker of ``_run_workers`` runs on this thread (None outside them); see ``registry_view``.
 _worker_lane: contextvars.ContextVar[int | None] = contextvars.ContextVar("check_worker_lane", default=None)
 
-# Tags Notation 1.x / oras create for the referrers tag schema; they are signatures, not images.
-_REFERRERS_TAG = re.compile(r"^sha256-[0-9a-f]{64}$")
+# Tags Notation 1.x / oras create for the referrers tag schema; they are signatures, not images. Matched with
+# fullmatch: ``$`` also matched before a final newline, so a served tag "sha256-<hex>\n" was hidden from the check.
+_REFERRERS_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 
 
 def _rows_for(repo: DctRepository, repository: str, listed: Iterable[str]) -> Iterator[_Pending]:
-    registry_tags = {t for t in listed if not _REFERRERS_TAG.match(t)}
+    registry_tags = {t for t in listed if not _REFERRERS_TAG.fullmatch(t)}
     if repo.error is not None:
         # Without verified metadata the DCT tag list is unknown; every tag the registry serves is affected.
         for tag in sorted(registry_tags):

@@ -10,7 +10,9 @@ from typing import Any
 
 from ..errors import InputError, UsageError
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Every pattern here is matched with fullmatch: ``$`` also matches before a final newline, which let "mig\n" be an
+# object name in the emitted YAML.
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def indexed_job(
@@ -25,7 +27,7 @@ def indexed_job(
     extra_args: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The journal claim and the Job; a rescheduled pod of index i resumes shard i's own journal."""
-    if not _NAME.match(name) or len(name) > 52:
+    if not _NAME.fullmatch(name) or len(name) > 52:
         raise UsageError(f"--k8s-name {name!r}: must be a DNS label of at most 52 characters")
     if shards < 1:
         raise UsageError("--shards: must be at least 1")
@@ -109,12 +111,12 @@ IMAGE_UID = 10001
 CONTAINER = "sign"
 PLUGIN_CONTAINER = "plugin"
 CONFIG_DIR = "/notation"
-_PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 # Kubernetes resource quantities (resource.Quantity): 500m, 1, 1.5, 512Mi, 2G.
-_QUANTITY = re.compile(r"^(?:\d+(?:\.\d+)?|\.\d+)(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_QUANTITY = re.compile(r"(?:\d+(?:\.\d+)?|\.\d+)(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_HOST = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?$")  # an image's registry
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?")  # an image's registry
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # Exit 2 is bad input (errors.py): the same pod would fail the same way, so the index fails at once instead of
 # burning its retries; exits 1 (jobs failed, rerun resumes) and 3 (remote kept failing) are retried.
 EXIT_BAD_INPUT = 2
@@ -170,7 +172,7 @@ def _check_image(option: str, ref: str) -> str:
         registry = parse_reference(ref).registry
     except UsageError as exc:
         raise UsageError(f"{option}: {exc}") from None
-    if not _HOST.match(registry):
+    if not _HOST.fullmatch(registry):
         raise UsageError(f"{option} {ref!r}: registry {registry!r} is not a host[:port]")
     return ref
 
@@ -184,18 +186,18 @@ def _check_options(mounts: JobMounts, plugin: PluginImage | None, resources: Pod
                           ("--plugin-config-secret", mounts.plugin_config_secret),
                           ("--plugin-env-secret", mounts.plugin_env_secret),
                           *(("--image-pull-secret", n) for n in mounts.image_pull_secrets)):  # fmt: skip
-        if value is not None and (not _NAME.match(value) or len(value) > 63):
+        if value is not None and (not _NAME.fullmatch(value) or len(value) > 63):
             raise UsageError(f"{option} {value!r}: must be a DNS label (a Secret name)")
     account = mounts.service_account
-    if account is not None and (not _SUBDOMAIN.match(account) or len(account) > 253):
+    if account is not None and (not _SUBDOMAIN.fullmatch(account) or len(account) > 253):
         raise UsageError(f"--service-account {account!r}: must be a DNS subdomain (a ServiceAccount name)")
     for stem in mounts.key_files:
-        if not _PLUGIN_NAME.match(stem):
+        if not _PLUGIN_NAME.fullmatch(stem):
             raise UsageError(f"--key-files {stem!r}: must be a file stem (letters, digits, '.', '_', '-')")
     if len(set(mounts.key_files)) != len(mounts.key_files):
         raise UsageError("--key-files: each KEY once")
     if plugin is not None:
-        if not _PLUGIN_NAME.match(plugin.name):
+        if not _PLUGIN_NAME.fullmatch(plugin.name):
             raise UsageError(f"--plugin {plugin.name!r}: a plugin name is letters, digits, '.', '_' and '-'")
         _check_image("--plugin-image", plugin.image)
         steps = plugin.path.split("/")[1:]
@@ -203,10 +205,10 @@ def _check_options(mounts: JobMounts, plugin: PluginImage | None, resources: Pod
             raise UsageError(f"--plugin-binary {plugin.path!r}: must be an absolute path in the plugin image")
     for option, quantity in (("--cpu", resources.cpu), ("--memory", resources.memory),
                              ("--journal-storage", resources.journal_storage)):  # fmt: skip
-        if not _QUANTITY.match(quantity):
+        if not _QUANTITY.fullmatch(quantity):
             raise UsageError(f"{option} {quantity!r}: not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)")
     if resources.storage_class is not None and (
-        not _SUBDOMAIN.match(resources.storage_class) or len(resources.storage_class) > 253
+        not _SUBDOMAIN.fullmatch(resources.storage_class) or len(resources.storage_class) > 253
     ):
         raise UsageError(f"--storage-class {resources.storage_class!r}: must be a DNS subdomain (a StorageClass name)")
     if resources.backoff_limit_per_index < 0:
@@ -241,7 +243,7 @@ def estate_job(
     emptyDir, then runs ``sign`` on its own shard with the mounted credentials, keys, CA and TSA settings.
     """
     resources = resources or PodResources()
-    if not _NAME.match(name) or len(name) > 52:
+    if not _NAME.fullmatch(name) or len(name) > 52:
         raise UsageError(f"--name {name!r}: must be a DNS label of at most 52 characters")
     if shards < 1:
         raise UsageError("--shards: must be at least 1")

@@ -16,6 +16,7 @@ from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError, UsageError
 from ..files import read_capped
 from ..jsontext import loads as json_loads
+from ..safetext import printable
 
 CHECKS = ("integrity", "authenticity", "authenticTimestamp", "expiry", "revocation")
 LEVELS: dict[str, dict[str, str]] = {
@@ -31,14 +32,15 @@ LEVELS: dict[str, dict[str, str]] = {
     "skip": dict.fromkeys(CHECKS, "skip"),
 }
 STORE_TYPES = ("ca", "signingAuthority", "tsa")
-STORE_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
+# Matched with fullmatch, as every name here: ``$`` also matches before a final newline ("acme\n" was a store).
+STORE_NAME = re.compile(r"[a-zA-Z0-9_.-]+")
 X509_SUBJECT = "x509.subject"
 WILDCARD = "*"
 # distribution/reference grammar, as notation-go validateRegistryScopeFormat uses it.
 _DOMAIN = re.compile(
-    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))+)?(?::[0-9]+)?$"
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))+)?(?::[0-9]+)?"
 )
-_REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*)*$")
+_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*)*")
 _STATEMENT_KEYS = {
     "oci": {"name", "registryScopes", "signatureVerification", "trustStores", "trustedIdentities"},
     "blob": {"name", "globalPolicy", "signatureVerification", "trustStores", "trustedIdentities"},
@@ -192,11 +194,13 @@ def _strings(value: Any, what: str, statement: str) -> list[str]:
 
 def _validate_scope(statement: str, scope: str) -> None:
     head, slash, repo = scope.partition("/")
-    if not slash or not head or not repo or not _DOMAIN.match(head) or not _REPOSITORY.match(repo):
+    if not slash or not head or not repo or not _DOMAIN.fullmatch(head) or not _REPOSITORY.fullmatch(repo):
+        # printable here, not only in the error base: that one makes a newline a space, and "app " would hide it.
         raise _fail(
             statement,
-            f'registry scope "{scope}" is not valid, make sure it is a fully qualified repository without the '
-            "scheme, tag or digest, e.g. example.com/my/repository (wildcards are only allowed as the sole scope '*')",
+            f'registry scope "{printable(scope)}" is not valid, make sure it is a fully qualified repository without '
+            "the scheme, tag or digest, e.g. example.com/my/repository "
+            "(wildcards are only allowed as the sole scope '*')",
         )
 
 
@@ -245,10 +249,11 @@ def _parse_stores(name: str, values: list[str]) -> tuple[tuple[str, str], ...]:
             )
         if kind not in STORE_TYPES:
             raise _fail(name, f'uses an unsupported trust store type "{kind}" in trust store value "{value}"')
-        if not STORE_NAME.match(store):
+        if not STORE_NAME.fullmatch(store):
             raise _fail(
                 name,
-                f'uses an unsupported trust store name "{store}" in trust store value "{value}". '
+                f'uses an unsupported trust store name "{printable(store)}" in trust store value '
+                f'"{printable(value)}". '
                 "Named store name needs to follow [a-zA-Z0-9_.-]+ format",
             )
         if (kind, store) in stores:

@@ -14,6 +14,7 @@ from cryptography import x509
 from ..config import DEFAULT_LIMITS
 from ..errors import ConfigError
 from ..files import UnsafePathError, read_capped, remove_regular, segments, write_atomic
+from ..safetext import printable
 from .certs import is_self_signed
 from .policy import STORE_NAME, STORE_TYPES
 
@@ -59,8 +60,9 @@ def _admissible(path: Path, store_type: str) -> list[x509.Certificate]:
 def _check_store(store_type: str, name: str) -> None:
     if store_type not in STORE_TYPES:
         raise ConfigError(f'trust store type "{store_type}" is not one of {", ".join(STORE_TYPES)}')
-    if not STORE_NAME.match(name):
-        raise ConfigError(f'trust store name "{name}" is not valid ([a-zA-Z0-9_.-]+)')
+    if not STORE_NAME.fullmatch(name):
+        # printable here: the error base would make a newline a space, and "acme " would hide what was refused.
+        raise ConfigError(f'trust store name "{printable(name)}" is not valid ([a-zA-Z0-9_.-]+)')
 
 
 class TrustStore:
