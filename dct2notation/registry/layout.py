@@ -11,8 +11,8 @@ import asyncio
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -386,13 +386,21 @@ class OCILayoutStore(SignatureStore):
         if index.foreign is None and len(kept) != len(index.entries):
             self._write_tag_index_locked(subject_digest, kept)
 
-    async def _under_lock(self, fn: Callable[[], T]) -> T:
+    @asynccontextmanager
+    async def _alocked(self) -> AsyncIterator[None]:
+        """``OCILayout.locked`` for a task. Tasks take turns on an asyncio lock first: tasks blocked in worker threads
+        on the thread lock would starve the holder of the threads it needs to finish (the default pool has a
+        handful)."""
         async with self._task_lock():
             held = await asyncio.to_thread(self.layout.lock)
             try:
-                return await asyncio.to_thread(fn)
+                yield
             finally:
                 await asyncio.to_thread(self.layout.unlock, held)
+
+    async def _under_lock(self, fn: Callable[[], T]) -> T:
+        async with self._alocked():
+            return await asyncio.to_thread(fn)
 
     async def amanifest_exists(self, repo: str, digest: str) -> bool:
         return await asyncio.to_thread(lambda: self.layout.blob_path(digest).is_file())
@@ -416,28 +424,16 @@ class OCILayoutStore(SignatureStore):
         """The listing ``find`` reads and the write are under the layout's lock, so no other writer (thread or
         process) lands between them: two runs never sign one subject twice with one certificate. ``eager`` is
         ignored: a layout has no round trips to save."""
-        # Tasks take turns on an asyncio lock first: tasks blocked in worker threads on the thread lock would
-        # starve the holder of the threads it needs to finish (the default pool has a handful).
-        async with self._task_lock():
-            return await self._push_once_locked(repo, subject, find, make, form)
+        async with self._alocked():
+            listed = await asyncio.to_thread(self.list_signatures, repo, subject.digest)
+            found = await find(listed)
+            if found is not None:
+                return found, True
+            signed = await make()
+            return await asyncio.to_thread(self._push_locked, subject, signed, form), False
 
     def _task_lock(self) -> asyncio.Lock:
         loop = id(asyncio.get_running_loop())
         if self._alock is None or self._alock[0] != loop:
             self._alock = (loop, asyncio.Lock())
         return self._alock[1]
-
-    async def _push_once_locked(
-        self, repo: str, subject: Descriptor, find: Find, make: Make, form: ManifestForm
-    ) -> tuple[Descriptor, bool]:
-        held = await asyncio.to_thread(self.layout.lock)
-        try:
-            listed = await asyncio.to_thread(self.list_signatures, repo, subject.digest)
-            found = await find(listed)
-            if found is not None:
-                return found, True
-            signed = await make()
-            desc = await asyncio.to_thread(self._push_locked, subject, signed, form)
-            return desc, False
-        finally:
-            await asyncio.to_thread(self.layout.unlock, held)
