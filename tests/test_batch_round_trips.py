@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -245,27 +244,28 @@ def test_sigkill_between_the_index_writes_and_the_pass_leaves_jobs_pushing_and_t
 
 
 class _Envelopes(Relay):
-    """Forwards to the registry, answering each first read of a ``sha256-<hex>`` tag (a job's listing) only after
-    ``HOLD`` seconds, and noting for each how many envelope PUTs (uploads) had arrived by then."""
-
-    HOLD = 0.3
+    """Forwards to the registry, answering each first read of a ``sha256-<hex>`` tag (a job's listing) only once an
+    envelope PUT (upload) has arrived since the previous such answer, or after ``HOLD_SECONDS`` in vain, and noting
+    for each how many uploads had arrived by then. (A fixed 0.3 s hold missed an upload that a loaded machine sent
+    later than that.)"""
 
     def __init__(self, upstream: str) -> None:
         super().__init__(upstream)
         self.uploads = 0
         self.at_answer: list[int] = []
         self._listed: set[str] = set()
+        self._uploaded = threading.Condition(self.lock)
 
     def handle_call(self, method: str, path: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
         kind = _kind(method, path)
-        with self.lock:
+        with self._uploaded:
             if kind == "PUT upload":
                 self.uploads += 1
-            first = kind == "GET tag index" and path not in self._listed
-            self._listed.add(path)
-        if first:
-            time.sleep(self.HOLD)
-            with self.lock:
+                self._uploaded.notify_all()
+            if kind == "GET tag index" and path not in self._listed:
+                self._listed.add(path)
+                answered = self.at_answer[-1] if self.at_answer else 0
+                self._uploaded.wait_for(lambda: self.uploads > answered, HOLD_SECONDS)
                 self.at_answer.append(self.uploads)
         return self.forward(method, path, headers, body)
 
