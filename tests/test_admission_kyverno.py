@@ -18,9 +18,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import socketserver
 import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +34,11 @@ from cryptography import x509
 from dct2notation.cli import main
 from dct2notation.config import FixedClock
 from dct2notation.keys.testcert import generate_test_key
-from tests.support.admission_estate import LEVELS, emit, inventory_doc, make_keys, push_image
+from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, sha256_digest
+from dct2notation.registry.client import RegistryClient
+from dct2notation.registry.options import RegistryOptions
+from tests.support.admission_estate import DIGEST, LEVELS, emit, inventory_doc, make_keys, push_image
+from tests.support.images import image_manifest
 from tests.support.peers import peers_root
 from tests.support.servers import Registry
 from tests.support.tsa import TestTSA
@@ -223,3 +231,162 @@ def test_kyverno_apply_keeps_a_timestamped_signature_after_its_certificate_expir
             capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)},
         )  # fmt: skip
         assert done.returncode == code, done.stdout + done.stderr
+
+
+class RefusingProxy:
+    """An HTTP proxy on loopback that records what it was asked for and refuses it (403): Kyverno's registry
+    lookups of public names go here, so nothing leaves the machine and each lookup shows the image was checked."""
+
+    def __init__(self) -> None:
+        seen: list[str] = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                seen.append(self.rfile.readline(4096).decode(errors="replace").strip())
+                self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        self.seen = seen
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def proxy() -> Iterator[RefusingProxy]:
+    server = RefusingProxy()
+    yield server
+    server.close()
+
+
+def emit_kyverno(
+    tmp_path: Path, guns: list[str], digest: str, form: str, config: Path, plain_http: bool = True
+) -> Path:
+    """`dct2notation policy` over an inventory of ``guns`` (one signer for all), as ``form``; plain HTTP allowed
+    unless ``plain_http`` is false (then the policy is used exactly as emitted)."""
+    repositories = [r for gun in guns for r in inventory_doc(gun, digest)["repositories"]]  # type: ignore[attr-defined]
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({**inventory_doc(guns[0], digest), "repositories": repositories}))
+    (tmp_path / "signers.toml").write_text('[[signer]]\ngun = "*"\nkey = "signer"\n')
+    out = tmp_path / f"out-{form}"
+    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
+    assert main([*args, "-o", str(out), "--kyverno", form]) == 0
+    name = "imagevalidatingpolicies.yaml" if form == "ivp" else "clusterpolicy.yaml"
+    docs = list(yaml.safe_load_all((out / "kyverno" / name).read_text()))
+    for doc in docs if plain_http else []:  # the only change: docker-registry on loopback speaks plain HTTP
+        if form == "ivp":
+            doc["spec"]["credentials"] = {"allowInsecureRegistry": True}
+        else:
+            for rule in doc["spec"]["rules"]:
+                rule["verifyImages"][0]["imageRegistryCredentials"] = {"allowInsecureRegistry": True}
+    policy = tmp_path / f"{form}.yaml"
+    policy.write_text(yaml.safe_dump_all(docs))
+    return policy
+
+
+def apply(
+    kyverno: Path, policy: Path, image: str, tmp_path: Path, proxy: str | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    resource = pod(tmp_path / "pod.yaml", image)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "NO_PROXY": "", "no_proxy": ""} | (
+        env or {}
+    )
+    if proxy:
+        env |= {"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "https_proxy": proxy, "http_proxy": proxy}
+    done = subprocess.run(
+        [str(kyverno), "apply", str(policy), "--resource", str(resource), "--remove-color"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+ANY_DIGEST = "sha256:" + "a" * 64
+# Every way a pod can name docker.io/library/alpine (the runtime pulls each from Docker Hub), and what Kyverno then
+# asks the registry for (through the refusing proxy) when it checks the image.
+HUB_SPELLINGS = [
+    "alpine:3.20", "alpine", "library/alpine:3.20", "docker.io/library/alpine", "docker.io/alpine:3.20",
+    "index.docker.io/library/alpine:3.20", "index.docker.io/alpine", "registry-1.docker.io/library/alpine:3.20",
+    "DOCKER.IO/library/alpine:3.20", f"alpine@{ANY_DIGEST}", f"alpine:3.20@{ANY_DIGEST}",
+    "REG.EXAMPLE:5000/team/app:v1", "Reg.Example:5000/team/app", f"reg.example:5000/team/app:v1@{ANY_DIGEST}",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("form", ["ivp", "clusterpolicy"])
+def test_attack_image_spelling_slips_past_kyverno_image_references(
+    kyverno_cli: Path, proxy: RefusingProxy, tmp_path: Path, form: str
+) -> None:
+    """Another spelling of a migrated image (short name, library/, index.docker.io, registry-1.docker.io, upper-case
+    host, tag-less, by digest, tag and digest) was not matched by the emitted globs, so Kyverno skipped it and the
+    unsigned pod was admitted (old HEAD: IVP ``pass: 1``, ClusterPolicy nothing evaluated). Now every spelling is
+    checked: the images are unsigned (their registries unreachable), so each is denied, and never passes."""
+    config = tmp_path / "notation"
+    generate_test_key("signer", config, key_type="ec-p256", days=2)
+    policy = emit_kyverno(tmp_path, ["docker.io/library/alpine", "reg.example:5000/team/app"], DIGEST, form, config)
+    for image in HUB_SPELLINGS:
+        code, text = apply(kyverno_cli, policy, image, tmp_path, proxy.url)
+        counts = summary(text)
+        assert code == 1 and counts["pass"] == 0 and counts["skip"] == 0, (image, text)
+        assert counts["fail"] + counts["error"] >= 1, (image, text)
+    # Another repository of the same registry is not ours: not checked, so admitted.
+    code, text = apply(kyverno_cli, policy, "reg.example:5000/team/other:v1", tmp_path, proxy.url)
+    assert code == 0 and summary(text)["fail"] == summary(text)["error"] == 0, text
+    asked = {line.split()[1] for line in proxy.seen if line.startswith("CONNECT ")}
+    # The ClusterPolicy asks the registry of every tag spelling; both forms ask for every digest spelling.
+    assert {"index.docker.io:443", "Reg.Example:5000" if form == "clusterpolicy" else "reg.example:5000"} <= asked
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """docker-registry over HTTPS (certificate for localhost and 127.0.0.1): Kyverno's Notary verifier reaches a
+    plain-HTTP registry only under a host spelled exactly ``localhost``, so the upper-case spellings need TLS."""
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed")
+    server = Registry(tmp_path_factory.mktemp("registry-tls"), tls=True).start()
+    yield server
+    server.stop()
+
+
+def push_tls(server: Registry, repo: str, tag: str) -> str:
+    assert server.tls_files is not None
+    with RegistryClient(server.host, RegistryOptions(ca_file=server.tls_files.ca_cert)) as client:
+        client.push_blob(repo, EMPTY_JSON)
+        raw = image_manifest(f"{repo}:{tag}")
+        client.put_manifest(repo, tag, raw, OCI_MANIFEST)
+    return sha256_digest(raw)
+
+
+@pytest.mark.parametrize("form", ["ivp", "clusterpolicy"])
+def test_attack_upper_case_registry_host_slips_past_kyverno(
+    kyverno_cli: Path, tls_registry: Registry, tmp_path: Path, form: str
+) -> None:
+    """A private registry with a port (localhost:PORT, a docker-registry over TLS) named with its host in upper
+    case, tag-less, or by tag and digest: what `dct2notation sign` signed is admitted, everything else denied (old
+    HEAD: the upper-case and tag-less spellings were never checked, so the unsigned ones were admitted)."""
+    assert tls_registry.tls_files is not None
+    ca = tls_registry.tls_files.ca_cert
+    repo = f"kyverno-case-{uuid.uuid4().hex[:8]}/app"
+    host = f"localhost:{tls_registry.port}"
+    signed, unsigned = push_tls(tls_registry, repo, "v1"), push_tls(tls_registry, repo, "latest")
+    config = tmp_path / "notation"
+    generate_test_key("signer", config, key_type="ec-p256", days=2)
+    assert (
+        main(["sign", f"{host}/{repo}@{signed}", "--key", "signer", "--config-dir", str(config), "--ca-file", str(ca)])
+        == 0
+    )
+    policy = emit_kyverno(tmp_path, [f"{host}/{repo}"], signed, form, config, plain_http=False)
+    env = {"SSL_CERT_FILE": str(ca)}
+    port = tls_registry.port
+    for image in (
+        f"LOCALHOST:{port}/{repo}@{signed}",
+        f"Localhost:{port}/{repo}:v1@{signed}",
+    ):
+        code, text = apply(kyverno_cli, policy, image, tmp_path, env=env)
+        assert code == 0 and summary(text)["pass"] >= 1 and summary(text)["fail"] == 0, (image, text)
+    for image in (f"LOCALHOST:{port}/{repo}@{unsigned}", f"LOCALHOST:{port}/{repo}", f"{host}/{repo}",
+                  f"LocalHost:{port}/{repo}:latest"):  # fmt: skip
+        code, text = apply(kyverno_cli, policy, image, tmp_path, env=env)
+        assert code == 1 and summary(text)["pass"] == 0 and summary(text)["fail"] >= 1, (image, text)

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 
+from dct2notation.migrate.admission.image_names import connaisseur_globs, ivp_globs
 from dct2notation.migrate.policy import write_emission
 from tests.support.admission_estate import LEVELS, emission, emit, make_keys
 from tests.support.plugin_pki import make_chain
@@ -161,7 +162,7 @@ def test_ivp_per_statement_with_certs_tsa_certs_and_credentials(keys: Path, tmp_
         assert statement["signatureVerification"] == {"level": "strict", "verifyTimestamp": "afterCertExpiry"}
         assert statement["trustStores"][-1] == "tsa:tsa-root"
         spec = ivps[f"dct2notation-{statement['name']}"]["spec"]
-        globs = [g for scope in statement["registryScopes"] for g in (f"{scope}:*", f"{scope}@*")]
+        globs = [g for scope in statement["registryScopes"] for g in ivp_globs(scope)]
         assert spec["matchImageReferences"] == [{"glob": g} for g in globs]
         cas = [s.removeprefix("ca:") for s in statement["trustStores"] if s.startswith("ca:")]
         certs = "".join(pem_of(out / "truststore" / "x509" / "ca" / n / f"{n}.pem") for n in cas)
@@ -280,7 +281,8 @@ def test_connaisseur_values_step_the_window(keys: Path, tmp_path: Path) -> None:
     (root,) = notary["trustRoots"]
     assert root["key"].startswith("-----BEGIN PUBLIC KEY-----")
     rules = dct_phase["application"]["policy"]
-    assert [r["pattern"] for r in rules] == ["reg.example/a:*", "reg.example/a@*", "reg.example/c:*", "reg.example/c@*"]
+    host = "[rR][eE][gG].[eE][xX][aA][mM][pP][lL][eE]"  # reg.example in any case
+    assert [r["pattern"] for r in rules] == [f"{host}/a:*", f"{host}/a@*", f"{host}/c:*", f"{host}/c@*"]
     assert rules[0]["with"] == {"trustRoot": root["name"], "delegations": ["releases"]}
     assert rules[2]["with"] == {"trustRoot": root["name"]}
     tsa_pem = pem_of(out / "truststore" / "x509" / "tsa" / "tsa-root" / "tsa-root.pem")
@@ -291,7 +293,7 @@ def test_connaisseur_values_step_the_window(keys: Path, tmp_path: Path) -> None:
         assert [r["name"] for r in validator["trustRoots"]] == cas
         assert all(r["tsCert"] == tsa_pem for r in validator["trustRoots"])
         mine = [r for r in notation_phase["application"]["policy"] if r["validator"] == validator["name"]]
-        assert [r["pattern"] for r in mine] == [g for s in statement["registryScopes"] for g in (f"{s}:*", f"{s}@*")]
+        assert [r["pattern"] for r in mine] == [g for s in statement["registryScopes"] for g in connaisseur_globs(s)]
         assert all(r["with"]["verifyTimestamp"] == "afterCertExpiry" for r in mine)
     gaps = json.loads((out / "gaps.json").read_text())["gaps"]
     assert [g["detail"] for g in gaps if g["kind"] == "connaisseur-moved"] == ["reg.example/c -> mirror.example/c"]

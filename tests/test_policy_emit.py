@@ -28,6 +28,7 @@ from dct2notation.config import SystemClock
 from dct2notation.errors import ConfigError
 from dct2notation.keys.resolve import load_signing_key
 from dct2notation.keys.testcert import generate_test_key
+from dct2notation.migrate.admission.image_names import clusterpolicy_globs, connaisseur_globs, ivp_globs
 from dct2notation.migrate.policy import build_emission, check_policy_dir, write_emission
 from dct2notation.migrate.signers import RegistryMap, load_signers
 from dct2notation.notation.envelope import sign_envelope
@@ -277,7 +278,7 @@ def test_admission_resources_carry_the_same_scopes_identities_and_certificates(
         spec = ivps[f"dct2notation-{statement['name']}"]["spec"]
         assert spec["validationActions"] == ["Audit"]
         assert spec["validationConfigurations"] == {"mutateDigest": False, "verifyDigest": False, "required": True}
-        expected_refs = [f"{scope}{s}" for scope in statement["registryScopes"] for s in (":*", "@*")]
+        expected_refs = [g for scope in statement["registryScopes"] for g in ivp_globs(scope)]
         assert spec["matchImageReferences"] == [{"glob": ref} for ref in expected_refs]
         certs = spec["attestors"][0]["notary"]["certs"]["value"]
         assert certs == "".join(roots[store.removeprefix("ca:")] for store in statement["trustStores"])
@@ -295,7 +296,7 @@ def test_admission_resources_carry_the_same_scopes_identities_and_certificates(
     for statement in policy["trustPolicies"]:
         (verify,) = rules[statement["name"]]["verifyImages"]
         assert verify["type"] == "Notary" and verify["failureAction"] == "Audit" and verify["mutateDigest"] is False
-        expected_refs = [f"{scope}{s}" for scope in statement["registryScopes"] for s in (":*", "@*")]
+        expected_refs = [g for scope in statement["registryScopes"] for g in clusterpolicy_globs(scope)]
         assert verify["imageReferences"] == expected_refs
         cert = verify["attestors"][0]["entries"][0]["certificates"]["cert"]
         assert cert == "".join(roots[store.removeprefix("ca:")] for store in statement["trustStores"])
@@ -326,7 +327,7 @@ def test_connaisseur_pins_the_archived_root_key_and_delegations(
     )
     assert [r["key"] for r in dct["trustRoots"]] == [expected]
     rules = values["application"]["policy"]
-    assert [r["pattern"] for r in rules] == [f"{estate['rich']}:*", f"{estate['rich']}@*"]
+    assert [r["pattern"] for r in rules] == connaisseur_globs(estate["rich"])
     # One pullable tag of rich is signed by targets (Repo Admin) alone: no delegation holds every tag, so none is
     # required (requiring releases would deny that tag, which docker pull trusts).
     assert rules[0]["with"] == {"trustRoot": dct["trustRoots"][0]["name"]}

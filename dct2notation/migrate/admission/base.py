@@ -84,11 +84,6 @@ def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def image_globs(repository: str) -> list[str]:
-    """A repository scope as image-reference globs: by tag and by digest, never a prefix of another repository."""
-    return [f"{repository}:*", f"{repository}@*"]
-
-
 def yaml_bytes(documents: list[Document]) -> bytes:
     """PyYAML dump, so PEM blocks, scopes and names are always quoted correctly."""
     text = yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, explicit_start=True)

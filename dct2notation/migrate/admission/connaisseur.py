@@ -14,7 +14,8 @@ import hashlib
 from typing import Any
 
 from ..gaps import Gap
-from .base import PREFIX, AdmissionInput, Document, Rendered, any_identity_gaps, image_globs
+from .base import PREFIX, AdmissionInput, Document, Rendered, any_identity_gaps
+from .image_names import connaisseur_globs
 
 DCT_VALIDATOR = f"{PREFIX}-dct"
 
@@ -56,7 +57,7 @@ def _dct_rules(inp: AdmissionInput) -> list[dict[str, Any]]:
         options: dict[str, Any] = {"trustRoot": root_name(repo.root_key_pem)}
         if repo.delegations:
             options["delegations"] = list(repo.delegations)
-        rules += [{"pattern": g, "validator": DCT_VALIDATOR, "with": options} for g in image_globs(repo.gun)]
+        rules += [{"pattern": g, "validator": DCT_VALIDATOR, "with": options} for g in connaisseur_globs(repo.gun)]
     return rules
 
 
@@ -69,7 +70,7 @@ def _notation_rules(inp: AdmissionInput) -> list[dict[str, Any]]:
             options["verifyTimestamp"] = verification.get("verifyTimestamp", "always")
         validator = f"{PREFIX}-{statement['name']}"
         for scope in statement["registryScopes"]:
-            rules += [{"pattern": g, "validator": validator, "with": options} for g in image_globs(str(scope))]
+            rules += [{"pattern": g, "validator": validator, "with": options} for g in connaisseur_globs(str(scope))]
     return rules
 
 

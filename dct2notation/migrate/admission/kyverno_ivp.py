@@ -10,7 +10,7 @@ from typing import Any
 
 from ..gaps import Gap
 from .base import PREFIX, WEBHOOK_TIMEOUT_SECONDS, AdmissionInput, Document, Rendered, any_identity_gaps, enforcing
-from .base import image_globs as globs
+from .image_names import ivp_globs as globs
 
 API = "policies.kyverno.io/v1"
 ACTIONS = {"strict": ["Deny"], "permissive": ["Warn", "Audit"], "audit": ["Audit"]}
