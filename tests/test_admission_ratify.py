@@ -139,3 +139,41 @@ def test_ratify_verify_keeps_a_timestamped_signature_after_its_certificate_expir
     assert verdicts["no-tsa"].get("isSuccess", False) is False, verdicts["no-tsa"]
     (report,) = verdicts["no-tsa"]["verifierReports"]
     assert "expired" in report["errorReason"]
+
+
+def test_ratify_verify_fails_closed_for_a_spelling_the_trust_policy_does_not_name(
+    ratify: Path, registry: Registry, tmp_path: Path
+) -> None:
+    """Ratify looks the subject up in the trust policy's registryScopes exactly (host case kept, after distribution's
+    docker.io qualification): a migrated image signed by us but named with its host in upper case finds no statement
+    and is refused, never passed unchecked. The Gatekeeper template therefore asks about the reference it qualified
+    (host in lower case, tests/test_gatekeeper_rego.py), which verifies."""
+    repo = f"ratify-case-{uuid.uuid4().hex[:8]}/app"
+    host = f"localhost:{registry.port}"
+    signed = push_image(registry.host, repo, "v1")
+    config = tmp_path / "notation"
+    generate_test_key("signer", config, key_type="ec-p256", days=2)
+    assert main(["sign", f"{host}/{repo}@{signed}", "--key", "signer", "--config-dir", str(config),
+                 "--insecure-registry", host]) == 0  # fmt: skip
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(inventory_doc(f"{host}/{repo}", signed)))
+    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{host}/{repo}"\nkey = "signer"\n')
+    out = tmp_path / "out"
+    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
+    assert main([*args, "-o", str(out)]) == 0
+    config_file = tmp_path / "ratify.json"
+    config_file.write_text(json.dumps(cli_config(out)))
+    verdicts = {}
+    for subject in (f"{host}/{repo}@{signed}", f"LOCALHOST:{registry.port}/{repo}@{signed}"):
+        done = subprocess.run(
+            [str(ratify), "verify", "-s", subject, "-c", str(config_file)],
+            capture_output=True, text=True, timeout=300, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        start = done.stdout.find("{")
+        assert start >= 0, done.stdout + done.stderr
+        verdicts[subject.split("/")[0]] = json.loads(done.stdout[start:])
+    assert verdicts[host]["isSuccess"] is True, verdicts[host]
+    upper = verdicts[f"LOCALHOST:{registry.port}"]
+    assert upper.get("isSuccess", False) is False, upper
+    (report,) = upper["verifierReports"]
+    assert "has no applicable trust policy statement" in json.dumps(report), report
