@@ -34,11 +34,7 @@ from cryptography import x509
 from dct2notation.cli import main
 from dct2notation.config import FixedClock
 from dct2notation.keys.testcert import generate_test_key
-from dct2notation.oci import EMPTY_JSON, OCI_MANIFEST, sha256_digest
-from dct2notation.registry.client import RegistryClient
-from dct2notation.registry.options import RegistryOptions
 from tests.support.admission_estate import DIGEST, LEVELS, emit, inventory_doc, make_keys, push_image
-from tests.support.images import image_manifest
 from tests.support.peers import peers_root
 from tests.support.servers import Registry
 from tests.support.tsa import TestTSA
@@ -350,15 +346,6 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
     server.stop()
 
 
-def push_tls(server: Registry, repo: str, tag: str) -> str:
-    assert server.tls_files is not None
-    with RegistryClient(server.host, RegistryOptions(ca_file=server.tls_files.ca_cert)) as client:
-        client.push_blob(repo, EMPTY_JSON)
-        raw = image_manifest(f"{repo}:{tag}")
-        client.put_manifest(repo, tag, raw, OCI_MANIFEST)
-    return sha256_digest(raw)
-
-
 @pytest.mark.parametrize("form", ["ivp", "clusterpolicy"])
 def test_attack_upper_case_registry_host_slips_past_kyverno(
     kyverno_cli: Path, tls_registry: Registry, tmp_path: Path, form: str
@@ -370,7 +357,7 @@ def test_attack_upper_case_registry_host_slips_past_kyverno(
     ca = tls_registry.tls_files.ca_cert
     repo = f"kyverno-case-{uuid.uuid4().hex[:8]}/app"
     host = f"localhost:{tls_registry.port}"
-    signed, unsigned = push_tls(tls_registry, repo, "v1"), push_tls(tls_registry, repo, "latest")
+    signed, unsigned = push_image(tls_registry.host, repo, "v1", ca), push_image(tls_registry.host, repo, "latest", ca)
     config = tmp_path / "notation"
     generate_test_key("signer", config, key_type="ec-p256", days=2)
     assert (

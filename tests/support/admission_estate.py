@@ -82,8 +82,10 @@ def emit(keys: Path, out: Path, level: str, **options: Any) -> Path:
     return out
 
 
-def push_image(host: str, repo: str, tag: str) -> str:
-    with RegistryClient(host, RegistryOptions(insecure_registries=frozenset({host}))) as client:
+def push_image(host: str, repo: str, tag: str, ca_file: Path | None = None) -> str:
+    """Push a small image; over plain HTTP unless ``ca_file`` (the registry's CA, then HTTPS) is given."""
+    options = RegistryOptions(ca_file=ca_file) if ca_file else RegistryOptions(insecure_registries=frozenset({host}))
+    with RegistryClient(host, options) as client:
         client.push_blob(repo, EMPTY_JSON)
         raw = image_manifest(f"{repo}:{tag}")
         client.put_manifest(repo, tag, raw, OCI_MANIFEST)
