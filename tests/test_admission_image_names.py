@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 
+from dct2notation.migrate.admission.base import AdmissionInput
 from dct2notation.migrate.admission.image_names import (
     clusterpolicy_globs,
     connaisseur_globs,
@@ -81,3 +82,24 @@ def test_connaisseur_patterns_leave_other_repositories_alone() -> None:
     patterns = connaisseur_globs("docker.io/library/alpine") + connaisseur_globs("reg.example:5000/team/app")
     for other in ("index.docker.io/library/busybox:1", "reg.example:5000/team/other:v1", "quay.io/alpine/x:1"):
         assert not connaisseur_matches(patterns, other), other
+
+
+def test_canonical_trust_policy_adds_each_qualified_scope_once_and_leaves_the_written_one() -> None:
+    statements = [
+        {"name": "a", "registryScopes": ["REG.EXAMPLE/app", "docker.io/nginx"]},
+        {"name": "b", "registryScopes": ["docker.io/library/nginx", "reg.example/app"]},
+        {"name": "c", "registryScopes": ["*"]},
+    ]
+    inp = AdmissionInput({"version": "1.0", "trustPolicies": statements}, {}, "strict")
+    out = inp.canonical_trust_policy()["trustPolicies"]
+    # b already names both qualified forms: a scope belongs to one statement only, so a gets nothing added.
+    assert [s["registryScopes"] for s in out] == [
+        ["REG.EXAMPLE/app", "docker.io/nginx"], ["docker.io/library/nginx", "reg.example/app"], ["*"],
+    ]  # fmt: skip
+    assert inp.canonical_repositories() == ["docker.io/library/nginx", "reg.example/app"]
+    statements[1]["registryScopes"] = ["quay.io/x"]
+    out = AdmissionInput({"version": "1.0", "trustPolicies": statements}, {}, "strict").canonical_trust_policy()
+    assert out["trustPolicies"][0]["registryScopes"] == [
+        "REG.EXAMPLE/app", "docker.io/nginx", "reg.example/app", "docker.io/library/nginx",
+    ]  # fmt: skip
+    assert statements[0]["registryScopes"] == ["REG.EXAMPLE/app", "docker.io/nginx"]  # the input is not changed

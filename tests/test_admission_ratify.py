@@ -177,3 +177,35 @@ def test_ratify_verify_fails_closed_for_a_spelling_the_trust_policy_does_not_nam
     assert upper.get("isSuccess", False) is False, upper
     (report,) = upper["verifierReports"]
     assert "has no applicable trust policy statement" in json.dumps(report), report
+
+
+def test_ratify_verifies_what_gatekeeper_asks_about_when_the_gun_is_spelled_otherwise(
+    ratify: Path, registry: Registry, tmp_path: Path
+) -> None:
+    """A GUN written with its host in upper case (`LOCALHOST:PORT/…`): the Gatekeeper template asks Ratify about the
+    qualified reference (`localhost:PORT/…`), which the Verifier's trust policy now names too. Old HEAD carried only
+    the scope as written, so Ratify found no statement and refused the image we signed."""
+    repo = f"ratify-gun-{uuid.uuid4().hex[:8]}/app"
+    host = f"localhost:{registry.port}"
+    signed = push_image(registry.host, repo, "v1")
+    config = tmp_path / "notation"
+    generate_test_key("signer", config, key_type="ec-p256", days=2)
+    assert main(["sign", f"{host}/{repo}@{signed}", "--key", "signer", "--config-dir", str(config),
+                 "--insecure-registry", host]) == 0  # fmt: skip
+    gun = f"LOCALHOST:{registry.port}/{repo}"
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(inventory_doc(gun, signed)))
+    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "signer"\n')
+    out = tmp_path / "out"
+    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
+    assert main([*args, "-o", str(out)]) == 0
+    config_file = tmp_path / "ratify.json"
+    config_file.write_text(json.dumps(cli_config(out)))
+    done = subprocess.run(
+        [str(ratify), "verify", "-s", f"{host}/{repo}@{signed}", "-c", str(config_file)],
+        capture_output=True, text=True, timeout=300, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    start = done.stdout.find("{")
+    assert start >= 0, done.stdout + done.stderr
+    verdict = json.loads(done.stdout[start:])
+    assert verdict["isSuccess"] is True, verdict

@@ -114,12 +114,14 @@ def capabilities(opa: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def emit(out: Path, *, ratify: str, level: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ConstraintTemplate and Constraint our CLI writes for a Docker Hub and a private repository."""
+def emit(
+    out: Path, *, ratify: str, level: str, guns: tuple[str, ...] = (HUB, PRIVATE)
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ConstraintTemplate and Constraint our CLI writes for ``guns`` (a Docker Hub and a private repository)."""
     config = out / "notation"
     generate_test_key("signer", config, key_type="ec-p256", days=2)
     repositories = []
-    for gun in (HUB, PRIVATE):
+    for gun in guns:
         tag = {"tag": "v1", "digest": DIGEST, "size": 1, "role": "targets"}
         repositories.append({"gun": gun, "trusted_tags": [tag], "signed_tags": [], "signers": [],
                              "administrative_keys": [], "conflicts": [], "delegations": [], "role_targets": {},
@@ -128,7 +130,7 @@ def emit(out: Path, *, ratify: str, level: str) -> tuple[dict[str, Any], dict[st
     inventory.write_text(json.dumps({"format": "dct2notation-inventory/1", "evaluated_at": "2026-01-01T00:00:00Z",
                                      "repositories": repositories}))  # fmt: skip
     signers = out / "signers.toml"
-    signers.write_text("".join(f'[[signer]]\ngun = "{gun}"\nkey = "signer"\n\n' for gun in (HUB, PRIVATE)))
+    signers.write_text("".join(f'[[signer]]\ngun = "{gun}"\nkey = "signer"\n\n' for gun in guns))
     args = ["policy", str(inventory), "--signers", str(signers), "--config-dir", str(config), "-o", str(out / "out"),
             "--ratify", ratify, "--level", level, "--namespace", "apps", "--namespace", "web"]  # fmt: skip
     assert main(args) == 0
@@ -293,6 +295,27 @@ def test_attack_short_image_name_slips_past_a_migrated_docker_hub_repository(
         assert evaluate(opa, capabilities, emitted, pod([image]), answers(v, **{ref: True}), tmp_path) == [], image
     # Another Docker Hub repository (docker.io/library/alpinex, docker.io/acme/alpine) is not migrated: not asked.
     assert evaluate(opa, capabilities, emitted, pod(["alpinex:1", "acme/alpine:1"]), {}, tmp_path) == []
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_attack_repository_spelled_otherwise_in_the_inventory_is_never_asked(
+    opa: Path, capabilities: Path, tmp_path: Path, version: str
+) -> None:
+    """A GUN written `REG.EXAMPLE:5000/team/app`, `index.docker.io/library/busybox` or `docker.io/nginx` went into
+    ``parameters.repositories`` as written, while the template compares qualified references (lower-case host,
+    docker.io/library/…): no image of those repositories was ever asked about, so unsigned ones were admitted."""
+    guns = ("REG.EXAMPLE:5000/team/app", "index.docker.io/library/busybox", "docker.io/nginx")
+    template, constraint = emit(tmp_path / "emit", ratify=version, level="strict", guns=guns)
+    assert constraint["spec"]["parameters"]["repositories"] == [
+        "docker.io/library/busybox", "docker.io/library/nginx", "reg.example:5000/team/app",
+    ]  # fmt: skip
+    emitted = {"version": version, "template": template, "constraint": constraint}
+    written = {"reg.example:5000/team/app:v1": f"{PRIVATE}:v1", "REG.EXAMPLE:5000/team/app:v1": f"{PRIVATE}:v1",
+               "busybox:1": "docker.io/library/busybox:1", "index.docker.io/library/busybox:1":
+               "docker.io/library/busybox:1", "nginx": "docker.io/library/nginx:latest"}  # fmt: skip
+    for image, ref in written.items():
+        got = evaluate(opa, capabilities, emitted, pod([image]), answers(version, **{ref: False}), tmp_path)
+        assert got == [NO_SIGNATURE.format(ref)], image
 
 
 def test_attack_provider_answer_missing_or_malformed_verdict_admits(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -10,7 +11,9 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from ...notation.policy import WILDCARD
 from ..gaps import Gap
+from .image_names import canonical_repository
 
 Level = Literal["strict", "permissive", "audit"]
 NOTATION_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
@@ -70,6 +73,29 @@ class AdmissionInput:
 
     def repositories(self) -> list[str]:
         return sorted({str(scope) for st in self.statements() for scope in st["registryScopes"]})
+
+    def canonical_repositories(self) -> list[str]:
+        """Every repository as the runtime qualifies it (``canonical_repository``), e.g. for the Gatekeeper template,
+        which compares qualified image references: a scope spelled ``REG.EXAMPLE/app`` or ``docker.io/nginx`` would
+        otherwise never equal one."""
+        return sorted({canonical_repository(r) for r in self.repositories() if r != WILDCARD})
+
+    def canonical_trust_policy(self) -> dict[str, Any]:
+        """The trust policy with each statement's scopes followed by their qualified forms where those differ.
+
+        For verifiers handed qualified references (Ratify behind the Gatekeeper template, Nirmata's verifier): their
+        notation-go looks the reference's repository up in ``registryScopes`` exactly. A qualified form another
+        statement already names is not added (a scope may belong to one statement only).
+        """
+        document = copy.deepcopy(self.trust_policy)
+        taken = set(self.repositories())
+        for statement in document["trustPolicies"]:
+            for scope in list(statement["registryScopes"]):
+                canonical = canonical_repository(str(scope)) if scope != WILDCARD else scope
+                if canonical not in taken:
+                    statement["registryScopes"].append(canonical)
+                    taken.add(canonical)
+        return document
 
 
 @dataclass

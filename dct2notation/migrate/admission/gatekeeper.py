@@ -218,7 +218,7 @@ def documents(inp: AdmissionInput, *, provider: str, success_field: str) -> list
         "spec": {
             "enforcementAction": ACTIONS[inp.level],
             "match": match,
-            "parameters": {"repositories": inp.repositories()},
+            "parameters": {"repositories": inp.canonical_repositories()},
         },
     }
     return [template, constraint]

@@ -41,6 +41,12 @@ def pull_names(repository: str) -> list[str]:
     return [f"{h}/{p}" for h in DOCKER_HUB_HOSTS for p in paths] + paths
 
 
+def canonical_repository(repository: str) -> str:
+    """``repository`` as the runtime (and distribution's ``ParseDockerRef``) qualifies it: host in lower case, Docker
+    Hub as ``docker.io/library/…`` for an official image; the form the Gatekeeper template asks Ratify about."""
+    return pull_names(repository)[0]
+
+
 def _fold_host(name: str, letter: str) -> str:
     """``name`` with each letter of its host (the part before the first ``/`` of a hosted name) as ``letter``."""
     host, slash, path = name.partition("/")

@@ -7,7 +7,6 @@ and reported per statement.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from ..gaps import Gap
@@ -19,8 +18,10 @@ API = "notation.nirmata.io/v1alpha1"
 def render(inp: AdmissionInput) -> Rendered:
     statements: list[dict[str, Any]] = []
     gaps = []
-    for statement in inp.statements():
-        carried = copy.deepcopy(statement)
+    # Its verifier qualifies a bare name (docker.io/library/…) and looks the repository up in the scopes exactly:
+    # each statement also names its repositories' qualified forms.
+    qualified = inp.canonical_trust_policy()["trustPolicies"]
+    for statement, carried in zip(inp.statements(), qualified, strict=True):
         carried["trustStores"] = [s for s in statement["trustStores"] if not str(s).startswith("tsa:")]
         carried["signatureVerification"].pop("verifyTimestamp", None)
         if carried["trustStores"] != statement["trustStores"]:

@@ -48,7 +48,9 @@ def render(inp: AdmissionInput) -> Rendered:
             "name": "notation",
             "type": "notation",
             "artifactTypes": NOTATION_ARTIFACT_TYPE,
-            "parameters": {"verificationCertStores": cert_stores, "trustPolicyDoc": inp.trust_policy},
+            # Ratify is asked about the reference the template qualified (docker.io/library/…, host in lower
+            # case) and looks its repository up in the scopes exactly.
+            "parameters": {"verificationCertStores": cert_stores, "trustPolicyDoc": inp.canonical_trust_policy()},
         },
     }
     policy: Document = {

@@ -29,7 +29,8 @@ def render(inp: AdmissionInput) -> Rendered:
         "kind": "Executor",
         "metadata": {"name": PREFIX},
         "spec": {
-            "scopes": inp.repositories(),
+            # Matched exactly against the reference the template qualified; the scopes as written are kept too.
+            "scopes": sorted({*inp.repositories(), *inp.canonical_repositories()}),
             # v2.0.0-beta.1 refuses a registry-store without a credential provider ("credential provider options
             # cannot be nil"); static without a username or password reads anonymously, as the chart's default does.
             "stores": [{"type": "registry-store", "parameters": {"credential": {"provider": "static"}}}],
