@@ -9,6 +9,9 @@ The old HEAD form, Audit with mutateDigest at its CRD default (true), is refused
 With the whole CLI built (``DCT2NOTATION_PEERS_SLOW=1 scripts/peers.sh``), ``kyverno apply`` runs both emitted forms
 against a Pod whose image `dct2notation sign` signed in the loopback docker-registry: admitted; unsigned, or signed
 under a root nobody trusts: denied.
+Every other spelling of a migrated image (short name, ``library/``, ``index.docker.io``, ``registry-1.docker.io``,
+upper-case host, tag-less, by digest, tag and digest) is checked too, never skipped: public names against a refusing
+loopback proxy, a private registry with a port over TLS under its upper-case host.
 """
 
 from __future__ import annotations
