@@ -37,7 +37,7 @@ from cryptography import x509
 from dct2notation.cli import main
 from dct2notation.config import FixedClock
 from dct2notation.keys.testcert import generate_test_key
-from tests.support.admission_estate import DIGEST, LEVELS, emit, inventory_doc, make_keys, push_image
+from tests.support.admission_estate import DIGEST, LEVELS, emit, emit_policy, inventory_doc, make_keys, push_image
 from tests.support.peers import peers_root
 from tests.support.servers import Registry
 from tests.support.tsa import TestTSA
@@ -145,12 +145,7 @@ def test_kyverno_apply_admits_what_we_signed_and_denies_the_rest(
             main(["sign", ref, "--key", "signer", "--config-dir", str(keys), "--insecure-registry", registry.host]) == 0
         )
     gun = f"{registry.host}/{repo}"
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps(inventory_doc(gun, signed)))
-    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "signer"\n')
-    out = tmp_path / "out"
-    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
-    assert main([*args, "-o", str(out), "--kyverno", form]) == 0
+    out = emit_policy(tmp_path, gun, signed, "signer", config, tmp_path / "out", "--kyverno", form)
     name = "imagevalidatingpolicies.yaml" if form == "ivp" else "clusterpolicy.yaml"
     docs = list(yaml.safe_load_all((out / "kyverno" / name).read_text()))
     for doc in docs:  # the only change: docker-registry on loopback speaks plain HTTP
@@ -206,12 +201,8 @@ def test_kyverno_apply_keeps_a_timestamped_signature_after_its_certificate_expir
             "--insecure-registry", registry.host, "--timestamp-url", tsa.url,
             "--timestamp-root-cert", str(tsa.pki.root_pem)]  # fmt: skip
     assert main(sign) == 0
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps(inventory_doc(gun, digest)))
-    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "short"\n')
-    out = tmp_path / "out"
-    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
-    assert main([*args, "-o", str(out), "--timestamp-root-cert", str(tsa.pki.root_pem)]) == 0
+    tsa_root = str(tsa.pki.root_pem)
+    out = emit_policy(tmp_path, gun, digest, "short", config, tmp_path / "out", "--timestamp-root-cert", tsa_root)
     (doc,) = yaml.safe_load_all((out / "kyverno" / "imagevalidatingpolicies.yaml").read_text())
     doc["spec"]["credentials"] = {"allowInsecureRegistry": True}  # docker-registry on loopback speaks plain HTTP
     assert doc["spec"]["attestors"][0]["notary"]["tsaCerts"]["value"] == tsa.pki.root_pem.read_text()

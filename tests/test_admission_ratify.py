@@ -24,7 +24,7 @@ from cryptography import x509
 from dct2notation.cli import main
 from dct2notation.config import FixedClock
 from dct2notation.keys.testcert import generate_test_key
-from tests.support.admission_estate import inventory_doc, push_image
+from tests.support.admission_estate import emit_policy, push_image
 from tests.support.peers import peers_root
 from tests.support.servers import Registry
 from tests.support.tsa import TestTSA
@@ -62,6 +62,25 @@ def cli_config(out: Path) -> dict[str, Any]:
     }
 
 
+def ratify_config(tmp_path: Path, out: Path, name: str = "ratify.json") -> Path:
+    """The `ratify verify` config file over the policy folder ``out`` (cli_config), written as ``name``."""
+    config_file = tmp_path / name
+    config_file.write_text(json.dumps(cli_config(out)))
+    return config_file
+
+
+def ratify_verify(ratify: Path, subject: str, config_file: Path, home: Path) -> dict[str, Any]:
+    """`ratify verify -s subject`: its JSON verdict (printed after any log lines)."""
+    done = subprocess.run(
+        [str(ratify), "verify", "-s", subject, "-c", str(config_file)],
+        capture_output=True, text=True, timeout=300, env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    start = done.stdout.find("{")
+    assert start >= 0, done.stdout + done.stderr
+    verdict: dict[str, Any] = json.loads(done.stdout[start:])
+    return verdict
+
+
 def test_ratify_verify_accepts_what_we_signed_under_the_emitted_trust_policy(
     ratify: Path, registry: Registry, tmp_path: Path
 ) -> None:
@@ -74,23 +93,10 @@ def test_ratify_verify_accepts_what_we_signed_under_the_emitted_trust_policy(
         sign = ["sign", f"{gun}@{digest}", "--key", "signer", "--config-dir", str(keys),
                 "--insecure-registry", registry.host]  # fmt: skip
         assert main(sign) == 0
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps(inventory_doc(gun, signed)))
-    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "signer"\n')
-    out = tmp_path / "out"
-    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
-    assert main([*args, "-o", str(out)]) == 0
-    config_file = tmp_path / "ratify.json"
-    config_file.write_text(json.dumps(cli_config(out)))
+    config_file = ratify_config(tmp_path, emit_policy(tmp_path, gun, signed, "signer", config, tmp_path / "out"))
     verdicts = {}
     for label, digest in (("signed", signed), ("unsigned", unsigned), ("stranger", strange)):
-        done = subprocess.run(
-            [str(ratify), "verify", "-s", f"{gun}@{digest}", "-c", str(config_file)],
-            capture_output=True, text=True, timeout=300, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
-        start = done.stdout.find("{")
-        assert start >= 0, done.stdout + done.stderr
-        verdicts[label] = json.loads(done.stdout[start:])
+        verdicts[label] = ratify_verify(ratify, f"{gun}@{digest}", config_file, tmp_path)
     assert verdicts["signed"]["isSuccess"] is True, verdicts["signed"]
     (report,) = verdicts["signed"]["verifierReports"]
     assert report["isSuccess"] is True and report["message"] == "Notation signature verification success"
@@ -117,24 +123,16 @@ def test_ratify_verify_keeps_a_timestamped_signature_after_its_certificate_expir
             "--insecure-registry", registry.host, "--timestamp-url", tsa.url,
             "--timestamp-root-cert", str(tsa.pki.root_pem)]  # fmt: skip
     assert main(sign) == 0
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps(inventory_doc(gun, digest)))
-    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "short"\n')
-    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
-    assert main([*args, "-o", str(tmp_path / "out"), "--timestamp-root-cert", str(tsa.pki.root_pem)]) == 0
-    assert main([*args, "-o", str(tmp_path / "no-tsa")]) == 0
+    tsa_root = str(tsa.pki.root_pem)
+    emit_policy(tmp_path, gun, digest, "short", config, tmp_path / "out", "--timestamp-root-cert", tsa_root)
+    emit_policy(tmp_path, gun, digest, "short", config, tmp_path / "no-tsa")
     wait = (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).total_seconds() + 2
     assert 0 < wait < 30
     time.sleep(wait)  # the signing certificate has now expired
     verdicts = {}
     for label in ("out", "no-tsa"):
-        config_file = tmp_path / f"{label}.json"
-        config_file.write_text(json.dumps(cli_config(tmp_path / label)))
-        done = subprocess.run(
-            [str(ratify), "verify", "-s", f"{gun}@{digest}", "-c", str(config_file)],
-            capture_output=True, text=True, timeout=300, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
-        verdicts[label] = json.loads(done.stdout[done.stdout.find("{") :])
+        config_file = ratify_config(tmp_path, tmp_path / label, f"{label}.json")
+        verdicts[label] = ratify_verify(ratify, f"{gun}@{digest}", config_file, tmp_path)
     assert verdicts["out"].get("isSuccess") is True, verdicts["out"]
     assert verdicts["no-tsa"].get("isSuccess", False) is False, verdicts["no-tsa"]
     (report,) = verdicts["no-tsa"]["verifierReports"]
@@ -155,23 +153,11 @@ def test_ratify_verify_fails_closed_for_a_spelling_the_trust_policy_does_not_nam
     generate_test_key("signer", config, key_type="ec-p256", days=2)
     assert main(["sign", f"{host}/{repo}@{signed}", "--key", "signer", "--config-dir", str(config),
                  "--insecure-registry", host]) == 0  # fmt: skip
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps(inventory_doc(f"{host}/{repo}", signed)))
-    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{host}/{repo}"\nkey = "signer"\n')
-    out = tmp_path / "out"
-    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
-    assert main([*args, "-o", str(out)]) == 0
-    config_file = tmp_path / "ratify.json"
-    config_file.write_text(json.dumps(cli_config(out)))
+    out = emit_policy(tmp_path, f"{host}/{repo}", signed, "signer", config, tmp_path / "out")
+    config_file = ratify_config(tmp_path, out)
     verdicts = {}
     for subject in (f"{host}/{repo}@{signed}", f"LOCALHOST:{registry.port}/{repo}@{signed}"):
-        done = subprocess.run(
-            [str(ratify), "verify", "-s", subject, "-c", str(config_file)],
-            capture_output=True, text=True, timeout=300, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
-        start = done.stdout.find("{")
-        assert start >= 0, done.stdout + done.stderr
-        verdicts[subject.split("/")[0]] = json.loads(done.stdout[start:])
+        verdicts[subject.split("/")[0]] = ratify_verify(ratify, subject, config_file, tmp_path)
     assert verdicts[host]["isSuccess"] is True, verdicts[host]
     upper = verdicts[f"LOCALHOST:{registry.port}"]
     assert upper.get("isSuccess", False) is False, upper
@@ -193,19 +179,6 @@ def test_ratify_verifies_what_gatekeeper_asks_about_when_the_gun_is_spelled_othe
     assert main(["sign", f"{host}/{repo}@{signed}", "--key", "signer", "--config-dir", str(config),
                  "--insecure-registry", host]) == 0  # fmt: skip
     gun = f"LOCALHOST:{registry.port}/{repo}"
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps(inventory_doc(gun, signed)))
-    (tmp_path / "signers.toml").write_text(f'[[signer]]\ngun = "{gun}"\nkey = "signer"\n')
-    out = tmp_path / "out"
-    args = ["policy", str(inventory), "--signers", str(tmp_path / "signers.toml"), "--config-dir", str(config)]
-    assert main([*args, "-o", str(out)]) == 0
-    config_file = tmp_path / "ratify.json"
-    config_file.write_text(json.dumps(cli_config(out)))
-    done = subprocess.run(
-        [str(ratify), "verify", "-s", f"{host}/{repo}@{signed}", "-c", str(config_file)],
-        capture_output=True, text=True, timeout=300, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    start = done.stdout.find("{")
-    assert start >= 0, done.stdout + done.stderr
-    verdict = json.loads(done.stdout[start:])
+    config_file = ratify_config(tmp_path, emit_policy(tmp_path, gun, signed, "signer", config, tmp_path / "out"))
+    verdict = ratify_verify(ratify, f"{host}/{repo}@{signed}", config_file, tmp_path)
     assert verdict["isSuccess"] is True, verdict

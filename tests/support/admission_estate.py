@@ -6,12 +6,14 @@ statement also trusts one TSA root. Connaisseur gets two DCT repositories, one o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from dct2notation.cli import main
 from dct2notation.keys.testcert import generate_test_key
 from dct2notation.migrate.admission.base import DctRepository
 from dct2notation.migrate.policy import AdmissionOptions, Emission, build_emission, write_emission
@@ -100,3 +102,15 @@ def inventory_doc(gun: str, digest: str) -> dict[str, object]:
                           "signed_tags": [], "signers": [], "administrative_keys": [], "conflicts": [],
                           "delegations": [], "role_targets": {}, "root_version": 1}],
     }  # fmt: skip
+
+
+def emit_policy(tmp_path: Path, gun: str, digest: str, key: str, config: Path, out: Path, *options: str) -> Path:
+    """`dct2notation policy -o out` over an inventory in which DCT trusted ``gun`` at ``digest``, with ``key`` (of the
+    Notation ``config``) as the GUN's signer and ``options`` added; returns ``out``."""
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(inventory_doc(gun, digest)))
+    signers = tmp_path / "signers.toml"
+    signers.write_text(f'[[signer]]\ngun = "{gun}"\nkey = "{key}"\n')
+    argv = ["policy", str(inventory), "--signers", str(signers), "--config-dir", str(config), "-o", str(out)]
+    assert main([*argv, *options]) == 0
+    return out
