@@ -15,6 +15,7 @@ import pytest
 
 from dct2notation.migrate.journal import Journal
 from dct2notation.migrate.plan import shard_of
+from tests.support.journals import journal_counts
 from tests.support.plans import save_bound
 from tests.support.servers import Registry
 from tests.test_batch import (
@@ -84,9 +85,7 @@ def test_sigkill_at_random_points_then_rerun_signs_all_500_once(
             kills += 1
         proc.wait()
         if journal_path.exists():
-            book = Journal(journal_path)
-            counts = book.counts()
-            book.close()
+            counts = journal_counts(journal_path)
             progress.append(counts["signed"] + counts["reused"])
     final = spawn(argv, tmp_path / "final.json")
     assert final.wait(timeout=120) == 0, f"seed {seed}"

@@ -14,6 +14,7 @@ import pytest
 
 from dct2notation.errors import InputError
 from dct2notation.migrate.journal import Journal, JournalBusyError
+from tests.support.journals import journal_counts
 from tests.support.plans import save_bound
 from tests.support.servers import Registry
 from tests.test_batch import leaf_thumbprint, make_plan, push_images, signatures_by_subject, unique_repo
@@ -37,14 +38,8 @@ def spawn(argv: list[str], out: Path, err: Path) -> subprocess.Popen[bytes]:
 
 def started_jobs(journal: Path) -> int:
     """Jobs past ``pending`` (a job is journaled done only after the batch's reconciliation, so count intents too)."""
-    if not journal.exists():
-        return 0
-    book = Journal(journal)
-    try:
-        counts = book.counts()
-    finally:
-        book.close()
-    return sum(counts.values()) - counts["pending"]
+    counts = journal_counts(journal)
+    return sum(counts.values()) - counts.get("pending", 0)
 
 
 def test_attack_two_sign_processes_on_one_journal(registry: Registry, notation_dir: Path, tmp_path: Path) -> None:
