@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,22 @@ def add_image(store: OCILayoutStore, tag: str) -> str:
     return digest
 
 
+def check_layout(
+    tmp_path: Path, layout: Path, config: Path, trusted: list[tuple[str, str]], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, dict[str, Any]]:
+    """`check --oci-layout --json` of ``layout`` against an inventory in which DCT trusted each (tag, digest) of
+    ``trusted`` in dct.example/app, under a policy trusting the key ``trusted`` of ``config``: (exit code, report)."""
+    inventory = tmp_path / "inventory.json"
+    rows = [{"tag": t, "digest": dg, "size": 1, "role": "targets/releases"} for t, dg in trusted]
+    inventory.write_text(json.dumps({"format": "dct2notation-inventory/1", "evaluated_at": "2026-01-01T00:00:00Z",
+                                     "repositories": [{"gun": "dct.example/app", "trusted_tags": rows}]}))  # fmt: skip
+    policy, truststore = write_policy(tmp_path, config, "trusted")
+    args = ["check", "--inventory", str(inventory), "--oci-layout", str(layout), "--policy", str(policy)]
+    code = main([*args, "--truststore", str(truststore), "--json", "--no-table"])
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return code, doc
+
+
 def test_layout_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "notation"
     generate_test_key("trusted", config, key_type="ec-p256", make_default=True)
@@ -43,27 +60,7 @@ def test_layout_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         sign_artifact(target, load_signing_key("trusted", config), clock=SystemClock())
     missing = sha256_digest(image_manifest("never pushed"))
     trusted = [("a", d["a"]), ("b", d["b"]), ("d", missing)]
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(
-        json.dumps(
-            {
-                "format": "dct2notation-inventory/1",
-                "evaluated_at": "2026-01-01T00:00:00Z",
-                "repositories": [
-                    {
-                        "gun": "dct.example/app",
-                        "trusted_tags": [
-                            {"tag": t, "digest": dg, "size": 1, "role": "targets/releases"} for t, dg in trusted
-                        ],
-                    }
-                ],
-            }
-        )
-    )
-    policy, truststore = write_policy(tmp_path, config, "trusted")
-    args = ["check", "--inventory", str(inventory), "--oci-layout", str(layout), "--policy", str(policy)]
-    code = main([*args, "--truststore", str(truststore), "--json", "--no-table"])
-    doc = json.loads(capsys.readouterr().out)
+    code, doc = check_layout(tmp_path, layout, config, trusted, capsys)
     assert {t["tag"]: t["status"] for t in doc["tags"]} == {
         "a": "ok",
         "b": "notation-missing",
@@ -135,25 +132,7 @@ def test_attack_referrers_tag_with_a_trailing_newline(tmp_path: Path, capsys: py
     store = OCILayoutStore(layout, create=True)
     a = add_image(store, "a")
     hidden = add_image(store, "sha256-" + "b" * 64 + "\n")
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(
-        json.dumps(
-            {
-                "format": "dct2notation-inventory/1",
-                "evaluated_at": "2026-01-01T00:00:00Z",
-                "repositories": [
-                    {
-                        "gun": "dct.example/app",
-                        "trusted_tags": [{"tag": "a", "digest": a, "size": 1, "role": "targets/releases"}],
-                    }
-                ],
-            }
-        )
-    )
-    policy, truststore = write_policy(tmp_path, config, "trusted")
-    args = ["check", "--inventory", str(inventory), "--oci-layout", str(layout), "--policy", str(policy)]
-    code = main([*args, "--truststore", str(truststore), "--json", "--no-table"])
-    doc = json.loads(capsys.readouterr().out)
+    code, doc = check_layout(tmp_path, layout, config, [("a", a)], capsys)
     assert {t["tag"]: (t["status"], t["registry_digest"]) for t in doc["tags"]} == {
         "a": ("notation-missing", a),
         "sha256-" + "b" * 64 + "\n": ("dct-missing", hidden),
