@@ -139,6 +139,19 @@ def test_ratify_verify_keeps_a_timestamped_signature_after_its_certificate_expir
     assert "expired" in report["errorReason"]
 
 
+def signed_by_localhost(registry: Registry, tmp_path: Path, prefix: str) -> tuple[str, str, str, Path]:
+    """An image pushed to a fresh repository and signed (key ``signer``) as ``localhost:PORT/…``, the host name
+    whose case the spelling tests change: (host, repository, digest, Notation config)."""
+    repo = f"{prefix}-{uuid.uuid4().hex[:8]}/app"
+    host = f"localhost:{registry.port}"
+    signed = push_image(registry.host, repo, "v1")
+    config = tmp_path / "notation"
+    generate_test_key("signer", config, key_type="ec-p256", days=2)
+    assert main(["sign", f"{host}/{repo}@{signed}", "--key", "signer", "--config-dir", str(config),
+                 "--insecure-registry", host]) == 0  # fmt: skip
+    return host, repo, signed, config
+
+
 def test_ratify_verify_fails_closed_for_a_spelling_the_trust_policy_does_not_name(
     ratify: Path, registry: Registry, tmp_path: Path
 ) -> None:
@@ -146,13 +159,7 @@ def test_ratify_verify_fails_closed_for_a_spelling_the_trust_policy_does_not_nam
     docker.io qualification): a migrated image signed by us but named with its host in upper case finds no statement
     and is refused, never passed unchecked. The Gatekeeper template therefore asks about the reference it qualified
     (host in lower case, tests/test_gatekeeper_rego.py), which verifies."""
-    repo = f"ratify-case-{uuid.uuid4().hex[:8]}/app"
-    host = f"localhost:{registry.port}"
-    signed = push_image(registry.host, repo, "v1")
-    config = tmp_path / "notation"
-    generate_test_key("signer", config, key_type="ec-p256", days=2)
-    assert main(["sign", f"{host}/{repo}@{signed}", "--key", "signer", "--config-dir", str(config),
-                 "--insecure-registry", host]) == 0  # fmt: skip
+    host, repo, signed, config = signed_by_localhost(registry, tmp_path, "ratify-case")
     out = emit_policy(tmp_path, f"{host}/{repo}", signed, "signer", config, tmp_path / "out")
     config_file = ratify_config(tmp_path, out)
     verdicts = {}
@@ -171,13 +178,7 @@ def test_ratify_verifies_what_gatekeeper_asks_about_when_the_gun_is_spelled_othe
     """A GUN written with its host in upper case (`LOCALHOST:PORT/…`): the Gatekeeper template asks Ratify about the
     qualified reference (`localhost:PORT/…`), which the Verifier's trust policy now names too. Old HEAD carried only
     the scope as written, so Ratify found no statement and refused the image we signed."""
-    repo = f"ratify-gun-{uuid.uuid4().hex[:8]}/app"
-    host = f"localhost:{registry.port}"
-    signed = push_image(registry.host, repo, "v1")
-    config = tmp_path / "notation"
-    generate_test_key("signer", config, key_type="ec-p256", days=2)
-    assert main(["sign", f"{host}/{repo}@{signed}", "--key", "signer", "--config-dir", str(config),
-                 "--insecure-registry", host]) == 0  # fmt: skip
+    host, repo, signed, config = signed_by_localhost(registry, tmp_path, "ratify-gun")
     gun = f"LOCALHOST:{registry.port}/{repo}"
     config_file = ratify_config(tmp_path, emit_policy(tmp_path, gun, signed, "signer", config, tmp_path / "out"))
     verdict = ratify_verify(ratify, f"{host}/{repo}@{signed}", config_file, tmp_path)
