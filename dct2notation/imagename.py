@@ -18,9 +18,15 @@ REPOSITORY = re.compile(rf"{COMPONENT}(?:/{COMPONENT})*")
 TAG = re.compile(r"[\w][\w.-]{0,127}")
 
 
+def names_registry(component: str) -> bool:
+    """Whether the first component of a name is a registry host, as docker reads it: it has a dot or a port, or is
+    ``localhost`` (anything else is the first path component of a Docker Hub repository)."""
+    return "." in component or ":" in component or component == "localhost"
+
+
 def split_name(text: str, *, where: str, default_registry: str = DOCKER_HUB) -> tuple[str, str, str | None]:
-    """``NAME[:TAG]`` as docker splits it: ``(registry, repository, tag)``. The first component is a registry if it
-    has a dot or a port or is ``localhost``; a Docker Hub name of one component is ``library/NAME``. The tag is
+    """``NAME[:TAG]`` as docker splits it: ``(registry, repository, tag)``. The first component is the registry when
+    ``names_registry`` says so; a Docker Hub name of one component is ``library/NAME``. The tag is
     checked (``WHERE: invalid tag 'T'``); the repository is the caller's to check against ``REPOSITORY``, each in
     its own words."""
     tag: str | None = None
@@ -30,7 +36,7 @@ def split_name(text: str, *, where: str, default_registry: str = DOCKER_HUB) -> 
         if not TAG.fullmatch(tag):
             raise UsageError(f"{where}: invalid tag {tag!r}")
     first, sep, rest = text.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
+    if sep and names_registry(first):
         return first, rest, tag
     if default_registry == DOCKER_HUB and not sep:
         return default_registry, f"library/{text}", tag

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+from ...imagename import names_registry
+
 # Docker Hub answers under each of these host names (the runtime maps docker.io to registry-1.docker.io).
 DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _LETTER = re.compile("[A-Za-z]")
@@ -50,7 +52,7 @@ def canonical_repository(repository: str) -> str:
 def _fold_host(name: str, letter: str) -> str:
     """``name`` with each letter of its host (the part before the first ``/`` of a hosted name) as ``letter``."""
     host, slash, path = name.partition("/")
-    if not slash or not ("." in host or ":" in host or host == "localhost"):
+    if not slash or not names_registry(host):
         return name  # a host-less Docker Hub name: a path, lower case by the reference grammar
     return _LETTER.sub(lambda m: letter.format(lo=m.group().lower(), up=m.group().upper()), host) + slash + path
 
